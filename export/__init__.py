@@ -1,0 +1,1 @@
+"""ONNX export of layerserve models (see the export issue)."""

@@ -1,0 +1,1 @@
+"""Models: Sequential and the functional Model."""

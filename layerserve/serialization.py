@@ -1,0 +1,141 @@
+"""Shared (de)serialization: Keras-version semantics and ``{class_name, config}`` objects.
+
+Keras changed the meaning of a few names between versions (``hard_sigmoid``, the LSTM
+defaults, activity-regularizer scaling). A loader states which Keras wrote a file with
+:func:`keras_semantics`; the lookups below consult it. Code that builds models directly
+gets the Keras 2.2 semantics the documentation describes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from layerserve.errors import ConfigError, UnknownObjectError
+
+REFERENCE_KERAS_VERSION = "2.2.4"
+
+_semantics: contextvars.ContextVar[tuple[int, int, int]] = contextvars.ContextVar(
+    "keras_semantics", default=(2, 2, 4)
+)
+_custom_objects: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "custom_objects", default=None
+)
+
+
+def parse_version(version: str | tuple[int, ...] | None) -> tuple[int, int, int]:
+    """``"3.15.1"`` -> ``(3, 15, 1)``; ``"2.2.4-tf"`` -> ``(2, 2, 4)``; None -> reference."""
+    if version is None:
+        version = REFERENCE_KERAS_VERSION
+    if isinstance(version, tuple):
+        parts = [int(p) for p in version[:3]]
+    else:
+        parts = [int(p) for p in re.findall(r"\d+", str(version))[:3]]
+    if not parts:
+        raise ConfigError(
+            f"Expected a Keras version such as '2.2.4'. Received: version={version!r}"
+        )
+    while len(parts) < 3:
+        parts.append(0)
+    return parts[0], parts[1], parts[2]
+
+
+@contextlib.contextmanager
+def keras_semantics(version: str | tuple[int, ...] | None) -> Iterator[tuple[int, int, int]]:
+    """Interpret names and defaults as the given Keras version did, inside the block."""
+    token = _semantics.set(parse_version(version))
+    try:
+        yield _semantics.get()
+    finally:
+        _semantics.reset(token)
+
+
+def semantics_version() -> tuple[int, int, int]:
+    return _semantics.get()
+
+
+def is_keras3() -> bool:
+    return _semantics.get()[0] >= 3
+
+
+def version_string(version: tuple[int, int, int]) -> str:
+    return ".".join(str(p) for p in version)
+
+
+@contextlib.contextmanager
+def custom_object_scope(objects: Mapping[str, Any] | None) -> Iterator[None]:
+    """Make user classes and functions findable by name while deserializing."""
+    merged = {**(_custom_objects.get() or {}), **(objects or {})}
+    token = _custom_objects.set(merged)
+    try:
+        yield
+    finally:
+        _custom_objects.reset(token)
+
+
+def custom_objects() -> Mapping[str, Any]:
+    return _custom_objects.get() or {}
+
+
+def serialize(obj: Any) -> dict[str, Any] | None:
+    """``{"class_name": ..., "config": ...}`` for an object with ``get_config``."""
+    if obj is None:
+        return None
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def split_identifier(identifier: Mapping[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
+    """Read a Keras 2 ``{class_name, config}`` or Keras 3 ``{module, class_name, ...}``."""
+    if "class_name" not in identifier:
+        raise ConfigError(
+            f"Expected a {kind} config with a 'class_name' key. Received: {dict(identifier)!r}"
+        )
+    class_name = identifier["class_name"]
+    registered = identifier.get("registered_name")
+    if isinstance(registered, str) and registered and registered != class_name:
+        # Keras 3 names custom objects "package>Name"; the bare name is what users register.
+        class_name = registered.split(">")[-1]
+    config = identifier.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"Expected the {kind} config to be a mapping. Received: config={config!r}"
+        )
+    return str(class_name), dict(config)
+
+
+def lookup(
+    name: str,
+    registry: Mapping[str, Any],
+    kind: str,
+    normalize: Callable[[str], str] | None = None,
+) -> Any:
+    """Find ``name`` among the user's custom objects, then in ``registry``."""
+    custom = custom_objects()
+    if name in custom:
+        return custom[name]
+    if name in registry:
+        return registry[name]
+    if normalize is not None and normalize(name) in registry:
+        return registry[normalize(name)]
+    known = ", ".join(sorted(registry))
+    raise UnknownObjectError(f"Unknown {kind}: {name!r}. Expected one of: {known}.")
+
+
+_safe_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("safe_mode", default=True)
+
+
+@contextlib.contextmanager
+def safe_mode_scope(safe_mode: bool) -> Iterator[None]:
+    """Within the block, stored Python bytecode may be loaded only if ``safe_mode`` is False."""
+    token = _safe_mode.set(bool(safe_mode))
+    try:
+        yield
+    finally:
+        _safe_mode.reset(token)
+
+
+def in_safe_mode() -> bool:
+    return _safe_mode.get()

@@ -1,0 +1,1 @@
+"""The layerserve inference service."""

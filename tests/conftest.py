@@ -1,0 +1,33 @@
+"""Shared fixtures for the layerserve test suite."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from layerserve import backend as K  # noqa: E402
+
+# The autouse fixture below only restores global state between tests; it is safe to
+# share across the examples of a hypothesis test.
+settings.register_profile(
+    "layerserve",
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("layerserve")
+
+
+@pytest.fixture(autouse=True)
+def _restore_image_data_format():
+    """Every test starts and ends with the default channels_last image data format."""
+    K.set_image_data_format("channels_last")
+    yield
+    K.set_image_data_format("channels_last")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
