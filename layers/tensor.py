@@ -1,0 +1,101 @@
+"""Symbolic tensors and the nodes that connect layers in a model graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from layerserve.layers.base import Layer
+
+Shape = tuple[int | None, ...]
+
+
+class KerasTensor:
+    """A placeholder with a static shape (batch axis ``None``) used to wire models.
+
+    ``mask`` is another KerasTensor (dtype bool) when the value carries a Keras mask.
+    ``history`` is ``(layer, node_index, tensor_index)`` of the node that produced it.
+    """
+
+    __slots__ = ("shape", "dtype", "name", "mask", "history")
+
+    def __init__(
+        self,
+        shape: Shape,
+        dtype: str = "float32",
+        name: str | None = None,
+        mask: KerasTensor | None = None,
+        history: tuple[Layer, int, int] | None = None,
+    ) -> None:
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = str(dtype)
+        self.name = name
+        self.mask = mask
+        self.history = history
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "A symbolic KerasTensor has no truth value; it only stands for a future array."
+        )
+
+
+@dataclass(eq=False)
+class Node:
+    """One call of ``layer`` on ``inputs`` that produced ``outputs``."""
+
+    layer: Layer
+    inputs: list[KerasTensor]
+    outputs: list[KerasTensor]
+    input_structure: Any
+    call_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parents(self) -> list[Node]:
+        found = []
+        for tensor in self.inputs:
+            if tensor.history is not None:
+                layer, node_index, _ = tensor.history
+                found.append(layer.inbound_nodes[node_index])
+        return found
+
+
+def is_symbolic(value: Any) -> bool:
+    if isinstance(value, KerasTensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(is_symbolic(v) for v in value)
+    return False
+
+
+def flatten(structure: Any) -> list[Any]:
+    """Leaves of a (possibly nested) list/tuple, in order."""
+    if isinstance(structure, (list, tuple)):
+        out: list[Any] = []
+        for item in structure:
+            out.extend(flatten(item))
+        return out
+    return [structure]
+
+
+def pack_like(structure: Any, leaves: list[Any]) -> Any:
+    """Rebuild ``structure`` with ``leaves`` in place of its leaves."""
+    iterator = iter(leaves)
+
+    def build(node: Any) -> Any:
+        if isinstance(node, (list, tuple)):
+            return (
+                type(node)(build(item) for item in node)
+                if isinstance(node, tuple)
+                else [build(item) for item in node]
+            )
+        return next(iterator)
+
+    return build(structure)

@@ -1,0 +1,119 @@
+"""Ordering and running the nodes of a model graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from layerserve.errors import ConfigError
+from layerserve.layers.input_layer import InputLayer
+from layerserve.layers.tensor import KerasTensor, Node, flatten, pack_like
+
+
+def topological_nodes(inputs: list[KerasTensor], outputs: list[KerasTensor]) -> list[Node]:
+    """Every node needed to compute ``outputs``, parents first, input-layer nodes included."""
+    ordered: list[Node] = []
+    state: dict[int, str] = {}
+
+    def visit(node: Node) -> None:
+        key = id(node)
+        if state.get(key) == "done":
+            return
+        if state.get(key) == "active":
+            raise ConfigError(f"The model graph has a cycle through layer {node.layer.name}.")
+        state[key] = "active"
+        for parent in node.parents:
+            visit(parent)
+        state[key] = "done"
+        ordered.append(node)
+
+    for tensor in outputs:
+        if tensor.history is None:
+            raise ConfigError(f"Model output {tensor} was not produced by a layer.")
+        layer, node_index, _ = tensor.history
+        visit(layer.inbound_nodes[node_index])
+    available = {id(t) for t in inputs}
+    for node in ordered:
+        if isinstance(node.layer, InputLayer) and not any(id(t) in available for t in node.outputs):
+            needed = [n.layer.name for n in ordered if node in n.parents]
+            raise ConfigError(
+                f"Graph disconnected: cannot obtain value for tensor {node.outputs[0].name} "
+                f"at layer(s) {needed}. The following previous layers were accessed without "
+                f"issue: {[t.name for t in inputs]}"
+            )
+    return ordered
+
+
+def run_nodes(nodes: list[Node], feeds: dict[int, tuple[Any, Any]], training: bool) -> None:
+    """Run each node eagerly, storing ``(value, mask)`` per output tensor id in ``feeds``."""
+    for node in nodes:
+        if isinstance(node.layer, InputLayer):
+            continue
+        values = [feeds[id(t)] for t in node.inputs]
+        args = pack_like(node.input_structure, [v for v, _ in values])
+        masks = [m for _, m in values]
+        mask_arg = None if all(m is None for m in masks) else pack_like(node.input_structure, masks)
+        node_training = node.call_kwargs.get("training", training)
+        outputs, output_mask = node.layer.run(args, training=node_training, mask=mask_arg)
+        _store(node, outputs, output_mask, feeds)
+
+
+def propagate_symbolic(nodes: list[Node], feeds: dict[int, KerasTensor]) -> None:
+    """Static shapes and masks through the graph, without recording new nodes."""
+    for node in nodes:
+        if isinstance(node.layer, InputLayer):
+            continue
+        tensors = [feeds[id(t)] for t in node.inputs]
+        args = pack_like(node.input_structure, tensors)
+        shapes = pack_like(node.input_structure, [t.shape for t in tensors])
+        masks = [t.mask for t in tensors]
+        mask_arg = None if all(m is None for m in masks) else pack_like(node.input_structure, masks)
+        out_shapes = node.layer.compute_output_shape(shapes)
+        out_mask = node.layer.compute_mask(args, mask_arg)
+        shape_list = out_shapes if isinstance(out_shapes, list) else [out_shapes]
+        mask_list = _mask_list(out_mask, len(shape_list))
+        for tensor, shape, mask in zip(node.outputs, shape_list, mask_list, strict=True):
+            feeds[id(tensor)] = KerasTensor(shape, tensor.dtype, tensor.name, mask)
+
+
+def _store(node: Node, outputs: Any, output_mask: Any, feeds: dict[int, tuple[Any, Any]]) -> None:
+    values = flatten(outputs) if len(node.outputs) > 1 else [outputs]
+    masks = _mask_list(output_mask, len(values))
+    for tensor, value, mask in zip(node.outputs, values, masks, strict=True):
+        feeds[id(tensor)] = (value, mask)
+
+
+def _mask_list(mask: Any, count: int) -> list[Any]:
+    if isinstance(mask, (list, tuple)):
+        return list(mask)
+    return [mask] * count
+
+
+def keras_layer_order(nodes: list[Node], outputs: list[KerasTensor]) -> list[Any]:
+    """Layers by decreasing depth, ties broken by first visit from the outputs (the order
+    Keras gives ``model.layers``, and so the order of ``get_weights()``)."""
+    first_seen: dict[int, int] = {}
+
+    def visit(node: Node, path: set[int]) -> None:
+        if id(node.layer) not in first_seen:
+            first_seen[id(node.layer)] = len(first_seen)
+        if id(node) in path:
+            return
+        for parent in node.parents:
+            visit(parent, path | {id(node)})
+
+    for tensor in outputs:
+        layer, node_index, _ = tensor.history
+        visit(layer.inbound_nodes[node_index], set())
+    node_depth: dict[int, int] = {}
+    layer_depth: dict[int, int] = {}
+    layers: dict[int, Any] = {}
+    for node in reversed(nodes):  # nodes are parents-first, so this walks outputs first
+        depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth
+        node_depth[id(node)] = depth
+        layers[id(node.layer)] = node.layer
+        for parent in node.parents:
+            node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    return sorted(
+        layers.values(), key=lambda layer: (-layer_depth[id(layer)], first_seen.get(id(layer), 0))
+    )
