@@ -1,0 +1,266 @@
+"""Reading model JSON written by Keras 2.2.x, tf.keras 2.x and Keras 3.
+
+Everything is normalised into layerserve's own config shape (the Keras 2.2 one), and
+the Keras version that wrote the document is reported so that names whose meaning
+changed (``hard_sigmoid``, LSTM defaults, activity-loss scaling) are read right.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from typing import Any
+
+from layerserve.errors import ModelFormatError, NotSupportedError
+from layerserve.serialization import parse_version
+
+# Keras 3 writes no version into to_json(); assume the newest semantics known.
+LATEST_KERAS_3 = "3.15.1"
+# Keys newer Keras writes that change nothing when they hold these values.
+_NEUTRAL_KEYS: dict[str, tuple[Any, ...]] = {
+    "quantization_config": (None,),
+    "lora_rank": (None, 0),
+    "lora_alpha": (None,),
+    "lora_enabled": (None, False),
+    "gptq": (None, False),
+    "zero_output_for_mask": (False,),
+    "ragged": (False,),
+    "optional": (False,),
+    "synchronized": (False,),
+    "autocast": (True,),
+}
+_MODEL_CLASSES = {"Sequential", "Model", "Functional"}
+# The writer's version while a Keras 2 document (not one layerserve wrote) is normalised:
+# its node indices of nested models are then converted (see _first_node_index).
+_keras2_writer: contextvars.ContextVar[tuple[int, int, int] | None] = contextvars.ContextVar(
+    "keras2_writer", default=None
+)
+
+
+def parse_document(text: str | bytes | dict) -> dict[str, Any]:
+    if isinstance(text, dict):
+        return text
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"The model JSON cannot be parsed: {exc}") from exc
+    if not isinstance(document, dict) or "class_name" not in document:
+        raise ModelFormatError(
+            "Expected a Keras model JSON object with 'class_name' and "
+            "'config'. Received: " + type(document).__name__
+        )
+    return document
+
+
+def detect_keras_version(document: dict[str, Any]) -> str:
+    """The writer's version: the envelope's ``keras_version``, else Keras 3 if it has
+    ``module`` keys (Keras 3 writes no version), else the 2.2.4 reference."""
+    version = document.get("keras_version")
+    if isinstance(version, str) and version:
+        return version
+    if "module" in document or "registered_name" in document:
+        return LATEST_KERAS_3
+    return "2.2.4"
+
+
+def normalize_model(document: dict[str, Any], version: str | None = None) -> dict[str, Any]:
+    """``{"class_name": "Sequential"|"Model", "config": ...}`` in layerserve's shape.
+    ``version`` is the Keras version that wrote the document (default: detected)."""
+    class_name = document.get("class_name")
+    if class_name not in _MODEL_CLASSES:
+        raise ModelFormatError(
+            f"Expected a Sequential or functional model. Received: class_name={class_name!r}"
+        )
+    writer = parse_version(version or detect_keras_version(document))
+    keras2 = writer < (3, 0, 0)
+    token = _keras2_writer.set(writer if keras2 else None)
+    try:
+        return normalize_layer(document)
+    finally:
+        _keras2_writer.reset(token)
+
+
+def normalize_layer(entry: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(entry, dict) or "class_name" not in entry:
+        raise ModelFormatError(
+            f"Expected a layer entry with 'class_name'. Received: {entry!r}"[:300]
+        )
+    class_name = entry["class_name"]
+    config = entry.get("config")
+    if class_name == "Sequential":
+        return {"class_name": "Sequential", "config": _normalize_sequential(config)}
+    if class_name in ("Model", "Functional"):
+        return {"class_name": "Model", "config": _normalize_functional(config)}
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"Layer {class_name} has no config object.")
+    normalized = {"class_name": class_name, "config": _normalize_layer_config(class_name, config)}
+    return normalized
+
+
+def _normalize_sequential(config: Any) -> dict[str, Any]:
+    if isinstance(config, list):
+        config = {"layers": config}
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise ModelFormatError("A Sequential config needs a 'layers' list.")
+    out: dict[str, Any] = {
+        "name": config.get("name"),
+        "layers": [normalize_layer(e) for e in config["layers"]],
+    }
+    if config.get("build_input_shape") is not None:
+        out["build_input_shape"] = _batch_shape(config["build_input_shape"])
+    return out
+
+
+def _batch_shape(value: Any) -> Any:
+    # Keras 3 may store a dict or a list of shapes for multi-input builds; keep the first.
+    if isinstance(value, dict):
+        value = next(iter(value.values()))
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        value = value[0]
+    return value
+
+
+def _normalize_functional(config: Any) -> dict[str, Any]:
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise ModelFormatError("A functional model config needs a 'layers' list.")
+    layers = []
+    for entry in config["layers"]:
+        normalized = normalize_layer(entry)
+        normalized["name"] = entry.get("name", normalized["config"].get("name"))
+        normalized["inbound_nodes"] = [_normalize_node(n) for n in entry.get("inbound_nodes", [])]
+        layers.append(normalized)
+    input_layers, output_layers = config.get("input_layers"), config.get("output_layers")
+    writer = _keras2_writer.get()
+    if writer is not None:
+        offsets = {entry["name"]: _first_node_index(entry, writer) for entry in layers}
+        for entry in layers:
+            entry["inbound_nodes"] = [_shift_refs(node, offsets) for node in entry["inbound_nodes"]]
+        input_layers = _shift_refs(input_layers, offsets)
+        output_layers = _shift_refs(output_layers, offsets)
+    layers = _reachable(layers, output_layers)
+    return {
+        "name": config.get("name"),
+        "layers": layers,
+        "input_layers": input_layers,
+        "output_layers": output_layers,
+    }
+
+
+def _first_node_index(entry: dict[str, Any], writer: tuple[int, int, int]) -> int:
+    """Keras 2 numbers the calls of a nested model from 1 in a config: its node 0 is the
+    model's own input-to-output node, which is not saved. Multi-backend Keras 2.x does
+    so for every nested model, tf.keras 2.x only for one that starts with an InputLayer
+    (``_should_skip_first_node``). Keras 3 counts from 0."""
+    if entry["class_name"] not in ("Sequential", "Model"):
+        return 0
+    if writer < (2, 4, 0) or entry["class_name"] == "Model":
+        return 1
+    first = (entry["config"].get("layers") or [{}])[0]
+    return int(first.get("class_name") == "InputLayer")
+
+
+def _shift_refs(value: Any, offsets: dict[str, int]) -> Any:
+    """``[layer, node, tensor, ...]`` refs (alone, in lists or dicts) renumbered from 0."""
+    if isinstance(value, list) and len(value) >= 2 and isinstance(value[0], str):
+        node = value[1] - offsets.get(value[0], 0) if isinstance(value[1], int) else value[1]
+        return [value[0], node, *value[2:]]
+    if isinstance(value, list):
+        return [_shift_refs(item, offsets) for item in value]
+    if isinstance(value, dict):
+        return {key: _shift_refs(item, offsets) for key, item in value.items()}
+    return value
+
+
+def _reachable(layers: list[dict[str, Any]], output_layers: Any) -> list[dict[str, Any]]:
+    """The layers the outputs are computed from, plus every InputLayer. Keras 3.15 also
+    lists the ``NotEqual``/``Any`` ops that compute a Masking layer's mask (passed on as a
+    ``mask=`` call argument, which is dropped above: layerserve propagates masks itself)."""
+    by_name = {entry["name"]: entry for entry in layers}
+    needed: set[str] = set()
+    stack = _ref_names(output_layers)
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in by_name:
+            continue
+        needed.add(name)
+        for node in by_name[name]["inbound_nodes"]:
+            stack.extend(ref[0] for ref in node)
+    return [
+        entry for entry in layers if entry["name"] in needed or entry["class_name"] == "InputLayer"
+    ]
+
+
+def _ref_names(value: Any) -> list[str]:
+    """Layer names in ``output_layers``: a triple, a list of triples or a dict of them."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return [value[0]]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [name for item in value for name in _ref_names(item)]
+    return []
+
+
+def _normalize_node(node: Any) -> list[list[Any]]:
+    """Keras 2 nodes are lists of ``[layer, node, tensor, kwargs]``; Keras 3 nodes are
+    ``{"args": [...], "kwargs": {...}}`` holding ``__keras_tensor__`` objects."""
+    if isinstance(node, list):
+        return [list(ref) for ref in node]
+    if not isinstance(node, dict):
+        raise ModelFormatError(f"Unreadable inbound node: {node!r}"[:300])
+    kwargs = {
+        k: v
+        for k, v in (node.get("kwargs") or {}).items()
+        if k == "training" and isinstance(v, bool)
+    }
+    refs = []
+    for history in _keras_tensors(node.get("args", [])):
+        refs.append([history[0], history[1], history[2], dict(kwargs)])
+    return refs
+
+
+def _keras_tensors(value: Any) -> list[list[Any]]:
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            return [list(value["config"]["keras_history"])]
+        return [h for item in value.values() for h in _keras_tensors(item)]
+    if isinstance(value, list):
+        return [h for item in value for h in _keras_tensors(item)]
+    return []
+
+
+def _normalize_layer_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    config = dict(config)
+    for key, neutral in _NEUTRAL_KEYS.items():
+        if key in config:
+            value = config.pop(key)
+            if value not in neutral:
+                raise NotSupportedError(
+                    f"Layer {config.get('name')} ({class_name}) uses "
+                    f"{key}={value!r}, which layerserve does not support."
+                )
+    if class_name == "InputLayer":
+        if "batch_shape" in config and "batch_input_shape" not in config:
+            config["batch_input_shape"] = config.pop("batch_shape")
+        config.pop("batch_shape", None)
+    if class_name == "Lambda":
+        config = _normalize_lambda(config)
+    return config
+
+
+def _normalize_lambda(config: dict[str, Any]) -> dict[str, Any]:
+    if "function_type" in config:
+        return config
+    for key in ("function", "output_shape", "mask"):
+        value = config.get(key)
+        if isinstance(value, dict) and value.get("class_name") == "__lambda__":
+            config[key], config[f"{key}_type"] = value.get("config", {}), "lambda"
+        elif isinstance(value, dict):
+            config[key], config[f"{key}_type"] = value.get("config"), "function"
+        else:
+            config[f"{key}_type"] = "raw"
+    config["function_type"] = config.get("function_type", "function")
+    arguments = config.get("arguments")
+    if isinstance(arguments, dict) and arguments.get("class_name") == "__dict__":
+        config["arguments"] = arguments.get("config", {})
+    return config

@@ -1,0 +1,148 @@
+"""Reading Keras weight files with h5py.
+
+Two layouts exist: Keras 2 (and Keras 3's legacy ``.h5``) keep one group per layer with
+a ``weight_names`` attribute; Keras 3 ``.weights.h5`` keeps ``layers/<name>/vars/<i>``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import h5py
+import numpy as np
+
+from layerserve.errors import ModelFormatError, WeightsError
+from layerserve.layers.base import Layer
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _attribute_list(group: h5py.Group, name: str) -> list[str] | None:
+    """A list attribute as Keras writes it: whole, or split into ``name0``, ``name1``, ...
+    when it exceeds the HDF5 object header limit (64512 bytes)."""
+    if name in group.attrs:
+        return [_text(v) for v in group.attrs[name]]
+    if f"{name}0" not in group.attrs:
+        return None
+    values, chunk = [], 0
+    while f"{name}{chunk}" in group.attrs:
+        values += [_text(v) for v in group.attrs[f"{name}{chunk}"]]
+        chunk += 1
+    return values
+
+
+def has_layer_names(group: h5py.Group) -> bool:
+    return "layer_names" in group.attrs or "layer_names0" in group.attrs
+
+
+def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
+    """Keras 2 layout: layers with weights, matched in order, as Keras 2 loads them."""
+    names = _attribute_list(group, "layer_names")
+    if names is None:
+        raise ModelFormatError(
+            "The HDF5 group has no 'layer_names' attribute: not a Keras weights file."
+        )
+    stored = []
+    for name in names:
+        weight_names = _attribute_list(group[name], "weight_names") or []
+        if weight_names:
+            stored.append((name, [np.asarray(group[name][w]) for w in weight_names]))
+    targets = [layer for layer in layers if layer.weights]
+    if len(stored) != len(targets):
+        raise WeightsError(
+            f"The weights file holds weights for {len(stored)} layers "
+            f"({[n for n, _ in stored]}), but the model has {len(targets)} layers with weights "
+            f"({[layer.name for layer in targets]})."
+        )
+    for layer, (name, arrays) in zip(targets, stored, strict=True):
+        try:
+            layer.set_weights(arrays)
+        except WeightsError as exc:
+            raise WeightsError(
+                f"Loading weights of file layer {name!r} into layer {layer.name!r}: {exc}"
+            ) from exc
+
+
+def keras3_keys(layers: list[Layer]) -> list[str]:
+    """Keras 3 stores a model's layers under their snake-cased class name, counted per
+    model in ``model.layers`` order (``dense``, ``dense_1``, ...), not under their names."""
+    used: dict[str, int] = {}
+    keys = []
+    for layer in layers:
+        class_name = type(layer).__name__
+        base = _keras3_snake("Functional" if class_name == "Model" else class_name)
+        if base in used:
+            used[base] += 1
+            keys.append(f"{base}_{used[base]}")
+        else:
+            used[base] = 0
+            keys.append(base)
+    return keys
+
+
+def _keras3_snake(name: str) -> str:
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def load_keras3_weights(group: h5py.Group, layers: list[Layer]) -> None:
+    """Keras 3 layout: ``layers/<key>/vars/0..n`` (sub-objects such as ``cell``)."""
+    if "layers" not in group:
+        raise ModelFormatError(
+            "The weights file has no 'layers' group: not a Keras 3 .weights.h5 file."
+        )
+    for layer, key in zip(layers, keras3_keys(layers), strict=True):
+        if not layer.weights:
+            continue
+        if key not in group["layers"]:
+            raise WeightsError(
+                f"The weights file has no entry {key!r} for layer "
+                f"{layer.name!r}. It holds: {sorted(group['layers'])}"
+            )
+        entry = group["layers"][key]
+        sublayers = getattr(layer, "layers", None)
+        if sublayers is not None and "layers" in entry:
+            load_keras3_weights(entry, sublayers)
+            continue
+        arrays = _collect_vars(entry)
+        try:
+            layer.set_weights(arrays)
+        except WeightsError as exc:
+            raise WeightsError(f"Loading weights of layer {layer.name!r}: {exc}") from exc
+
+
+def _collect_vars(entry: h5py.Group) -> list[np.ndarray]:
+    arrays = []
+    if "vars" in entry:
+        variables = entry["vars"]
+        arrays += [np.asarray(variables[k]) for k in sorted(variables, key=int)]
+    for key in sorted(entry):
+        if key != "vars" and isinstance(entry[key], h5py.Group):
+            arrays += _collect_vars(entry[key])
+    return arrays
+
+
+def load_weights_file(model: Any, path: Any) -> None:
+    """Either layout, from a weights-only file or a whole-model ``.h5`` file."""
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise ModelFormatError(f"Cannot open {path} as an HDF5 weights file: {exc}") from exc
+    with handle:
+        load_weights_group(model, handle)
+
+
+def load_weights_group(model: Any, handle: h5py.Group) -> None:
+    group = handle["model_weights"] if "model_weights" in handle else handle
+    if has_layer_names(group):
+        load_layered_weights(group, model.layers)
+    elif "layers" in group:
+        load_keras3_weights(group, model.layers)
+    else:
+        raise ModelFormatError(
+            "The HDF5 file holds no Keras weights (neither 'layer_names' nor a 'layers' group)."
+        )
