@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from layerserve.layers.base import Layer
 
 from layerserve import activations
+from layerserve.layers.base import Layer
 
 
 class Activation(Layer):

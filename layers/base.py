@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from layerserve.layers.input_spec import InputSpec, check_input_specs
-from layerserve.layers.tensor import KerasTensor, Node, Shape, flatten, is_symbolic, pack_like
 
 from layerserve import _config, regularizers
 from layerserve.errors import (
@@ -27,6 +25,8 @@ from layerserve.errors import (
     WeightsError,
     received,
 )
+from layerserve.layers.input_spec import InputSpec, check_input_specs
+from layerserve.layers.tensor import KerasTensor, Node, Shape, flatten, is_symbolic, pack_like
 from layerserve.serialization import semantics_version, serialize
 
 _name_counts: defaultdict[str, int] = defaultdict(int)

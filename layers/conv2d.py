@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from layerserve import activations
+from layerserve._config import normalize_data_format
+from layerserve.errors import ConfigError, NotSupportedError, ShapeError, received
 from layerserve.layers import shapes
 from layerserve.layers.base import Layer
 from layerserve.layers.conv_utils import normalize_padding, normalize_tuple
@@ -15,10 +19,6 @@ from layerserve.layers.weight_options import (
     set_weight_options,
     weight_options_config,
 )
-
-from layerserve import activations
-from layerserve._config import normalize_data_format
-from layerserve.errors import ConfigError, NotSupportedError, ShapeError, received
 from layerserve.serialization import serialize
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from layerserve import activations
 from layerserve.layers import shapes
 from layerserve.layers.base import Layer
 from layerserve.layers.input_spec import InputSpec
@@ -14,8 +16,6 @@ from layerserve.layers.weight_options import (
     set_weight_options,
     weight_options_config,
 )
-
-from layerserve import activations
 from layerserve.serialization import serialize
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from layerserve.layers.base import Layer
 
 from layerserve.errors import ConfigError, received
+from layerserve.layers.base import Layer
 
 
 def validate_rate(rate: Any) -> float:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from layerserve._config import normalize_data_format
 from layerserve.layers import shapes
 from layerserve.layers.base import Layer
 from layerserve.layers.input_spec import InputSpec
-
-from layerserve._config import normalize_data_format
 
 
 class Flatten(Layer):

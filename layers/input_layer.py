@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from layerserve.layers.base import Layer, normalize_dtype, to_shape, unique_name
-from layerserve.layers.tensor import KerasTensor, Node
 
 from layerserve import _config
 from layerserve.errors import ConfigError, NotSupportedError, received
+from layerserve.layers.base import Layer, normalize_dtype, to_shape, unique_name
+from layerserve.layers.tensor import KerasTensor, Node
 
 
 class InputLayer(Layer):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from layerserve.layers.tensor import Shape
-
 from layerserve.errors import ShapeError
+from layerserve.layers.tensor import Shape
 
 
 @dataclass

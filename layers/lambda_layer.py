@@ -7,11 +7,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from layerserve.errors import ConfigError, ShapeError, received
 from layerserve.layers.base import Layer
 from layerserve.layers.function_code import dump_function, load_function
 from layerserve.layers.tensor import KerasTensor, flatten, pack_like
-
-from layerserve.errors import ConfigError, ShapeError, received
 
 _PROBE_SIZES = (2, 3)
 

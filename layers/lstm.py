@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from layerserve import activations
+from layerserve.errors import ConfigError, NotSupportedError, ShapeError, received
 from layerserve.layers import shapes
 from layerserve.layers.base import Layer
 from layerserve.layers.input_spec import InputSpec
@@ -14,9 +17,6 @@ from layerserve.layers.weight_options import (
     set_weight_options,
     weight_options_config,
 )
-
-from layerserve import activations
-from layerserve.errors import ConfigError, NotSupportedError, ShapeError, received
 from layerserve.serialization import semantics_version, serialize
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from layerserve.layers.base import Layer
-from layerserve.layers.tensor import KerasTensor
 
 from layerserve.errors import ConfigError, received
+from layerserve.layers.base import Layer
+from layerserve.layers.tensor import KerasTensor
 
 
 def timestep_mask(x: np.ndarray, mask_value: float) -> np.ndarray:

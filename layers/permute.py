@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from layerserve.errors import ConfigError, received
 from layerserve.layers import shapes
 from layerserve.layers.base import Layer
 from layerserve.layers.input_spec import InputSpec
-
-from layerserve.errors import ConfigError, received
 
 
 class Permute(Layer):

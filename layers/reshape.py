@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from layerserve.layers import shapes
-from layerserve.layers.base import Layer
 
 from layerserve.errors import ConfigError, received
+from layerserve.layers import shapes
+from layerserve.layers.base import Layer
 
 
 class Reshape(Layer):

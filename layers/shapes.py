@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 
-from layerserve.layers.tensor import Shape
-
 from layerserve.errors import ShapeError
+from layerserve.layers.tensor import Shape
 
 
 def _fmt(shape: Shape) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from layerserve.layers.dropout import Dropout
-from layerserve.layers.input_spec import InputSpec
 
 from layerserve._config import normalize_data_format
+from layerserve.layers.dropout import Dropout
+from layerserve.layers.input_spec import InputSpec
 
 
 class _SpatialDropout(Dropout):

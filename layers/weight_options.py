@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from layerserve.layers.base import Layer, Variable
 
 from layerserve import constraints, initializers, regularizers
 from layerserve.errors import ConfigError, received
+from layerserve.layers.base import Layer, Variable
 from layerserve.serialization import serialize
 
 _GETTERS = {

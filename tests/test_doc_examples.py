@@ -5,6 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from layerserve import backend as K
+from layerserve.examples import (
+    antirectifier,
+    antirectifier_output_shape,
+    hadamard_product_sum,
+    hadamard_product_sum_output_shape,
+)
 from layerserve.layers import (
     LSTM,
     Activation,
@@ -17,14 +25,6 @@ from layerserve.layers import (
     Permute,
     RepeatVector,
     Reshape,
-)
-
-from layerserve import backend as K
-from layerserve.examples import (
-    antirectifier,
-    antirectifier_output_shape,
-    hadamard_product_sum,
-    hadamard_product_sum_output_shape,
 )
 from layerserve.models import Model, Sequential
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from layerserve.layers import Conv2D, Flatten, Input
 from scipy import signal
 
 from layerserve import backend as K
 from layerserve.errors import ShapeError
+from layerserve.layers import Conv2D, Flatten, Input
 from layerserve.models import Sequential
 
 RTOL, ATOL = 1e-5, 1e-6

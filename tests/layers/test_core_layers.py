@@ -7,6 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+from layerserve import backend as K
+from layerserve.errors import NotSupportedError, ShapeError
 from layerserve.layers import (
     Activation,
     ActivityRegularization,
@@ -24,9 +27,6 @@ from layerserve.layers import (
     SpatialDropout2D,
     SpatialDropout3D,
 )
-
-from layerserve import backend as K
-from layerserve.errors import NotSupportedError, ShapeError
 from layerserve.models import Model, Sequential
 
 RTOL, ATOL = 1e-5, 1e-6

@@ -2,6 +2,15 @@
 
 import numpy as np
 import pytest
+
+from layerserve.errors import (
+    ConfigError,
+    DTypeError,
+    ShapeError,
+    UnknownArgumentError,
+    UnknownObjectError,
+    WeightsError,
+)
 from layerserve.layers import (
     LSTM,
     Activation,
@@ -20,15 +29,6 @@ from layerserve.layers import (
     SpatialDropout1D,
     SpatialDropout2D,
     SpatialDropout3D,
-)
-
-from layerserve.errors import (
-    ConfigError,
-    DTypeError,
-    ShapeError,
-    UnknownArgumentError,
-    UnknownObjectError,
-    WeightsError,
 )
 from layerserve.models import Model, Sequential
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from layerserve.layers import LSTM, Input, Masking
 
 from layerserve.errors import NotSupportedError
+from layerserve.layers import LSTM, Input, Masking
 from layerserve.models import Model, Sequential
 
 RTOL, ATOL = 1e-5, 1e-6

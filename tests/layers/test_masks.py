@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+from layerserve.errors import MaskingNotSupportedError
 from layerserve.layers import (
     LSTM,
     Activation,
@@ -21,8 +23,6 @@ from layerserve.layers import (
     Reshape,
     SpatialDropout1D,
 )
-
-from layerserve.errors import MaskingNotSupportedError
 from layerserve.models import Model, Sequential
 
 PASS_THROUGH = [

@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from layerserve import regularizers
+from layerserve.errors import ConfigError, MaskingNotSupportedError
 from layerserve.layers import (
     LSTM,
     Activation,
@@ -17,9 +20,6 @@ from layerserve.layers import (
     Masking,
     Reshape,
 )
-
-from layerserve import regularizers
-from layerserve.errors import ConfigError, MaskingNotSupportedError
 from layerserve.models import Model, Sequential
 from layerserve.serialization import safe_mode_scope
 

@@ -17,6 +17,8 @@ import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+from layerserve import errors  # noqa: E402
 from layerserve.layers import (  # noqa: E402
     LSTM,
     Conv2D,
@@ -26,8 +28,6 @@ from layerserve.layers import (  # noqa: E402
     Lambda,
     Masking,
 )
-
-from layerserve import errors  # noqa: E402
 from layerserve.models import Input, Model, Sequential, load_model, model_from_json  # noqa: E402
 
 # Keras-internal NumPy 2 noise, not about layerserve.
