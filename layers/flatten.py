@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,8 @@ class Flatten(Layer):
     def call(self, inputs: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         if self.data_format == "channels_first":
             inputs = np.transpose(inputs, shapes.channels_last_permutation(inputs.ndim))
-        return np.reshape(inputs, (inputs.shape[0], -1))
+        # The size is spelled out: -1 cannot be resolved for an empty batch.
+        return np.reshape(inputs, (inputs.shape[0], math.prod(inputs.shape[1:])))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return shapes.flatten_output_shape(input_shape)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from layerserve import _config
 from layerserve.errors import ConfigError, ShapeError, received
 from layerserve.layers.base import Layer
 from layerserve.layers.function_code import dump_function, load_function
@@ -178,7 +179,22 @@ class Lambda(Layer):
         mask_type = config.pop("mask_type", "raw")
         if mask is not None and mask_type != "raw":
             mask = load_function(mask, mask_type, "mask function")
-        return cls(function, output_shape=output_shape, mask=mask, **config)
+        arguments = {k: _restore_array(v) for k, v in (config.pop("arguments", None) or {}).items()}
+        return cls(function, output_shape=output_shape, mask=mask, arguments=arguments, **config)
+
+
+def _restore_array(value: Any) -> Any:
+    """JSON stores array arguments as lists; Keras turns them back into float tensors, so
+    numeric lists become arrays of floatx (plain numbers and other values stay as they are)."""
+    if not isinstance(value, list) or not value:
+        return value
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        return value
+    if array.dtype.kind == "f":
+        return array.astype(_config.floatx())
+    return array if array.dtype.kind in "iub" else value
 
 
 def _parameters(function: Callable) -> set[str]:

@@ -249,7 +249,7 @@ class LSTM(Layer):
         return True
 
     def get_config(self) -> dict[str, Any]:
-        return {
+        config = {
             **super().get_config(),
             "units": self.units,
             "activation": activations.serialize(self.activation),
@@ -269,3 +269,6 @@ class LSTM(Layer):
             "stateful": self.stateful,
             "unroll": self.unroll,
         }
+        if self.seed is not None:  # Keras 3 stores the dropout seed; Keras 2.2 has none
+            config["seed"] = self.seed
+        return config

@@ -262,5 +262,22 @@ def _normalize_lambda(config: dict[str, Any]) -> dict[str, Any]:
     config["function_type"] = config.get("function_type", "function")
     arguments = config.get("arguments")
     if isinstance(arguments, dict) and arguments.get("class_name") == "__dict__":
-        config["arguments"] = arguments.get("config", {})
+        arguments = arguments.get("config", {})
+    if isinstance(arguments, dict):
+        config["arguments"] = {k: _decode_keras3_value(v) for k, v in arguments.items()}
     return config
+
+
+def _decode_keras3_value(value: Any) -> Any:
+    """Keras 3 wraps arrays and tuples: ``{"class_name": "__numpy__", "config": {"value",
+    "dtype"}}`` and ``{"class_name": "__tuple__", "config": {"value": [...]}}``."""
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        import numpy as np
+
+        config = value.get("config") or {}
+        return np.asarray(config.get("value"), dtype=config.get("dtype"))
+    if isinstance(value, dict) and value.get("class_name") == "__tuple__":
+        return tuple(_decode_keras3_value(v) for v in (value.get("config") or {}).get("value", []))
+    if isinstance(value, list):
+        return [_decode_keras3_value(v) for v in value]
+    return value
