@@ -70,5 +70,61 @@ def summary(
     console.print(summary_text(model), markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command("export")
+def export_command(
+    model_path: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help=".keras, .h5, JSON or layerserve file"),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the .onnx.")],
+    opset: Annotated[
+        int | None,
+        typer.Option(help="ONNX opset (default: newest the installed onnxruntime runs)."),
+    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights file for a JSON model.")] = None,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Allow Lambda bytecode (trusted files only).")
+    ] = False,
+) -> None:
+    """Export a saved model to a checked, optimised ONNX graph and verify its outputs."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from layerserve.export import to_onnx
+    from layerserve.export.parity import compare
+    from layerserve.models import load_model
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
+    ) as progress:
+        task = progress.add_task("loading the model", total=3)
+        try:
+            model = load_model(model_path, safe_mode=not unsafe, weights=weights)
+            progress.update(task, description="converting and checking the graph", advance=1)
+            onnx_model = to_onnx(model, output, opset=opset)
+            progress.update(task, description="comparing onnxruntime with the reference", advance=1)
+            report = compare(model, onnx_model)
+        except LayerserveError as exc:
+            progress.stop()
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(code=2) from exc
+        progress.update(task, advance=1)
+    table = Table("", "", show_header=False)
+    table.add_row("written", str(output))
+    table.add_row("opset", str(onnx_model.opset_import[0].version))
+    table.add_row("nodes", str(len(onnx_model.graph.node)))
+    table.add_row("parameters", f"{model.count_params():,}")
+    table.add_row("inputs", ", ".join(i.name for i in onnx_model.graph.input))
+    table.add_row("outputs", ", ".join(o.name for o in onnx_model.graph.output))
+    verdict = "ok" if report.ok() else "MISMATCH"
+    table.add_row(
+        "parity",
+        f"{verdict}: max |onnxruntime - reference| = "
+        f"{report.max_abs_error:.2e}, masks equal: {report.masks_equal}",
+    )
+    console.print(table)
+    if not report.ok():
+        raise typer.Exit(code=1)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,143 @@
+"""``to_onnx``: a layerserve model (and so any Keras model layerserve loads) to ONNX."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from layerserve import __version__
+from layerserve.export import converters  # noqa: F401 - registers the converters
+from layerserve.export.builder import BATCH_DIM, GraphBuilder, Value
+from layerserve.export.convert import emit_nodes
+from layerserve.export.opsets import resolve_opset
+from layerserve.export.optimize import optimize
+from layerserve.layers.tensor import KerasTensor
+from layerserve.serialization import version_string
+
+MASK_SUFFIX = "_mask"
+
+
+def to_onnx(
+    model: Any,
+    path: str | os.PathLike | None = None,
+    *,
+    opset: int | None = None,
+    optimize_graph: bool = True,
+    check: bool = True,
+) -> onnx.ModelProto:
+    """Export ``model``. Inputs and outputs keep the model's names, with a symbolic batch
+    axis ``batch``; an output that carries a Keras mask gets a BOOL ``<name>_mask`` output.
+    The default opset is the newest the installed onnxruntime runs (13 and up work)."""
+    model._require_graph()
+    builder = GraphBuilder(resolve_opset(opset), name=model.name)
+    values: dict[int, Value] = {}
+    masks: dict[int, Value | None] = {}
+    for tensor, layer in zip(model.inputs, model.input_layers, strict=True):
+        name = builder.reserve(layer.name)
+        builder.add_input(name, tensor.dtype, _dims(name, tensor.shape))
+        values[id(tensor)] = Value(name, tensor.shape, tensor.dtype)
+        masks[id(tensor)] = None
+    output_names = _reserve_outputs(builder, model)
+    emit_nodes(builder, model._nodes, values, masks)
+    mask_outputs = {}
+    renamed: dict[str, str] = {}
+    for tensor, (name, mask_name) in zip(model.outputs, output_names, strict=True):
+        _bind_output(builder, values[id(tensor)], name, tensor, renamed)
+        mask = masks.get(id(tensor))
+        if mask is not None:
+            _bind_output(builder, mask, mask_name, KerasTensor(mask.shape, "bool"), renamed)
+            mask_outputs[name] = mask_name
+    onnx_model = builder.model(_metadata(model, mask_outputs))
+    if optimize_graph:
+        optimize(onnx_model)
+    if check:
+        onnx.checker.check_model(onnx_model, full_check=True)
+    if path is not None:
+        save_onnx(onnx_model, path)
+    return onnx_model
+
+
+def output_names(model: Any) -> list[str]:
+    """The ONNX output names of ``model``'s outputs, in order."""
+    names: list[str] = []
+    for tensor in model.outputs:
+        base = tensor.history[0].name if tensor.history[2] == 0 else tensor.name
+        names.append(base if base not in names else f"{base}_{len(names)}")
+    return names
+
+
+def _reserve_outputs(builder: GraphBuilder, model: Any) -> list[tuple[str, str]]:
+    input_names = set(model.input_names)
+    reserved = []
+    for base in output_names(model):
+        name = base if base not in input_names else f"{base}_output"
+        reserved.append((builder.reserve(name), builder.reserve(name + MASK_SUFFIX)))
+    return reserved
+
+
+def _bind_output(
+    builder: GraphBuilder, value: Value, name: str, tensor: KerasTensor, renamed: dict[str, str]
+) -> None:
+    """Make ``value`` the graph output ``name``: rename its producer's output the first
+    time; add an Identity where the value is a graph input or already bound."""
+    source = renamed.get(value.name, value.name)
+    producer = next((n for n in builder.nodes if source in n.output), None)
+    if producer is None or value.name in renamed:
+        builder.op("Identity", [source], name, output_names=[name])
+    else:
+        _rename(builder, value.name, name)
+        renamed[value.name] = name
+    builder.add_output(name, tensor.dtype, _dims(name, tensor.shape))
+
+
+def _rename(builder: GraphBuilder, old: str, new: str) -> None:
+    for node in builder.nodes:
+        for index, item in enumerate(node.output):
+            if item == old:
+                node.output[index] = new
+        for index, item in enumerate(node.input):
+            if item == old:
+                node.input[index] = new
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                for inner in attribute.g.node:
+                    for index, item in enumerate(inner.input):
+                        if item == old:
+                            inner.input[index] = new
+
+
+def _dims(name: str, shape: tuple) -> tuple:
+    return tuple(
+        BATCH_DIM if i == 0 else (f"{name}_dim{i}" if d is None else d) for i, d in enumerate(shape)
+    )
+
+
+def _metadata(model: Any, mask_outputs: dict[str, str]) -> dict[str, str]:
+    return {
+        "layerserve_version": __version__,
+        "keras_version": version_string(model.keras_version),
+        "model_config": model.to_json(sort_keys=True),
+        "mask_outputs": json.dumps(mask_outputs, sort_keys=True),
+    }
+
+
+def save_onnx(onnx_model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Write atomically: the file appears whole or not at all."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(onnx_model.SerializeToString())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,81 @@
+"""Turning a layerserve model graph into ONNX nodes, node by node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from layerserve.errors import ConfigError, NotSupportedError
+from layerserve.export.builder import GraphBuilder, Value
+from layerserve.export.registry import Conversion, find_converter
+from layerserve.layers.base import Layer
+from layerserve.layers.input_layer import InputLayer
+from layerserve.layers.tensor import Node
+
+
+def emit_nodes(
+    builder: GraphBuilder,
+    nodes: list[Node],
+    values: dict[int, Value],
+    masks: dict[int, Value | None],
+) -> None:
+    """Convert every node; ``values``/``masks`` map KerasTensor ids to ONNX values."""
+    for node in nodes:
+        if isinstance(node.layer, InputLayer):
+            continue
+        if node.call_kwargs.get("training"):
+            raise NotSupportedError(
+                f"Layer {node.layer.name!r} is called with training=True in the model graph "
+                "(for example Monte-Carlo dropout); an exported graph runs inference only."
+            )
+        layer = node.layer
+        inputs = [_cast_if_needed(builder, layer, values[id(t)]) for t in node.inputs]
+        in_masks = [masks.get(id(t)) for t in node.inputs]
+        conversion = Conversion(
+            layer=layer,
+            builder=builder,
+            inputs=inputs,
+            masks=in_masks,
+            output_shapes=[t.shape for t in node.outputs],
+            output_dtypes=[t.dtype for t in node.outputs],
+            extra={"node": node},
+        )
+        converted = find_converter(layer)(conversion)
+        out_masks = _output_masks(layer, converted.masks, in_masks, len(node.outputs))
+        for index, tensor in enumerate(node.outputs):
+            values[id(tensor)] = Value(converted.outputs[index], tensor.shape, tensor.dtype)
+            mask = out_masks[index]
+            masks[id(tensor)] = (
+                None if mask is None else Value(mask, _mask_shape(tensor, mask, in_masks), "bool")
+            )
+
+
+def _mask_shape(tensor: Any, mask_name: str, in_masks: list[Value | None]) -> tuple:
+    for mask in in_masks:
+        if mask is not None and mask.name == mask_name:
+            return mask.shape
+    return tensor.mask.shape if tensor.mask is not None else tensor.shape[:-1]
+
+
+def _output_masks(
+    layer: Layer, converted: list[str | None] | None, in_masks: list[Value | None], count: int
+) -> list[str | None]:
+    if converted is not None:
+        return list(converted)
+    present = [m for m in in_masks if m is not None]
+    if not present or not layer.supports_masking:
+        return [None] * count  # layers that cannot carry masks drop them (Keras 3)
+    if type(layer).compute_mask is not Layer.compute_mask:
+        raise ConfigError(
+            f"The converter of {type(layer).__name__} must state its output "
+            "masks: the layer computes its own."
+        )
+    return [present[0].name] * count
+
+
+def _cast_if_needed(builder: GraphBuilder, layer: Layer, value: Value) -> Value:
+    if not layer.casts_inputs or value.dtype == layer.dtype:
+        return value
+    from layerserve.export.builder import onnx_type
+
+    name = builder.op("Cast", [value.name], f"{layer.name}_cast", to=onnx_type(layer.dtype))
+    return Value(name, value.shape, layer.dtype)

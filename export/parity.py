@@ -1,0 +1,79 @@
+"""Running an exported graph in onnxruntime beside the NumPy reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from layerserve.export.api import MASK_SUFFIX, output_names
+
+
+@dataclass
+class ParityReport:
+    """Largest absolute difference over all outputs and batch sizes, and mask equality."""
+
+    max_abs_error: float = 0.0
+    masks_equal: bool = True
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def ok(self, atol: float = 1e-5) -> bool:
+        return self.masks_equal and self.max_abs_error <= atol
+
+
+def session(onnx_model: onnx.ModelProto, providers: list[str] | None = None) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        onnx_model.SerializeToString(), providers=providers or ["CPUExecutionProvider"]
+    )
+
+
+def sample_inputs(model: Any, batch: int, seed: int = 0) -> list[np.ndarray]:
+    """Random inputs of the model's shapes. In sequences, some timesteps (anywhere, not
+    only at the end) are all zeros, so that Masking layers mask them."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tensor in model.inputs:
+        shape = (batch, *(4 if d is None else d for d in tensor.shape[1:]))
+        dtype = np.dtype(tensor.dtype)
+        if dtype.kind in "iub":
+            array = rng.integers(0, 2 if dtype.kind == "b" else 10, shape).astype(dtype)
+        else:
+            array = rng.standard_normal(shape).astype(dtype)
+            if array.ndim >= 3 and batch:
+                hidden = rng.random(shape[:2]) < 0.3
+                array[hidden] = 0
+        arrays.append(array)
+    return arrays
+
+
+def compare(
+    model: Any, onnx_model: onnx.ModelProto, batch_sizes: tuple[int, ...] = (1, 7), seed: int = 0
+) -> ParityReport:
+    runner = session(onnx_model)
+    names = output_names(model)
+    graph_outputs = [o.name for o in onnx_model.graph.output]
+    report = ParityReport(batch_sizes=list(batch_sizes))
+    for batch in batch_sizes:
+        arrays = sample_inputs(model, batch, seed + batch)
+        feeds = {layer.name: a for layer, a in zip(model.input_layers, arrays, strict=True)}
+        got = dict(zip(graph_outputs, runner.run(None, feeds), strict=True))
+        outputs, masks = model.run(arrays if len(arrays) > 1 else arrays[0])
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        masks = masks if isinstance(masks, list) else [masks]
+        for name, expected, mask in zip(names, outputs, masks, strict=True):
+            actual = got[name]
+            if actual.shape != np.shape(expected):
+                report.max_abs_error = float("inf")
+                continue
+            if actual.size:
+                diff = np.abs(actual.astype(np.float64) - np.asarray(expected, np.float64))
+                report.max_abs_error = max(report.max_abs_error, float(np.nanmax(diff)))
+            if mask is not None:
+                got_mask = got.get(name + MASK_SUFFIX)
+                if got_mask is None or not np.array_equal(got_mask, mask):
+                    report.masks_equal = False
+    return report
