@@ -126,5 +126,41 @@ def export_command(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def serve(
+    model_repository: Annotated[
+        Path | None, typer.Option(help="Model repository: <repo>/<model>/<version>/model.onnx.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+    demo: Annotated[
+        bool | None,
+        typer.Option("--demo/--no-demo", help="Export the demo models into an empty repository."),
+    ] = None,
+) -> None:
+    """Serve a model repository over V2 and TensorFlow Serving REST. Every option also
+    reads LAYERSERVE_<NAME> environment variables."""
+    from layerserve.service.server import serve as run_server
+    from layerserve.service.settings import Settings
+
+    given = {"model_repository": model_repository, "host": host, "port": port, "demo": demo}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    console.print(
+        f"layerserve on http://{settings.host}:{settings.port}, models from "
+        f"{settings.model_repository}. Try:",
+        highlight=False,
+    )
+    console.print(
+        f"  curl -s -X POST http://{settings.host}:{settings.port}/v2/models/mlp/infer "
+        '-H \'Content-Type: application/json\' -d \'{"inputs": [{"name": "hidden_1_input", '
+        '"shape": [1, 784], "datatype": "FP32", "data": \'"$(python3 -c '
+        "'print([0.5]*784)')\"'}]}'",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    run_server(settings)
+
+
 if __name__ == "__main__":
     app()

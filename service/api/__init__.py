@@ -1,0 +1,1 @@
+"""FastAPI routes: thin translations between HTTP and the data plane."""

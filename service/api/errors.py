@@ -1,0 +1,72 @@
+"""The one place where errors become HTTP responses: always ``{"error": "..."}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from layerserve.errors import LayerserveError
+from layerserve.service import errors
+
+log = logging.getLogger("layerserve.service")
+
+STATUS: dict[type[Exception], int] = {
+    errors.InvalidInput: 400,
+    errors.ModelLoadError: 400,
+    errors.ModelNotFound: 404,
+    errors.PayloadTooLarge: 413,
+    errors.NotSupported: 501,
+    errors.ModelNotReady: 503,
+    errors.QueueFull: 503,
+    errors.QueueTimeout: 504,
+    errors.InferenceFailed: 500,
+}
+RETRY_AFTER_SECONDS = "1"
+
+
+def status_of(error: Exception) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400 if isinstance(error, LayerserveError) else 500
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.ServiceError)
+    async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
+        status = status_of(exc)
+        if status >= 500 and status != 503:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        return error_response(status, str(exc))
+
+    @app.exception_handler(LayerserveError)
+    async def library_error(request: Request, exc: LayerserveError) -> JSONResponse:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return error_response(400, f"invalid request: {problems}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route for {request.method} {request.url.path}"
+        return error_response(exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return error_response(500, "internal server error; see the server log")

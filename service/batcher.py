@@ -1,0 +1,257 @@
+"""The dynamic batcher of one model version (Triton semantics, in-process).
+
+Requests whose inputs agree apart from the batch dimension are merged, up to
+``max_batch_size`` rows, waiting at most ``max_queue_delay_us`` for more (0: merge only
+what is already queued). Each request gets exactly its own rows back. onnxruntime runs
+on a thread pool, never on the event loop. A failing merged run is retried request by
+request, so one bad request cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from layerserve.service.errors import InferenceFailed, QueueFull, QueueTimeout
+from layerserve.service.runtime import LoadedModel
+
+
+@dataclass
+class Pending:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    key: tuple
+    future: asyncio.Future
+    enqueued: float
+    deadline: float
+    started: float = 0.0
+
+
+@dataclass
+class BatchStats:
+    """Triton-style counters: requests, inferences (rows), executions, durations (ns)."""
+
+    success: int = 0
+    failure: dict[str, int] = field(default_factory=lambda: collections.Counter())
+    inference_count: int = 0
+    execution_count: int = 0
+    queue_ns: int = 0
+    compute_ns: int = 0
+    request_ns: int = 0
+    last_inference_ms: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=lambda: collections.Counter())
+
+
+Observer = Callable[[str, dict[str, Any]], None]
+
+
+class DynamicBatcher:
+    def __init__(
+        self, model: LoadedModel, executor: ThreadPoolExecutor, observer: Observer | None = None
+    ) -> None:
+        self.model = model
+        self.executor = executor
+        self.config = model.config
+        self.observer = observer or (lambda event, data: None)
+        self.stats = BatchStats()
+        self._queue: collections.deque[Pending] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(model.config.instances)
+        self._in_flight = 0
+        self._closed = False
+        self._task = asyncio.get_running_loop().create_task(self._schedule())
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue) or self._in_flight > 0
+
+    async def submit(
+        self, inputs: dict[str, np.ndarray], rows: int, timeout_us: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Queue a validated request and wait for its own output rows."""
+        if len(self._queue) >= self.config.max_queue_size:
+            self._count_failure("REJECTED")
+            raise QueueFull(
+                f"inference request for model '{self.model.name}' exceeds maximum "
+                f"queue size {self.config.max_queue_size}"
+            )
+        now = time.monotonic()
+        budget = self.config.queue_timeout_ms / 1000
+        if timeout_us:
+            budget = min(budget, timeout_us / 1e6)
+        key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
+        item = Pending(
+            inputs, rows, key, asyncio.get_running_loop().create_future(), now, now + budget
+        )
+        self._queue.append(item)
+        self.observer("queued", {"pending": len(self._queue)})
+        self._wakeup.set()
+        return await item.future
+
+    async def close(self) -> None:
+        """Finish queued and running work, then stop the scheduler."""
+        self._closed = True
+        while self.busy:
+            await asyncio.sleep(0.005)
+        self._task.cancel()
+
+    # ---- scheduling ---------------------------------------------------------------
+    async def _schedule(self) -> None:
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._slots.acquire()
+            batch = await self._take_batch()
+            if not batch:
+                self._slots.release()
+                continue
+            self._in_flight += 1
+            asyncio.get_running_loop().create_task(self._execute(batch))
+
+    async def _take_batch(self) -> list[Pending]:
+        self._expire()
+        if not self._queue:
+            return []
+        limit = self.config.max_batch_size
+        delay = self.config.max_queue_delay_us / 1e6
+        if limit > 0 and delay > 0:
+            oldest = self._queue[0]
+            while (
+                self._rows_matching(oldest.key) < limit
+                and time.monotonic() < oldest.enqueued + delay
+            ):
+                self._wakeup.clear()
+                remaining = oldest.enqueued + delay - time.monotonic()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=max(remaining, 0))
+                except TimeoutError:
+                    break
+            self._expire()
+            if not self._queue:
+                return []
+        first = self._queue.popleft()
+        batch, rows = [first], first.rows
+        if limit > 0:
+            kept: collections.deque[Pending] = collections.deque()
+            while self._queue:
+                item = self._queue.popleft()
+                if item.key == first.key and rows + item.rows <= limit:
+                    batch.append(item)
+                    rows += item.rows
+                else:
+                    kept.append(item)
+            self._queue.extendleft(reversed(kept))
+        return batch
+
+    def _rows_matching(self, key: tuple) -> int:
+        return sum(item.rows for item in self._queue if item.key == key)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        while self._queue and any(item.deadline <= now for item in self._queue):
+            for item in list(self._queue):
+                if item.deadline <= now:
+                    self._queue.remove(item)
+                    self._count_failure("REJECTED")
+                    if not item.future.done():
+                        waited = (now - item.enqueued) * 1000
+                        item.future.set_exception(
+                            QueueTimeout(
+                                f"request for model '{self.model.name}' timed out after waiting "
+                                f"{waited:.0f} ms in the queue"
+                            )
+                        )
+
+    # ---- execution ----------------------------------------------------------------
+    async def _execute(self, batch: list[Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            started = time.monotonic()
+            for item in batch:
+                item.started = started
+            results = await loop.run_in_executor(self.executor, self._run_batch, batch)
+            finished = time.monotonic()
+            for item, result in zip(batch, results, strict=True):
+                if item.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    self._count_failure("BACKEND")
+                    item.future.set_exception(result)
+                else:
+                    self._count_success(item, finished)
+                    item.future.set_result(result)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+
+    def _run_batch(self, batch: list[Pending]) -> list[Any]:
+        """Runs on an executor thread: one merged run, split back by rows."""
+        start = time.perf_counter_ns()
+        if len(batch) == 1:
+            results: list[Any] = [self._run_one(batch[0])]
+        else:
+            feeds = {
+                name: np.concatenate([item.inputs[name] for item in batch])
+                for name in batch[0].inputs
+            }
+            try:
+                merged = self.model.run(feeds)
+            except InferenceFailed:
+                results = [self._run_one(item) for item in batch]
+            else:
+                results = []
+                offset = 0
+                for item in batch:
+                    results.append({k: v[offset : offset + item.rows] for k, v in merged.items()})
+                    offset += item.rows
+        self.stats.execution_count += 1
+        self.stats.compute_ns += time.perf_counter_ns() - start
+        rows = sum(item.rows for item in batch)
+        self.stats.batch_sizes[rows] += 1
+        self.observer(
+            "executed",
+            {
+                "rows": rows,
+                "requests": len(batch),
+                "compute_s": (time.perf_counter_ns() - start) / 1e9,
+            },
+        )
+        return results
+
+    def _run_one(self, item: Pending) -> Any:
+        try:
+            return self.model.run(item.inputs)
+        except InferenceFailed as exc:
+            return exc
+
+    def _count_success(self, item: Pending, finished: float) -> None:
+        self.stats.success += 1
+        self.stats.inference_count += item.rows
+        self.stats.queue_ns += int((item.started - item.enqueued) * 1e9)
+        self.stats.request_ns += int((finished - item.enqueued) * 1e9)
+        self.stats.last_inference_ms = int(time.time() * 1000)
+        self.observer(
+            "success",
+            {
+                "rows": item.rows,
+                "queue_s": item.started - item.enqueued,
+                "request_s": finished - item.enqueued,
+            },
+        )
+
+    def _count_failure(self, reason: str) -> None:
+        self.stats.failure[reason] += 1
+        self.observer("failure", {"reason": reason})

@@ -1,0 +1,58 @@
+"""Open Inference Protocol datatypes and their NumPy and onnxruntime equivalents."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from layerserve.service.errors import InvalidInput
+
+V2_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(bool),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
+ORT_TO_V2 = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+    "tensor(bfloat16)": "BF16",
+}
+
+
+def numpy_dtype(datatype: str) -> np.dtype:
+    name = "BYTES" if datatype == "STRING" else datatype
+    if name not in V2_TO_NUMPY:
+        raise InvalidInput(
+            f"unsupported datatype '{datatype}'; expected one of {', '.join(V2_TO_NUMPY)}"
+        )
+    return V2_TO_NUMPY[name]
+
+
+def v2_datatype(dtype: np.dtype) -> str:
+    return NUMPY_TO_V2.get(np.dtype(dtype), "BYTES")
+
+
+def element_size(datatype: str) -> int:
+    """Bytes per element in the binary format (0 for variable-size BYTES)."""
+    return 0 if datatype in ("BYTES", "STRING") else numpy_dtype(datatype).itemsize

@@ -1,0 +1,44 @@
+"""Domain errors of the service. They carry no HTTP status: the API maps them in one
+place (``service/api/errors.py``)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class; ``str(error)`` is the message clients see."""
+
+
+class InvalidInput(ServiceError):
+    """The request is malformed or does not fit the model (shape, dtype, data)."""
+
+
+class ModelNotFound(ServiceError):
+    """No such model, or no such version of it."""
+
+
+class ModelNotReady(ServiceError):
+    """The model (or the server) is loading, unloading or draining."""
+
+
+class QueueFull(ServiceError):
+    """The model's queue is at its bound; retry later."""
+
+
+class QueueTimeout(ServiceError):
+    """The request waited in the queue longer than its timeout."""
+
+
+class PayloadTooLarge(ServiceError):
+    """The body, or a tensor it describes, exceeds the size limit."""
+
+
+class NotSupported(ServiceError):
+    """A protocol feature this server does not implement (e.g. TF Serving :classify)."""
+
+
+class ModelLoadError(ServiceError):
+    """A model version could not be loaded (corrupt file, provider fallback, ...)."""
+
+
+class InferenceFailed(ServiceError):
+    """onnxruntime failed while running a valid request."""

@@ -1,0 +1,1 @@
+"""Wire formats: Open Inference Protocol (V2) and TensorFlow Serving REST. No FastAPI."""

@@ -1,0 +1,39 @@
+"""Reading request bodies safely: size caps before and after decompression."""
+
+from __future__ import annotations
+
+import zlib
+
+from layerserve.service.errors import InvalidInput, PayloadTooLarge
+
+
+def check_declared_size(content_length: str | None, limit: int) -> None:
+    if content_length is None:
+        return
+    try:
+        size = int(content_length)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid Content-Length header: {content_length!r}") from exc
+    if size > limit:
+        raise PayloadTooLarge(
+            f"request body of {size} bytes exceeds the maximum allowed input size of {limit} bytes"
+        )
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """gzip or deflate bodies, refusing any that inflate past ``limit`` bytes."""
+    if not encoding or encoding.lower() == "identity":
+        return body
+    kinds = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+    if encoding.lower() not in kinds:
+        raise InvalidInput(f"unsupported Content-Encoding '{encoding}'; expected gzip or deflate")
+    inflater = zlib.decompressobj(kinds[encoding.lower()])
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"the {encoding} body cannot be decompressed: {exc}") from exc
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(
+            f"decompressed request exceeds the maximum allowed input size of {limit} bytes"
+        )
+    return data

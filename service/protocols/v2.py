@@ -1,0 +1,310 @@
+"""Open Inference Protocol (KServe V2) inference requests and responses, with the
+binary tensor data extension in both directions."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from layerserve.service.datatypes import numpy_dtype, v2_datatype
+from layerserve.service.errors import InvalidInput, PayloadTooLarge
+from layerserve.service.runtime import LoadedModel
+
+HEADER_LENGTH = "inference-header-content-length"
+MAX_NESTING = 100
+
+
+@dataclass
+class RequestedOutput:
+    name: str
+    binary: bool | None = None
+
+
+@dataclass
+class V2Request:
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: list[RequestedOutput] | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    binary_output_default: bool = False
+
+    @property
+    def timeout_us(self) -> int | None:
+        value = self.parameters.get("timeout")
+        return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def parse_json(text: bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"failed to parse the request JSON buffer: {exc}") from exc
+
+
+def decode_request(
+    body: bytes, header_length: int | None, model: LoadedModel, limit: int
+) -> V2Request:
+    if header_length == 0:
+        return _raw_binary_request(body, model)
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise InvalidInput(
+            f"Inference-Header-Content-Length {header_length} does not fit "
+            f"the body of {len(body)} bytes"
+        )
+    json_part = body[:header_length] if header_length else body
+    binary = memoryview(body)[header_length:] if header_length else memoryview(b"")
+    document = parse_json(json_part)
+    if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
+        raise InvalidInput("the inference request must be a JSON object with an 'inputs' array")
+    parameters = _parameters(document.get("parameters"), "request")
+    offset = 0
+    inputs: dict[str, np.ndarray] = {}
+    for entry in document["inputs"]:
+        name, array, used = _decode_input(entry, binary, offset, limit)
+        if name in inputs:
+            raise InvalidInput(f"input '{name}' is given more than once")
+        inputs[name] = array
+        offset += used
+    if offset != len(binary):
+        raise InvalidInput(
+            f"the request has {len(binary) - offset} bytes of binary data "
+            "that no input claims (check binary_data_size)"
+        )
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("'id' must be a string")
+    return V2Request(
+        request_id,
+        inputs,
+        _requested_outputs(document.get("outputs"), model),
+        parameters,
+        bool(parameters.get("binary_data_output", False)),
+    )
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"'parameters' of the {where} must be an object")
+    return value
+
+
+def _decode_input(
+    entry: Any, binary: memoryview, offset: int, limit: int
+) -> tuple[str, np.ndarray, int]:
+    if not isinstance(entry, dict):
+        raise InvalidInput("each entry of 'inputs' must be an object")
+    name, shape, datatype = entry.get("name"), entry.get("shape"), entry.get("datatype")
+    if not isinstance(name, str):
+        raise InvalidInput("an input has no 'name' string")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidInput(
+            f"input '{name}' needs 'shape' as a list of non-negative integers, got {shape!r}"
+        )
+    if not isinstance(datatype, str):
+        raise InvalidInput(f"input '{name}' has no 'datatype' string")
+    if datatype == "BF16":
+        raise InvalidInput(f"input '{name}': BF16 is not supported by this server")
+    dtype = numpy_dtype(datatype)
+    count = math.prod(shape)
+    if dtype.kind != "O" and count * dtype.itemsize > limit:
+        raise PayloadTooLarge(
+            f"input '{name}' of shape {shape} ({count * dtype.itemsize} "
+            f"bytes) exceeds the maximum allowed input size of {limit} bytes"
+        )
+    size = _parameters(entry.get("parameters"), f"input '{name}'").get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise InvalidInput(
+                f"input '{name}': binary_data_size {size!r} does not fit the "
+                f"{len(binary) - offset} bytes of binary data left"
+            )
+        chunk = binary[offset : offset + size]
+        return name, _from_binary(name, chunk, datatype, dtype, shape), size
+    if "data" not in entry:
+        raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size")
+    if datatype == "FP16":
+        raise InvalidInput(
+            f"input '{name}': receiving FP16 data via JSON is not supported; "
+            "send it with the binary tensor data extension"
+        )
+    return name, _from_json(name, entry["data"], datatype, dtype, shape), 0
+
+
+def _from_json(
+    name: str, data: Any, datatype: str, dtype: np.dtype, shape: list[int]
+) -> np.ndarray:
+    if datatype in ("BYTES", "STRING"):
+        flat = list(_flatten(data, 0))
+        array = np.empty(len(flat), dtype=object)
+        array[:] = [item.encode() if isinstance(item, str) else item for item in flat]
+    else:
+        try:
+            array = np.asarray(data, dtype=dtype).reshape(-1)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(
+                f"input '{name}': 'data' is not an array of {datatype} values ({exc})"
+            ) from exc
+    if array.size != math.prod(shape):
+        raise InvalidInput(
+            f"unable to parse 'data': shape does not match true shape of "
+            f"'data' field for input '{name}': shape {shape} needs "
+            f"{math.prod(shape)} elements, 'data' has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def _flatten(value: Any, depth: int) -> Any:
+    if depth > MAX_NESTING:
+        raise InvalidInput(f"'data' is nested deeper than {MAX_NESTING} levels")
+    if isinstance(value, list):
+        for item in value:
+            yield from _flatten(item, depth + 1)
+    else:
+        yield value
+
+
+def _from_binary(
+    name: str, chunk: memoryview, datatype: str, dtype: np.dtype, shape: list[int]
+) -> np.ndarray:
+    if datatype in ("BYTES", "STRING"):
+        items = _split_bytes(name, bytes(chunk))
+        if len(items) != math.prod(shape):
+            raise InvalidInput(f"input '{name}': {len(items)} BYTES elements for shape {shape}")
+        array = np.empty(len(items), dtype=object)
+        array[:] = items
+        return array.reshape(shape)
+    expected = math.prod(shape) * dtype.itemsize
+    if len(chunk) != expected:
+        raise InvalidInput(
+            f"input '{name}': binary_data_size {len(chunk)} does not match the "
+            f"{expected} bytes that {datatype} {shape} takes"
+        )
+    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+
+
+def _split_bytes(name: str, data: bytes) -> list[bytes]:
+    items, offset = [], 0
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise InvalidInput(f"input '{name}': truncated BYTES element length")
+        (length,) = struct.unpack_from("<I", data, offset)
+        offset += 4
+        if offset + length > len(data):
+            raise InvalidInput(f"input '{name}': BYTES element longer than the data")
+        items.append(data[offset : offset + length])
+        offset += length
+    return items
+
+
+def _raw_binary_request(body: bytes, model: LoadedModel) -> V2Request:
+    """``Inference-Header-Content-Length: 0``: the body is one input's bytes, batch 1."""
+    if len(model.inputs) != 1:
+        raise InvalidInput(
+            f"a raw binary request needs a model with exactly one input; "
+            f"'{model.name}' has {len(model.inputs)}"
+        )
+    spec = model.inputs[0]
+    dims = list(spec.shape)
+    fixed = math.prod(d for d in dims if d >= 0) * spec.dtype.itemsize
+    unknown = [i for i, d in enumerate(dims) if d < 0]
+    if len(unknown) > 1 and model.batched:
+        unknown = unknown[1:]
+        dims[0] = 1
+    if len(unknown) > 1 or fixed == 0 or len(body) % fixed:
+        raise InvalidInput(
+            f"cannot deduce the shape of input '{spec.name}' {list(spec.shape)} "
+            f"from {len(body)} bytes of raw binary data"
+        )
+    for index in unknown:
+        dims[index] = len(body) // fixed
+    array = np.frombuffer(body, dtype=spec.dtype.newbyteorder("<")).astype(spec.dtype)
+    return V2Request(None, {spec.name: array.reshape(dims)}, None, {}, True)
+
+
+def _requested_outputs(value: Any, model: LoadedModel) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidInput("'outputs' must be an array")
+    requested = []
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise InvalidInput("each requested output needs a 'name' string")
+        model.output_spec(entry["name"])
+        parameters = _parameters(entry.get("parameters"), f"output '{entry['name']}'")
+        if "classification" in parameters:
+            raise InvalidInput("the classification extension is not supported")
+        binary = parameters.get("binary_data")
+        requested.append(RequestedOutput(entry["name"], None if binary is None else bool(binary)))
+    return requested
+
+
+def encode_response(
+    model: LoadedModel, request: V2Request, outputs: dict[str, np.ndarray]
+) -> tuple[bytes, int | None]:
+    """``(body, json_length)``; ``json_length`` is None when no output is binary."""
+    wanted = request.outputs or [RequestedOutput(s.name) for s in model.outputs]
+    entries, chunks = [], []
+    for item in wanted:
+        array = outputs[item.name]
+        entry: dict[str, Any] = {
+            "name": item.name,
+            "datatype": v2_datatype(array.dtype),
+            "shape": list(array.shape),
+        }
+        binary = request.binary_output_default if item.binary is None else item.binary
+        if binary:
+            chunk = _to_binary(array)
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = _json_data(array)
+        entries.append(entry)
+    document: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request.id is not None:
+        document["id"] = request.id
+    document["outputs"] = entries
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, None
+    return header + b"".join(chunks), len(header)
+
+
+def _json_data(array: np.ndarray) -> Any:
+    if array.dtype == object:
+        return [
+            v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            for v in array.reshape(-1)
+        ]
+    if array.dtype == np.float16:
+        return array.astype(np.float32).reshape(-1)
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+def _to_binary(array: np.ndarray) -> bytes:
+    if array.dtype == object:
+        parts = []
+        for item in array.reshape(-1):
+            raw = item if isinstance(item, bytes) else str(item).encode()
+            parts.append(struct.pack("<I", len(raw)) + raw)
+        return b"".join(parts)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def tensor_metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "versions": versions,
+        "platform": "onnxruntime_onnx",
+        "inputs": [s.as_dict() for s in model.inputs],
+        "outputs": [s.as_dict() for s in model.outputs],
+    }

@@ -1,0 +1,206 @@
+"""One model version in onnxruntime: its session, tensor specs, validation and runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from layerserve.service.datatypes import ORT_TO_V2, numpy_dtype
+from layerserve.service.errors import InferenceFailed, InvalidInput, ModelLoadError
+from layerserve.service.model_config import ResolvedConfig
+
+log = logging.getLogger("layerserve.service")
+
+PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: V2 datatype and shape with -1 for variable sizes."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return numpy_dtype(self.datatype)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def _spec(node: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in node.shape)
+    return TensorSpec(node.name, ORT_TO_V2.get(node.type, "BYTES"), shape)
+
+
+@dataclass
+class LoadedModel:
+    """A loaded, warmed model version. ``run`` is thread-safe (onnxruntime's Run is)."""
+
+    name: str
+    version: str
+    path: Path
+    config: ResolvedConfig
+    session: Any
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    providers: list[str]
+    fell_back_to_cpu: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name: str, version: str, path: Path, config: ResolvedConfig) -> LoadedModel:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        requested = [PROVIDER_NAMES[p] for p in config.providers]
+        if "CPUExecutionProvider" not in requested:
+            requested.append("CPUExecutionProvider")
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises many kinds
+            raise ModelLoadError(f"cannot load {path}: {exc}") from exc
+        actual = list(session.get_providers())
+        fell_back = "cuda" in config.providers and "CUDAExecutionProvider" not in actual
+        if fell_back:
+            message = (
+                f"model '{name}' version {version} asked for the CUDA execution "
+                f"provider but onnxruntime runs it on {actual}"
+            )
+            if not config.allow_cpu_fallback:
+                raise ModelLoadError(message + "; set allow_cpu_fallback to serve on CPU")
+            log.warning("%s; serving on CPU (allow_cpu_fallback)", message)
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+        model = cls(
+            name,
+            version,
+            path,
+            config,
+            session,
+            [_spec(i) for i in session.get_inputs()],
+            [_spec(o) for o in session.get_outputs()],
+            actual,
+            fell_back,
+            metadata,
+        )
+        model.warm_up()
+        return model
+
+    @property
+    def batched(self) -> bool:
+        return self.config.max_batch_size > 0
+
+    @property
+    def mask_outputs(self) -> dict[str, str]:
+        try:
+            return dict(json.loads(self.metadata.get("mask_outputs", "{}")))
+        except ValueError:
+            return {}
+
+    def warm_up(self) -> None:
+        """One run on zeros (batch 1), so the first request does not pay for set-up."""
+        feeds = {
+            spec.name: np.zeros([1 if d < 0 else d for d in spec.shape] or [], dtype=spec.dtype)
+            for spec in self.inputs
+        }
+        try:
+            self.session.run(None, feeds)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"model '{self.name}' failed its warm-up run: {exc}") from exc
+
+    def input_spec(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise InvalidInput(
+            f"unexpected inference input '{name}' for model '{self.name}'; "
+            f"expected inputs: {[s.name for s in self.inputs]}"
+        )
+
+    def output_spec(self, name: str) -> TensorSpec:
+        for spec in self.outputs:
+            if spec.name == name:
+                return spec
+        raise InvalidInput(
+            f"unexpected inference output '{name}' for model '{self.name}'; "
+            f"available outputs: {[s.name for s in self.outputs]}"
+        )
+
+    def validate(self, tensors: dict[str, np.ndarray]) -> int:
+        """Check names, dtypes and shapes; return the batch size (rows)."""
+        missing = [s.name for s in self.inputs if s.name not in tensors]
+        if missing:
+            raise InvalidInput(
+                f"expected {len(self.inputs)} inputs but got {len(tensors)} "
+                f"inputs for model '{self.name}'; missing: {missing}"
+            )
+        rows = None
+        for name, array in tensors.items():
+            spec = self.input_spec(name)
+            if array.dtype != spec.dtype:
+                raise InvalidInput(
+                    f"inference input data-type is '{_v2(array.dtype)}', model expects "
+                    f"'{spec.datatype}' for '{self.name}' (input '{name}')"
+                )
+            if not _shape_fits(array.shape, spec.shape):
+                hint = ""
+                if len(array.shape) + 1 == len(spec.shape):
+                    hint = (
+                        " (the model's first dimension is the batch: add it, e.g. "
+                        f"shape {[1, *array.shape]})"
+                    )
+                raise InvalidInput(
+                    f"unexpected shape for input '{name}' for model '{self.name}'. Expected "
+                    f"{list(spec.shape)}, got {list(array.shape)}{hint}"
+                )
+            batch = array.shape[0] if array.ndim else 1
+            if rows is not None and batch != rows:
+                raise InvalidInput(
+                    f"input '{name}' batch size does not match other inputs "
+                    f"for '{self.name}': {batch} vs {rows}"
+                )
+            rows = batch
+        if self.batched and rows is not None and rows > self.config.max_batch_size:
+            raise InvalidInput(
+                f"inference request batch-size must be <= "
+                f"{self.config.max_batch_size} for '{self.name}', got {rows}"
+            )
+        return int(rows or 0)
+
+    def run(
+        self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        names = output_names or [s.name for s in self.outputs]
+        try:
+            values = self.session.run(names, feeds)
+        except Exception as exc:  # noqa: BLE001
+            raise InferenceFailed(f"model '{self.name}' failed to run: {exc}") from exc
+        return dict(zip(names, values, strict=True))
+
+
+def _shape_fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    return len(shape) == len(expected) and all(
+        e < 0 or e == s for s, e in zip(shape, expected, strict=True)
+    )
+
+
+def _v2(dtype: np.dtype) -> str:
+    from layerserve.service.datatypes import v2_datatype
+
+    return v2_datatype(dtype)
+
+
+def byte_size(datatype: str, shape: list[int]) -> int:
+    return math.prod(shape) * numpy_dtype(datatype).itemsize

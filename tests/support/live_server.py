@@ -1,0 +1,71 @@
+"""A real uvicorn server on loopback, in a background thread, for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from layerserve import examples
+from layerserve.export import to_onnx
+from layerserve.service.server import build_server
+from layerserve.service.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_model(
+    root: Path, name: str, model, version: str = "1", config: dict | None = None
+) -> Path:
+    target = root / name / version / "model.onnx"
+    to_onnx(model, target)
+    if config is not None:
+        (root / name / "config.json").write_text(json.dumps(config))
+    return target
+
+
+def demo_repository(root: Path) -> Path:
+    """mlp (versions 1 and 2), conv_flatten, masking_lstm, and a two-input model."""
+    write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 64})
+    write_model(root, "mlp", examples.mlp(), "2")
+    write_model(root, "conv_flatten", examples.conv_flatten())
+    write_model(root, "masking_lstm", examples.masking_lstm())
+    write_model(root, "hadamard", examples.hadamard_model())
+    return root
+
+
+@contextlib.contextmanager
+def running_server(settings: Settings, wait_ready: bool = True) -> Iterator[str]:
+    """Start uvicorn with ``settings`` (its port replaced by a free one); yield the URL."""
+    settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+    server = build_server(settings)
+    server.config.install_signal_handlers = False  # not the main thread
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 60
+    path = "/v2/health/ready" if wait_ready else "/v2/health/live"
+    while True:
+        try:
+            if httpx.get(url + path, timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not become ready")
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
