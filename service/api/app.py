@@ -8,14 +8,16 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from layerserve import __version__
-from layerserve.service.api import errors, v2
+from layerserve.service.api import errors, observability, tfserving, v2
 from layerserve.service.dataplane import DataPlane
+from layerserve.service.metrics import ServiceMetrics
 from layerserve.service.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    plane = DataPlane(settings)
+    metrics = ServiceMetrics()
+    plane = DataPlane(settings, observer_factory=metrics.observer_for)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.dataplane = plane
+    app.state.metrics = metrics
     errors.install(app)
     app.include_router(v2.router)
+    app.include_router(tfserving.router)
+    app.include_router(observability.router)
     return app
