@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,18 +36,54 @@ class Pending:
 
 
 @dataclass
+class ExecutionStats:
+    """The executions of one batch size: how many, and their durations (ns)."""
+
+    count: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+
+
+@dataclass
 class BatchStats:
-    """Triton-style counters: requests, inferences (rows), executions, durations (ns)."""
+    """Triton-style cumulative statistics of one model version, updated on the event
+    loop only. Request durations (ns) are summed per request: every request of a merged
+    run is charged that run's compute durations, as Triton does; ``batches`` holds the
+    per-execution durations by batch size (rows)."""
 
     success: int = 0
     failure: dict[str, int] = field(default_factory=lambda: collections.Counter())
     inference_count: int = 0
     execution_count: int = 0
-    queue_ns: int = 0
-    compute_ns: int = 0
     request_ns: int = 0
+    fail_ns: int = 0
+    queue_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
     last_inference_ms: int = 0
-    batch_sizes: dict[int, int] = field(default_factory=lambda: collections.Counter())
+    batches: dict[int, ExecutionStats] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failure.values())
+
+    @property
+    def batch_sizes(self) -> dict[int, int]:
+        return collections.Counter({rows: b.count for rows, b in self.batches.items()})
+
+    def record_failure(self, reason: str, ns: int = 0) -> None:
+        self.failure[reason] += 1
+        self.fail_ns += ns
+
+    def record_execution(self, rows: int, timing: tuple[int, int, int]) -> None:
+        self.execution_count += 1
+        entry = self.batches.setdefault(rows, ExecutionStats())
+        entry.count += 1
+        entry.compute_input_ns += timing[0]
+        entry.compute_infer_ns += timing[1]
+        entry.compute_output_ns += timing[2]
 
 
 Observer = Callable[[str, dict[str, Any]], None]
@@ -54,13 +91,18 @@ Observer = Callable[[str, dict[str, Any]], None]
 
 class DynamicBatcher:
     def __init__(
-        self, model: LoadedModel, executor: ThreadPoolExecutor, observer: Observer | None = None
+        self,
+        model: LoadedModel,
+        executor: ThreadPoolExecutor,
+        observer: Observer | None = None,
+        stats: BatchStats | None = None,
     ) -> None:
         self.model = model
         self.executor = executor
         self.config = model.config
+        # Observers are called on the event loop, never on an executor thread.
         self.observer = observer or (lambda event, data: None)
-        self.stats = BatchStats()
+        self.stats = stats if stats is not None else BatchStats()
         self._queue: collections.deque[Pending] = collections.deque()
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(model.config.instances)
@@ -134,14 +176,17 @@ class DynamicBatcher:
                 and time.monotonic() < oldest.enqueued + delay
             ):
                 self._wakeup.clear()
-                remaining = oldest.enqueued + delay - time.monotonic()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=max(remaining, 0))
-                except TimeoutError:
-                    break
-            self._expire()
-            if not self._queue:
-                return []
+                # Wake for new requests, at the end of the delay, or when a queued request
+                # runs out of time, so that it gets its 504 without waiting out the delay.
+                until = min(oldest.enqueued + delay, min(i.deadline for i in self._queue))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wakeup.wait(), timeout=max(until - time.monotonic(), 0)
+                    )
+                self._expire()
+                if not self._queue:
+                    return []
+                oldest = self._queue[0]
         first = self._queue.popleft()
         batch, rows = [first], first.rows
         if limit > 0:
@@ -160,12 +205,18 @@ class DynamicBatcher:
         return sum(item.rows for item in self._queue if item.key == key)
 
     def _expire(self) -> None:
+        """Drop requests whose caller gave up (CANCELED) or whose time is up (REJECTED)."""
         now = time.monotonic()
-        while self._queue and any(item.deadline <= now for item in self._queue):
+        while self._queue and any(
+            item.deadline <= now or item.future.done() for item in self._queue
+        ):
             for item in list(self._queue):
-                if item.deadline <= now:
+                if item.future.done():
                     self._queue.remove(item)
-                    self._count_failure("REJECTED")
+                    self._count_failure("CANCELED", now - item.enqueued)
+                elif item.deadline <= now:
+                    self._queue.remove(item)
+                    self._count_failure("REJECTED", now - item.enqueued)
                     if not item.future.done():
                         waited = (now - item.enqueued) * 1000
                         item.future.set_exception(
@@ -182,54 +233,59 @@ class DynamicBatcher:
             started = time.monotonic()
             for item in batch:
                 item.started = started
-            results = await loop.run_in_executor(self.executor, self._run_batch, batch)
+            try:
+                results, timing = await loop.run_in_executor(self.executor, self._run_batch, batch)
+            except Exception as exc:  # noqa: BLE001 - no waiting client may be left hanging
+                failure = InferenceFailed(f"model '{self.model.name}' failed to run: {exc}")
+                results, timing = [failure] * len(batch), (0, 0, 0)
             finished = time.monotonic()
+            rows = sum(item.rows for item in batch)
+            self.stats.record_execution(rows, timing)
+            self.observer(
+                "executed",
+                {"rows": rows, "requests": len(batch), "compute_s": sum(timing) / 1e9},
+            )
             for item, result in zip(batch, results, strict=True):
                 if item.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    self._count_failure("BACKEND")
+                    self._count_failure("CANCELED", finished - item.enqueued)
+                elif isinstance(result, Exception):
+                    self._count_failure("BACKEND", finished - item.enqueued)
                     item.future.set_exception(result)
                 else:
-                    self._count_success(item, finished)
+                    self._count_success(item, finished, timing)
                     item.future.set_result(result)
         finally:
             self._in_flight -= 1
             self._slots.release()
 
-    def _run_batch(self, batch: list[Pending]) -> list[Any]:
-        """Runs on an executor thread: one merged run, split back by rows."""
+    def _run_batch(self, batch: list[Pending]) -> tuple[list[Any], tuple[int, int, int]]:
+        """Runs on an executor thread: one merged run, split back by rows. Returns the
+        results and the (input, infer, output) durations in ns; it touches no state."""
         start = time.perf_counter_ns()
         if len(batch) == 1:
+            prepared = time.perf_counter_ns()
             results: list[Any] = [self._run_one(batch[0])]
+            infer_done = time.perf_counter_ns()
         else:
             feeds = {
                 name: np.concatenate([item.inputs[name] for item in batch])
                 for name in batch[0].inputs
             }
+            prepared = time.perf_counter_ns()
             try:
                 merged = self.model.run(feeds)
             except InferenceFailed:
                 results = [self._run_one(item) for item in batch]
+                infer_done = time.perf_counter_ns()
             else:
+                infer_done = time.perf_counter_ns()
                 results = []
                 offset = 0
                 for item in batch:
                     results.append({k: v[offset : offset + item.rows] for k, v in merged.items()})
                     offset += item.rows
-        self.stats.execution_count += 1
-        self.stats.compute_ns += time.perf_counter_ns() - start
-        rows = sum(item.rows for item in batch)
-        self.stats.batch_sizes[rows] += 1
-        self.observer(
-            "executed",
-            {
-                "rows": rows,
-                "requests": len(batch),
-                "compute_s": (time.perf_counter_ns() - start) / 1e9,
-            },
-        )
-        return results
+        done = time.perf_counter_ns()
+        return results, (prepared - start, infer_done - prepared, done - infer_done)
 
     def _run_one(self, item: Pending) -> Any:
         try:
@@ -237,12 +293,16 @@ class DynamicBatcher:
         except InferenceFailed as exc:
             return exc
 
-    def _count_success(self, item: Pending, finished: float) -> None:
-        self.stats.success += 1
-        self.stats.inference_count += item.rows
-        self.stats.queue_ns += int((item.started - item.enqueued) * 1e9)
-        self.stats.request_ns += int((finished - item.enqueued) * 1e9)
-        self.stats.last_inference_ms = int(time.time() * 1000)
+    def _count_success(self, item: Pending, finished: float, timing: tuple[int, int, int]) -> None:
+        stats = self.stats
+        stats.success += 1
+        stats.inference_count += item.rows
+        stats.queue_ns += int((item.started - item.enqueued) * 1e9)
+        stats.request_ns += int((finished - item.enqueued) * 1e9)
+        stats.compute_input_ns += timing[0]
+        stats.compute_infer_ns += timing[1]
+        stats.compute_output_ns += timing[2]
+        stats.last_inference_ms = int(time.time() * 1000)
         self.observer(
             "success",
             {
@@ -252,6 +312,6 @@ class DynamicBatcher:
             },
         )
 
-    def _count_failure(self, reason: str) -> None:
-        self.stats.failure[reason] += 1
-        self.observer("failure", {"reason": reason})
+    def _count_failure(self, reason: str, waited_s: float = 0.0) -> None:
+        self.stats.record_failure(reason, int(waited_s * 1e9))
+        self.observer("failure", {"reason": reason, "request_s": waited_s})

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from layerserve import __version__
-from layerserve.service.batcher import DynamicBatcher, Observer
+from layerserve.service.batcher import BatchStats, DynamicBatcher, Observer
 from layerserve.service.demo import ensure_demo_repository
-from layerserve.service.errors import ModelNotReady
+from layerserve.service.errors import ModelNotReady, ServiceError
+from layerserve.service.metrics import mark_accounted
 from layerserve.service.repository import ModelRepository
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
@@ -37,6 +38,8 @@ class DataPlane:
         self.started = False
         self.draining = False
         self._batchers: dict[tuple[str, str, int], DynamicBatcher] = {}
+        # Statistics per (model, version), kept across reloads so counters never go back.
+        self._stats: dict[tuple[str, str], BatchStats] = {}
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ort-run")
         self._observer_factory = observer_factory
 
@@ -71,6 +74,41 @@ class DataPlane:
     def batchers(self) -> list[DynamicBatcher]:
         return list(self._batchers.values())
 
+    def loaded_models(
+        self, name: str | None = None, version: str | None = None
+    ) -> list[LoadedModel]:
+        """Every loaded version of every model, of ``name``, or the one version addressed
+        (ModelNotFound / ModelNotReady as for inference)."""
+        if name is not None:
+            model = self.model(name, version)
+            if version:
+                return [model]
+        loaded = []
+        for state in self.repository.states():
+            versions = state.versions  # a reload swaps the dict; read one snapshot
+            if name is None or state.name == name:
+                loaded.extend(versions[v] for v in sorted(versions, key=int))
+        return loaded
+
+    def statistics(self, model: LoadedModel) -> BatchStats:
+        """The cumulative statistics of a model version (zero before its first request)."""
+        return self._stats.setdefault((model.name, model.version), BatchStats())
+
+    def pending_requests(self, model: LoadedModel) -> int:
+        """Requests of this model version queued but not yet executing."""
+        key = (model.name, model.version)
+        return sum(b.pending for k, b in list(self._batchers.items()) if k[:2] == key)
+
+    def count_failure(self, name: str, version: str | None, reason: str = "OTHER") -> bool:
+        """Count a request that failed before reaching the batcher (e.g. invalid input);
+        False when no such model version is loaded."""
+        try:
+            model = self.model(name, version)
+        except ServiceError:
+            return False
+        self.statistics(model).record_failure(reason)
+        return True
+
     def _batcher(self, model: LoadedModel) -> DynamicBatcher:
         key = (model.name, model.version, id(model))
         batcher = self._batchers.get(key)
@@ -78,7 +116,7 @@ class DataPlane:
             observer: Observer | None = None
             if self._observer_factory is not None:
                 observer = self._observer_factory(model)
-            batcher = DynamicBatcher(model, self._executor, observer)
+            batcher = DynamicBatcher(model, self._executor, observer, self.statistics(model))
             self._batchers[key] = batcher
         return batcher
 
@@ -110,5 +148,6 @@ class DataPlane:
             raise ModelNotReady("the server is still loading its models")
         model = self.model(name, version)
         rows = model.validate(inputs)
+        mark_accounted()  # from here on the batcher counts the outcome
         outputs = await self._batcher(model).submit(inputs, rows, timeout_us)
         return model, outputs

@@ -16,7 +16,7 @@ from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 
 log = logging.getLogger("layerserve.service")
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # never "." or ".."
 MODEL_FILE = "model.onnx"
 
 

@@ -142,9 +142,12 @@ class LoadedModel:
         """Check names, dtypes and shapes; return the batch size (rows)."""
         missing = [s.name for s in self.inputs if s.name not in tensors]
         if missing:
+            known = {s.name for s in self.inputs}
+            unexpected = [n for n in tensors if n not in known]
+            extra = f"; unexpected: {unexpected}" if unexpected else ""
             raise InvalidInput(
                 f"expected {len(self.inputs)} inputs but got {len(tensors)} "
-                f"inputs for model '{self.name}'; missing: {missing}"
+                f"inputs for model '{self.name}'; missing: {missing}{extra}"
             )
         rows = None
         for name, array in tensors.items():
@@ -183,11 +186,23 @@ class LoadedModel:
         self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None
     ) -> dict[str, np.ndarray]:
         names = output_names or [s.name for s in self.outputs]
+        # onnxruntime would store bytes elements of string tensors as their repr.
+        feeds = {k: _text(v) if v.dtype.kind == "O" else v for k, v in feeds.items()}
         try:
             values = self.session.run(names, feeds)
         except Exception as exc:  # noqa: BLE001
             raise InferenceFailed(f"model '{self.name}' failed to run: {exc}") from exc
         return dict(zip(names, values, strict=True))
+
+
+def _text(array: np.ndarray) -> np.ndarray:
+    if not any(isinstance(v, bytes) for v in array.reshape(-1)):
+        return array
+    try:
+        decoded = [v.decode("utf-8") if isinstance(v, bytes) else v for v in array.reshape(-1)]
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"string input elements must be UTF-8 text: {exc}") from exc
+    return np.array(decoded, dtype=object).reshape(array.shape)
 
 
 def _shape_fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:

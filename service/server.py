@@ -9,6 +9,7 @@ queued work in the lifespan shutdown, and exits 0.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -27,16 +28,26 @@ class DrainingServer(uvicorn.Server):
         self._draining = False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        app = self.config.app
-        if self._draining or self.settings.drain_seconds <= 0:
-            super().handle_exit(sig, frame)
+        """First signal: not ready, then stop after the drain. A second SIGINT forces the
+        exit. Unlike plain uvicorn, the signal is not raised again after shutdown: a
+        drained server exits 0."""
+        if self._draining:
+            if sig == signal.SIGINT and self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
             return
         self._draining = True
-        app.state.dataplane.draining = True
+        self.config.app.state.dataplane.draining = True
         log.info("signal %s: not ready now, draining for %.1f s", sig, self.settings.drain_seconds)
-        timer = threading.Timer(self.settings.drain_seconds, super().handle_exit, (sig, frame))
+        if self.settings.drain_seconds <= 0:
+            self.should_exit = True
+            return
+        timer = threading.Timer(self.settings.drain_seconds, self._stop_accepting)
         timer.daemon = True
         timer.start()
+
+    def _stop_accepting(self) -> None:
+        self.should_exit = True
 
 
 def build_server(settings: Settings) -> DrainingServer:

@@ -36,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dataplane = plane
     app.state.metrics = metrics
     errors.install(app)
+    # Observability first: GET /v2/models/stats must win over GET /v2/models/{name}.
+    app.include_router(observability.router)
     app.include_router(v2.router)
     app.include_router(tfserving.router)
-    app.include_router(observability.router)
+    observability.install(app)
     return app

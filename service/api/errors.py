@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layerserve.errors import LayerserveError
 from layerserve.service import errors
@@ -44,7 +45,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.ServiceError)
     async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
         status = status_of(exc)
-        if status >= 500 and status != 503:
+        if status >= 500 and status not in (501, 503):
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
         return error_response(status, str(exc))
 
@@ -66,7 +67,32 @@ def install(app: FastAPI) -> None:
             message = f"no route for {request.method} {request.url.path}"
         return error_response(exc.status_code, message)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return error_response(500, "internal server error; see the server log")
+    app.add_middleware(UnexpectedErrorMiddleware)
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unexpected exception with a JSON 500 and does not re-raise it, so the
+    client's keep-alive connection survives (Starlette's own handler re-raises)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:  # noqa: BLE001 - the last line of defence
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                response = error_response(500, "internal server error; see the server log")
+                await response(scope, receive, send)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from layerserve.service.api.deps import dataplane, read_body
 from layerserve.service.api.errors import error_response
-from layerserve.service.errors import InvalidInput
+from layerserve.service.errors import InvalidInput, NotSupported
 from layerserve.service.protocols import v2
 from layerserve.service.protocols.v2 import HEADER_LENGTH
 
@@ -138,15 +138,36 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
 @router.post("/v2/repository/index")
 async def repository_index(request: Request) -> list[dict[str, str]]:
     """Every model and version with its state (``{"ready": true}`` keeps ready ones)."""
-    body = await request.body()
-    only_ready = bool(v2.parse_json(body).get("ready", False)) if body.strip() else False
+    body = await read_body(request)
+    document = v2.parse_json(body) if body.strip() else {}
+    if not isinstance(document, dict) or not isinstance(document.get("ready", False), bool):
+        raise InvalidInput('the index request body must be an object like {"ready": true}')
+    only_ready = document.get("ready", False)
     entries = dataplane(request).repository.index()
     return [e for e in entries if e["state"] == "READY"] if only_ready else entries
+
+
+async def _control_parameters(request: Request, action: str) -> dict[str, Any]:
+    body = await read_body(request)
+    document = v2.parse_json(body) if body.strip() else {}
+    parameters = document.get("parameters", {}) if isinstance(document, dict) else None
+    if not isinstance(parameters, dict):
+        raise InvalidInput(
+            f'the {action} request body must be empty or an object like {{"parameters": {{}}}}'
+        )
+    return parameters
 
 
 @router.post("/v2/repository/models/{name}/load")
 async def load_model(request: Request, name: str) -> dict[str, Any]:
     """Load, or reload, a model from the repository directory."""
+    parameters = await _control_parameters(request, "load")
+    overrides = sorted(k for k in parameters if k == "config" or k.startswith("file:"))
+    if overrides:
+        raise NotSupported(
+            f"load parameters {overrides} are not supported: this server loads models "
+            "from the repository directory only"
+        )
     await dataplane(request).load(name)
     return {"name": name, "load": True}
 
@@ -154,5 +175,6 @@ async def load_model(request: Request, name: str) -> dict[str, Any]:
 @router.post("/v2/repository/models/{name}/unload")
 async def unload_model(request: Request, name: str) -> dict[str, Any]:
     """Stop serving a model; requests already queued on it finish first."""
+    await _control_parameters(request, "unload")
     await dataplane(request).unload(name)
     return {"name": name, "unload": True}

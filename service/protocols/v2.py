@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 
 from layerserve.service.datatypes import numpy_dtype, v2_datatype
-from layerserve.service.errors import InvalidInput, PayloadTooLarge
+from layerserve.service.errors import InvalidInput, NotSupported, PayloadTooLarge
 from layerserve.service.runtime import LoadedModel
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -36,7 +36,7 @@ class V2Request:
     @property
     def timeout_us(self) -> int | None:
         value = self.parameters.get("timeout")
-        return int(value) if isinstance(value, (int, float)) and value > 0 else None
+        return value if isinstance(value, int) and value > 0 else None
 
 
 def parse_json(text: bytes) -> Any:
@@ -78,12 +78,20 @@ def decode_request(
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")
+    timeout = parameters.get("timeout")
+    if timeout is not None and not (
+        isinstance(timeout, int) and not isinstance(timeout, bool) and timeout >= 0
+    ):
+        raise InvalidInput(
+            f"request parameter 'timeout' must be a non-negative integer number of "
+            f"microseconds, got {timeout!r}"
+        )
     return V2Request(
         request_id,
         inputs,
         _requested_outputs(document.get("outputs"), model),
         parameters,
-        bool(parameters.get("binary_data_output", False)),
+        _flag(parameters, "binary_data_output", "request") or False,
     )
 
 
@@ -92,6 +100,13 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidInput(f"'parameters' of the {where} must be an object")
+    return value
+
+
+def _flag(parameters: dict[str, Any], key: str, where: str) -> bool | None:
+    value = parameters.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInput(f"parameter '{key}' of the {where} must be true or false, got {value!r}")
     return value
 
 
@@ -142,17 +157,34 @@ def _decode_input(
 def _from_json(
     name: str, data: Any, datatype: str, dtype: np.dtype, shape: list[int]
 ) -> np.ndarray:
-    if datatype in ("BYTES", "STRING"):
-        flat = list(_flatten(data, 0))
+    if not isinstance(data, list):
+        raise InvalidInput(
+            f"input '{name}': 'data' must be a JSON array (nested or flat), "
+            f"got {type(data).__name__}"
+        )
+    if dtype.kind == "O":
+        flat = list(_flatten(name, data, 0))
+        for item in flat:
+            if not isinstance(item, str):
+                raise InvalidInput(
+                    f"input '{name}': BYTES 'data' must hold JSON strings, got {item!r}; "
+                    "send raw bytes with the binary tensor data extension"
+                )
         array = np.empty(len(flat), dtype=object)
-        array[:] = [item.encode() if isinstance(item, str) else item for item in flat]
+        array[:] = flat
     else:
         try:
-            array = np.asarray(data, dtype=dtype).reshape(-1)
-        except (ValueError, TypeError) as exc:
+            raw = np.asarray(data)
+        except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidInput(
-                f"input '{name}': 'data' is not an array of {datatype} values ({exc})"
+                f"input '{name}': 'data' is not a regular array of {datatype} values ({exc})"
             ) from exc
+        if raw.size == 0:
+            array = np.empty(0, dtype=dtype)
+        elif dtype.kind in "iu" and raw.dtype.kind not in "iub":
+            array = _integers(name, data, datatype, dtype)  # e.g. UINT64 beyond int64
+        else:
+            array = _coerce(name, raw, datatype, dtype).reshape(-1)
     if array.size != math.prod(shape):
         raise InvalidInput(
             f"unable to parse 'data': shape does not match true shape of "
@@ -162,12 +194,55 @@ def _from_json(
     return array.reshape(shape)
 
 
-def _flatten(value: Any, depth: int) -> Any:
+_KIND_NAMES = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers", "U": "strings"}
+
+
+def _integers(name: str, data: list, datatype: str, dtype: np.dtype) -> np.ndarray:
+    """The slow path for integers NumPy cannot infer as one integer type."""
+    flat = list(_flatten(name, data, 0))
+    for item in flat:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise InvalidInput(
+                f"input '{name}': 'data' must hold JSON integers for datatype {datatype}, "
+                f"got {item!r}"
+            )
+    _check_range(name, min(flat), max(flat), datatype, dtype)
+    return np.array(flat, dtype=dtype)
+
+
+def _check_range(name: str, low: int, high: int, datatype: str, dtype: np.dtype) -> None:
+    info = np.iinfo(dtype)
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise InvalidInput(
+            f"input '{name}': value {bad} is out of range for {datatype} [{info.min}, {info.max}]"
+        )
+
+
+def _coerce(name: str, raw: np.ndarray, datatype: str, dtype: np.dtype) -> np.ndarray:
+    """JSON values to ``dtype``: no silent truncation, wrap-around or type change."""
+    if dtype.kind == "b":
+        accepted, wanted = "b", "true/false"
+    elif dtype.kind in "iu":
+        accepted, wanted = "iu", "integers"
+    else:
+        accepted, wanted = "iuf", "numbers"
+    if raw.dtype.kind not in accepted:
+        got = _KIND_NAMES.get(raw.dtype.kind, "mixed or out-of-range values")
+        raise InvalidInput(
+            f"input '{name}': 'data' must hold JSON {wanted} for datatype {datatype}, got {got}"
+        )
+    if dtype.kind in "iu":
+        _check_range(name, int(raw.min()), int(raw.max()), datatype, dtype)
+    return raw.astype(dtype, copy=False)
+
+
+def _flatten(name: str, value: Any, depth: int) -> Any:
     if depth > MAX_NESTING:
-        raise InvalidInput(f"'data' is nested deeper than {MAX_NESTING} levels")
+        raise InvalidInput(f"input '{name}': 'data' is nested deeper than {MAX_NESTING} levels")
     if isinstance(value, list):
         for item in value:
-            yield from _flatten(item, depth + 1)
+            yield from _flatten(name, item, depth + 1)
     else:
         yield value
 
@@ -178,10 +253,11 @@ def _from_binary(
     if datatype in ("BYTES", "STRING"):
         items = _split_bytes(name, bytes(chunk))
         if len(items) != math.prod(shape):
-            raise InvalidInput(f"input '{name}': {len(items)} BYTES elements for shape {shape}")
-        array = np.empty(len(items), dtype=object)
-        array[:] = items
-        return array.reshape(shape)
+            raise InvalidInput(
+                f"input '{name}': the binary data holds {len(items)} BYTES elements "
+                f"but shape {shape} needs {math.prod(shape)}"
+            )
+        return _text_array(name, items).reshape(shape)
     expected = math.prod(shape) * dtype.itemsize
     if len(chunk) != expected:
         raise InvalidInput(
@@ -205,6 +281,20 @@ def _split_bytes(name: str, data: bytes) -> list[bytes]:
     return items
 
 
+def _text_array(name: str, items: list[bytes]) -> np.ndarray:
+    """BYTES elements as an object array of ``str``: onnxruntime's string tensors hold
+    UTF-8 text (it would turn ``bytes`` objects into their ``repr``)."""
+    array = np.empty(len(items), dtype=object)
+    try:
+        array[:] = [item.decode("utf-8") for item in items]
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"input '{name}': a BYTES element is not valid UTF-8 ({exc}); "
+            "onnxruntime string tensors hold text"
+        ) from exc
+    return array
+
+
 def _raw_binary_request(body: bytes, model: LoadedModel) -> V2Request:
     """``Inference-Header-Content-Length: 0``: the body is one input's bytes, batch 1."""
     if len(model.inputs) != 1:
@@ -213,6 +303,20 @@ def _raw_binary_request(body: bytes, model: LoadedModel) -> V2Request:
             f"'{model.name}' has {len(model.inputs)}"
         )
     spec = model.inputs[0]
+    if not body:
+        raise InvalidInput(
+            f"a raw binary request (Inference-Header-Content-Length 0) needs the bytes "
+            f"of input '{spec.name}'; the body is empty"
+        )
+    if spec.datatype == "BYTES":
+        dims = [1 if d < 0 else d for d in spec.shape]
+        if math.prod(dims) != 1:
+            raise InvalidInput(
+                f"a raw binary request holds one BYTES element, but input '{spec.name}' "
+                f"has shape {list(spec.shape)}"
+            )
+        array = _text_array(spec.name, [body]).reshape(dims)
+        return V2Request(None, {spec.name: array}, None, {}, True)
     dims = list(spec.shape)
     fixed = math.prod(d for d in dims if d >= 0) * spec.dtype.itemsize
     unknown = [i for i, d in enumerate(dims) if d < 0]
@@ -242,9 +346,11 @@ def _requested_outputs(value: Any, model: LoadedModel) -> list[RequestedOutput] 
         model.output_spec(entry["name"])
         parameters = _parameters(entry.get("parameters"), f"output '{entry['name']}'")
         if "classification" in parameters:
-            raise InvalidInput("the classification extension is not supported")
-        binary = parameters.get("binary_data")
-        requested.append(RequestedOutput(entry["name"], None if binary is None else bool(binary)))
+            raise NotSupported(
+                f"output '{entry['name']}': the classification extension is not supported"
+            )
+        binary = _flag(parameters, "binary_data", f"output '{entry['name']}'")
+        requested.append(RequestedOutput(entry["name"], binary))
     return requested
 
 

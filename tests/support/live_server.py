@@ -7,8 +7,9 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -45,10 +46,15 @@ def demo_repository(root: Path) -> Path:
 
 
 @contextlib.contextmanager
-def running_server(settings: Settings, wait_ready: bool = True) -> Iterator[str]:
-    """Start uvicorn with ``settings`` (its port replaced by a free one); yield the URL."""
+def running_server(
+    settings: Settings, wait_ready: bool = True, customize: Callable[[Any], None] | None = None
+) -> Iterator[str]:
+    """Start uvicorn with ``settings`` (its port replaced by a free one); yield the URL.
+    ``customize`` receives the FastAPI app before it starts (to add test routes)."""
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
     server = build_server(settings)
+    if customize is not None:
+        customize(server.config.app)
     server.config.install_signal_handlers = False  # not the main thread
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

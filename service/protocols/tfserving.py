@@ -1,0 +1,522 @@
+"""TensorFlow Serving REST: model status, signature metadata and ``:predict`` in row
+(``instances`` -> ``predictions``) and columnar (``inputs`` -> ``outputs``) formats.
+
+Protocol-neutral: it turns request bodies into named NumPy tensors for
+``DataPlane.infer`` and model outputs back into TF Serving's JSON, following
+``tensorflow_serving/util/json_tensor.cc``: ``{"b64": ...}`` for bytes, output names
+ending in ``_bytes`` written as b64, and the ``NaN``/``Infinity``/``-Infinity`` tokens
+accepted in requests and written for non-finite outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+
+from layerserve.service.errors import InvalidInput, ModelNotFound, NotSupported
+from layerserve.service.repository import MODEL_FILE, ModelRepository, ModelState
+from layerserve.service.runtime import LoadedModel, TensorSpec
+
+SIGNATURE = "serving_default"
+METHOD_NAME = "tensorflow/serving/predict"
+METHODS = ("predict", "classify", "regress")
+LATEST_LABEL = "latest"
+BYTES_SUFFIX = "_bytes"
+MAX_NESTING = 100
+_NON_FINITE_TOKEN = re.compile(rb"NaN|Infinity")
+_FRAGMENTS = {
+    "nan": orjson.Fragment(b"NaN"),
+    "inf": orjson.Fragment(b"Infinity"),
+    "-inf": orjson.Fragment(b"-Infinity"),
+}
+DT_NAMES = {
+    "BOOL": "DT_BOOL",
+    "UINT8": "DT_UINT8",
+    "UINT16": "DT_UINT16",
+    "UINT32": "DT_UINT32",
+    "UINT64": "DT_UINT64",
+    "INT8": "DT_INT8",
+    "INT16": "DT_INT16",
+    "INT32": "DT_INT32",
+    "INT64": "DT_INT64",
+    "FP16": "DT_HALF",
+    "FP32": "DT_FLOAT",
+    "FP64": "DT_DOUBLE",
+    "BYTES": "DT_STRING",
+    "STRING": "DT_STRING",
+    "BF16": "DT_BFLOAT16",
+}
+# What each model dtype kind accepts from the JSON numbers NumPy inferred.
+_ACCEPTED_KINDS = {"f": "iuf", "i": "iuf", "u": "iuf", "b": "b"}
+
+
+@dataclass
+class PredictRequest:
+    format: Literal["row", "columnar"]
+    inputs: dict[str, np.ndarray]
+
+
+# ---- versions and labels -------------------------------------------------------------
+def version_for_label(model_name: str, label: str) -> str | None:
+    """Labels name versions; this server has one implicit label, ``latest``."""
+    if label == LATEST_LABEL:
+        return None
+    raise ModelNotFound(
+        f"label '{label}' is not assigned to any version of model '{model_name}': "
+        f"this server has no version labels configured (only '{LATEST_LABEL}'); "
+        "address a version with /versions/<n>"
+    )
+
+
+# ---- status ------------------------------------------------------------------------
+def model_status(repository: ModelRepository, name: str, version: str | None) -> dict[str, Any]:
+    """GetModelStatus: every version without ``version``; also KServe V1's name/ready."""
+    state = next((s for s in repository.states() if s.name == name), None)
+    on_disk = name in repository.model_names_on_disk()
+    if state is None and not on_disk:
+        raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
+    entries = _version_entries(repository, name, state)
+    if version is not None:
+        selected = [e for e in entries if e["version"] == version]
+        if not selected:
+            raise ModelNotFound(
+                f"Request for unknown model: '{name}' version {version} is not found; "
+                f"available versions: {[e['version'] for e in entries]}"
+            )
+        entries = selected
+    return {
+        "model_version_status": entries,
+        "name": name,
+        "ready": any(e["state"] == "AVAILABLE" for e in entries),
+    }
+
+
+def _version_entries(
+    repository: ModelRepository, name: str, state: ModelState | None
+) -> list[dict[str, Any]]:
+    if state is not None and state.versions:
+        versions = dict.fromkeys(state.versions, ("AVAILABLE", "OK", ""))
+    else:
+        if state is None:
+            status = ("START", "OK", "")
+        elif state.state == "LOADING":
+            status = ("LOADING", "OK", "")
+        elif state.reason == "unloaded":
+            status = ("END", "OK", "")
+        else:
+            status = ("END", "UNKNOWN", state.reason)
+        versions = dict.fromkeys(_disk_versions(repository, name), status)
+    return [
+        {
+            "version": v,
+            "state": s,
+            "status": {"error_code": code, "error_message": message},
+        }
+        for v, (s, code, message) in sorted(versions.items(), key=lambda kv: int(kv[0]))
+    ]
+
+
+def _disk_versions(repository: ModelRepository, name: str) -> list[str]:
+    if name not in repository.model_names_on_disk():  # never a path from the URL as is
+        return []
+    model_dir = repository.root / name
+    return [
+        p.name
+        for p in model_dir.iterdir()
+        if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()
+    ]
+
+
+# ---- metadata ----------------------------------------------------------------------
+def model_metadata(model: LoadedModel) -> dict[str, Any]:
+    """GetModelMetadata with one ``serving_default`` signature built from the ONNX I/O."""
+    return {
+        "model_spec": {"name": model.name, "signature_name": "", "version": model.version},
+        "metadata": {
+            "signature_def": {
+                "signature_def": {
+                    SIGNATURE: {
+                        "inputs": {s.name: _tensor_info(s) for s in model.inputs},
+                        "outputs": {s.name: _tensor_info(s) for s in model.outputs},
+                        "method_name": METHOD_NAME,
+                    }
+                }
+            }
+        },
+    }
+
+
+def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
+    return {
+        "dtype": DT_NAMES.get(spec.datatype, "DT_INVALID"),
+        "tensor_shape": {
+            "dim": [{"size": str(d), "name": ""} for d in spec.shape],
+            "unknown_rank": False,
+        },
+        "name": spec.name,
+    }
+
+
+# ---- predict request ---------------------------------------------------------------
+def check_method(method: str, path: str) -> None:
+    if method not in METHODS:
+        raise InvalidInput(
+            f"Malformed request: POST {path}; expected one of {', '.join(':' + m for m in METHODS)}"
+        )
+
+
+def check_supported(method: str, model: LoadedModel) -> None:
+    if method != "predict":
+        raise NotSupported(
+            f":{method} is not supported for model '{model.name}': it needs a "
+            "tf.Example parsing signature, which ONNX models do not have; use :predict"
+        )
+
+
+def parse_json(body: bytes) -> Any:
+    """orjson, or Python's parser when the body uses the NaN/Infinity tokens."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if not _NON_FINITE_TOKEN.search(body):
+            raise InvalidInput(f"JSON Parse error: {exc}") from exc
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"JSON Parse error: {exc}") from exc
+
+
+def decode_predict(body: bytes, model: LoadedModel) -> PredictRequest:
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise InvalidInput(
+            "the request body must be a JSON object with an 'instances' (row format) "
+            "or an 'inputs' (columnar format) key"
+        )
+    _check_signature(document)
+    has_instances, has_inputs = "instances" in document, "inputs" in document
+    if has_instances and has_inputs:
+        raise InvalidInput(
+            "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
+        )
+    if has_instances:
+        return PredictRequest("row", _from_instances(document["instances"], model))
+    if has_inputs:
+        return PredictRequest("columnar", _from_inputs(document["inputs"], model))
+    raise InvalidInput("Missing 'inputs' or 'instances' key")
+
+
+def _check_signature(document: dict[str, Any]) -> None:
+    name = document.get("signature_name")
+    if name is None or name in ("", SIGNATURE):
+        return
+    if not isinstance(name, str):
+        raise InvalidInput("'signature_name' key must be a string value")
+    raise InvalidInput(
+        f'Serving signature name: "{name}" not found in signature def; '
+        f'this server has one signature, "{SIGNATURE}"'
+    )
+
+
+def _from_instances(instances: Any, model: LoadedModel) -> dict[str, np.ndarray]:
+    if not isinstance(instances, list):
+        raise InvalidInput("Expecting 'instances' to be a list/array (one entry per example)")
+    if not instances:
+        raise InvalidInput("No values in 'instances' array")
+    names = [s.name for s in model.inputs]
+    named = _is_object(instances[0])
+    if not named and len(names) > 1:
+        raise InvalidInput(
+            f"instances is a plain list, but expecting list of objects as model "
+            f"'{model.name}' has {len(names)} inputs: {names}"
+        )
+    if named:
+        for index, item in enumerate(instances):
+            if not _is_object(item):
+                raise InvalidInput(
+                    f"Expecting object but got {_json_type(item)} at item {index} of "
+                    f"'instances'; each instance must map {names} to values"
+                )
+            if set(item) != set(names):
+                unknown = sorted(set(item) - set(names))
+                missing = sorted(set(names) - set(item))
+                raise InvalidInput(
+                    f"instance {index} of 'instances' for model '{model.name}' must have "
+                    f"exactly the keys {names}; missing {missing}, unexpected {unknown}"
+                )
+        columns = {name: [item[name] for item in instances] for name in names}
+    else:
+        for index, item in enumerate(instances):
+            if _is_object(item):
+                raise InvalidInput(
+                    f"Expecting value/list but got object at item {index} of 'instances'"
+                )
+        columns = {names[0]: instances}
+    tensors = {}
+    for spec in model.inputs:
+        array = _to_array(columns[spec.name], spec, model, rows=True)
+        per_instance = list(spec.shape[1:])
+        if array.ndim != len(spec.shape):
+            raise InvalidInput(
+                f"unexpected shape for input '{spec.name}' for model '{model.name}': each "
+                f"entry of 'instances' is one example and must have shape {per_instance} "
+                f"(the model expects {list(spec.shape)}, batch first), got entries of "
+                f"shape {list(array.shape[1:])}"
+            )
+        tensors[spec.name] = array
+    return tensors
+
+
+def _from_inputs(inputs: Any, model: LoadedModel) -> dict[str, np.ndarray]:
+    names = [s.name for s in model.inputs]
+    if not _is_object(inputs):
+        if len(names) > 1:
+            raise InvalidInput(
+                f"inputs is a plain value/list, but expecting an object as model "
+                f"'{model.name}' has {len(names)} inputs: {names}"
+            )
+        return {names[0]: _to_array(inputs, model.inputs[0], model, rows=False)}
+    unknown = sorted(set(inputs) - set(names))
+    if unknown:
+        raise InvalidInput(
+            f"unexpected input {unknown[0]!r} in 'inputs' for model '{model.name}'; "
+            f"expected inputs: {names}"
+        )
+    for name in names:
+        if name not in inputs:
+            raise InvalidInput(
+                f"Missing named input: '{name}' in 'inputs' object for model "
+                f"'{model.name}'; expected inputs: {names}"
+            )
+    return {s.name: _to_array(inputs[s.name], s, model, rows=False) for s in model.inputs}
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict) and not _is_b64(value)
+
+
+def _to_array(value: Any, spec: TensorSpec, model: LoadedModel, rows: bool) -> np.ndarray:
+    where = f"input '{spec.name}' of model '{model.name}'"
+    if spec.datatype in ("BYTES", "STRING"):
+        shape, leaves = _walk(value, where, rows)
+        array = np.empty(len(leaves), dtype=object)
+        array[:] = [_text(leaf, where) for leaf in leaves]
+        return array.reshape(shape)
+    dtype = spec.dtype
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        array = None
+    accepted = _ACCEPTED_KINDS.get(dtype.kind, "")
+    if array is None or array.dtype.kind not in accepted:
+        _walk(value, where, rows)  # raises for ragged nesting
+        _reject_leaf(value, spec, where)  # raises naming the first value of the wrong kind
+        raise InvalidInput(f"{where}: values do not fit {spec.datatype}")
+    return _cast(array, spec, where)
+
+
+def _cast(array: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
+    dtype = spec.dtype
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):
+            cast = array.astype(dtype)
+        if array.dtype.kind == "f" and array.dtype.itemsize > dtype.itemsize:
+            overflow = np.isinf(cast) & np.isfinite(array)
+            if overflow.any():
+                raise InvalidInput(
+                    f"{where}: value {array[overflow][0].item()!r} does not fit {spec.datatype}"
+                )
+        return cast
+    if dtype.kind in "iu":
+        if array.dtype.kind == "f":
+            bad = ~np.isfinite(array) | (array != np.round(array))
+            if bad.any():
+                raise InvalidInput(
+                    f"{where}: value {array[bad][0].item()!r} is not an integer; the model "
+                    f"expects {spec.datatype}"
+                )
+        info = np.iinfo(dtype)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            outside = array[(array < info.min) | (array > info.max)][0]
+            raise InvalidInput(f"{where}: value {outside.item()!r} does not fit {spec.datatype}")
+        return array.astype(dtype)
+    return array.astype(dtype)
+
+
+def _walk(value: Any, where: str, rows: bool) -> tuple[list[int], list[Any]]:
+    """The shape and row-major leaves of nested lists; raises naming ragged entries."""
+    leaves: list[Any] = []
+
+    def shape_of(item: Any, path: str, depth: int) -> list[int]:
+        if depth > MAX_NESTING:
+            raise InvalidInput(f"{where}: values are nested deeper than {MAX_NESTING} levels")
+        if not isinstance(item, list):
+            leaves.append(item)
+            return []
+        shapes = [shape_of(sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item)]
+        for i, sub in enumerate(shapes[1:], start=1):
+            if sub != shapes[0]:
+                kind = "instance" if rows and depth == 0 else "entry"
+                raise InvalidInput(
+                    f"{where}: ragged values: {kind} {path}[{i}] has shape {sub} but "
+                    f"{path}[0] has shape {shapes[0]}; every {kind} must have the same shape"
+                )
+        return [len(item), *(shapes[0] if shapes else [])]
+
+    root = "instances" if rows else "inputs"
+    shape = shape_of(value, root, 0)
+    return shape, leaves
+
+
+def _reject_leaf(value: Any, spec: TensorSpec, where: str) -> None:
+    expected = {"b": "true/false", "f": "numbers", "i": "integers", "u": "integers"}.get(
+        spec.dtype.kind, spec.datatype
+    )
+    for leaf in _leaves(value):
+        if spec.dtype.kind == "b":
+            ok = isinstance(leaf, bool)
+        else:
+            ok = isinstance(leaf, (int, float)) and not isinstance(leaf, bool)
+        if not ok:
+            raise InvalidInput(
+                f"{where}: JSON value {_snippet(leaf)} of type {_json_type(leaf)} is not of "
+                f"the expected type: the model expects {spec.datatype} ({expected})"
+            )
+        if isinstance(leaf, int) and spec.dtype.kind in "iu":
+            info = np.iinfo(spec.dtype)
+            if not info.min <= leaf <= info.max:
+                raise InvalidInput(f"{where}: value {leaf} does not fit {spec.datatype}")
+        if isinstance(leaf, int) and spec.dtype.kind == "f" and abs(leaf) >= 2**64:
+            raise InvalidInput(f"{where}: value {leaf} does not fit {spec.datatype}")
+
+
+def _leaves(value: Any) -> Any:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            yield item
+
+
+def _text(leaf: Any, where: str) -> str:
+    """A string element: JSON text, or ``{"b64": ...}`` bytes (onnxruntime's string
+    tensors hold UTF-8 text)."""
+    if isinstance(leaf, str):
+        return leaf
+    if not _is_b64(leaf):
+        raise InvalidInput(
+            f"{where}: JSON value {_snippet(leaf)} of type {_json_type(leaf)} is not of "
+            'the expected type: the model expects BYTES (strings or {"b64": "..."})'
+        )
+    try:
+        raw = base64.b64decode(leaf["b64"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{where}: unable to base64 decode {_snippet(leaf)}: {exc}") from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{where}: the b64 value decodes to bytes that are not UTF-8 text, which "
+            f"onnxruntime string tensors require ({exc})"
+        ) from exc
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "b64 object" if _is_b64(value) else "object"
+
+
+def _snippet(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---- predict response --------------------------------------------------------------
+def encode_predict(
+    model: LoadedModel, request: PredictRequest, outputs: dict[str, np.ndarray]
+) -> bytes:
+    names = [s.name for s in model.outputs]
+    values = {name: _jsonable(name, outputs[name]) for name in names}
+    if request.format == "columnar":
+        body: Any = values[names[0]] if len(names) == 1 else values
+        return _dumps({"outputs": body})
+    rows = None
+    for name in names:
+        array = outputs[name]
+        if array.ndim == 0 or (rows is not None and array.shape[0] != rows):
+            raise InvalidInput(
+                f"output '{name}' of model '{model.name}' has shape {list(array.shape)}, "
+                "which has no batch dimension matching the other outputs, so it cannot "
+                "be returned in row format; send 'inputs' (columnar format) instead"
+            )
+        rows = array.shape[0]
+    if len(names) == 1:
+        return _dumps({"predictions": values[names[0]]})
+    return _dumps(
+        {"predictions": [{name: values[name][i] for name in names} for i in range(rows or 0)]}
+    )
+
+
+def _dumps(document: Any) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _jsonable(name: str, array: np.ndarray) -> Any:
+    """Something orjson writes as TF Serving would: an array, or nested lists."""
+    if array.dtype == object or array.dtype.kind in "SU":
+        as_b64 = name.endswith(BYTES_SUFFIX)
+        items = [_string_out(v, as_b64) for v in array.reshape(-1)]
+        return _nest(items, list(array.shape))
+    if array.dtype == np.float16:
+        array = array.astype(np.float32)
+    array = np.ascontiguousarray(array)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return _with_tokens(array)
+    return array[()] if array.ndim == 0 else array
+
+
+def _with_tokens(array: np.ndarray) -> Any:
+    if array.ndim == 0:
+        value = array[()]
+        return value if np.isfinite(value) else _FRAGMENTS[str(float(value))]
+    if np.isfinite(array).all():
+        return array
+    return [_with_tokens(array[i, ...]) for i in range(array.shape[0])]
+
+
+def _string_out(value: Any, as_b64: bool) -> Any:
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    if as_b64:
+        return {"b64": base64.b64encode(raw).decode("ascii")}
+    return raw.decode("utf-8", "replace")
+
+
+def _nest(items: list[Any], shape: list[int]) -> Any:
+    if not shape:
+        return items[0]
+    if len(shape) == 1:
+        return items
+    step = len(items) // shape[0] if shape[0] else 0
+    return [_nest(items[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]

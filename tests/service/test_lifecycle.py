@@ -1,0 +1,252 @@
+"""Lifecycle: liveness while every worker is busy, and the graceful SIGTERM drain of a real
+``layerserve serve`` process (not ready at once, in-flight requests finish, exit 0).
+
+The slow model is a hand-built ONNX graph (a chain of MatMul+Tanh sharing one weight), so
+a request is slow in onnxruntime but small on the wire; its expectation is the same chain
+computed with NumPy."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+import tritonclient.http as triton
+from live_server import free_port, running_server, write_model
+from onnx import TensorProto, helper, numpy_helper
+
+from layerserve import examples
+from layerserve.service.settings import Settings
+
+LAYERS = 80  # 4096 rows take about 0.5 s on one thread of the reference 2-core machine
+FEATURES, WIDTH, OUTPUTS = 16, 256, 4
+
+
+def slow_weights(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (
+        (rng.standard_normal((FEATURES, WIDTH)) / 4).astype(np.float32),
+        (rng.standard_normal((WIDTH, WIDTH)) / np.sqrt(WIDTH)).astype(np.float32),
+        (rng.standard_normal((WIDTH, OUTPUTS)) / np.sqrt(WIDTH)).astype(np.float32),
+    )
+
+
+def write_slow_model(root: Path, name: str, config: dict) -> None:
+    w_in, w, w_out = slow_weights()
+    nodes = [helper.make_node("MatMul", ["x", "w_in"], ["h0"])]
+    for i in range(LAYERS):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "w"], [f"m{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("MatMul", [f"h{LAYERS}", "w_out"], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", OUTPUTS])],
+        [numpy_helper.from_array(a, n) for a, n in ((w_in, "w_in"), (w, "w"), (w_out, "w_out"))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    (root / name / "1").mkdir(parents=True)
+    onnx.save(model, root / name / "1" / "model.onnx")
+    (root / name / "config.json").write_text(json.dumps(config))
+
+
+def slow_reference(x: np.ndarray) -> np.ndarray:
+    w_in, w, w_out = slow_weights()
+    h = x @ w_in
+    for _ in range(LAYERS):
+        h = np.tanh(h @ w)
+    return h @ w_out
+
+
+def pending(metrics_text: str, model: str) -> int:
+    match = re.search(
+        rf'^nv_inference_pending_request_count\{{model="{model}",version="1"\}} (\d+)$',
+        metrics_text,
+        re.M,
+    )
+    assert match, metrics_text
+    return int(match.group(1))
+
+
+def inputs(count: int, rows: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.random((rows, FEATURES), dtype=np.float32) for _ in range(count)]
+
+
+# ---- liveness while busy -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def busy_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("busy")
+    # two instances of one thread each: four requests keep both busy and two queued
+    write_slow_model(root, "slow", {"max_batch_size": 0, "instances": 2, "intra_op_threads": 1})
+    with running_server(Settings(model_repository=root)) as url:
+        yield url
+
+
+def infer_binary(url: str, x: np.ndarray) -> np.ndarray:
+    client = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=60)
+    tensor = triton.InferInput("x", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    output = triton.InferRequestedOutput("y", binary_data=True)
+    return client.infer("slow", [tensor], outputs=[output]).as_numpy("y")
+
+
+def test_live_answers_within_half_a_second_while_every_worker_is_busy(busy_server):
+    xs = inputs(4, rows=2048, seed=1)
+    probes: list[tuple[float, int, dict]] = []
+    queued: list[int] = []
+    with ThreadPoolExecutor(len(xs)) as pool, httpx.Client(timeout=5) as probe:
+        started = time.perf_counter()
+        futures = [pool.submit(infer_binary, busy_server, x) for x in xs]
+        while not all(f.done() for f in futures):
+            queued.append(pending(probe.get(busy_server + "/metrics").text, "slow"))
+            sent = time.perf_counter()
+            answer = probe.get(busy_server + "/v2/health/live")
+            probes.append((time.perf_counter() - sent, answer.status_code, answer.json()))
+            time.sleep(0.02)
+        busy_for = time.perf_counter() - started
+        results = [f.result() for f in futures]
+
+    assert max(queued) == 2, queued  # both instances running, two requests waiting
+    assert len(probes) >= 5, (busy_for, len(probes))
+    assert all(status == 200 and body == {"live": True} for _, status, body in probes)
+    assert max(latency for latency, _, _ in probes) < 0.5, sorted(p[0] for p in probes)[-3:]
+    for x, y in zip(xs, results, strict=True):
+        np.testing.assert_allclose(y, slow_reference(x), rtol=1e-4, atol=1e-5)
+
+
+# ---- graceful shutdown of a real process -------------------------------------------------
+def v2_json(x: np.ndarray, name: str) -> dict:
+    return {
+        "inputs": [
+            {"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+
+
+def post_slow(url: str, x: np.ndarray, request_id: str) -> httpx.Response:
+    return httpx.post(
+        url + "/v2/models/slow/infer",
+        json=v2_json(x, "x"),
+        headers={"X-Request-ID": request_id},
+        timeout=60,
+    )
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except httpx.TransportError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the server exited ({proc.returncode}) while waiting: {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting: {what}")
+        time.sleep(0.02)
+
+
+def test_sigterm_drains_not_ready_finishes_in_flight_requests_and_exits_0(tmp_path):
+    root = tmp_path / "repository"
+    write_slow_model(root, "slow", {"max_batch_size": 0, "instances": 1, "intra_op_threads": 1})
+    write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 64})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    drain = 0.8
+    env = {
+        **os.environ,
+        "LAYERSERVE_MODEL_REPOSITORY": str(root),
+        "LAYERSERVE_DRAIN_SECONDS": str(drain),
+        "LAYERSERVE_EXIT_TIMEOUT_SECONDS": "20",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-c", "from layerserve.cli import app; app()", "serve"]
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(
+            lambda: httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200,
+            60,
+            "the server to become ready",
+            proc,
+        )
+        # one instance, so the work queues: enough of it to last well past the drain
+        timed = time.perf_counter()
+        assert post_slow(url, inputs(1, 4096, seed=9)[0], "timing").status_code == 200
+        one = time.perf_counter() - timed
+        xs = inputs(max(3, math.ceil((drain + 1.0) / one) + 1), rows=4096, seed=2)
+        with ThreadPoolExecutor(len(xs)) as pool, httpx.Client(timeout=5) as probe:
+            futures = [pool.submit(post_slow, url, x, f"in-flight-{i}") for i, x in enumerate(xs)]
+            wait_until(
+                lambda: pending(probe.get(url + "/metrics").text, "slow") == len(xs) - 1,
+                30,
+                "one slow request running and the others queued",
+                proc,
+            )
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+
+            # not ready at once; live stays 200; the drain still serves new requests
+            not_ready = wait_until(
+                lambda: (r := probe.get(url + "/v2/health/ready")).status_code == 503 and r,
+                0.5,
+                "ready to turn 503 after SIGTERM",
+            )
+            assert "draining" in not_ready.json()["error"]
+            assert not_ready.headers["Retry-After"] == "1"
+            assert probe.get(url + "/v2/health/live").json() == {"live": True}
+            x = np.random.default_rng(3).random((2, 784), dtype=np.float32)
+            during = probe.post(url + "/v2/models/mlp/infer", json=v2_json(x, "hidden_1_input"))
+            assert during.status_code == 200, during.text
+            got = np.array(during.json()["outputs"][0]["data"], np.float32).reshape(2, 10)
+            np.testing.assert_allclose(got, examples.mlp().predict(x), rtol=1e-5, atol=1e-6)
+            assert time.monotonic() - signalled < drain  # all of that within the drain
+            assert probe.get(url + "/v2/health/ready").status_code == 503
+
+            # after the drain the server stops accepting connections, in-flight work goes on
+            time.sleep(max(0.0, signalled + drain + 0.4 - time.monotonic()))
+            with pytest.raises(httpx.TransportError):
+                httpx.get(url + "/v2/health/live", timeout=1)
+            assert not all(f.done() for f in futures)
+
+            responses = [f.result() for f in futures]
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    for i, (x, response) in enumerate(zip(xs, responses, strict=True)):
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Request-ID"] == f"in-flight-{i}"
+        got = np.array(response.json()["outputs"][0]["data"], np.float32).reshape(len(x), OUTPUTS)
+        np.testing.assert_allclose(got, slow_reference(x), rtol=1e-4, atol=1e-5)
+    log_text = log_path.read_text()
+    for i in range(len(xs)):
+        assert re.search(
+            rf"request_id=in-flight-{i} method=POST path=/v2/models/slow/infer status=200 "
+            r"duration_ms=\d+\.\d\d",
+            log_text,
+        ), log_text
