@@ -145,21 +145,24 @@ def serve(
 
     given = {"model_repository": model_repository, "host": host, "port": port, "demo": demo}
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    base = f"http://{settings.host}:{settings.port}"
     console.print(
-        f"layerserve on http://{settings.host}:{settings.port}, models from "
-        f"{settings.model_repository}. Try:",
+        f"layerserve on {base}, models from {settings.model_repository}. Once "
+        "ready, try (the demo MLP, one row of 784 values):",
         highlight=False,
     )
-    console.print(
-        f"  curl -s -X POST http://{settings.host}:{settings.port}/v2/models/mlp/infer "
-        '-H \'Content-Type: application/json\' -d \'{"inputs": [{"name": "hidden_1_input", '
-        '"shape": [1, 784], "datatype": "FP32", "data": \'"$(python3 -c '
-        "'print([0.5]*784)')\"'}]}'",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    console.print(curl_example(base), markup=False, highlight=False, soft_wrap=True)
     run_server(settings)
+
+
+def curl_example(base: str) -> str:
+    """A V2 inference request for the demo MLP that can be pasted into a shell."""
+    values = "'\"$(python3 -c 'print([0.5] * 784)')\"'"  # 784 values, made by the shell
+    body = (
+        '{"inputs": [{"name": "hidden_1_input", "shape": [1, 784], "datatype": "FP32", '
+        f'"data": {values}}}]}}'
+    )
+    return f"curl -s {base}/v2/models/mlp/infer -H 'Content-Type: application/json' -d '{body}'"
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ readiness and draining. The HTTP layers only translate to and from this."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -125,6 +126,8 @@ class DataPlane:
         old = [k for k in self._batchers if k[0] == name]
         await asyncio.get_running_loop().run_in_executor(None, self.repository.load, name)
         await self._retire(old)
+        gc.collect()
+        gc.freeze()  # as at start-up: keep the new session's objects out of full collections
 
     async def unload(self, name: str) -> None:
         old = [k for k in self._batchers if k[0] == name]

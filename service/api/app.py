@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -14,6 +15,13 @@ from layerserve.service.metrics import ServiceMetrics
 from layerserve.service.settings import Settings
 
 
+def freeze_heap() -> None:
+    """Move the loaded models' objects out of the garbage collector's sight: without it,
+    full collections of the long-lived heap paused requests for 45-73 ms under load."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = ServiceMetrics()
@@ -22,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        freeze_heap()
         yield
         await plane.stop()
 
@@ -40,5 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(observability.router)
     app.include_router(v2.router)
     app.include_router(tfserving.router)
+    app.router.routes[:0] = [*v2.FAST_ROUTES, *tfserving.FAST_ROUTES]
     observability.install(app)
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from starlette.routing import Route
 
 from layerserve.service.api.deps import dataplane, read_body
 from layerserve.service.protocols import tfserving
@@ -66,3 +67,18 @@ async def predict(
     parsed = tfserving.decode_predict(await read_body(request), model)
     model, outputs = await plane.infer(name, model.version, parsed.inputs)
     return Response(tfserving.encode_predict(model, parsed, outputs), media_type="application/json")
+
+
+async def _predict_endpoint(request: Request) -> Response:
+    params = request.path_params
+    return await predict(
+        request, params["name"], params["method"], params.get("version"), params.get("label")
+    )
+
+
+# The hot path as plain Starlette routes, matched before the documented FastAPI routes.
+FAST_ROUTES = [
+    Route("/v1/models/{name}:{method}", _predict_endpoint, methods=["POST"]),
+    Route("/v1/models/{name}/versions/{version}:{method}", _predict_endpoint, methods=["POST"]),
+    Route("/v1/models/{name}/labels/{label}:{method}", _predict_endpoint, methods=["POST"]),
+]

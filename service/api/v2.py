@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from layerserve.service.api.deps import dataplane, read_body
 from layerserve.service.api.errors import error_response
@@ -178,3 +179,17 @@ async def unload_model(request: Request, name: str) -> dict[str, Any]:
     await _control_parameters(request, "unload")
     await dataplane(request).unload(name)
     return {"name": name, "unload": True}
+
+
+async def _infer_endpoint(request: Request) -> Response:
+    params = request.path_params
+    return await infer(request, params["name"], params.get("version"))
+
+
+# The hot path as plain Starlette routes, matched before the documented FastAPI routes:
+# FastAPI's per-request route matching and parameter validation cost about as much as
+# decoding a batch-1 request (see the service benchmark in the README).
+FAST_ROUTES = [
+    Route("/v2/models/{name}/infer", _infer_endpoint, methods=["POST"]),
+    Route("/v2/models/{name}/versions/{version}/infer", _infer_endpoint, methods=["POST"]),
+]
