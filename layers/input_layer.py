@@ -107,25 +107,15 @@ def Input(
             "Please provide to Input either a `shape` or a `batch_shape` "
             "argument. Note that `shape` does not include the batch dimension."
         )
-    if batch_shape is not None:
-        layer = InputLayer(
-            batch_input_shape=batch_shape,
-            name=name,
-            dtype=dtype,
-            sparse=sparse,
-            input_tensor=tensor,
-        )
-    elif shape is not None:
-        layer = InputLayer(
-            input_shape=shape,
-            batch_size=batch_size,
-            name=name,
-            dtype=dtype,
-            sparse=sparse,
-            input_tensor=tensor,
-        )
-    else:
-        layer = InputLayer(name=name, dtype=dtype, sparse=sparse, input_tensor=tensor)
+    layer = InputLayer(
+        input_shape=shape if batch_shape is None else None,
+        batch_size=batch_size,
+        batch_input_shape=batch_shape,
+        name=name,
+        dtype=dtype,
+        sparse=sparse,
+        input_tensor=tensor,
+    )
     return layer.output
 
 

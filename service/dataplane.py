@@ -141,16 +141,13 @@ class DataPlane:
     # ---- inference ----------------------------------------------------------------
     async def infer(
         self,
-        name: str,
-        version: str | None,
+        model: LoadedModel,
         inputs: dict[str, np.ndarray],
         timeout_us: int | None = None,
-    ) -> tuple[LoadedModel, dict[str, np.ndarray]]:
-        """Validate, queue, wait; returns the model version and all its outputs."""
+    ) -> dict[str, np.ndarray]:
+        """Validate, queue and wait on ``model`` (from :meth:`model`); all its outputs."""
         if not self.started:
             raise ModelNotReady("the server is still loading its models")
-        model = self.model(name, version)
         rows = model.validate(inputs)
         mark_accounted()  # from here on the batcher counts the outcome
-        outputs = await self._batcher(model).submit(inputs, rows, timeout_us)
-        return model, outputs
+        return await self._batcher(model).submit(inputs, rows, timeout_us)

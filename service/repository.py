@@ -145,12 +145,11 @@ class ModelRepository:
         names = set(self.model_names_on_disk()) | set(states)
         if not names:
             return False
-        return all(
-            states.get(n) is not None
-            and states[n].state == "READY"
-            or (states.get(n) is not None and states[n].reason == "unloaded")
+        settled = all(
+            n in states and (states[n].state == "READY" or states[n].reason == "unloaded")
             for n in names
-        ) and any(s.versions for s in states.values())
+        )
+        return settled and any(s.versions for s in states.values())
 
 
 def _versions(model_dir: Path) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from layerserve.service.datatypes import ORT_TO_V2, numpy_dtype
+from layerserve.service.datatypes import ORT_TO_V2, numpy_dtype, v2_datatype
 from layerserve.service.errors import InferenceFailed, InvalidInput, ModelLoadError
 from layerserve.service.model_config import ResolvedConfig
 
@@ -154,7 +153,7 @@ class LoadedModel:
             spec = self.input_spec(name)
             if array.dtype != spec.dtype:
                 raise InvalidInput(
-                    f"inference input data-type is '{_v2(array.dtype)}', model expects "
+                    f"inference input data-type is '{v2_datatype(array.dtype)}', model expects "
                     f"'{spec.datatype}' for '{self.name}' (input '{name}')"
                 )
             if not _shape_fits(array.shape, spec.shape):
@@ -209,13 +208,3 @@ def _shape_fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     return len(shape) == len(expected) and all(
         e < 0 or e == s for s, e in zip(shape, expected, strict=True)
     )
-
-
-def _v2(dtype: np.dtype) -> str:
-    from layerserve.service.datatypes import v2_datatype
-
-    return v2_datatype(dtype)
-
-
-def byte_size(datatype: str, shape: list[int]) -> int:
-    return math.prod(shape) * numpy_dtype(datatype).itemsize

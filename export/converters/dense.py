@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from layerserve.export.activations import emit_activation
-from layerserve.export.builder import Value
 from layerserve.export.registry import Conversion, Converted, converter
 from layerserve.layers.dense import Dense
 
@@ -23,6 +22,3 @@ def convert_dense(conversion: Conversion) -> Converted:
             y = builder.op("Add", [y, inputs[2]], f"{layer.name}_linear")
     out = emit_activation(builder, layer.activation, conversion.value(y), layer.name)
     return Converted([out])
-
-
-__all__ = ["Value", "convert_dense"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from layerserve.export.builder import Value
 from layerserve.export.registry import Conversion, Converted, converter
 from layerserve.export.tracing import trace_function
 from layerserve.layers.lambda_layer import Lambda, _parameters
@@ -58,6 +57,3 @@ def _masks(conversion: Conversion, structure: str, count: int) -> list[str | Non
     )
     names = [v.name for v in traced]
     return names if len(names) == count else [names[0]] * count
-
-
-__all__ = ["Value", "convert_lambda"]

@@ -14,7 +14,7 @@ from layerserve.layers.base import Layer, Variable, unique_name
 from layerserve.layers.input_layer import InputLayer
 from layerserve.layers.tensor import KerasTensor, Node, flatten
 from layerserve.models import graph
-from layerserve.serialization import serialize, version_string
+from layerserve.serialization import version_string
 
 
 class Model(Layer):
@@ -145,14 +145,6 @@ class Model(Layer):
             )
 
     # ---- running -------------------------------------------------------------------
-    def __call__(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
-        from layerserve.layers.tensor import is_symbolic
-
-        if is_symbolic(inputs):
-            return self._call_symbolic(inputs, training, mask)
-        outputs, _ = self.run(inputs, training=bool(training), mask=mask)
-        return outputs
-
     def run(self, inputs: Any, training: bool = False, mask: Any = None) -> tuple[Any, Any]:
         return self._run_arrays(self._standardize_inputs(inputs), training, mask)
 
@@ -351,9 +343,6 @@ class Model(Layer):
         from layerserve.saving import load_weights
 
         load_weights(self, filepath)
-
-    def serialize(self) -> dict[str, Any] | None:
-        return serialize(self)
 
 
 def _unique(variables: Any) -> list[Variable]:

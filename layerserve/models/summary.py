@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from layerserve.layers.input_layer import InputLayer
-
 
 @dataclass
 class SummaryRow:
@@ -148,7 +146,6 @@ def print_summary(
 
 
 __all__ = [
-    "InputLayer",
     "SummaryRow",
     "format_shape",
     "print_summary",

@@ -65,7 +65,7 @@ async def predict(
     model = plane.model(name, _version(name, version, label))
     tfserving.check_supported(method, model)
     parsed = tfserving.decode_predict(await read_body(request), model)
-    model, outputs = await plane.infer(name, model.version, parsed.inputs)
+    outputs = await plane.infer(model, parsed.inputs)
     return Response(tfserving.encode_predict(model, parsed, outputs), media_type="application/json")
 
 

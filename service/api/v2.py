@@ -125,7 +125,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     parsed = v2.decode_request(
         body, header_length, model, request.app.state.settings.max_request_bytes
     )
-    model, outputs = await plane.infer(name, model.version, parsed.inputs, parsed.timeout_us)
+    outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us)
     content, json_length = v2.encode_response(model, parsed, outputs)
     if json_length is None:
         return Response(content, media_type="application/json")
