@@ -12,6 +12,35 @@ class InvalidInput(ServiceError):
     """The request is malformed or does not fit the model (shape, dtype, data)."""
 
 
+class ValidationFailed(InvalidInput):
+    """A request checked against a model without running it; lists every problem."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class ModelRejected(InvalidInput):
+    """An uploaded model file that is refused (format, safety, corrupt); nothing is stored."""
+
+
+class ParityFailed(ServiceError):
+    """An uploaded Keras-family model whose ONNX export does not match the reference."""
+
+
+class Unauthorized(ServiceError):
+    """No credentials, or not a Bearer token, for an endpoint that needs one."""
+
+
+class Forbidden(ServiceError):
+    """Credentials given but wrong, or an admin endpoint asked from a non-loopback client
+    while no admin token is configured."""
+
+
+class Conflict(ServiceError):
+    """The resource is busy (e.g. a benchmark is already running)."""
+
+
 class ModelNotFound(ServiceError):
     """No such model, or no such version of it."""
 

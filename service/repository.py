@@ -51,7 +51,11 @@ class ModelRepository:
         )
 
     def load_all(self) -> None:
-        for name in self.model_names_on_disk():
+        names = self.model_names_on_disk()
+        with self._lock:  # known at once, so that requests meanwhile get 503, not 404
+            for name in names:
+                self._models.setdefault(name, ModelState(name, state="LOADING"))
+        for name in names:
             try:
                 self.load(name)
             except ModelLoadError as exc:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Provider = Literal["cpu", "cuda"]
@@ -35,6 +35,25 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     drain_seconds: float = Field(1.0, ge=0, description="Serve on after SIGTERM, not ready.")
     exit_timeout_seconds: float = Field(25.0, ge=0)
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for upload, delete, load/unload, download, export and "
+        "benchmark; unset: those answer loopback clients only.",
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token for inference and model metadata; unset: open."
+    )
+    max_upload_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1024, description="Largest model file accepted by an upload."
+    )
+    max_unpacked_bytes: int = Field(
+        4 * 1024 * 1024 * 1024,
+        ge=1024,
+        description="Largest total size an uploaded archive (.keras, .zip) may expand to.",
+    )
+    benchmark_max_seconds: float = Field(
+        10.0, gt=0, description="Cap on a benchmark request's measuring time, all batch sizes."
+    )
     log_level: str = "info"
     access_log: bool = False
 

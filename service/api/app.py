@@ -9,7 +9,16 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from layerserve import __version__
-from layerserve.service.api import errors, observability, tfserving, v2
+from layerserve.service.api import (
+    access,
+    benchmark,
+    errors,
+    inspect,
+    models,
+    observability,
+    tfserving,
+    v2,
+)
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.metrics import ServiceMetrics
 from layerserve.service.settings import Settings
@@ -48,7 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Observability first: GET /v2/models/stats must win over GET /v2/models/{name}.
     app.include_router(observability.router)
     app.include_router(v2.router)
+    # The ":mask", ":validate" and ":benchmark" routes must win over TF Serving's
+    # ":{method}", which must win over the upload route's POST /v1/models/{name}.
+    app.include_router(inspect.router)
+    app.include_router(benchmark.router)
     app.include_router(tfserving.router)
+    app.include_router(models.router)
     app.router.routes[:0] = [*v2.FAST_ROUTES, *tfserving.FAST_ROUTES]
     observability.install(app)
+    access.install(app)
     return app

@@ -17,6 +17,10 @@ log = logging.getLogger("layerserve.service")
 
 STATUS: dict[type[Exception], int] = {
     errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.Conflict: 409,
+    errors.ParityFailed: 422,
     errors.ModelLoadError: 400,
     errors.ModelNotFound: 404,
     errors.PayloadTooLarge: 413,
@@ -36,9 +40,20 @@ def status_of(error: Exception) -> int:
     return 400 if isinstance(error, LayerserveError) else 500
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+def error_response(status: int, message: str, problems: list[str] | None = None) -> JSONResponse:
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="layerserve"'
+    content: dict[str, object] = {"error": message}
+    if problems is not None:
+        content["problems"] = problems
+    return JSONResponse(content, status_code=status, headers=headers or None)
+
+
+def service_error_response(exc: errors.ServiceError) -> JSONResponse:
+    """The response for a domain error, for code outside FastAPI's handlers (ASGI
+    middleware, plain Starlette routes)."""
+    return error_response(status_of(exc), str(exc), getattr(exc, "problems", None))
 
 
 def install(app: FastAPI) -> None:
@@ -47,7 +62,7 @@ def install(app: FastAPI) -> None:
         status = status_of(exc)
         if status >= 500 and status not in (501, 503):
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return error_response(status, str(exc))
+        return service_error_response(exc)
 
     @app.exception_handler(LayerserveError)
     async def library_error(request: Request, exc: LayerserveError) -> JSONResponse:

@@ -72,13 +72,14 @@ async def predict(
 async def _predict_endpoint(request: Request) -> Response:
     params = request.path_params
     return await predict(
-        request, params["name"], params["method"], params.get("version"), params.get("label")
+        request, params["name"], "predict", params.get("version"), params.get("label")
     )
 
 
-# The hot path as plain Starlette routes, matched before the documented FastAPI routes.
+# The hot path as plain Starlette routes, matched before the documented FastAPI routes
+# (only ":predict", so that layerserve's own ":mask", ":validate", ... routes are reached).
 FAST_ROUTES = [
-    Route("/v1/models/{name}:{method}", _predict_endpoint, methods=["POST"]),
-    Route("/v1/models/{name}/versions/{version}:{method}", _predict_endpoint, methods=["POST"]),
-    Route("/v1/models/{name}/labels/{label}:{method}", _predict_endpoint, methods=["POST"]),
+    Route("/v1/models/{name}:predict", _predict_endpoint, methods=["POST"]),
+    Route("/v1/models/{name}/versions/{version}:predict", _predict_endpoint, methods=["POST"]),
+    Route("/v1/models/{name}/labels/{label}:predict", _predict_endpoint, methods=["POST"]),
 ]
