@@ -27,7 +27,7 @@ from layerserve.errors import (
 )
 from layerserve.layers.input_spec import InputSpec, check_input_specs
 from layerserve.layers.tensor import KerasTensor, Node, Shape, flatten, is_symbolic, pack_like
-from layerserve.serialization import semantics_version, serialize
+from layerserve.serialization import charge_weight, semantics_version, serialize
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
 
@@ -217,7 +217,14 @@ class Layer:
         constraint: Any = None,
         trainable: bool = True,
     ) -> Variable:
-        value = np.asarray(initializer(tuple(shape), dtype=self.dtype), dtype=self.dtype)
+        shape = tuple(shape)
+        size = 1
+        for dim in shape:
+            size *= max(int(dim), 0)
+        charge_weight(
+            size * np.dtype(self.dtype).itemsize, f"weight '{name}' {shape} of layer '{self.name}'"
+        )
+        value = np.asarray(initializer(shape, dtype=self.dtype), dtype=self.dtype)
         variable = Variable(name, value, trainable, regularizer, constraint)
         self._variables.append(variable)
         return variable

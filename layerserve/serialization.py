@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from layerserve.errors import ConfigError, UnknownObjectError
+from layerserve.errors import ConfigError, UnknownObjectError, WeightsError
 
 REFERENCE_KERAS_VERSION = "2.2.4"
 
@@ -125,6 +125,35 @@ def lookup(
 
 
 _safe_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("safe_mode", default=True)
+# [bytes left, bytes allowed] while a weight budget is in force.
+_weight_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "weight_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def weight_budget_scope(max_bytes: int) -> Iterator[None]:
+    """Within the block, layers may create at most ``max_bytes`` of weights in all, so that
+    building a model from an untrusted config fails cleanly instead of exhausting memory
+    (weights are allocated from the config before the stored values are read)."""
+    token = _weight_budget.set([int(max_bytes), int(max_bytes)])
+    try:
+        yield
+    finally:
+        _weight_budget.reset(token)
+
+
+def charge_weight(nbytes: int, what: str) -> None:
+    """Count ``nbytes`` of new weights against the budget of :func:`weight_budget_scope`."""
+    budget = _weight_budget.get()
+    if budget is None:
+        return
+    budget[0] -= nbytes
+    if budget[0] < 0:
+        raise WeightsError(
+            f"{what} needs {nbytes} bytes, which takes the model's weights past the limit "
+            f"of {budget[1]} bytes"
+        )
 
 
 @contextlib.contextmanager
