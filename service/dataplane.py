@@ -19,6 +19,7 @@ from layerserve.service.metrics import mark_accounted
 from layerserve.service.repository import ModelRepository
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
+from layerserve.service.storage import remove_stale_staging
 
 log = logging.getLogger("layerserve.service")
 SERVER_NAME = "layerserve"
@@ -49,6 +50,7 @@ class DataPlane:
         loop = asyncio.get_running_loop()
         if self.settings.demo:
             await loop.run_in_executor(None, ensure_demo_repository, self.settings.model_repository)
+        await loop.run_in_executor(None, remove_stale_staging, self.settings.model_repository)
         await loop.run_in_executor(None, self.repository.load_all)
         self.started = True
 
@@ -134,6 +136,19 @@ class DataPlane:
         self.repository.unload(name)
         await self._retire(old)
 
+    async def unload_version(self, name: str, version: str) -> None:
+        """Stop serving one version; requests queued or running on it finish first."""
+        old = [k for k in self._batchers if k[:2] == (name, version)]
+        self.repository.unload_version(name, version)
+        await self._retire(old)
+
+    async def forget(self, name: str) -> None:
+        """Stop serving every version of ``name`` (unknown afterwards, not unavailable);
+        requests queued or running on it finish first."""
+        old = [k for k in self._batchers if k[0] == name]
+        self.repository.forget(name)
+        await self._retire(old)
+
     async def _retire(self, keys: list[tuple[str, str, int]]) -> None:
         batchers = [self._batchers.pop(k) for k in keys if k in self._batchers]
         await asyncio.gather(*(b.close() for b in batchers))
@@ -150,4 +165,18 @@ class DataPlane:
             raise ModelNotReady("the server is still loading its models")
         rows = model.validate(inputs)
         mark_accounted()  # from here on the batcher counts the outcome
-        return await self._batcher(model).submit(inputs, rows, timeout_us)
+        batcher = self._batcher(model)
+        try:
+            return await batcher.submit(inputs, rows, timeout_us)
+        finally:
+            if not self.repository.serves(model):
+                await self._retire_straggler(model, batcher)
+
+    async def _retire_straggler(self, model: LoadedModel, batcher: DynamicBatcher) -> None:
+        """A request that found its model just before a reload, unload or delete made a
+        batcher after the old ones were retired: close it once its work is done, so it
+        does not keep the old session alive."""
+        key = (model.name, model.version, id(model))
+        if self._batchers.get(key) is batcher and not batcher.busy:
+            del self._batchers[key]
+            await batcher.close()

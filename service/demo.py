@@ -16,6 +16,7 @@ DEMO_MODELS = {
     "mlp": examples.mlp,
     "conv_flatten": examples.conv_flatten,
     "masking_lstm": examples.masking_lstm,
+    "hadamard": examples.hadamard_model,
 }
 
 

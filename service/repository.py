@@ -100,6 +100,38 @@ class ModelRepository:
                 raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
             state.versions, state.state, state.reason = {}, "UNAVAILABLE", "unloaded"
 
+    def add_version(self, model: LoadedModel) -> None:
+        """Serve ``model``, loaded from its published directory, beside the model's other
+        versions, which serve on untouched."""
+        with self._lock:
+            state = self._models.setdefault(model.name, ModelState(model.name))
+            # A new dict, not an update: readers iterate over the one they took.
+            state.versions = {**state.versions, model.version: model}
+            state.state, state.reason = "READY", ""
+        log.info("model %s version %s ready on %s", model.name, model.version, model.providers)
+
+    def unload_version(self, name: str, version: str) -> None:
+        """Stop serving one version; the model is forgotten with its last version."""
+        with self._lock:
+            state = self._models.get(name)
+            if state is None or version not in state.versions:
+                raise ModelNotFound(
+                    f"Request for unknown model: '{name}' version {version} is not found"
+                )
+            state.versions = {v: m for v, m in state.versions.items() if v != version}
+            if not state.versions:
+                del self._models[name]
+
+    def forget(self, name: str) -> None:
+        """Stop serving every version of ``name`` and drop its state (404 afterwards)."""
+        with self._lock:
+            self._models.pop(name, None)
+
+    def serves(self, model: LoadedModel) -> bool:
+        """Whether ``model`` is still the loaded object for its name and version."""
+        state = self._models.get(model.name)
+        return state is not None and state.versions.get(model.version) is model
+
     # ---- lookup ------------------------------------------------------------------
     def get(self, name: str, version: str | None = None) -> LoadedModel:
         with self._lock:
@@ -144,11 +176,12 @@ class ModelRepository:
 
     @property
     def all_ready(self) -> bool:
-        """At least one model, and every model found on disk is loaded."""
+        """Every model found on disk is loaded. An empty repository is ready (as in Triton):
+        the server answers, and models arrive by upload or load."""
         states = {s.name: s for s in self.states()}
         names = set(self.model_names_on_disk()) | set(states)
         if not names:
-            return False
+            return True
         settled = all(
             n in states and (states[n].state == "READY" or states[n].reason == "unloaded")
             for n in names

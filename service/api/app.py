@@ -16,6 +16,7 @@ from layerserve.service.api import (
     inspect,
     models,
     observability,
+    schemas,
     tfserving,
     v2,
 )
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Keras-style models served with onnxruntime over the Open "
         "Inference Protocol (V2) and TensorFlow Serving REST.",
+        openapi_tags=schemas.OPENAPI_TAGS,
     )
     app.state.settings = settings
     app.state.dataplane = plane

@@ -13,9 +13,11 @@ def dataplane(request: Request) -> DataPlane:
     return request.app.state.dataplane
 
 
-async def read_body(request: Request) -> bytes:
-    """The body, refused as soon as it (or its decompressed form) passes the limit."""
-    limit = request.app.state.settings.max_request_bytes
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The body, refused as soon as it (or its decompressed form) passes the limit
+    (``max_request_bytes``, or ``limit`` when that is lower)."""
+    server_limit = request.app.state.settings.max_request_bytes
+    limit = server_limit if limit is None else min(limit, server_limit)
     check_declared_size(request.headers.get("content-length"), limit)
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layerserve.errors import LayerserveError
@@ -106,6 +107,8 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:  # the client left mid-body: no one to answer, nothing broke
+            return
         except Exception:  # noqa: BLE001 - the last line of defence
             log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
             if not started:

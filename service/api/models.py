@@ -1,7 +1,141 @@
-"""Placeholder router, filled in by its feature."""
+"""Model management (admin): upload a model file as a new version (multipart), delete a
+version or a model, download the served ONNX graph, export a Keras-family file to ONNX
+without storing it. The work is in ``service/model_admin.py``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
-router = APIRouter()
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from layerserve.service.api import schemas_models as docs
+from layerserve.service.api.deps import dataplane
+from layerserve.service.api.schemas import ModelName, Version
+from layerserve.service.model_admin import Body, ModelAdmin
+
+router = APIRouter(tags=["models"])
+CHUNK_BYTES = 1024 * 1024
+CLIENT_CLOSED = 499  # nginx's code for a client that left; only the access log sees it
+
+
+def model_admin(request: Request) -> ModelAdmin:
+    """The app's ModelAdmin, made on first use (it needs the running event loop)."""
+    state = request.app.state
+    admin = getattr(state, "model_admin", None)
+    if admin is None:
+        admin = state.model_admin = ModelAdmin(dataplane(request), state.settings)
+    return admin
+
+
+def _body(request: Request) -> Body:
+    headers = request.headers
+    return Body(request.stream(), headers.get("content-type"), headers.get("content-length"))
+
+
+@router.post(
+    "/v1/models/{name}",
+    summary="Upload a model version",
+    status_code=201,
+    response_model=docs.UploadedVersion,
+    responses=docs.UPLOAD_ERRORS,
+    openapi_extra=docs.UPLOAD_FORM,
+)
+async def upload_model(request: Request, name: ModelName) -> dict[str, Any] | Response:
+    """Store the uploaded file as the model's next version and serve it. The body streams
+    to disk (at most ``LAYERSERVE_MAX_UPLOAD_BYTES``); Keras-family files are exported to
+    ONNX and checked against the NumPy reference. The version appears whole once it
+    loads, or not at all: a refused upload leaves the repository as it was."""
+    try:
+        return await model_admin(request).upload(name, _body(request))
+    except ClientDisconnect:  # gone before the whole file arrived: nothing was stored
+        return Response(status_code=CLIENT_CLOSED)
+
+
+@router.delete(
+    "/v1/models/{name}",
+    summary="Delete a model",
+    response_model=docs.Deleted,
+    responses=docs.NOT_FOUND,
+)
+async def delete_model(request: Request, name: ModelName) -> dict[str, Any]:
+    """Stop serving every version of the model, then remove its directory. Requests
+    already queued or running finish first; later ones get 404."""
+    return await model_admin(request).delete(name)
+
+
+@router.delete(
+    "/v1/models/{name}/versions/{version}",
+    summary="Delete a model version",
+    response_model=docs.Deleted,
+    responses=docs.NOT_FOUND,
+)
+async def delete_version(request: Request, name: ModelName, version: Version) -> dict[str, Any]:
+    """Stop serving the version, then remove its directory. Requests already queued or
+    running on it finish first; later ones get 404."""
+    return await model_admin(request).delete(name, version)
+
+
+@router.get(
+    "/v1/models/{name}/onnx",
+    summary="Download the served ONNX graph",
+    response_class=Response,
+    responses=docs.DOWNLOAD_RESPONSES,
+)
+async def download_onnx(request: Request, name: ModelName) -> Response:
+    """The model.onnx the model's highest version is served from, byte for byte."""
+    return await _download(request, name, None)
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}/onnx",
+    summary="Download the served ONNX graph of a version",
+    response_class=Response,
+    responses=docs.DOWNLOAD_RESPONSES,
+)
+async def download_version_onnx(request: Request, name: ModelName, version: Version) -> Response:
+    """The model.onnx the version is served from, byte for byte."""
+    return await _download(request, name, version)
+
+
+async def _download(request: Request, name: str, version: str | None) -> Response:
+    onnx_file = await model_admin(request).open_onnx(name, version)
+    return StreamingResponse(
+        _chunks(onnx_file.handle),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{onnx_file.filename}"',
+            "Content-Length": str(onnx_file.size),
+        },
+    )
+
+
+@router.post(
+    "/v1/export",
+    summary="Convert a Keras-family file to ONNX",
+    response_class=Response,
+    responses=docs.EXPORT_RESPONSES,
+    openapi_extra=docs.EXPORT_FORM,
+)
+async def export_model(request: Request) -> Response:
+    """Load the file with the NumPy reference (Lambda bytecode refused), export it to ONNX,
+    check parity, and answer the graph. Nothing is stored."""
+    try:
+        exported = await model_admin(request).export(_body(request))
+    except ClientDisconnect:
+        return Response(status_code=CLIENT_CLOSED)
+    headers = {
+        "X-Source-Format": exported.source_format,
+        "Content-Disposition": f'attachment; filename="{exported.filename}"',
+    }
+    if exported.max_abs_error is not None:
+        headers["X-Parity-Max-Abs-Error"] = repr(exported.max_abs_error)
+    return Response(exported.onnx_bytes, media_type="application/octet-stream", headers=headers)
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk

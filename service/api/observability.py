@@ -9,24 +9,56 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from layerserve.service.api.deps import dataplane
 from layerserve.service.api.request_log import RequestLogMiddleware
+from layerserve.service.api.schemas import ModelName, Version, error_responses, route_docs
+from layerserve.service.api.schemas_statistics import METRICS_EXAMPLE, ModelStatistics
 from layerserve.service.metrics import CONTENT_TYPE, statistics_json
 
 router = APIRouter(tags=["observability"])
 STATS_OF_ALL_MODELS = "/v2/models/stats"
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE: {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}},
+        },
+        **error_responses(),
+    },
+)
 async def metrics(request: Request) -> Response:
     """Triton's per-model counters (labels ``model``, ``version``) and latency histograms."""
     text = request.app.state.metrics.exposition(dataplane(request))
     return Response(text, media_type=CONTENT_TYPE)
 
 
-@router.get(STATS_OF_ALL_MODELS)
-@router.get("/v2/models/{name}/stats")
-@router.get("/v2/models/{name}/versions/{version}/stats")
-async def model_stats(request: Request, name: str | None = None, version: str | None = None) -> Any:
-    """Statistics extension: every loaded version, every version of a model, or one."""
+STATS = route_docs(ModelStatistics, 404, 503, summary="Model statistics")
+
+
+@router.get(STATS_OF_ALL_MODELS, **STATS)
+async def all_model_stats(request: Request) -> dict[str, Any]:
+    """Statistics extension: every loaded model version."""
+    return _stats(request, None, None)
+
+
+@router.get("/v2/models/{name}/stats", **STATS)
+async def model_stats(request: Request, name: ModelName) -> dict[str, Any]:
+    """Statistics extension: every loaded version of a model."""
+    return _stats(request, name, None)
+
+
+@router.get("/v2/models/{name}/versions/{version}/stats", **STATS)
+async def model_version_stats(
+    request: Request, name: ModelName, version: Version
+) -> dict[str, Any]:
+    """Statistics extension: one model version."""
+    return _stats(request, name, version)
+
+
+def _stats(request: Request, name: str | None, version: str | None) -> dict[str, Any]:
     plane = dataplane(request)
     return statistics_json(plane, plane.loaded_models(name, version))
 

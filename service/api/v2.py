@@ -8,8 +8,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
+from layerserve.service.api import schemas
 from layerserve.service.api.deps import dataplane, read_body
 from layerserve.service.api.errors import error_response
+from layerserve.service.api.schemas import InferModelName, ModelName, Version, route_docs
 from layerserve.service.errors import InvalidInput, NotSupported
 from layerserve.service.protocols import v2
 from layerserve.service.protocols.v2 import HEADER_LENGTH
@@ -24,19 +26,20 @@ def _versions(request: Request, name: str) -> list[str]:
     return []
 
 
-@router.get("/v2")
+# ---- server --------------------------------------------------------------------------
+@router.get("/v2", summary="Server metadata", **route_docs(schemas.ServerMetadata))
 async def server_metadata(request: Request) -> dict[str, Any]:
     """Server name, version and supported extensions."""
     return dataplane(request).server_metadata()
 
 
-@router.get("/v2/health/live")
+@router.get("/v2/health/live", summary="Server live", **route_docs(schemas.ServerLive))
 async def live(request: Request) -> dict[str, bool]:
     """200 while the process answers; never waits on inference."""
     return {"live": True}
 
 
-@router.get("/v2/health/ready", response_model=None)
+@router.get("/v2/health/ready", summary="Server ready", **route_docs(schemas.ServerReady, 503))
 async def ready(request: Request) -> dict[str, bool] | JSONResponse:
     """200 once every model is loaded and warmed; 503 while loading or draining."""
     plane = dataplane(request)
@@ -46,26 +49,82 @@ async def ready(request: Request) -> dict[str, bool] | JSONResponse:
     return error_response(503, f"server is not ready: {reason}")
 
 
-@router.get("/v2/models/{name}/ready", response_model=None)
-@router.get("/v2/models/{name}/versions/{version}/ready", response_model=None)
-async def model_ready(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-    """200 with ``{"name", "ready": true}`` when the model (version) can serve."""
+# ---- models --------------------------------------------------------------------------
+MODEL_READY = route_docs(
+    schemas.ModelReady,
+    404,
+    503,
+    summary="Model ready",
+    description='200 with ``{"name", "ready": true}`` when the model (version) can serve; '
+    "404 for an unknown model or version, 503 while it loads.",
+)
+
+
+@router.get("/v2/models/{name}/ready", **MODEL_READY)
+async def model_ready(request: Request, name: ModelName) -> dict[str, Any]:
+    return _model_ready(request, name, None)
+
+
+@router.get("/v2/models/{name}/versions/{version}/ready", **MODEL_READY)
+async def model_version_ready(
+    request: Request, name: ModelName, version: Version
+) -> dict[str, Any]:
+    return _model_ready(request, name, version)
+
+
+def _model_ready(request: Request, name: str, version: str | None) -> dict[str, Any]:
     dataplane(request).model(name, version)
     return {"name": name, "ready": True}
 
 
-@router.get("/v2/models/{name}")
-@router.get("/v2/models/{name}/versions/{version}")
-async def model_metadata(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-    """Inputs and outputs with V2 datatypes; -1 marks a variable dimension."""
+MODEL_METADATA = route_docs(
+    schemas.ModelMetadata,
+    404,
+    503,
+    summary="Model metadata",
+    description="Inputs and outputs with V2 datatypes; -1 marks a variable dimension.",
+)
+
+
+@router.get("/v2/models/{name}", **MODEL_METADATA)
+async def model_metadata(request: Request, name: ModelName) -> dict[str, Any]:
+    return _model_metadata(request, name, None)
+
+
+@router.get("/v2/models/{name}/versions/{version}", **MODEL_METADATA)
+async def model_version_metadata(
+    request: Request, name: ModelName, version: Version
+) -> dict[str, Any]:
+    return _model_metadata(request, name, version)
+
+
+def _model_metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
     model = dataplane(request).model(name, version)
     return v2.tensor_metadata(model, _versions(request, name))
 
 
-@router.get("/v2/models/{name}/config")
-@router.get("/v2/models/{name}/versions/{version}/config")
-async def model_config(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-    """The model configuration in Triton's ModelConfig JSON form."""
+MODEL_CONFIG = route_docs(
+    schemas.ModelConfiguration,
+    404,
+    503,
+    summary="Model configuration",
+    description="The model configuration in Triton's ModelConfig JSON form.",
+)
+
+
+@router.get("/v2/models/{name}/config", **MODEL_CONFIG)
+async def model_config(request: Request, name: ModelName) -> dict[str, Any]:
+    return _model_config(request, name, None)
+
+
+@router.get("/v2/models/{name}/versions/{version}/config", **MODEL_CONFIG)
+async def model_version_config(
+    request: Request, name: ModelName, version: Version
+) -> dict[str, Any]:
+    return _model_config(request, name, version)
+
+
+def _model_config(request: Request, name: str, version: str | None) -> dict[str, Any]:
     model = dataplane(request).model(name, version)
     config = model.config
     batched = model.batched
@@ -109,11 +168,81 @@ async def model_config(request: Request, name: str, version: str | None = None) 
     }
 
 
-@router.post("/v2/models/{name}/infer")
-@router.post("/v2/models/{name}/versions/{version}/infer")
-async def infer(request: Request, name: str, version: str | None = None) -> Response:
-    """Inference with JSON or binary tensors; ``Inference-Header-Content-Length`` marks
-    binary data after the JSON header."""
+# ---- inference -----------------------------------------------------------------------
+BINARY_HEADER = {
+    "description": "Length of the JSON part of a binary body; 0: the body is the raw bytes "
+    "of the model's only input, batch 1.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+INFER = {
+    "response_model": None,
+    "summary": "Inference",
+    "description": "Runs the model on JSON or binary tensors. With "
+    "``Inference-Header-Content-Length`` the body is that many bytes of JSON followed by "
+    "the binary tensor data (``parameters.binary_data_size`` per input); outputs asked "
+    "for with ``binary_data`` come back the same way. Bodies may be gzip or deflate "
+    "encoded (``Content-Encoding``).",
+    "responses": {
+        200: {
+            "model": schemas.InferenceResponse,
+            "description": "Success",
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "hadamard-sum": {
+                            "summary": "Only the requested output, with the request id",
+                            "value": schemas.INFER_RESPONSE,
+                        },
+                        "hadamard-all-outputs": {
+                            "summary": "Every output",
+                            "value": schemas.INFER_FLAT_RESPONSE,
+                        },
+                    }
+                },
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+            "headers": {"Inference-Header-Content-Length": BINARY_HEADER},
+        },
+        **schemas.error_responses(400, 404, 413, 500, 503, 504),
+    },
+    "openapi_extra": {
+        "parameters": [
+            {"name": "Inference-Header-Content-Length", "in": "header", **BINARY_HEADER}
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": schemas.inline_schema(schemas.InferenceRequest),
+                    "examples": {
+                        "hadamard-sum": {
+                            "summary": "Two inputs, batch 2, nested data; one output",
+                            "value": schemas.INFER_EXAMPLE,
+                        },
+                        "hadamard-all-outputs": {
+                            "summary": "Flat data; every output",
+                            "value": schemas.INFER_FLAT_EXAMPLE,
+                        },
+                    },
+                },
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+    },
+}
+
+
+@router.post("/v2/models/{name}/infer", **INFER)
+async def infer(request: Request, name: InferModelName) -> Response:
+    return await _infer(request, name, None)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", **INFER)
+async def infer_version(request: Request, name: InferModelName, version: Version) -> Response:
+    return await _infer(request, name, version)
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
     plane = dataplane(request)
     model = plane.model(name, version)
     body = await read_body(request)
@@ -136,7 +265,19 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     )
 
 
-@router.post("/v2/repository/index")
+# ---- repository extension ------------------------------------------------------------
+def _optional_body(model: type, example: Any) -> dict[str, Any]:
+    schema = schemas.inline_schema(model)
+    content = {"application/json": {"schema": schema, "example": example}}
+    return {"requestBody": {"required": False, "content": content}}
+
+
+@router.post(
+    "/v2/repository/index",
+    summary="Repository index",
+    openapi_extra=_optional_body(schemas.RepositoryIndexRequest, {"ready": True}),
+    **route_docs(schemas.RepositoryIndex, 400),
+)
 async def repository_index(request: Request) -> list[dict[str, str]]:
     """Every model and version with its state (``{"ready": true}`` keeps ready ones)."""
     body = await read_body(request)
@@ -159,8 +300,16 @@ async def _control_parameters(request: Request, action: str) -> dict[str, Any]:
     return parameters
 
 
-@router.post("/v2/repository/models/{name}/load")
-async def load_model(request: Request, name: str) -> dict[str, Any]:
+CONTROL_BODY = _optional_body(schemas.RepositoryControlRequest, {"parameters": {}})
+
+
+@router.post(
+    "/v2/repository/models/{name}/load",
+    summary="Load a model",
+    openapi_extra=CONTROL_BODY,
+    **route_docs(schemas.LoadResponse, 400, 404, 501),
+)
+async def load_model(request: Request, name: ModelName) -> dict[str, Any]:
     """Load, or reload, a model from the repository directory."""
     parameters = await _control_parameters(request, "load")
     overrides = sorted(k for k in parameters if k == "config" or k.startswith("file:"))
@@ -173,8 +322,13 @@ async def load_model(request: Request, name: str) -> dict[str, Any]:
     return {"name": name, "load": True}
 
 
-@router.post("/v2/repository/models/{name}/unload")
-async def unload_model(request: Request, name: str) -> dict[str, Any]:
+@router.post(
+    "/v2/repository/models/{name}/unload",
+    summary="Unload a model",
+    openapi_extra=CONTROL_BODY,
+    **route_docs(schemas.UnloadResponse, 400, 404),
+)
+async def unload_model(request: Request, name: ModelName) -> dict[str, Any]:
     """Stop serving a model; requests already queued on it finish first."""
     await _control_parameters(request, "unload")
     await dataplane(request).unload(name)
@@ -183,7 +337,7 @@ async def unload_model(request: Request, name: str) -> dict[str, Any]:
 
 async def _infer_endpoint(request: Request) -> Response:
     params = request.path_params
-    return await infer(request, params["name"], params.get("version"))
+    return await _infer(request, params["name"], params.get("version"))
 
 
 # The hot path as plain Starlette routes, matched before the documented FastAPI routes:

@@ -1,0 +1,368 @@
+"""Adding and removing model versions, protocol-neutral: an upload is streamed to a
+staging directory, converted to ONNX, loaded once to prove it serves, published with
+one rename and then served; a deletion stops serving first and then removes the files.
+The HTTP routes only hand over the body stream and shape the answers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+from pydantic import ValidationError
+
+from layerserve.service import storage
+from layerserve.service.conversion import ConversionLimits, Converted, convert_file, detect_format
+from layerserve.service.dataplane import DataPlane
+from layerserve.service.errors import (
+    InvalidInput,
+    ModelLoadError,
+    ModelNotFound,
+    ModelRejected,
+)
+from layerserve.service.model_config import ModelConfig
+from layerserve.service.protocols.multipart import Form, FormSpec, UploadedFile, read_form
+from layerserve.service.repository import MODEL_FILE, MODEL_NAME
+from layerserve.service.runtime import LoadedModel
+from layerserve.service.settings import Settings
+
+T = TypeVar("T")
+UPLOAD_RECORD = "upload.json"
+ORIGINAL_STEM = "original"
+CONVERSION_WORKERS = 2  # uploads and exports convert at most this many at once
+NAME_RULE = (
+    "1 to 64 characters among letters, digits, '_', '.' and '-', not starting with "
+    f"'.' or '-' (pattern {MODEL_NAME.pattern})"
+)
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body as the protocol layer received it."""
+
+    chunks: AsyncIterable[bytes]
+    content_type: str | None
+    content_length: str | None
+
+
+@dataclass(frozen=True)
+class Exported:
+    onnx_bytes: bytes
+    source_format: str
+    parity: dict[str, Any] | None
+    filename: str
+
+    @property
+    def max_abs_error(self) -> float | None:
+        value = (self.parity or {}).get("max_abs_error")
+        return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class OnnxFile:
+    """An open handle on a served graph; deleting the version meanwhile does not
+    disturb a download already started."""
+
+    filename: str
+    handle: BinaryIO
+    size: int
+
+
+def check_name(name: str) -> None:
+    if not MODEL_NAME.match(name):
+        raise InvalidInput(f"invalid model name {name!r}: expected {NAME_RULE}")
+
+
+class ModelAdmin:
+    def __init__(self, plane: DataPlane, settings: Settings) -> None:
+        self.plane = plane
+        self.settings = settings
+        self.root = Path(settings.model_repository)
+        self.limits = ConversionLimits(max_unpacked_bytes=settings.max_unpacked_bytes)
+        # Conversions and first loads: bounded, and apart from the inference threads, so
+        # that uploads never starve inference.
+        self._pool = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ---- upload --------------------------------------------------------------------
+    async def upload(self, name: str, body: Body) -> dict[str, Any]:
+        """Store ``body``'s model as the next version of ``name`` and serve it; the new
+        version's description. Nothing is left on disk when any step fails."""
+        check_name(name)
+        staging = await asyncio.to_thread(storage.new_staging_dir, self.root)
+        try:
+            form = await self._read(body, staging, texts=("config",))
+            upload = _required_file(form)
+            config = parse_config(form.texts.get("config"))
+            converted = await self._convert(upload)
+            staged = staging / "version"
+            record = await asyncio.to_thread(_stage_version, staged, upload, converted)
+            async with self._lock(name):
+                return await self._publish(name, staged, config, record)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+
+    async def _publish(
+        self, name: str, staged: Path, config: ModelConfig | None, record: dict[str, Any]
+    ) -> dict[str, Any]:
+        model_dir = self.root / name
+        effective = (
+            config if config is not None else await asyncio.to_thread(_read_config, model_dir)
+        )
+        # Loaded before it is published: a version that cannot serve never appears.
+        try:
+            loaded = await self._in_pool(
+                LoadedModel.load,
+                name,
+                "new",
+                staged / MODEL_FILE,
+                effective.resolved(self.settings),
+            )
+        except ModelLoadError as exc:
+            cause = str(exc).replace(str(staged / MODEL_FILE), "model.onnx")
+            raise ModelRejected(
+                f"the uploaded model does not load in onnxruntime; nothing was stored: {cause}"
+            ) from exc
+        others = [m.version for m in self.plane.loaded_models() if m.name == name]
+        created, old_config, version = await asyncio.to_thread(
+            self._write_and_rename, name, staged, config
+        )
+        model = dataclasses.replace(loaded, version=version, path=model_dir / version / MODEL_FILE)
+        self.plane.repository.add_version(model)
+        if config is not None and others:
+            try:  # the model's config changed: its other versions take it too
+                await self.plane.load(name)
+            except ModelLoadError as exc:
+                await self.plane.unload_version(name, version)
+                await asyncio.to_thread(self._undo, name, version, created, config, old_config)
+                raise ModelRejected(
+                    f"the new config does not load the model's other versions {others}; "
+                    f"nothing was stored: {exc}"
+                ) from exc
+            model = self.plane.model(name, version)
+        return describe(model, record)
+
+    def _write_and_rename(
+        self, name: str, staged: Path, config: ModelConfig | None
+    ) -> tuple[bool, bytes | None, str]:
+        model_dir, created = storage.ensure_model_dir(self.root, name)
+        config_path = model_dir / storage.CONFIG_FILE
+        old_config = storage.read_optional(config_path)
+        try:
+            if config is not None:
+                storage.write_atomic(config_path, config_bytes(config))
+            version = storage.publish_version(self.root, name, staged)
+        except BaseException:
+            self._undo(name, None, created, config, old_config)
+            raise
+        return created, old_config, version
+
+    def _undo(
+        self,
+        name: str,
+        version: str | None,
+        created: bool,
+        config: ModelConfig | None,
+        old_config: bytes | None,
+    ) -> None:
+        model_dir = self.root / name
+        if created:
+            storage.remove_dir(self.root, model_dir)
+            return
+        if version is not None:
+            storage.remove_dir(self.root, model_dir / version)
+        if config is not None:
+            storage.restore_file(model_dir / storage.CONFIG_FILE, old_config)
+
+    # ---- export --------------------------------------------------------------------
+    async def export(self, body: Body) -> Exported:
+        """Convert a Keras-family file to ONNX in a temporary directory; nothing stays."""
+        workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="layerserve-export-"))
+        try:
+            form = await self._read(body, workdir, texts=("opset",))
+            upload = _required_file(form)
+            opset = parse_opset(form.texts.get("opset"))
+            source = await self._in_pool(detect_format, upload.path, upload.filename)
+            if source == "onnx":
+                raise ModelRejected(
+                    f"'{upload.filename or 'file'}' is already ONNX: nothing to export; "
+                    "upload it with POST /v1/models/{name} to serve it"
+                )
+            converted = await self._convert(upload, opset=opset)
+            data = await self._in_pool(converted.onnx_model.SerializeToString)
+            filename = f"{_safe_stem(upload.filename)}.onnx"
+            return Exported(data, converted.source_format, converted.parity, filename)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    # ---- delete and download -------------------------------------------------------
+    async def delete(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Stop serving the version (or every version) after the requests already
+        queued or running on it, then remove its files."""
+        if not MODEL_NAME.match(name):
+            raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
+        async with self._lock(name):
+            model_dir = self.root / name
+            served = {m.version for m in self.plane.loaded_models() if m.name == name}
+            known = name in {s.name for s in self.plane.repository.states()}
+            if version is None:
+                if not known and not model_dir.is_dir():
+                    raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
+                await self.plane.forget(name)
+                if model_dir.is_dir():
+                    await asyncio.to_thread(storage.remove_dir, self.root, model_dir)
+            else:
+                version_dir = model_dir / version
+                on_disk = version.isdigit() and version_dir.is_dir()
+                if version not in served and not on_disk:
+                    raise ModelNotFound(
+                        f"Request for unknown model: '{name}' version {version} is not "
+                        f"found; available versions: {sorted(served, key=int)}"
+                    )
+                if version in served:
+                    await self.plane.unload_version(name, version)
+                if on_disk:
+                    await asyncio.to_thread(storage.remove_dir, self.root, version_dir)
+        return {"name": name, "version": version, "deleted": True}
+
+    async def open_onnx(self, name: str, version: str | None = None) -> OnnxFile:
+        model = self.plane.model(name, version)
+        try:
+            handle = await asyncio.to_thread(open, model.path, "rb")
+        except FileNotFoundError as exc:
+            raise ModelNotFound(
+                f"model '{name}' version {model.version} was deleted meanwhile"
+            ) from exc
+        size = os.fstat(handle.fileno()).st_size
+        return OnnxFile(f"{name}-{model.version}.onnx", handle, size)
+
+    # ---- helpers -------------------------------------------------------------------
+    async def _read(self, body: Body, directory: Path, texts: tuple[str, ...]) -> Form:
+        spec = FormSpec(
+            files=frozenset({"file"}),
+            texts=frozenset(texts),
+            max_file_bytes=self.settings.max_upload_bytes,
+        )
+        return await read_form(body.chunks, body.content_type, body.content_length, directory, spec)
+
+    async def _convert(self, upload: UploadedFile, opset: int | None = None) -> Converted:
+        return await self._in_pool(_convert, upload.path, upload.filename, self.limits, opset)
+
+    async def _in_pool(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+
+def _convert(
+    path: Path, filename: str | None, limits: ConversionLimits, opset: int | None
+) -> Converted:
+    return convert_file(path, filename, limits, opset=opset)
+
+
+def _safe_stem(filename: str | None) -> str:
+    """The file name's stem if it is plain enough for a Content-Disposition header."""
+    stem = Path(filename or "").stem
+    return stem if stem and MODEL_NAME.match(stem) else "model"
+
+
+def _required_file(form: Form) -> UploadedFile:
+    upload = form.files.get("file")
+    if upload is None:
+        raise InvalidInput(
+            "the form has no 'file' part; expected the model file (.onnx, .keras, .h5 or "
+            "a layerserve saved model) in a multipart field named 'file'"
+        )
+    if upload.size == 0:
+        raise ModelRejected(f"the uploaded file '{upload.filename or 'file'}' is empty")
+    return upload
+
+
+def parse_config(text: str | None) -> ModelConfig | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return ModelConfig.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(f"invalid 'config' field: {problems}") from exc
+
+
+def parse_opset(text: str | None) -> int | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"the 'opset' field must be an integer ONNX opset; received {text!r}"
+        ) from exc
+
+
+def config_bytes(config: ModelConfig) -> bytes:
+    return json.dumps(config.model_dump(exclude_none=True), indent=2).encode() + b"\n"
+
+
+def _read_config(model_dir: Path) -> ModelConfig:
+    return ModelConfig.read(model_dir) if model_dir.is_dir() else ModelConfig()
+
+
+def _stage_version(staged: Path, upload: UploadedFile, converted: Converted) -> dict[str, Any]:
+    """Fill ``staged`` with model.onnx, the original file and upload.json, all synced.
+    An uploaded .onnx is served byte for byte, so it is its own original."""
+    staged.mkdir()
+    if converted.source_format == "onnx":
+        original = MODEL_FILE
+        os.replace(upload.path, staged / MODEL_FILE)
+        onnx_sha256 = upload.sha256
+    else:
+        original = f"{ORIGINAL_STEM}{converted.original_suffix}"
+        graph = converted.onnx_model.SerializeToString()
+        storage.write_file(staged / MODEL_FILE, graph)
+        os.replace(upload.path, staged / original)
+        onnx_sha256 = hashlib.sha256(graph).hexdigest()
+    record = {
+        "source_format": converted.source_format,
+        "original_filename": upload.filename,
+        "original_file": original,
+        "sha256": upload.sha256,
+        "size_bytes": upload.size,
+        "onnx_sha256": onnx_sha256,
+        "parity": converted.parity,
+        "uploaded_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    storage.write_file(staged / UPLOAD_RECORD, json.dumps(record, indent=2).encode())
+    storage.sync_tree(staged)
+    return record
+
+
+def describe(model: LoadedModel, record: dict[str, Any]) -> dict[str, Any]:
+    """A served version as the upload answers it."""
+    return {
+        "name": model.name,
+        "version": model.version,
+        "source_format": record.get("source_format"),
+        "original_filename": record.get("original_filename"),
+        "sha256": record.get("sha256"),
+        "onnx_sha256": record.get("onnx_sha256"),
+        "inputs": [s.as_dict() for s in model.inputs],
+        "outputs": [s.as_dict() for s in model.outputs],
+        "mask_outputs": model.mask_outputs,
+        "providers": list(model.providers),
+        "parity": record.get("parity"),
+        "config": model.config.model_dump(),
+        "uploaded_at": record.get("uploaded_at"),
+    }

@@ -1,0 +1,183 @@
+"""Atomic changes to the model repository on disk.
+
+A version is built whole in ``<repo>/.staging/<dir>/`` (the same filesystem), synced, and
+published with one ``os.rename`` to ``<repo>/<model>/<version>``: it appears whole or not
+at all, even if the process dies half-way. Deletions rename the version (or model) into
+``.staging`` first and remove it there. Start-up removes what dead processes left in
+``.staging``; the repository scan never looks there (model names cannot start with ".").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+log = logging.getLogger("layerserve.service")
+
+STAGING = ".staging"
+CONFIG_FILE = "config.json"
+# rename() onto an existing non-empty directory fails with one of these.
+_TAKEN = {errno.EEXIST, errno.ENOTEMPTY}
+
+
+def staging_root(repository: Path) -> Path:
+    root = Path(repository) / STAGING
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        fsync_dir(root.parent)
+    return root
+
+
+def new_staging_dir(repository: Path, kind: str = "upload") -> Path:
+    """An empty private directory under ``.staging``; its name carries this process's id
+    so that start-up clean-up spares directories of other live processes."""
+    path = staging_root(repository) / f"{kind}-{os.getpid()}-{secrets.token_hex(8)}"
+    path.mkdir()
+    return path
+
+
+def remove_stale_staging(repository: Path) -> list[str]:
+    """Remove what dead processes (or an earlier life of this one) left in ``.staging``;
+    the names removed."""
+    root = Path(repository) / STAGING
+    if not root.is_dir():
+        return []
+    removed = []
+    for entry in sorted(root.iterdir()):
+        if _owner_alive(entry.name):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. a read-only repository: serve it anyway
+            log.warning("cannot remove %s: %s", entry, exc)
+            continue
+        removed.append(entry.name)
+    if removed:
+        log.warning("removed %d unfinished upload(s) or deletion(s) from %s", len(removed), root)
+    return removed
+
+
+def _owner_alive(name: str) -> bool:
+    parts = name.split("-")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():  # a restarted container often gets the same pid again
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write and fsync ``path`` (a new file inside a staging directory)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` in one step: a synced temporary file beside it, then os.replace."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        write_file(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_tree(path: Path) -> None:
+    """fsync every file and directory under ``path`` (deepest first), and ``path``."""
+    for root, _dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            fsync_file(Path(root) / name)
+        fsync_dir(Path(root))
+
+
+def numeric_entries(model_dir: Path) -> list[int]:
+    """Every all-digit name in ``model_dir``, loaded or not: a new version never reuses
+    one, so a rename can only collide with a version that is being published."""
+    if not model_dir.is_dir():
+        return []
+    return [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+
+
+def ensure_model_dir(repository: Path, name: str) -> tuple[Path, bool]:
+    """``<repo>/<name>``, created (and synced) if missing; whether it was created."""
+    model_dir = Path(repository) / name
+    try:
+        model_dir.mkdir()
+    except FileExistsError:
+        return model_dir, False
+    fsync_dir(model_dir.parent)
+    return model_dir, True
+
+
+def publish_version(repository: Path, name: str, staged: Path) -> str:
+    """Move the synced directory ``staged`` to ``<repo>/<name>/<n>`` with n one above the
+    highest existing number; on a collision (another process published n meanwhile) try
+    the next number. Returns the version."""
+    model_dir, _ = ensure_model_dir(repository, name)
+    version = max(numeric_entries(model_dir), default=0) + 1
+    while True:
+        try:
+            os.rename(staged, model_dir / str(version))
+        except OSError as exc:
+            if exc.errno not in _TAKEN:
+                raise
+            version = max([version, *numeric_entries(model_dir)]) + 1
+            continue
+        fsync_dir(model_dir)
+        return str(version)
+
+
+def remove_dir(repository: Path, path: Path) -> None:
+    """Take ``path`` out of the repository in one rename, then delete it: a crash leaves
+    either the whole directory in place or a leftover in ``.staging``."""
+    trash = staging_root(repository) / f"trash-{os.getpid()}-{secrets.token_hex(8)}"
+    os.rename(path, trash)
+    fsync_dir(path.parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def read_optional(path: Path) -> bytes | None:
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_bytes()
+    return None
+
+
+def restore_file(path: Path, content: bytes | None) -> None:
+    """Put back what ``read_optional`` returned: the old bytes, or no file."""
+    if content is None:
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+    else:
+        write_atomic(path, content)

@@ -1,0 +1,77 @@
+"""Safety checks of uploaded HDF5 files (Keras ``.h5`` models, a ``.keras`` archive's
+``model.weights.h5``) before their weights are read.
+
+h5py runs no code from a file, but HDF5 can point outside it: external links, datasets
+stored in external raw files and virtual datasets read other files on this machine,
+whose contents would end up in the served weights. A compressed dataset can also expand
+far past the file's size, so the datasets' total in-memory size is capped like an
+archive's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from layerserve.service.errors import ModelRejected
+
+
+def check_hdf5(path: Path, *, max_unpacked_bytes: int, label: str) -> None:
+    """Refuses links to other files and datasets whose total size passes the cap."""
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise ModelRejected(
+            f"Expected {label} to be an HDF5 file. Received: a file HDF5 cannot open ({exc})."
+        ) from exc
+    walker = _Walker(label, max_unpacked_bytes)
+    try:
+        with handle:
+            walker.group("/", handle)
+            handle.visititems(walker.visit)
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        raise ModelRejected(f"{label} is a corrupt HDF5 file: {exc}") from exc
+
+
+class _Walker:
+    """Visits every object once (h5py's visititems follows hard links, skips cycles)."""
+
+    def __init__(self, label: str, limit: int) -> None:
+        self.label = label
+        self.limit = limit
+        self.total = 0
+
+    def visit(self, name: str, item: Any) -> None:
+        name = "/" + name.strip("/")
+        if isinstance(item, h5py.Group):
+            self.group(name, item)
+        elif isinstance(item, h5py.Dataset):
+            self.dataset(name, item)
+
+    def group(self, name: str, group: h5py.Group) -> None:
+        for key in group:
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                where = f"{name.rstrip('/')}/{key}"
+                self._refuse(f"{where!r}, a link to {link.filename!r}", "another file")
+
+    def dataset(self, name: str, dataset: h5py.Dataset) -> None:
+        if dataset.is_virtual:
+            self._refuse(f"dataset {name!r}, a virtual dataset", "other files")
+        if dataset.external:
+            self._refuse(f"dataset {name!r}, stored in external raw files", "other files")
+        self.total += (dataset.size or 0) * dataset.dtype.itemsize
+        if self.total > self.limit:
+            raise ModelRejected(
+                f"Expected the datasets of {self.label} to hold at most {self.limit} bytes in "
+                f"all. Received: datasets that hold more (at least {self.total} bytes, "
+                f"reached at {name!r})."
+            )
+
+    def _refuse(self, what: str, where: str) -> None:
+        raise ModelRejected(
+            f"Expected {self.label} to keep all its data inside the file. Received: {what}, "
+            f"which would make the service read {where} on its own disk."
+        )

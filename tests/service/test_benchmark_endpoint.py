@@ -1,0 +1,366 @@
+"""POST /v1/models/{m}[/versions/{v}]:benchmark on a real uvicorn: results that agree
+with their definitions and with a run timed here, every refusal with its message, one
+benchmark at a time, inference served meanwhile, and the admin access level."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from live_server import running_server, write_model
+from onnx import TensorProto, helper
+
+from layerserve import examples
+from layerserve.service.settings import Settings
+
+MAX_REQUEST_BYTES = 1 << 20
+ATOL = 1e-5
+
+
+def hand_made(inputs, outputs, nodes) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def tensor(name: str, dtype: int, shape: list) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+HAND_MADE = {
+    # A variable dimension beyond the batch: needs "shapes".
+    "seq": hand_made(
+        [tensor("x", TensorProto.FLOAT, ["N", "T", 4])],
+        [tensor("y", TensorProto.FLOAT, ["N", "T", 4])],
+        [helper.make_node("Relu", ["x"], ["y"])],
+    ),
+    "fixed": hand_made(
+        [tensor("x", TensorProto.FLOAT, [1, 4])],
+        [tensor("y", TensorProto.FLOAT, [1, 4])],
+        [helper.make_node("Relu", ["x"], ["y"])],
+    ),
+    "mixed": hand_made(
+        [
+            tensor("a", TensorProto.FLOAT, ["N", 3]),
+            tensor("b", TensorProto.INT64, ["N", 3]),
+            tensor("c", TensorProto.BOOL, ["N", 3]),
+        ],
+        [
+            tensor("a_out", TensorProto.FLOAT, ["N", 3]),
+            tensor("b_out", TensorProto.INT64, ["N", 3]),
+            tensor("c_out", TensorProto.BOOL, ["N", 3]),
+        ],
+        [
+            helper.make_node("Relu", ["a"], ["a_out"]),
+            helper.make_node("Abs", ["b"], ["b_out"]),
+            helper.make_node("Not", ["c"], ["c_out"]),
+        ],
+    ),
+    "text": hand_made(
+        [tensor("x", TensorProto.STRING, ["N"])],
+        [tensor("y", TensorProto.STRING, ["N"])],
+        [helper.make_node("Identity", ["x"], ["y"])],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benchmark_repository")
+    write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 64})
+    write_model(root, "mlp", examples.mlp(), "2")
+    write_model(root, "unbatched", examples.mlp(), "1", {"max_batch_size": 0})
+    for name, model in HAND_MADE.items():
+        (root / name / "1").mkdir(parents=True)
+        onnx.save(model, root / name / "1" / "model.onnx")
+    return root
+
+
+@pytest.fixture(scope="module")
+def http(repository):
+    settings = Settings(model_repository=repository, max_request_bytes=MAX_REQUEST_BYTES)
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+def benchmark(http: httpx.Client, model: str, body, **kwargs) -> httpx.Response:
+    return http.post(f"/v1/models/{model}:benchmark", json=body, **kwargs)
+
+
+# ---- results ---------------------------------------------------------------------------
+def test_results_agree_with_their_definitions(http):
+    body = {"batch_sizes": [1, 8, 64], "duration_s": 0.3, "warmup_runs": 3}
+    started = time.perf_counter()
+    response = benchmark(http, "mlp", body)
+    wall = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    report = response.json()
+
+    config = http.get("/v2/models/mlp/config").json()["parameters"]
+    assert report["model_name"] == "mlp"
+    assert report["model_version"] == "2"  # the latest
+    assert report["providers"] == config["execution_providers"]["string_value"].split(",")
+    assert report["intra_op_threads"] == int(config["intra_op_thread_count"]["string_value"])
+    assert report["shapes"] == {"hidden_1_input": [784]}
+    assert [r["batch_size"] for r in report["results"]] == [1, 8, 64]
+    assert sum(r["duration_s"] for r in report["results"]) <= wall
+    for r in report["results"]:
+        batch, runs, seconds = r["batch_size"], r["runs"], r["duration_s"]
+        assert runs >= 1
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert seconds >= body["duration_s"]
+        assert r["samples_per_s"] == pytest.approx(batch * runs / seconds, rel=1e-9)
+        assert batch * runs / wall <= r["samples_per_s"] <= batch * runs / body["duration_s"]
+        # The runs take ``seconds`` in all, and a median is at most twice the mean.
+        assert r["p50_ms"] <= 2 * 1000 * seconds / runs
+
+
+def test_median_latency_is_that_of_a_run_timed_here(http, repository):
+    """Order of magnitude only: the same graph, threads and batch, timed in this process."""
+    report = benchmark(http, "mlp", {"batch_sizes": [1], "duration_s": 0.2}).json()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = report["intra_op_threads"]
+    session = ort.InferenceSession(
+        str(repository / "mlp" / "2" / "model.onnx"), options, providers=report["providers"]
+    )
+    feeds = {"hidden_1_input": np.random.default_rng(1).standard_normal((1, 784), np.float32)}
+    timings = []
+    for _ in range(200):
+        started = time.perf_counter()
+        session.run(None, feeds)
+        timings.append(time.perf_counter() - started)
+    local_ms = 1000 * float(np.median(timings[20:]))
+    assert local_ms / 20 <= report["results"][0]["p50_ms"] <= local_ms * 20
+
+
+def test_a_version_is_benchmarked_through_its_route(http):
+    body = {"batch_sizes": [2], "duration_s": 0.05}
+    response = http.post("/v1/models/mlp/versions/1:benchmark", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["model_version"] == "1"
+    assert response.json()["results"][0]["batch_size"] == 2
+
+
+INPUT_KINDS = [
+    ("seq", {"batch_sizes": [1, 3], "shapes": {"x": [5, 4]}}, {"x": [5, 4]}),
+    ("fixed", {"batch_sizes": [1]}, {"x": [4]}),
+    ("mixed", {"batch_sizes": [1, 16]}, {"a": [3], "b": [3], "c": [3]}),
+    ("unbatched", {"batch_sizes": [1, 300]}, {"hidden_1_input": [784]}),
+]
+
+
+@pytest.mark.parametrize(("model", "body", "shapes"), INPUT_KINDS)
+def test_input_kinds(http, model, body, shapes):
+    response = benchmark(http, model, {**body, "duration_s": 0.05, "warmup_runs": 1})
+    assert response.status_code == 200, response.text
+    assert response.json()["shapes"] == shapes
+    assert [r["batch_size"] for r in response.json()["results"]] == body["batch_sizes"]
+
+
+# ---- refusals ----------------------------------------------------------------------------
+REFUSALS = [
+    ("mlp", {"batch_sizes": [65]}, "batch size 65 is out of range: model 'mlp' takes 1 to 64"),
+    ("unbatched", {"batch_sizes": [1025]}, "takes 1 to 1024 (the limit for a model served"),
+    # 1024 rows of 784 float32 values: 3211264 bytes.
+    ("unbatched", {"batch_sizes": [1024]}, "needs 3211264 bytes of input, over the limit of"),
+    ("fixed", {"batch_sizes": [1, 2]}, "fixed shape [1, 4]: the only batch size it takes is 1"),
+    ("mlp", {"batch_sizes": [1, 1]}, "batch sizes must be distinct, received [1, 1]"),
+    (
+        "mlp",
+        {"batch_sizes": [1, 2, 3], "duration_s": 4},
+        "duration_s 4 x 3 batch sizes = 12 s exceeds the cap of 10 s per benchmark "
+        "(LAYERSERVE_BENCHMARK_MAX_SECONDS)",
+    ),
+    ("mlp", {"duration_s": 10.5}, "10.5 s exceeds the cap of 10 s"),
+    ("mlp", {"batch_sizes": []}, "batch_sizes: List should have at least 1 item"),
+    ("mlp", {"batch_sizes": list(range(1, 10))}, "batch_sizes: List should have at most 8"),
+    ("mlp", {"batch_sizes": [0]}, "batch_sizes.0: Input should be greater than or equal to 1"),
+    ("mlp", {"duration_s": 0}, "duration_s: Input should be greater than 0"),
+    ("mlp", {"duration_s": -1}, "duration_s: Input should be greater than 0"),
+    ("mlp", {"duration_s": "long"}, "duration_s: Input should be a valid number"),
+    ("mlp", {"warmup_runs": 101}, "warmup_runs: Input should be less than or equal to 100"),
+    ("mlp", {"batch_size": 1}, "batch_size: Extra inputs are not permitted"),
+    ("mlp", {"shapes": {"x": [3]}}, "'shapes' names an unknown input 'x'"),
+    (
+        "seq",
+        {},
+        "input 'x' has variable dimensions beyond the batch (sample shape [-1, 4]); "
+        """give its sample shape in 'shapes', e.g. {"x": [8, 4]}""",
+    ),
+    ("seq", {"shapes": {"x": [5]}}, "shapes['x'] must fit the sample shape [-1, 4]"),
+    ("seq", {"shapes": {"x": [5, 3]}}, "shapes['x'] must fit the sample shape [-1, 4]"),
+    ("seq", {"shapes": {"x": [0, 4]}}, "Input should be greater than or equal to 1"),
+    ("text", {}, "input 'x' has datatype BYTES, which the benchmark cannot generate"),
+]
+
+
+@pytest.mark.parametrize(("model", "body", "fragment"), REFUSALS)
+def test_refusals(http, model, body, fragment):
+    response = benchmark(http, model, body)
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"]
+
+
+def test_every_problem_is_listed(http):
+    response = benchmark(http, "mlp", {"batch_sizes": [1, 99, 99], "duration_s": 5})
+    assert response.status_code == 400
+    assert response.json()["problems"] == [
+        "batch sizes must be distinct, received [1, 99, 99]",
+        "duration_s 5 x 3 batch sizes = 15 s exceeds the cap of 10 s per benchmark "
+        "(LAYERSERVE_BENCHMARK_MAX_SECONDS); lower duration_s or the number of batch sizes",
+        "batch size 99 is out of range: model 'mlp' takes 1 to 64 (its max_batch_size)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"), [(b"{", "invalid request"), (b"", "body: Field required")]
+)
+def test_bodies_that_are_not_json_objects(http, content, fragment):
+    response = http.post(
+        "/v1/models/mlp:benchmark", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/v1/models/absent:benchmark", "'absent'"),
+        ("/v1/models/mlp/versions/9:benchmark", "9"),
+    ],
+)
+def test_unknown_model_or_version(http, path, fragment):
+    response = http.post(path, json={"duration_s": 0.05})
+    assert response.status_code == 404
+    assert fragment in response.json()["error"]
+
+
+# ---- one at a time, beside inference ---------------------------------------------------
+class Background(threading.Thread):
+    """A benchmark request running in a thread; ``response`` once it has answered."""
+
+    def __init__(self, http: httpx.Client, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.http, self.seconds, self.response = http, seconds, None
+
+    def run(self) -> None:
+        self.response = benchmark(
+            self.http, "mlp", {"batch_sizes": [1], "duration_s": self.seconds}
+        )
+
+
+def test_a_second_benchmark_is_refused_while_one_runs(http):
+    first = Background(http, 2.0)
+    first.start()
+    time.sleep(0.3)
+    second = benchmark(http, "mlp", {"batch_sizes": [1], "duration_s": 0.05})
+    first.join(timeout=30)
+    assert sorted([first.response.status_code, second.status_code]) == [200, 409]
+    refused = second if second.status_code == 409 else first.response
+    assert "a benchmark is already running" in refused.json()["error"]
+    after = benchmark(http, "mlp", {"batch_sizes": [1], "duration_s": 0.05})
+    assert after.status_code == 200, after.text
+
+
+def infer_v2(http: httpx.Client, x: np.ndarray) -> np.ndarray:
+    document = {
+        "inputs": [
+            {
+                "name": "hidden_1_input",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.ravel().tolist(),
+            }
+        ]
+    }
+    response = http.post("/v2/models/mlp/infer", json=document)
+    assert response.status_code == 200, response.text
+    return np.array(response.json()["outputs"][0]["data"], np.float32).reshape(len(x), 10)
+
+
+def predict_tfs(http: httpx.Client, x: np.ndarray) -> np.ndarray:
+    response = http.post("/v1/models/mlp:predict", json={"instances": x.tolist()})
+    assert response.status_code == 200, response.text
+    return np.array(response.json()["predictions"], np.float32)
+
+
+def test_inference_is_served_during_a_benchmark(http):
+    reference = examples.mlp()
+    rng = np.random.default_rng(3)
+    running = Background(http, 2.0)
+    running.start()
+    time.sleep(0.2)
+    for rows in (1, 3, 8, 2, 5, 1, 4, 7):
+        x = rng.random((rows, 784), dtype=np.float32)
+        expected = reference.predict(x)
+        np.testing.assert_allclose(infer_v2(http, x), expected, rtol=0, atol=ATOL)
+        np.testing.assert_allclose(predict_tfs(http, x), expected, rtol=0, atol=ATOL)
+    assert running.is_alive(), "the requests above should have overlapped the benchmark"
+    running.join(timeout=30)
+    assert running.response.status_code == 200
+
+
+def test_a_benchmark_whose_client_left_still_frees_its_slot(http):
+    with pytest.raises(httpx.ReadTimeout):
+        benchmark(http, "mlp", {"batch_sizes": [1], "duration_s": 1.0}, timeout=0.3)
+    deadline = time.monotonic() + 30
+    while True:
+        response = benchmark(http, "mlp", {"batch_sizes": [1], "duration_s": 0.05})
+        if response.status_code != 409 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+
+
+# ---- access level and documentation ----------------------------------------------------
+@pytest.fixture(scope="module")
+def guarded_http(repository):
+    settings = Settings(model_repository=repository, admin_token="bench-admin-token")
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+QUICK = {"batch_sizes": [1], "duration_s": 0.05}
+
+
+def test_needs_the_admin_token_when_one_is_set(guarded_http):
+    missing = benchmark(guarded_http, "mlp", QUICK)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="layerserve"'
+    wrong = benchmark(guarded_http, "mlp", QUICK, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403
+    right = benchmark(
+        guarded_http, "mlp", QUICK, headers={"Authorization": "Bearer bench-admin-token"}
+    )
+    assert right.status_code == 200, right.text
+
+
+def test_answers_loopback_clients_only_without_a_token(http):
+    remote = benchmark(http, "mlp", QUICK, headers={"X-Forwarded-For": "203.0.113.7"})
+    assert remote.status_code == 403
+    assert "LAYERSERVE_ADMIN_TOKEN" in remote.json()["error"]
+    assert benchmark(http, "mlp", QUICK).status_code == 200
+
+
+def test_openapi_documents_both_routes(http):
+    document = http.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert schemas["BenchmarkRequest"]["examples"][0]["batch_sizes"] == [1, 8, 64]
+    assert schemas["BenchmarkResponse"]["examples"][0]["results"]
+    for path in ("/v1/models/{name}:benchmark", "/v1/models/{name}/versions/{version}:benchmark"):
+        operation = document["paths"][path]["post"]
+        assert operation["tags"] == ["benchmark"]
+        assert operation["description"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body["$ref"].endswith("/BenchmarkRequest")
+        ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok["$ref"].endswith("/BenchmarkResponse")
+        assert {"400", "404", "409"} <= set(operation["responses"])

@@ -1,0 +1,243 @@
+"""Downloading the served graph, deleting versions and models (also under load), and
+POST /v1/export, which converts without storing anything."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conversion_files import keras_mlp, save_keras
+from live_server import running_server
+from model_uploads import (
+    hand_onnx,
+    hand_reference,
+    infer,
+    listing,
+    slow_onnx,
+    staging_entries,
+    upload,
+)
+
+from layerserve.service.dataplane import DataPlane
+from layerserve.service.settings import Settings
+
+X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("admin_repository")
+
+
+@pytest.fixture(scope="module")
+def url(repo):
+    with running_server(Settings(model_repository=repo), wait_ready=False) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory) -> Path:
+    return hand_onnx(tmp_path_factory.mktemp("hand") / "hand.onnx")
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory):
+    model = keras_mlp()
+    return save_keras(model, tmp_path_factory.mktemp("keras") / "mlp.keras"), model
+
+
+def _run(onnx_bytes: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+# ---- download ------------------------------------------------------------------------
+def test_download_is_the_served_file_and_runs(url, repo, hand, keras_file):
+    assert upload(url, "dl", hand).status_code == 201
+    assert upload(url, "dl", keras_file[0]).status_code == 201
+    latest = httpx.get(f"{url}/v1/models/dl/onnx")
+    assert latest.status_code == 200
+    assert latest.headers["content-type"] == "application/octet-stream"
+    assert latest.headers["content-disposition"] == 'attachment; filename="dl-2.onnx"'
+    assert latest.content == (repo / "dl" / "2" / "model.onnx").read_bytes()
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    graph = onnx.load_from_string(latest.content).graph
+    (y,) = _run(latest.content, {graph.input[0].name: x})
+    np.testing.assert_allclose(y, keras_file[1].predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+    first = httpx.get(f"{url}/v1/models/dl/versions/1/onnx")
+    assert first.headers["content-disposition"] == 'attachment; filename="dl-1.onnx"'
+    assert first.content == hand.read_bytes()  # an uploaded .onnx is served as it came
+    np.testing.assert_allclose(_run(first.content, {"x": X})[0], hand_reference(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "route",
+    ["/v1/models/nope/onnx", "/v1/models/dl/versions/9/onnx", "/v1/models/dl/versions/x/onnx"],
+)
+def test_download_of_unknown_model_or_version_is_404(url, route, hand):
+    upload(url, "dl", hand)
+    response = httpx.get(url + route)
+    assert response.status_code == 404
+    assert "error" in response.json()
+
+
+# ---- delete --------------------------------------------------------------------------
+def test_delete_a_version_then_the_model(url, repo, hand):
+    for _ in range(2):
+        assert upload(url, "gone", hand).status_code == 201
+    response = httpx.delete(f"{url}/v1/models/gone/versions/1")
+    assert response.status_code == 200
+    assert response.json() == {"name": "gone", "version": "1", "deleted": True}
+    assert not (repo / "gone" / "1").exists()
+    assert httpx.get(f"{url}/v2/models/gone/versions/1").status_code == 404
+    answer, outputs = infer(url, "gone", {"x": X})
+    assert answer.json()["model_version"] == "2"
+    np.testing.assert_allclose(outputs["y"], hand_reference(X), rtol=1e-6)
+
+    response = httpx.delete(f"{url}/v1/models/gone")
+    assert response.json() == {"name": "gone", "version": None, "deleted": True}
+    assert not (repo / "gone").exists()
+    assert httpx.get(f"{url}/v2/models/gone").status_code == 404
+    assert infer(url, "gone", {"x": X})[0].status_code == 404
+    assert staging_entries(repo) == []
+
+
+@pytest.mark.parametrize(
+    "route",
+    ["/v1/models/never", "/v1/models/never/versions/1", "/v1/models/kept/versions/7",
+     "/v1/models/kept/versions/one", "/v1/models/.staging"],
+)  # fmt: skip
+def test_delete_of_unknown_model_or_version_is_404_and_changes_nothing(url, repo, hand, route):
+    upload(url, "kept", hand)
+    before = listing(repo)
+    response = httpx.delete(url + route)
+    assert response.status_code == 404
+    assert "error" in response.json()
+    assert listing(repo) == before
+
+
+def test_deleting_the_last_version_stops_serving_the_model(url, repo, hand):
+    upload(url, "single", hand)
+    assert httpx.delete(f"{url}/v1/models/single/versions/1").status_code == 200
+    assert httpx.get(f"{url}/v2/models/single").status_code == 404
+    assert upload(url, "single", hand).json()["version"] == "1"
+
+
+def _pending(url: str, name: str) -> int:
+    """Requests of ``name`` queued and not yet running, from the Prometheus metrics."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("nv_inference_pending_request_count{") and f'model="{name}"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def test_requests_queued_before_a_delete_finish_and_later_ones_get_404(url, repo, tmp_path):
+    """Requests queued behind a running one when the delete comes all finish with
+    correct rows; any that arrive after it get 404; nothing else."""
+    path, reference = slow_onnx(tmp_path / "slow.onnx", copies=64)
+    one_at_a_time = {"instances": 1, "max_batch_size": 0, "intra_op_threads": 1}
+    assert upload(url, "busy", path, config=one_at_a_time).status_code == 201
+    x = np.random.default_rng(3).standard_normal((4, 1024)).astype(np.float32)
+    with ThreadPoolExecutor(4) as pool:
+        sent = [pool.submit(infer, url, "busy", {"x": x}) for _ in range(4)]
+        deadline = time.monotonic() + 20
+        while (queued := _pending(url, "busy")) < 2:
+            assert time.monotonic() < deadline, "the requests never queued up"
+            time.sleep(0.02)
+        deleted = httpx.delete(f"{url}/v1/models/busy/versions/1", timeout=60)
+        after, _ = infer(url, "busy", {"x": x})
+        outcomes = [future.result() for future in sent]
+    assert deleted.status_code == 200
+    statuses = [answer.status_code for answer, _ in outcomes]
+    assert set(statuses) <= {200, 404}, [answer.text for answer, _ in outcomes]
+    assert statuses.count(200) >= queued + 1  # the queued ones and the one running
+    for answer, outputs in outcomes:
+        if answer.status_code == 200:
+            np.testing.assert_allclose(outputs["y"], reference(x), rtol=1e-5, atol=1e-3)
+    assert after.status_code == 404
+    assert "error" in after.json()
+    assert not (repo / "busy" / "1").exists()
+
+
+def test_a_request_that_found_the_version_before_its_delete_runs_and_leaves_no_batcher(
+    tmp_path,
+):
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    hand_onnx(tmp_path / "m" / "1" / "model.onnx")
+
+    async def scenario():
+        plane = DataPlane(Settings(model_repository=tmp_path))
+        await plane.start()
+        model = plane.model("m", "1")  # the request found its model ...
+        await plane.unload_version("m", "1")  # ... then the delete retired it
+        outputs = await plane.infer(model, {"x": X})
+        batchers = plane.batchers()
+        await plane.stop()
+        return outputs, batchers
+
+    outputs, batchers = asyncio.run(scenario())
+    np.testing.assert_allclose(outputs["y"], hand_reference(X), rtol=1e-6)
+    assert batchers == []  # its batcher closed after it; the old session is not kept
+
+
+# ---- export --------------------------------------------------------------------------
+def _temp_leftovers() -> set[str]:
+    return {
+        p.name
+        for p in Path(tempfile.gettempdir()).iterdir()
+        if p.name.startswith(("layerserve-export-", "layerserve-convert-"))
+    }
+
+
+def test_export_answers_the_graph_and_stores_nothing(url, repo, keras_file):
+    path, model = keras_file
+    before, temp_before = listing(repo), _temp_leftovers()
+    response = httpx.post(
+        f"{url}/v1/export",
+        files={"file": (path.name, path.read_bytes())},
+        data={"opset": "13"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-source-format"] == "keras"
+    assert 0 <= float(response.headers["x-parity-max-abs-error"]) < 1e-4
+    assert response.headers["content-disposition"] == 'attachment; filename="mlp.onnx"'
+    graph = onnx.load_from_string(response.content)
+    assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    x = np.random.default_rng(2).standard_normal((3, 5)).astype(np.float32)
+    (y,) = _run(response.content, {graph.graph.input[0].name: x})
+    np.testing.assert_allclose(y, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    assert listing(repo) == before
+    assert _temp_leftovers() == temp_before
+
+
+@pytest.mark.parametrize(
+    ("make", "data", "status", "words"),
+    [
+        pytest.param(lambda d, hand, k: hand, {}, 400, "already ONNX", id="onnx"),
+        pytest.param(lambda d, hand, k: k[0], {"opset": "x"}, 400, "opset", id="opset_text"),
+        pytest.param(lambda d, hand, k: k[0], {"opset": "3"}, 400, "opset", id="opset_old"),
+        pytest.param(lambda d, hand, k: k[0], {"config": "{}"}, 400, "'config'", id="field"),
+    ],
+)
+def test_refused_exports_store_nothing(
+    url, repo, hand, keras_file, tmp_path, make, data, status, words
+):
+    path = make(tmp_path, hand, keras_file)
+    before, temp_before = listing(repo), _temp_leftovers()
+    response = httpx.post(
+        f"{url}/v1/export", files={"file": (path.name, path.read_bytes())}, data=data, timeout=60
+    )
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]
+    assert listing(repo) == before
+    assert _temp_leftovers() == temp_before
