@@ -4,11 +4,12 @@ Run by hand: ``.venv/bin/python benchmarks/service_load.py [--duration S] [--mar
 
 It starts ``layerserve serve`` itself (a subprocess on a free loopback port, with the demo
 repository in a temporary directory), or measures a running server given with ``--url``.
-A load generator in a separate process (asyncio, uvloop when installed, raw keep-alive
-HTTP/1.1 connections with pre-encoded requests, so that it costs little CPU) keeps
-``concurrency`` requests in flight for a fixed time, for each protocol (V2 JSON, V2 binary
-tensor data extension), batch size and concurrency. Every response's status is checked,
-and one response per protocol and batch size is compared with onnxruntime's own output.
+A load generator in a separate process (``layerserve.loadgen``: asyncio, uvloop when
+installed, raw keep-alive HTTP/1.1 connections with pre-encoded requests, so that it costs
+little CPU) keeps ``concurrency`` requests in flight for a fixed time, for each protocol
+(V2 JSON, V2 binary tensor data extension), batch size and concurrency. Every response's
+status is checked, and one response per protocol and batch size is compared with
+onnxruntime's own output.
 
 Printed per row: requests/s, samples/s (rows), p50 and p99 latency of every request in the
 measuring window; the CPU used by the server, by the load generator and by anything else
@@ -21,7 +22,6 @@ size).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import multiprocessing
 import os
@@ -34,7 +34,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,218 +42,16 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from layerserve.loadgen import (
+    V2_TO_NUMPY,
+    Run,
+    build_request,
+    decode_response,
+    generator_process,
+    http_request,
+)
+
 FORMATS = ("json", "binary")
-V2_TO_NUMPY = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2"}
-
-
-@dataclass
-class Run:
-    protocol: str
-    batch: int
-    concurrency: int
-    requests: int
-    errors: int
-    seconds: float
-    latencies_ms: np.ndarray
-    server_cpu: float | None
-    client_cpu: float
-    machine_cpu: float
-
-    @property
-    def other_cpu(self) -> float:
-        """Cores busy with anything but this server and the load generator."""
-        return max(0.0, self.machine_cpu - (self.server_cpu or 0.0) - self.client_cpu)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms.size else 0.0
-
-
-# ---- the load generator (runs in its own process) ------------------------------------
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: send, read the whole response, record, send again."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-        self.buffer = bytearray()
-        self.need = -1
-        self.status = 0
-        self.sent = 0.0
-        self.transport: asyncio.Transport | None = None
-        self.done = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def send(self) -> None:
-        self.sent = time.perf_counter()
-        assert self.transport is not None
-        self.transport.write(self.state["payload"])
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        try:
-            self._parse()
-        except Exception as exc:  # noqa: BLE001 - ends this run with the error
-            self._fail(exc)
-
-    def _parse(self) -> None:
-        while True:
-            if self.need < 0:
-                end = self.buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                head = bytes(self.buffer[:end]).lower()
-                self.status = int(head[9:12])
-                at = head.find(b"\r\ncontent-length:")
-                if at < 0:
-                    raise RuntimeError(f"a response without Content-Length: {head[:300]!r}")
-                eol = head.find(b"\r\n", at + 2)
-                length = int(head[at + 17 : eol if eol >= 0 else len(head)])
-                self.need = end + 4 + length
-            if len(self.buffer) < self.need:
-                return
-            del self.buffer[: self.need]
-            self.need = -1
-            self._completed()
-
-    def _completed(self) -> None:
-        now = time.perf_counter()
-        state = self.state
-        if state["start"] <= now <= state["stop"]:  # completed in the measured window
-            state["latencies"].append(now - self.sent)
-            if self.status != 200:
-                state["errors"] += 1
-        elif self.status != 200:
-            state["errors_outside"] += 1
-        if now < state["stop"]:
-            self.send()
-        elif not self.done.done():
-            self.done.set_result(None)
-
-    def _fail(self, error: Exception) -> None:
-        if not self.done.done():
-            self.done.set_exception(error)
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc or ConnectionError("the server closed the connection"))
-
-
-async def _drive(
-    host: str, port: int, payload: bytes, concurrency: int, warmup: float, duration: float
-) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    state: dict[str, Any] = {
-        "payload": payload,
-        "latencies": [],
-        "errors": 0,
-        "errors_outside": 0,
-        "start": float("inf"),
-        "stop": float("inf"),
-    }
-    connections = []
-    for _ in range(concurrency):
-        _, protocol = await loop.create_connection(lambda: _Connection(state), host, port)
-        protocol.transport.get_extra_info("socket").setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-        )
-        connections.append(protocol)
-    begin = time.perf_counter()
-    state["start"] = begin + warmup
-    state["stop"] = begin + warmup + duration
-    for connection in connections:
-        connection.send()
-    await asyncio.sleep(warmup)
-    cpu_start = time.process_time()
-    await asyncio.sleep(duration)
-    cpu_used = time.process_time() - cpu_start
-    await asyncio.wait_for(asyncio.gather(*(c.done for c in connections)), timeout=60)
-    for connection in connections:
-        connection.transport.close()
-    return {
-        "latencies": np.asarray(state["latencies"], dtype=np.float64) * 1e3,
-        "errors": state["errors"] + state["errors_outside"],
-        "client_cpu": cpu_used / duration,
-    }
-
-
-def _generator(conn: Any) -> None:
-    """The load generator process: one command at a time over a pipe."""
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    while True:
-        command = conn.recv()
-        if command is None:
-            return
-        try:
-            conn.send(asyncio.run(_drive(*command)))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent
-            conn.send(exc)
-
-
-# ---- requests ----------------------------------------------------------------------
-def _http_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [
-        f"POST {path} HTTP/1.1",
-        f"Host: {host}:{port}",
-        f"Content-Length: {len(body)}",
-        *(f"{k}: {v}" for k, v in headers.items()),
-        "",
-        "",
-    ]
-    return "\r\n".join(lines).encode() + body
-
-
-def build_request(
-    protocol: str, x: np.ndarray, input_spec: dict[str, Any], output_names: list[str]
-) -> tuple[bytes, dict[str, str]]:
-    """The V2 body and headers for one input tensor (JSON data, or binary both ways)."""
-    tensor: dict[str, Any] = {
-        "name": input_spec["name"],
-        "shape": list(x.shape),
-        "datatype": input_spec["datatype"],
-    }
-    if protocol == "json":
-        tensor["data"] = x.reshape(-1).tolist()
-        body = orjson.dumps({"inputs": [tensor]})
-        return body, {"Content-Type": "application/json"}
-    raw = np.ascontiguousarray(x).astype(x.dtype.newbyteorder("<")).tobytes()
-    tensor["parameters"] = {"binary_data_size": len(raw)}
-    header = orjson.dumps(
-        {
-            "inputs": [tensor],
-            "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in output_names],
-        }
-    )
-    return header + raw, {
-        "Content-Type": "application/octet-stream",
-        "Inference-Header-Content-Length": str(len(header)),
-    }
-
-
-def decode_response(body: bytes, headers: Any) -> dict[str, np.ndarray]:
-    length = headers.get("Inference-Header-Content-Length")
-    header = orjson.loads(body[: int(length)] if length else body)
-    offset = int(length) if length else 0
-    outputs = {}
-    for entry in header["outputs"]:
-        dtype = np.dtype(V2_TO_NUMPY[entry["datatype"]])
-        if "data" in entry:
-            array = np.asarray(entry["data"], dtype=dtype)
-        else:
-            size = entry["parameters"]["binary_data_size"]
-            array = np.frombuffer(body[offset : offset + size], dtype=dtype)
-            offset += size
-        outputs[entry["name"]] = array.reshape(entry["shape"])
-    return outputs
 
 
 # ---- the server --------------------------------------------------------------------
@@ -479,15 +276,17 @@ def measure(
 
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    generator = context.Process(target=_generator, args=(child,), daemon=True)
+    generator = context.Process(target=generator_process, args=(child,), daemon=True)
     generator.start()
     runs = []
     try:
         for protocol in args.formats:
             for batch in args.batches:
-                body, headers = build_request(protocol, inputs[batch], input_spec, output_names)
+                body, headers = build_request(
+                    protocol, {input_spec["name"]: inputs[batch]}, output_names
+                )
                 check_outputs(base + path, body, headers, model_file, inputs[batch])
-                payload = _http_request(host, port, path, body, headers)
+                payload = http_request(host, port, path, body, headers)
                 for concurrency in args.concurrency:
                     cpu_before = _cpu_seconds(process.pid) if process else 0.0
                     busy_before, began = _machine_busy_seconds(), time.perf_counter()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import numpy as np
 import typer
@@ -11,6 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from layerserve.errors import LayerserveError
+
+if TYPE_CHECKING:
+    from layerserve.bench import Outcome, Plan
 
 app = typer.Typer(
     help="Keras-style models without TensorFlow.", no_args_is_help=True, add_completion=False
@@ -163,6 +167,262 @@ def curl_example(base: str) -> str:
         f'"data": {values}}}]}}'
     )
     return f"curl -s {base}/v2/models/mlp/infer -H 'Content-Type: application/json' -d '{body}'"
+
+
+# ---- client commands: they speak HTTP to a running server --------------------------
+DEFAULT_URL = "http://127.0.0.1:8080"
+PROGRESS_MIN_BYTES = 1024 * 1024
+errors = Console(stderr=True)
+
+
+class BenchProtocol(StrEnum):
+    json = "json"
+    binary = "binary"
+    tfserving = "tfserving"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def upload(
+    model_file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help=".onnx, .keras, .h5 or layerserve saved model."
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name", "-n", help="Model name on the server.")],
+    url: Annotated[str, typer.Option(envvar="LAYERSERVE_URL", help="Server URL.")] = DEFAULT_URL,
+    config: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Model config JSON (batching, providers)."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="LAYERSERVE_ADMIN_TOKEN", help="Admin token.", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the upload and its checks.")
+    ] = 600.0,
+) -> None:
+    """Upload a model file as the next version of NAME and print that version's metadata.
+    The server converts Keras-family files to ONNX and checks them against the reference."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from layerserve import client
+
+    size = model_file.stat().st_size
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),  # made now: it follows the terminal of this run
+        transient=True,
+        disable=size < PROGRESS_MIN_BYTES,
+    )
+    task = progress.add_task(f"uploading {model_file.name}", total=size)
+
+    def advance(count: int) -> None:
+        progress.advance(task, count)
+        if progress.tasks[task].finished:
+            progress.update(task, description="the server is checking the model")
+
+    try:
+        config_text = None if config is None else client.read_config(config)
+        with progress:
+            metadata = client.upload(url, name, model_file, config_text, token, timeout, advance)
+    except client.InvalidConfig as exc:
+        _fail(str(exc), code=2)
+    except (client.ServerUnreachable, client.ServerRefused) as exc:
+        _fail(str(exc))
+    if as_json:
+        console.print_json(data=metadata)
+    else:
+        console.print(version_table(metadata))
+
+
+def version_table(metadata: dict[str, Any]) -> Table:
+    """An uploaded version's metadata: what it is, its tensors and the parity check."""
+    table = Table(show_header=False, title="uploaded model version")
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a sha256 is shown whole
+    labels = {
+        "name": "name",
+        "version": "version",
+        "source_format": "source format",
+        "original_filename": "file",
+        "sha256": "sha256",
+    }
+    for key, label in labels.items():
+        table.add_row(label, str(metadata.get(key, "-")))
+    for kind in ("inputs", "outputs"):
+        for tensor in metadata.get(kind) or []:
+            table.add_row(kind[:-1], f"{tensor['name']} {tensor['datatype']} {tensor['shape']}")
+    masks = metadata.get("mask_outputs") or {}
+    if masks:
+        pairs = masks.items() if isinstance(masks, dict) else [(m, "") for m in masks]
+        table.add_row("mask outputs", ", ".join(f"{k} ({v})" if v else k for k, v in pairs))
+    table.add_row("providers", ", ".join(metadata.get("providers") or []) or "-")
+    parity = metadata.get("parity")
+    if parity is None:
+        table.add_row("parity", "not checked: an ONNX upload is served as it is")
+    else:
+        table.add_row(
+            "parity",
+            f"max abs error {parity['max_abs_error']:.2e}, masks equal: "
+            f"{parity.get('masks_equal')}, batch sizes: {parity.get('batch_sizes')}",
+        )
+    return table
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name.")],
+    url: Annotated[str, typer.Option(envvar="LAYERSERVE_URL", help="Server URL.")] = DEFAULT_URL,
+    version: Annotated[str | None, typer.Option(help="Model version (default: latest).")] = None,
+    protocol: Annotated[
+        BenchProtocol, typer.Option(help="V2 JSON, V2 binary tensors or TF Serving :predict.")
+    ] = BenchProtocol.json,
+    batch: Annotated[int, typer.Option(min=1, help="Rows per request.")] = 1,
+    concurrency: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Requests kept in flight, one level each: --concurrency 1 4 16 (the "
+            "default), or 1,4,16."
+        ),
+    ] = None,
+    duration: Annotated[float, typer.Option(min=0.01, help="Measured seconds per level.")] = 5.0,
+    warmup: Annotated[float, typer.Option(min=0, help="Unmeasured seconds first.")] = 1.0,
+    shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=D1,D2,...: the dimensions after the first, for an input with "
+            "variable sizes (repeatable)."
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=["LAYERSERVE_API_TOKEN", "LAYERSERVE_ADMIN_TOKEN"],
+            help="API or admin token.",
+            show_default=False,
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG of latency and throughput (matplotlib).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    more_levels: Annotated[
+        list[str] | None, typer.Argument(hidden=True, show_default=False)
+    ] = None,  # "--concurrency 1 4 16": the values after the first land here
+) -> None:
+    """Load a model on a running server with random inputs at each concurrency level and
+    print requests/s, samples/s and latency percentiles. Every response's status is
+    checked; the command fails when no request succeeded."""
+    from layerserve import bench as benchmark
+    from layerserve import client
+
+    if plot is not None:
+        from layerserve.plotting import PlottingUnavailable, require_matplotlib
+
+        try:
+            require_matplotlib()
+        except PlottingUnavailable as exc:
+            _fail(str(exc), code=2)
+    levels = _levels(concurrency, more_levels)
+    try:
+        plan = benchmark.plan(url, model, version, protocol.value, batch, shape or [], token)
+        outcome = _run_with_progress(plan, levels, warmup, duration)
+    except (client.ServerUnreachable, client.ServerRefused) as exc:
+        _fail(str(exc))
+    except LayerserveError as exc:  # the command line does not fit the model
+        _fail(str(exc), code=2)
+    if as_json:
+        console.print_json(data=benchmark.report(plan, outcome, warmup, duration))
+    else:
+        console.print(_bench_table(plan, outcome, duration))
+    if outcome.first_error is not None:
+        failed = sum(run.errors for run in outcome.runs)
+        status, message = outcome.first_error
+        errors.print(
+            f"{failed} requests failed; the first answered {status}: {message}",
+            markup=False,
+            highlight=False,
+        )
+    if plot is not None:
+        from layerserve.plotting import write_png
+
+        write_png(outcome.runs, plot, plan.title)
+        errors.print(f"plot written to {plot}", markup=False, highlight=False)
+    if outcome.all_failed:
+        _fail("no request succeeded")
+
+
+def _levels(concurrency: list[str] | None, more: list[str] | None) -> list[int]:
+    if more and not concurrency:
+        _fail(f"unexpected arguments {' '.join(more)}; concurrency levels follow --concurrency", 2)
+    values = [v for item in [*(concurrency or []), *(more or [])] for v in item.split(",")]
+    try:
+        levels = [int(v) for v in values if v.strip()]
+    except ValueError:
+        levels = [0]
+    if any(level < 1 for level in levels):
+        _fail(f"--concurrency takes positive integers, received {' '.join(values)}", code=2)
+    return levels or [1, 4, 16]
+
+
+def _run_with_progress(plan: Plan, levels: list[int], warmup: float, duration: float) -> Outcome:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from layerserve import bench as benchmark
+
+    per_level = warmup + duration
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),  # made now: it follows the terminal of this run
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"concurrency {levels[0]}", total=per_level * len(levels))
+
+        def tick(index: int, seconds: float) -> None:
+            description = f"concurrency {levels[index]}"
+            progress.update(task, completed=index * per_level + seconds, description=description)
+
+        return benchmark.run(plan, levels, warmup, duration, tick)
+
+
+def _bench_table(plan: Plan, outcome: Outcome, duration: float) -> Table:
+    from layerserve import bench as benchmark
+
+    table = Table(
+        "concurrency",
+        "requests/s",
+        "samples/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "errors",
+        title=f"{plan.title}, {duration:g} s per level",
+    )
+    for row in benchmark.level_rows(outcome):
+        table.add_row(
+            str(row["concurrency"]),
+            f"{row['requests_per_s']:,.0f}",
+            f"{row['samples_per_s']:,.0f}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p90_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            str(row["errors"]),
+        )
+    return table
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""A small HTTP client of a running layerserve server, for the command line: model upload
+and model metadata. It needs httpx only (never FastAPI or onnxruntime)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import httpx
+
+from layerserve.errors import LayerserveError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class ServerUnreachable(LayerserveError):
+    """No connection to the server, or no answer in time."""
+
+
+class ServerRefused(LayerserveError):
+    """The server answered with an error status; the message is the server's."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the server answered {status}: {message}")
+        self.status = status
+        self.server_message = message
+
+
+class InvalidConfig(LayerserveError, ValueError):
+    """A model config file that is not a JSON object."""
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def model_path(name: str, version: str | None = None) -> str:
+    """``NAME`` or ``NAME/versions/V``, quoted for a URL path."""
+    path = quote(name, safe="")
+    return f"{path}/versions/{quote(version, safe='')}" if version else path
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's ``{"error"}`` message (with its ``problems``), else the body's start."""
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("error"), str):
+        return "; ".join([document["error"], *map(str, document.get("problems") or [])])
+    return response.text[:500] or response.reason_phrase
+
+
+def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request; ``ServerUnreachable`` or ``ServerRefused`` (status >= 400) otherwise."""
+    try:
+        response = httpx.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise ServerUnreachable(
+            f"no answer from {url} in time ({type(exc).__name__}); is the server busy?"
+        ) from exc
+    except httpx.TransportError as exc:
+        raise ServerUnreachable(
+            f"cannot reach the server at {url}: {exc or type(exc).__name__}. "
+            "Is `layerserve serve` running there?"
+        ) from exc
+    if response.status_code >= 400:
+        raise ServerRefused(response.status_code, error_message(response))
+    return response
+
+
+def model_metadata(
+    url: str, name: str, version: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    """V2 model metadata: ``{"name", "versions", "inputs", "outputs"}``."""
+    address = f"{url.rstrip('/')}/v2/models/{model_path(name, version)}"
+    return request("GET", address, headers=bearer(token), timeout=30.0).json()
+
+
+def read_config(path: Path) -> str:
+    """The text of a model config file, checked to be a JSON object."""
+    text = path.read_text()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidConfig(f"--config {path} is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidConfig(
+            f"--config {path} must hold a JSON object, received {type(parsed).__name__}"
+        )
+    return text
+
+
+class _CountingReader:
+    """A binary file that reports each read, so a progress bar follows httpx's stream."""
+
+    def __init__(self, file: BinaryIO, on_read: Callable[[int], None]) -> None:
+        self.file, self.on_read = file, on_read
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.file.read(size)
+        self.on_read(len(chunk))
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+
+def upload(
+    url: str,
+    name: str,
+    model_file: Path,
+    config_text: str | None = None,
+    token: str | None = None,
+    timeout: float = 600.0,
+    on_read: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """POST ``model_file`` (streamed, never read whole) as the next version of ``name``;
+    the new version's metadata."""
+    data = {"config": config_text} if config_text is not None else {}
+    with model_file.open("rb") as file:
+        stream = _CountingReader(file, on_read) if on_read is not None else file
+        response = request(
+            "POST",
+            f"{url.rstrip('/')}/v1/models/{model_path(name)}",
+            files={"file": (model_file.name, stream, "application/octet-stream")},
+            data=data,
+            headers=bearer(token),
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+    return response.json()
