@@ -1,5 +1,5 @@
-"""Benchmark of a served model version: its own onnxruntime session, run in-process on
-random inputs, one batch size after another.
+"""Benchmark of a served model version: the onnxruntime session that serves it, run
+in-process on random inputs, one batch size after another.
 
 Runs happen on one dedicated thread and one benchmark runs at a time in the process (a
 second one is refused with :class:`Conflict`), so a benchmark adds at most one concurrent

@@ -94,6 +94,10 @@ class ModelAdmin:
         self._pool = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def close(self) -> None:
+        """Let running conversions finish (their staging dirs are removed either way)."""
+        self._pool.shutdown(wait=True)
+
     # ---- upload --------------------------------------------------------------------
     async def upload(self, name: str, body: Body) -> dict[str, Any]:
         """Store ``body``'s model as the next version of ``name`` and serve it; the new
@@ -254,6 +258,17 @@ class ModelAdmin:
             max_file_bytes=self.settings.max_upload_bytes,
         )
         return await read_form(body.chunks, body.content_type, body.content_length, directory, spec)
+
+    # ---- repository extension ---------------------------------------------------------
+    async def load(self, name: str) -> None:
+        """(Re)load a model from disk, in turn with uploads and deletes of the same name,
+        so that a load cannot bring back a version a delete is removing."""
+        async with self._lock(name):
+            await self.plane.load(name)
+
+    async def unload(self, name: str) -> None:
+        async with self._lock(name):
+            await self.plane.unload(name)
 
     async def _convert(self, upload: UploadedFile, opset: int | None = None) -> Converted:
         return await self._in_pool(_convert, upload.path, upload.filename, self.limits, opset)

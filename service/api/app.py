@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from layerserve.service.api import (
 )
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.metrics import ServiceMetrics
+from layerserve.service.model_admin import ModelAdmin
 from layerserve.service.settings import Settings
 
 
@@ -36,12 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = ServiceMetrics()
     plane = DataPlane(settings, observer_factory=metrics.observer_for)
+    admin = ModelAdmin(plane, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
         freeze_heap()
         yield
+        await asyncio.get_running_loop().run_in_executor(None, admin.close)
         await plane.stop()
 
     app = FastAPI(
@@ -54,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.dataplane = plane
+    app.state.model_admin = admin
     app.state.metrics = metrics
     errors.install(app)
     # Observability first: GET /v2/models/stats must win over GET /v2/models/{name}.

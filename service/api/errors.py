@@ -32,6 +32,7 @@ STATUS: dict[type[Exception], int] = {
     errors.InferenceFailed: 500,
 }
 RETRY_AFTER_SECONDS = "1"
+CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left; only the access log sees it
 
 
 def status_of(error: Exception) -> int:

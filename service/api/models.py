@@ -12,22 +12,16 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from layerserve.service.api import schemas_models as docs
-from layerserve.service.api.deps import dataplane
+from layerserve.service.api.errors import CLIENT_CLOSED_REQUEST
 from layerserve.service.api.schemas import ModelName, Version
 from layerserve.service.model_admin import Body, ModelAdmin
 
 router = APIRouter(tags=["models"])
 CHUNK_BYTES = 1024 * 1024
-CLIENT_CLOSED = 499  # nginx's code for a client that left; only the access log sees it
 
 
 def model_admin(request: Request) -> ModelAdmin:
-    """The app's ModelAdmin, made on first use (it needs the running event loop)."""
-    state = request.app.state
-    admin = getattr(state, "model_admin", None)
-    if admin is None:
-        admin = state.model_admin = ModelAdmin(dataplane(request), state.settings)
-    return admin
+    return request.app.state.model_admin
 
 
 def _body(request: Request) -> Body:
@@ -51,7 +45,7 @@ async def upload_model(request: Request, name: ModelName) -> dict[str, Any] | Re
     try:
         return await model_admin(request).upload(name, _body(request))
     except ClientDisconnect:  # gone before the whole file arrived: nothing was stored
-        return Response(status_code=CLIENT_CLOSED)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 @router.delete(
@@ -125,7 +119,7 @@ async def export_model(request: Request) -> Response:
     try:
         exported = await model_admin(request).export(_body(request))
     except ClientDisconnect:
-        return Response(status_code=CLIENT_CLOSED)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     headers = {
         "X-Source-Format": exported.source_format,
         "Content-Disposition": f'attachment; filename="{exported.filename}"',

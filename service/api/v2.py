@@ -10,9 +10,8 @@ from starlette.routing import Route
 
 from layerserve.service.api import schemas
 from layerserve.service.api.deps import dataplane, read_body
-from layerserve.service.api.errors import error_response
 from layerserve.service.api.schemas import InferModelName, ModelName, Version, route_docs
-from layerserve.service.errors import InvalidInput, NotSupported
+from layerserve.service.errors import InvalidInput, ModelNotReady, NotSupported
 from layerserve.service.protocols import v2
 from layerserve.service.protocols.v2 import HEADER_LENGTH
 
@@ -46,7 +45,7 @@ async def ready(request: Request) -> dict[str, bool] | JSONResponse:
     if plane.ready:
         return {"ready": True}
     reason = "draining" if plane.draining else "models are not all loaded"
-    return error_response(503, f"server is not ready: {reason}")
+    raise ModelNotReady(f"server is not ready: {reason}")
 
 
 # ---- models --------------------------------------------------------------------------
@@ -318,7 +317,7 @@ async def load_model(request: Request, name: ModelName) -> dict[str, Any]:
             f"load parameters {overrides} are not supported: this server loads models "
             "from the repository directory only"
         )
-    await dataplane(request).load(name)
+    await request.app.state.model_admin.load(name)
     return {"name": name, "load": True}
 
 
@@ -331,7 +330,7 @@ async def load_model(request: Request, name: ModelName) -> dict[str, Any]:
 async def unload_model(request: Request, name: ModelName) -> dict[str, Any]:
     """Stop serving a model; requests already queued on it finish first."""
     await _control_parameters(request, "unload")
-    await dataplane(request).unload(name)
+    await request.app.state.model_admin.unload(name)
     return {"name": name, "unload": True}
 
 

@@ -4,6 +4,7 @@ benchmark at a time, inference served meanwhile, and the admin access level."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -16,6 +17,10 @@ from live_server import running_server, write_model
 from onnx import TensorProto, helper
 
 from layerserve import examples
+from layerserve.service import benchmarking
+from layerserve.service.errors import Conflict
+from layerserve.service.model_config import ModelConfig
+from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -258,16 +263,42 @@ class Background(threading.Thread):
 
 
 def test_a_second_benchmark_is_refused_while_one_runs(http):
+    """Short probes while a 2 s benchmark runs: whichever holds the slot, the others are
+    refused with 409 until it is free again."""
     first = Background(http, 2.0)
     first.start()
-    time.sleep(0.3)
-    second = benchmark(http, "mlp", {"batch_sizes": [1], "duration_s": 0.05})
+    probes = []
+    while first.is_alive() and not any(p.status_code == 409 for p in probes):
+        probes.append(benchmark(http, "mlp", {"batch_sizes": [1], "duration_s": 0.01}))
     first.join(timeout=30)
-    assert sorted([first.response.status_code, second.status_code]) == [200, 409]
-    refused = second if second.status_code == 409 else first.response
-    assert "a benchmark is already running" in refused.json()["error"]
+    answers = [first.response, *probes]
+    assert {a.status_code for a in answers} == {200, 409}, [a.text for a in answers]
+    for refused in (a for a in answers if a.status_code == 409):
+        assert "a benchmark is already running" in refused.json()["error"]
     after = benchmark(http, "mlp", {"batch_sizes": [1], "duration_s": 0.05})
     assert after.status_code == 200, after.text
+
+
+def test_the_slot_is_taken_before_the_first_await(tmp_path):
+    """In-process, ordered by the event loop: a run started in the same loop step as
+    another is refused, and the slot is free once the first finishes."""
+    path = write_model(tmp_path, "mlp", examples.mlp())
+    model = LoadedModel.load("mlp", "1", path, ModelConfig().resolved(Settings()))
+    long, short = (benchmarking.BenchmarkSpec(duration_s=s) for s in (1.0, 0.05))
+    shapes = benchmarking.plan(model, long, 10.0, 1 << 26)
+
+    async def scenario():
+        first = asyncio.create_task(benchmarking.run(model, long, shapes))
+        await asyncio.sleep(0)  # the first took the slot and is measuring
+        with pytest.raises(Conflict, match="a benchmark is already running"):
+            await benchmarking.run(model, short, shapes)
+        finished = await first
+        after = await benchmarking.run(model, short, shapes)  # the slot is free again
+        return finished, after
+
+    finished, after = asyncio.run(scenario())
+    assert finished.results[0].duration_s >= 1.0
+    assert after.results[0].runs >= 1
 
 
 def infer_v2(http: httpx.Client, x: np.ndarray) -> np.ndarray:

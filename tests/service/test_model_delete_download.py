@@ -4,9 +4,8 @@ POST /v1/export, which converts without storing anything."""
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -21,12 +20,13 @@ from model_uploads import (
     hand_reference,
     infer,
     listing,
-    slow_onnx,
     staging_entries,
     upload,
 )
 
 from layerserve.service.dataplane import DataPlane
+from layerserve.service.errors import ModelNotFound
+from layerserve.service.model_admin import ModelAdmin
 from layerserve.service.settings import Settings
 
 X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0], [0.0, 0.0, 0.0]], dtype=np.float32)
@@ -132,40 +132,45 @@ def test_deleting_the_last_version_stops_serving_the_model(url, repo, hand):
     assert upload(url, "single", hand).json()["version"] == "1"
 
 
-def _pending(url: str, name: str) -> int:
-    """Requests of ``name`` queued and not yet running, from the Prometheus metrics."""
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("nv_inference_pending_request_count{") and f'model="{name}"' in line:
-            return int(float(line.rsplit(" ", 1)[1]))
-    return 0
+ONE_AT_A_TIME = {"instances": 1, "max_batch_size": 0, "intra_op_threads": 1}
 
 
-def test_requests_queued_before_a_delete_finish_and_later_ones_get_404(url, repo, tmp_path):
-    """Requests queued behind a running one when the delete comes all finish with
-    correct rows; any that arrive after it get 404; nothing else."""
-    path, reference = slow_onnx(tmp_path / "slow.onnx", copies=64)
-    one_at_a_time = {"instances": 1, "max_batch_size": 0, "intra_op_threads": 1}
-    assert upload(url, "busy", path, config=one_at_a_time).status_code == 201
-    x = np.random.default_rng(3).standard_normal((4, 1024)).astype(np.float32)
-    with ThreadPoolExecutor(4) as pool:
-        sent = [pool.submit(infer, url, "busy", {"x": x}) for _ in range(4)]
-        deadline = time.monotonic() + 20
-        while (queued := _pending(url, "busy")) < 2:
-            assert time.monotonic() < deadline, "the requests never queued up"
-            time.sleep(0.02)
-        deleted = httpx.delete(f"{url}/v1/models/busy/versions/1", timeout=60)
-        after, _ = infer(url, "busy", {"x": x})
-        outcomes = [future.result() for future in sent]
-    assert deleted.status_code == 200
-    statuses = [answer.status_code for answer, _ in outcomes]
-    assert set(statuses) <= {200, 404}, [answer.text for answer, _ in outcomes]
-    assert statuses.count(200) >= queued + 1  # the queued ones and the one running
-    for answer, outputs in outcomes:
-        if answer.status_code == 200:
-            np.testing.assert_allclose(outputs["y"], reference(x), rtol=1e-5, atol=1e-3)
-    assert after.status_code == 404
-    assert "error" in after.json()
-    assert not (repo / "busy" / "1").exists()
+def test_requests_queued_before_a_delete_finish_and_later_ones_get_404(tmp_path):
+    """The order comes from the event loop, not from timing: each infer task runs up to
+    its queued future before it yields, so all four are queued when the delete begins;
+    they all finish with their own rows, and a request arriving after it is not found."""
+    (tmp_path / "busy" / "1").mkdir(parents=True)
+    hand_onnx(tmp_path / "busy" / "1" / "model.onnx")
+    (tmp_path / "busy" / "config.json").write_text(json.dumps(ONE_AT_A_TIME))
+    rows = [np.full((1, 3), i, dtype=np.float32) for i in range(4)]
+
+    async def scenario():
+        settings = Settings(model_repository=tmp_path)
+        plane = DataPlane(settings)
+        await plane.start()
+        admin = ModelAdmin(plane, settings)
+        model = plane.model("busy", "1")
+        sent = [asyncio.create_task(plane.infer(model, {"x": x})) for x in rows]
+        await asyncio.sleep(0)  # each ran up to its queued future; the scheduler has not
+        queued = plane.pending_requests(model)
+        deleting = asyncio.create_task(admin.delete("busy", "1"))
+        while plane.repository.serves(model):  # until the delete has stopped serving it
+            await asyncio.sleep(0)
+        unfinished = sum(not task.done() for task in sent)
+        with pytest.raises(ModelNotFound):  # a request arriving now (404 over HTTP)
+            plane.model("busy", "1")
+        outputs = await asyncio.wait_for(asyncio.gather(*sent), timeout=60)
+        answer = await deleting
+        await plane.stop()
+        return queued, unfinished, outputs, answer
+
+    queued, unfinished, outputs, answer = asyncio.run(scenario())
+    assert queued == len(rows)
+    assert unfinished == len(rows)  # the delete began with all four still waiting ...
+    for x, out in zip(rows, outputs, strict=True):  # ... and each finished with its own rows
+        np.testing.assert_allclose(out["y"], hand_reference(x), rtol=1e-6)
+    assert answer == {"name": "busy", "version": "1", "deleted": True}
+    assert not (tmp_path / "busy" / "1").exists()
 
 
 def test_a_request_that_found_the_version_before_its_delete_runs_and_leaves_no_batcher(
