@@ -75,10 +75,17 @@ def function_globals() -> dict[str, Any]:
     return {"K": backend, "backend": backend, "np": np, "numpy": np, **custom_objects()}
 
 
+# Backend functions that change process-wide settings: a stored config never calls them.
+_SETTERS = frozenset({"set_epsilon", "set_floatx", "set_image_data_format", "reload_settings"})
+
+
 def find_function(name: Any, what: str) -> Callable:
     if isinstance(name, Mapping):  # Keras 3: {"module", "class_name": "function", "config"}
         name = name.get("config")
-    found = custom_objects().get(str(name)) or getattr(backend, str(name), None)
+    name = str(name)
+    found = custom_objects().get(name)
+    if found is None and name in backend.__all__ and name not in _SETTERS:
+        found = getattr(backend, name)
     if not callable(found):
         raise UnknownObjectError(
             f"Unknown {what}: {name!r}. Pass it in `custom_objects` when loading the model."

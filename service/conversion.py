@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import onnx
+from google.protobuf.message import EncodeError
 
 from layerserve.errors import ConfigError, LayerserveError, UnsafeDeserializationError
 from layerserve.saving import HDF5_SIGNATURE, native
@@ -77,11 +78,16 @@ def convert_file(
     _check_opset(opset)
     with tempfile.TemporaryDirectory(prefix="layerserve-convert-") as scratch:
         _check_container(path, source, limits, Path(scratch), label)
-    model = _load(path, source, label, limits.max_unpacked_bytes)
+    weight_budget = min(limits.max_unpacked_bytes, ONNX_MAX_WEIGHT_BYTES)
+    model = _load(path, source, label, weight_budget)
     try:
         onnx_model = _to_onnx(model, opset)
     except (LayerserveError, UnicodeError) as exc:  # names ONNX cannot store as UTF-8
         raise ModelRejected(f"The model in {label} cannot be exported to ONNX: {exc}") from exc
+    except EncodeError as exc:
+        raise ModelRejected(
+            f"The model in {label} does not fit one ONNX file (2 GiB protobuf limit): {exc}"
+        ) from exc
     try:
         parity = _check_parity(model, onnx_model, limits.parity_atol)
     except LayerserveError as exc:
@@ -188,7 +194,18 @@ def lambda_message(kind: str) -> str:
 
 # Errors a corrupt file can raise from deep inside the loaders and h5py, beside
 # layerserve's own (UnicodeError is a ValueError).
-_CORRUPT = (KeyError, IndexError, TypeError, ValueError, AttributeError, OSError, RuntimeError)
+_CORRUPT = (
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    OSError,
+    RuntimeError,
+    MemoryError,
+)
+# One ModelProto is at most 2 GiB; weights past this cannot be exported in one file.
+ONNX_MAX_WEIGHT_BYTES = (2 << 30) - (64 << 20)
 
 
 def _load(path: Path, source: str, label: str, max_weight_bytes: int) -> Any:

@@ -31,6 +31,8 @@ SMALL_TENSOR = 64  # elements; smaller floating-point tensors keep their values
 _WEIGHT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 _ACCEPTED_LEAVES = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
 
+MAX_LISTED_PROBLEMS = 50
+
 
 class PerModel:
     """Values derived from a loaded model version, dropped when the version is."""
@@ -73,6 +75,9 @@ def validate_request(model: LoadedModel, document: Any, limit: int) -> dict[str,
     _check_batches(model, [d for d in described if d.fits_rank], problems)
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        if len(problems) > MAX_LISTED_PROBLEMS:  # a bounded answer to a hostile request
+            hidden = len(problems) - MAX_LISTED_PROBLEMS
+            problems = [*problems[:MAX_LISTED_PROBLEMS], f"... and {hidden} more"]
         raise ValidationFailed(
             f"the request does not fit model '{model.name}' version {model.version} "
             f"({count}): " + "; ".join(problems),

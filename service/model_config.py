@@ -8,7 +8,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from layerserve.service.errors import ModelLoadError
-from layerserve.service.settings import Provider, Settings
+from layerserve.service.settings import (
+    MAX_BATCH,
+    MAX_INSTANCES,
+    MAX_QUEUE_DELAY_US,
+    MAX_QUEUE_SIZE,
+    MAX_QUEUE_TIMEOUT_MS,
+    MAX_THREADS,
+    Provider,
+    Settings,
+)
 
 
 class ModelConfig(BaseModel):
@@ -16,14 +25,14 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_batch_size: int | None = Field(None, ge=0)
-    max_queue_delay_us: int | None = Field(None, ge=0)
-    max_queue_size: int | None = Field(None, ge=1)
-    queue_timeout_ms: int | None = Field(None, ge=1)
+    max_batch_size: int | None = Field(None, ge=0, le=MAX_BATCH)
+    max_queue_delay_us: int | None = Field(None, ge=0, le=MAX_QUEUE_DELAY_US)
+    max_queue_size: int | None = Field(None, ge=1, le=MAX_QUEUE_SIZE)
+    queue_timeout_ms: int | None = Field(None, ge=1, le=MAX_QUEUE_TIMEOUT_MS)
     providers: list[Provider] | None = None
     allow_cpu_fallback: bool | None = None
-    instances: int | None = Field(None, ge=1)
-    intra_op_threads: int | None = Field(None, ge=0)
+    instances: int | None = Field(None, ge=1, le=MAX_INSTANCES)
+    intra_op_threads: int | None = Field(None, ge=0, le=MAX_THREADS)
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelConfig:

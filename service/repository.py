@@ -16,7 +16,8 @@ from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 
 log = logging.getLogger("layerserve.service")
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # never "." or ".."
+# \Z, not $: "$" also matches before a trailing newline ("abc\n").
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")  # never "." or ".."
 MODEL_FILE = "model.onnx"
 
 

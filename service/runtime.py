@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from layerserve.service.model_config import ResolvedConfig
 log = logging.getLogger("layerserve.service")
 
 PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+WARMUP_SECONDS = 30.0
+WARMUP_MAX_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -109,15 +113,34 @@ class LoadedModel:
             return {}
 
     def warm_up(self) -> None:
-        """One run on zeros (batch 1), so the first request does not pay for set-up."""
-        feeds = {
-            spec.name: np.zeros([1 if d < 0 else d for d in spec.shape] or [], dtype=spec.dtype)
-            for spec in self.inputs
-        }
+        """One run on zeros (batch 1), so the first request does not pay for set-up. A
+        graph that declares huge inputs, or whose run does not end (a Loop of 10**15
+        steps), fails the load instead of holding a thread for ever."""
+        shapes = {s.name: [1 if d < 0 else d for d in s.shape] for s in self.inputs}
+        size = sum(
+            math.prod(shapes[s.name]) * np.dtype(s.dtype).itemsize
+            for s in self.inputs
+            if s.dtype.kind != "O"
+        )
+        if size > WARMUP_MAX_BYTES:
+            raise ModelLoadError(
+                f"model '{self.name}' declares inputs of {size} bytes for one sample; "
+                f"expected at most {WARMUP_MAX_BYTES} (input shapes {shapes})"
+            )
+        feeds = {s.name: np.zeros(shapes[s.name], dtype=s.dtype) for s in self.inputs}
+        options = ort.RunOptions()
+        timer = threading.Timer(WARMUP_SECONDS, setattr, (options, "terminate", True))
+        timer.daemon = True
+        timer.start()
         try:
-            self.session.run(None, feeds)
+            self.session.run(None, feeds, options)
         except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"model '{self.name}' failed its warm-up run: {exc}") from exc
+            raise ModelLoadError(
+                f"model '{self.name}' failed its warm-up run (batch 1, zeros, at most "
+                f"{WARMUP_SECONDS:g} s): {exc}"
+            ) from exc
+        finally:
+            timer.cancel()
 
     def input_spec(self, name: str) -> TensorSpec:
         for spec in self.inputs:

@@ -11,6 +11,14 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Provider = Literal["cpu", "cuda"]
+# Upper bounds of the batching and thread options, here and in a model's config.json: past
+# them a value is a mistake (5,000 threads per session, a queue delay of hours).
+MAX_BATCH = 1 << 20
+MAX_QUEUE_DELAY_US = 1_000_000
+MAX_QUEUE_SIZE = 1_000_000
+MAX_QUEUE_TIMEOUT_MS = 3_600_000
+MAX_INSTANCES = 64
+MAX_THREADS = 256
 
 
 class Settings(BaseSettings):
@@ -24,14 +32,21 @@ class Settings(BaseSettings):
     allow_cpu_fallback: bool = Field(
         False, description="Serve on CPU when CUDA was asked for but is unavailable."
     )
-    instances: int = Field(2, ge=1, description="Concurrent runs per model version.")
-    intra_op_threads: int = Field(
-        0, ge=0, description="onnxruntime threads per run; 0: cores divided by instances."
+    instances: int = Field(
+        2, ge=1, le=MAX_INSTANCES, description="Concurrent runs per model version."
     )
-    max_batch_size: int = Field(64, ge=0, description="Rows per merged run; 0: no merging.")
-    max_queue_delay_us: int = Field(0, ge=0)
-    max_queue_size: int = Field(1024, ge=1)
-    queue_timeout_ms: int = Field(30_000, ge=1)
+    intra_op_threads: int = Field(
+        0,
+        ge=0,
+        le=MAX_THREADS,
+        description="onnxruntime threads per run; 0: cores divided by instances.",
+    )
+    max_batch_size: int = Field(
+        64, ge=0, le=MAX_BATCH, description="Rows per merged run; 0: no merging."
+    )
+    max_queue_delay_us: int = Field(0, ge=0, le=MAX_QUEUE_DELAY_US)
+    max_queue_size: int = Field(1024, ge=1, le=MAX_QUEUE_SIZE)
+    queue_timeout_ms: int = Field(30_000, ge=1, le=MAX_QUEUE_TIMEOUT_MS)
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     drain_seconds: float = Field(1.0, ge=0, description="Serve on after SIGTERM, not ready.")
     exit_timeout_seconds: float = Field(25.0, ge=0)

@@ -81,13 +81,38 @@ def _shape_only_add_weight(
     )
 
 
+# Backend functions whose output is never larger than their input.
+SIZE_SAFE_FUNCTIONS = frozenset(
+    {
+        "abs", "all", "any", "argmax", "argmin", "batch_flatten", "cast", "clip", "cos",
+        "cumprod", "cumsum", "elu", "exp", "expand_dims", "flatten", "hard_sigmoid",
+        "l2_normalize", "log", "logsumexp", "max", "mean", "min", "permute_dimensions",
+        "prod", "relu", "round", "sigmoid", "sign", "sin", "softmax", "softplus", "softsign",
+        "sqrt", "square", "squeeze", "std", "sum", "tanh", "transpose", "var",
+    }
+)  # fmt: skip
+
+
 class _GuardedLambda(Lambda):
     """A Lambda that refuses to probe its function on an oversized input."""
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if self.get_config().get("output_shape") is None:
             self._check_probe(input_shape, "output shape")
+            self._check_function()
         return super().compute_output_shape(input_shape)
+
+    def _check_function(self) -> None:
+        """Only functions whose output is no larger than their input are probed: ``tile``
+        or ``repeat`` with stored arguments could ask for gigabytes from a tiny input."""
+        name = getattr(self.function, "__name__", repr(self.function))
+        if name not in SIZE_SAFE_FUNCTIONS or self.arguments:
+            raise InvalidInput(
+                f"Lambda layer '{self.name}' has no output_shape and calls {name!r} with "
+                f"arguments {sorted(self.arguments)}; shape checks probe only "
+                f"{', '.join(sorted(SIZE_SAFE_FUNCTIONS))} without arguments: give the "
+                "Lambda an explicit output_shape"
+            )
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         tensors = inputs if isinstance(inputs, list) else [inputs]

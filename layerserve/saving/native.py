@@ -56,7 +56,7 @@ def read_archive(archive: zipfile.ZipFile) -> tuple[str, list[np.ndarray]]:
             np.load(io.BytesIO(archive.read(f"weights/{i:05d}.npy")), allow_pickle=False)
             for i in range(count)
         ]
-    except (KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+    except (KeyError, ValueError, TypeError, MemoryError, zipfile.BadZipFile, zlib.error) as exc:
         raise ModelFormatError(
             f"The layerserve model archive is incomplete or corrupt: {exc}"
         ) from exc

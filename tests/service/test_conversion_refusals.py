@@ -39,6 +39,7 @@ from layerserve.service.errors import InvalidInput, ModelRejected, ParityFailed
 
 MIB = 1024 * 1024
 LIMITS = ConversionLimits(max_unpacked_bytes=MIB)
+BIG_LIMITS = ConversionLimits(max_unpacked_bytes=64 * MIB)
 RNG = np.random.default_rng(3)
 Build = Callable[[Path, dict[str, Path]], tuple[Path, str]]
 
@@ -176,6 +177,18 @@ def weights_only(tmp: Path, _: dict[str, Path]) -> tuple[Path, str]:
 
 def native_mlp(tmp: Path, _: dict[str, Path]) -> tuple[Path, str]:
     examples.mlp().save(tmp / "mlp.zip")
+    return tmp / "mlp.zip", "mlp.zip"
+
+
+def native_with_huge_npy_header(tmp: Path, _: dict[str, Path]) -> tuple[Path, str]:
+    """The saved MLP whose first weight file declares a 3.6 TiB array in its header."""
+    examples.mlp().save(tmp / "saved.zip")
+    entries = dict(entries_of(tmp / "saved.zip"))
+    (tmp / "saved.zip").unlink()
+    npy = entries["weights/00000.npy"]
+    shape = npy[: npy.index(b"\n")].split(b"'shape': ")[1].split(b")")[0] + b")"
+    entries["weights/00000.npy"] = npy.replace(shape, b"(9999999, 99999)".ljust(len(shape)))
+    (tmp / "mlp.zip").write_bytes(zip_bytes(list(entries.items())))
     return tmp / "mlp.zip", "mlp.zip"
 
 
@@ -317,6 +330,9 @@ REFUSALS: dict[str, Refusal] = {
     ),
     "keras-config-bomb": Refusal(
         keras_config_bomb, ("'model.keras'", "cannot be loaded", f"limit of {MIB} bytes")
+    ),
+    "layerserve-huge-npy-header": Refusal(
+        native_with_huge_npy_header, ("'mlp.zip'", "cannot be loaded"), limits=BIG_LIMITS
     ),
     "keras-unknown-layer": Refusal(keras_model(keras_batch_norm), ("BatchNormalization",)),
     "keras-layer-without-converter": Refusal(

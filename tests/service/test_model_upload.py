@@ -226,6 +226,8 @@ REFUSALS = [
     ("name_dot", ".staging", _existing("hand_onnx"), None, 400, "invalid model name"),
     ("name_long", "n" * 65, _existing("hand_onnx"), None, 400, "1 to 64 characters"),
     ("name_space", "two words", _existing("hand_onnx"), None, 400, "invalid model name"),
+    ("name_newline", "abc%0A", _existing("hand_onnx"), None, 400, "invalid model name"),
+    ("threads_bomb", "t", _existing("hand_onnx"), {"intra_op_threads": 3 * 10**9}, 400, "256"),
     ("oversize", "big", _write("big.onnx", os.urandom(MAX_UPLOAD + 1)), None, 413, "exceeds"),
     ("corrupt_onnx", "bad", _write("bad.onnx", b"\x08\x07garbage" * 50), None, 400, "ONNX"),
     ("corrupt_zip", "bad", _write("bad.keras", b"PK\x03\x04" + os.urandom(300)), None, 400, "zip"),

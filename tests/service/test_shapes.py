@@ -296,6 +296,31 @@ REFUSED = {
         400,
         "give the Lambda an explicit output_shape",
     ),
+    "lambda-growing-function": (
+        sequential(
+            layer(
+                "Lambda",
+                function="tile",
+                function_type="function",
+                arguments={"n": [30_000, 30_000]},
+                batch_input_shape=[None, 1],
+            )
+        ),
+        400,
+        "calls 'tile' with arguments ['n']",
+    ),
+    "lambda-settings-setter": (
+        sequential(
+            layer(
+                "Lambda",
+                function="set_epsilon",
+                function_type="function",
+                batch_input_shape=[None, 1],
+            )
+        ),
+        400,
+        "Unknown function: 'set_epsilon'",
+    ),
     "too-many-layers": (
         sequential(
             layer("Dense", units=2, batch_input_shape=[None, 2]),

@@ -438,3 +438,18 @@ def test_the_refusal_body_is_json_with_problems(server_url):
     document = json.loads(response.content)
     assert set(document) == {"error", "problems"}
     assert len(document["problems"]) == 2
+
+
+def test_a_flood_of_problems_is_listed_up_to_fifty_and_counted(server_url):
+    unknown = [tensor(f"x{i}", [1, 1], "FP32") for i in range(200)]
+    response = validate(server_url, "mlp", {"inputs": [tensor(MLP, [1, 784], "FP32"), *unknown]})
+    assert response.status_code == 400
+    document = response.json()
+    assert document["error"].startswith(
+        "the request does not fit model 'mlp' version 2 (200 problems): "
+    )
+    assert len(document["problems"]) == 51
+    assert document["problems"][:2] == [
+        f"unexpected input 'x{i}' for model 'mlp'; expected inputs: ['{MLP}']" for i in (0, 1)
+    ]
+    assert document["problems"][-1] == "... and 150 more"
