@@ -20,6 +20,7 @@ from pathlib import Path
 log = logging.getLogger("layerserve.service")
 
 STAGING = ".staging"
+VERSIONS_DIR = ".versions"  # <repo>/.versions/<name>: the highest version published
 CONFIG_FILE = "config.json"
 # rename() onto an existing non-empty directory fails with one of these.
 _TAKEN = {errno.EEXIST, errno.ENOTEMPTY}
@@ -146,7 +147,7 @@ def publish_version(repository: Path, name: str, staged: Path) -> str:
     highest existing number; on a collision (another process published n meanwhile) try
     the next number. Returns the version."""
     model_dir, _ = ensure_model_dir(repository, name)
-    version = max(numeric_entries(model_dir), default=0) + 1
+    version = max([*numeric_entries(model_dir), highest_published(repository, name)]) + 1
     while True:
         try:
             os.rename(staged, model_dir / str(version))
@@ -156,7 +157,24 @@ def publish_version(repository: Path, name: str, staged: Path) -> str:
             version = max([version, *numeric_entries(model_dir)]) + 1
             continue
         fsync_dir(model_dir)
+        _record_published(repository, name, version)
         return str(version)
+
+
+def highest_published(repository: Path, name: str) -> int:
+    """The highest version ever published for ``name``, also after deletes, so that a
+    number never comes back with other contents (clients and caches key on it)."""
+    try:
+        return int((Path(repository) / VERSIONS_DIR / name).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _record_published(repository: Path, name: str, version: int) -> None:
+    folder = Path(repository) / VERSIONS_DIR
+    folder.mkdir(exist_ok=True)
+    if version > highest_published(repository, name):
+        write_atomic(folder / name, str(version).encode())
 
 
 def remove_dir(repository: Path, path: Path) -> None:

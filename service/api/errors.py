@@ -82,7 +82,16 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
-        return error_response(exc.status_code, message)
+        allowed = (exc.headers or {}).get("Allow")
+        if exc.status_code == 405 and allowed:
+            message = (
+                f"method {request.method} is not allowed for {request.url.path}; "
+                f"expected one of: {allowed}"
+            )
+        response = error_response(exc.status_code, message)
+        if allowed:
+            response.headers["Allow"] = allowed
+        return response
 
     app.add_middleware(UnexpectedErrorMiddleware)
 

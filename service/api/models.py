@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 from layerserve.service.api import schemas_models as docs
 from layerserve.service.api.errors import CLIENT_CLOSED_REQUEST
 from layerserve.service.api.schemas import ModelName, Version
+from layerserve.service.errors import InvalidInput
 from layerserve.service.model_admin import Body, ModelAdmin
 
 router = APIRouter(tags=["models"])
@@ -26,6 +27,12 @@ def model_admin(request: Request) -> ModelAdmin:
 
 def _body(request: Request) -> Body:
     headers = request.headers
+    encoding = headers.get("content-encoding", "identity")
+    if encoding.lower() != "identity":
+        raise InvalidInput(
+            f"Content-Encoding is not supported for model files; expected none (identity), "
+            f"received {encoding!r}: send the file as it is (.keras and .h5 are compressed)"
+        )
     return Body(request.stream(), headers.get("content-type"), headers.get("content-length"))
 
 

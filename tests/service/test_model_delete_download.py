@@ -111,6 +111,18 @@ def test_delete_a_version_then_the_model(url, repo, hand):
     assert staging_entries(repo) == []
 
 
+def test_a_deleted_version_number_is_never_given_again(url, repo, hand):
+    """Clients and caches key on (model, version): after deleting the newest version, or
+    the whole model, the next upload gets a number above every one published."""
+    versions = [upload(url, "renumbered", hand).json()["version"] for _ in range(2)]
+    assert versions == ["1", "2"]
+    assert httpx.delete(f"{url}/v1/models/renumbered/versions/2").status_code == 200
+    assert upload(url, "renumbered", hand).json()["version"] == "3"
+    assert httpx.delete(f"{url}/v1/models/renumbered").status_code == 200
+    assert upload(url, "renumbered", hand).json()["version"] == "4"
+    assert sorted(p.name for p in (repo / "renumbered").iterdir() if p.is_dir()) == ["4"]
+
+
 @pytest.mark.parametrize(
     "route",
     ["/v1/models/never", "/v1/models/never/versions/1", "/v1/models/kept/versions/7",
@@ -129,7 +141,7 @@ def test_deleting_the_last_version_stops_serving_the_model(url, repo, hand):
     upload(url, "single", hand)
     assert httpx.delete(f"{url}/v1/models/single/versions/1").status_code == 200
     assert httpx.get(f"{url}/v2/models/single").status_code == 404
-    assert upload(url, "single", hand).json()["version"] == "1"
+    assert upload(url, "single", hand).json()["version"] == "2"  # 1 is never given again
 
 
 ONE_AT_A_TIME = {"instances": 1, "max_batch_size": 0, "intra_op_threads": 1}

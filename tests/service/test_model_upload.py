@@ -4,6 +4,7 @@ reference; versions count up, also for concurrent uploads; every refused upload 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -311,6 +312,20 @@ def test_malformed_forms_store_nothing(url, repo, populated, body, content_type,
     response = _post_raw(url, body, content_type)
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
+    assert listing(repo) == before
+
+
+def test_a_compressed_upload_is_refused_naming_the_encoding(url, repo, populated):
+    form = gzip.compress(_multipart("xyz", [("file", "a.onnx", b"x")]))
+    before = listing(repo)
+    response = httpx.post(
+        f"{url}/v1/models/raw",
+        content=form,
+        headers={"content-type": FORM, "content-encoding": "gzip"},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert "received 'gzip'" in response.json()["error"]
     assert listing(repo) == before
 
 

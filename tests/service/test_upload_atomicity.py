@@ -98,6 +98,8 @@ def test_a_rename_that_loses_the_race_is_retried_with_the_next_number(tmp_path, 
         return listing_before_the_other if len(calls) == 1 else real(model_dir)
 
     monkeypatch.setattr(storage, "numeric_entries", stale_first)
+    # The other process's record of the highest version was not written yet either.
+    monkeypatch.setattr(storage, "highest_published", lambda repository, name: 0)
     assert storage.publish_version(tmp_path, "m", mine) == "2"
     assert len(calls) == 2  # listed again after the failed rename
     assert (tmp_path / "m" / "1" / "id").read_text() == "other"

@@ -538,7 +538,9 @@ CLIENT_MISTAKES = {
         method="GET",
     ),
     "unknown route": case("/v2/modelz", 404, "no route for GET /v2/modelz", method="GET"),
-    "wrong method": case(MLP, 405, "Method Not Allowed", method="GET"),
+    "wrong method": case(
+        MLP, 405, [f"method GET is not allowed for {MLP}", "expected one of: POST"], method="GET"
+    ),
     "index body not an object": case(
         "/v2/repository/index", 400, 'object like {"ready": true}', [True]
     ),
