@@ -22,7 +22,6 @@ from layerserve.service.api.inspect_schemas import (
     json_body,
 )
 from layerserve.service.api.schemas import ModelName, Version, error_responses
-from layerserve.service.errors import InvalidInput
 from layerserve.service.protocols import v2
 from layerserve.service.protocols.v2 import HEADER_LENGTH
 
@@ -82,7 +81,8 @@ async def _masks(request: Request, name: str, version: str | None) -> dict[str, 
     masks.require_masks(model)
     body = await read_body(request)
     limit = request.app.state.settings.max_request_bytes
-    parsed = v2.decode_request(body, _header_length(request), model, limit)
+    header_length = v2.header_length(request.headers.get(HEADER_LENGTH))
+    parsed = v2.decode_request(body, header_length, model, limit)
     outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us)
     return masks.mask_report(model, parsed.inputs, outputs)
 
@@ -147,14 +147,6 @@ async def model_shapes(request: Request) -> dict[str, Any]:
     config, input_shape = shapes.parse_request(document)
     async with _shape_builds(request):
         return await run_in_threadpool(shapes.summarize, config, input_shape)
-
-
-def _header_length(request: Request) -> int | None:
-    header = request.headers.get(HEADER_LENGTH)
-    try:
-        return int(header) if header is not None else None
-    except ValueError as exc:
-        raise InvalidInput(f"invalid Inference-Header-Content-Length: {header!r}") from exc
 
 
 def _shape_builds(request: Request) -> asyncio.Semaphore:

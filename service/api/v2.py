@@ -245,11 +245,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     plane = dataplane(request)
     model = plane.model(name, version)
     body = await read_body(request)
-    header = request.headers.get(HEADER_LENGTH)
-    try:
-        header_length = int(header) if header is not None else None
-    except ValueError as exc:
-        raise InvalidInput(f"invalid Inference-Header-Content-Length: {header!r}") from exc
+    header_length = v2.header_length(request.headers.get(HEADER_LENGTH))
     parsed = v2.decode_request(
         body, header_length, model, request.app.state.settings.max_request_bytes
     )

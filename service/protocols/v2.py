@@ -19,6 +19,15 @@ HEADER_LENGTH = "inference-header-content-length"
 MAX_NESTING = 100
 
 
+def header_length(value: str | None) -> int | None:
+    """The ``Inference-Header-Content-Length`` header: where the JSON header of a binary
+    request ends (None: the whole body is JSON)."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError as exc:
+        raise InvalidInput(f"invalid Inference-Header-Content-Length: {value!r}") from exc
+
+
 @dataclass
 class RequestedOutput:
     name: str
