@@ -63,21 +63,20 @@ def to_onnx(
 
 
 def output_names(model: Any) -> list[str]:
-    """The ONNX output names of ``model``'s outputs, in order."""
+    """The ONNX output names of ``model``'s outputs, in order. An output that is also a
+    model input is renamed ``<name>_output``: one graph name cannot be both."""
     names: list[str] = []
     for tensor in model.outputs:
         base = tensor.history[0].name if tensor.history[2] == 0 else tensor.name
         names.append(base if base not in names else f"{base}_{len(names)}")
-    return names
+    input_names = set(model.input_names)
+    return [n if n not in input_names else f"{n}_output" for n in names]
 
 
 def _reserve_outputs(builder: GraphBuilder, model: Any) -> list[tuple[str, str]]:
-    input_names = set(model.input_names)
-    reserved = []
-    for base in output_names(model):
-        name = base if base not in input_names else f"{base}_output"
-        reserved.append((builder.reserve(name), builder.reserve(name + MASK_SUFFIX)))
-    return reserved
+    return [
+        (builder.reserve(name), builder.reserve(name + MASK_SUFFIX)) for name in output_names(model)
+    ]
 
 
 def _bind_output(

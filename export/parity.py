@@ -54,9 +54,7 @@ def compare(
     model: Any, onnx_model: onnx.ModelProto, batch_sizes: tuple[int, ...] = (1, 7), seed: int = 0
 ) -> ParityReport:
     runner = session(onnx_model)
-    inputs = set(model.input_names)
-    # An output that is also an input is renamed by the exporter (see api._reserve_outputs).
-    names = [n if n not in inputs else f"{n}_output" for n in output_names(model)]
+    names = output_names(model)
     graph_outputs = [o.name for o in onnx_model.graph.output]
     report = ParityReport(batch_sizes=list(batch_sizes))
     for batch in batch_sizes:

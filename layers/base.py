@@ -8,6 +8,7 @@ computes eagerly; calling it on KerasTensors records a node of a model graph.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections import defaultdict
@@ -218,12 +219,8 @@ class Layer:
         trainable: bool = True,
     ) -> Variable:
         shape = tuple(shape)
-        size = 1
-        for dim in shape:
-            size *= max(int(dim), 0)
-        charge_weight(
-            size * np.dtype(self.dtype).itemsize, f"weight '{name}' {shape} of layer '{self.name}'"
-        )
+        nbytes = math.prod(max(int(d), 0) for d in shape) * np.dtype(self.dtype).itemsize
+        charge_weight(nbytes, f"weight '{name}' {shape} of layer '{self.name}'")
         value = np.asarray(initializer(shape, dtype=self.dtype), dtype=self.dtype)
         variable = Variable(name, value, trainable, regularizer, constraint)
         self._variables.append(variable)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from layerserve.service import inspection, masks, shapes
-from layerserve.service.api.deps import dataplane, read_body
+from layerserve.service.api.deps import dataplane, read_body, read_v2_request
 from layerserve.service.api.inspect_schemas import (
     MaskRequest,
     MaskResponse,
@@ -23,7 +23,6 @@ from layerserve.service.api.inspect_schemas import (
 )
 from layerserve.service.api.schemas import ModelName, Version, error_responses
 from layerserve.service.protocols import v2
-from layerserve.service.protocols.v2 import HEADER_LENGTH
 
 router = APIRouter(tags=["inspection"])
 # The mask examples are written for the demo model with a Masking layer.
@@ -79,10 +78,7 @@ async def _masks(request: Request, name: str, version: str | None) -> dict[str, 
     plane = dataplane(request)
     model = plane.model(name, version)
     masks.require_masks(model)
-    body = await read_body(request)
-    limit = request.app.state.settings.max_request_bytes
-    header_length = v2.header_length(request.headers.get(HEADER_LENGTH))
-    parsed = v2.decode_request(body, header_length, model, limit)
+    parsed = await read_v2_request(request, model)
     outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us)
     return masks.mask_report(model, parsed.inputs, outputs)
 
@@ -142,8 +138,7 @@ async def _validate(request: Request, name: str, version: str | None) -> dict[st
     ),
 )
 async def model_shapes(request: Request) -> dict[str, Any]:
-    limit = min(shapes.MAX_BODY_BYTES, request.app.state.settings.max_request_bytes)
-    document = v2.parse_json(await read_body(request, limit))
+    document = v2.parse_json(await read_body(request, shapes.MAX_BODY_BYTES))
     config, input_shape = shapes.parse_request(document)
     async with _shape_builds(request):
         return await run_in_threadpool(shapes.summarize, config, input_shape)

@@ -9,11 +9,10 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
 from layerserve.service.api import schemas
-from layerserve.service.api.deps import dataplane, read_body
+from layerserve.service.api.deps import dataplane, read_body, read_v2_request
 from layerserve.service.api.schemas import InferModelName, ModelName, Version, route_docs
 from layerserve.service.errors import InvalidInput, ModelNotReady, NotSupported
 from layerserve.service.protocols import v2
-from layerserve.service.protocols.v2 import HEADER_LENGTH
 
 router = APIRouter(tags=["v2"])
 
@@ -244,11 +243,7 @@ async def infer_version(request: Request, name: InferModelName, version: Version
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     plane = dataplane(request)
     model = plane.model(name, version)
-    body = await read_body(request)
-    header_length = v2.header_length(request.headers.get(HEADER_LENGTH))
-    parsed = v2.decode_request(
-        body, header_length, model, request.app.state.settings.max_request_bytes
-    )
+    parsed = await read_v2_request(request, model)
     outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us)
     content, json_length = v2.encode_response(model, parsed, outputs)
     if json_length is None:

@@ -7,14 +7,19 @@ import zlib
 from layerserve.service.errors import InvalidInput, PayloadTooLarge
 
 
-def check_declared_size(content_length: str | None, limit: int) -> None:
+def declared_size(content_length: str | None) -> int | None:
+    """The Content-Length header as a number (None when absent)."""
     if content_length is None:
-        return
+        return None
     try:
-        size = int(content_length)
+        return int(content_length)
     except ValueError as exc:
         raise InvalidInput(f"invalid Content-Length header: {content_length!r}") from exc
-    if size > limit:
+
+
+def check_declared_size(content_length: str | None, limit: int) -> None:
+    size = declared_size(content_length)
+    if size is not None and size > limit:
         raise PayloadTooLarge(
             f"request body of {size} bytes exceeds the maximum allowed input size of {limit} bytes"
         )

@@ -15,6 +15,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from layerserve.service.errors import InvalidInput, PayloadTooLarge
+from layerserve.service.protocols.body import declared_size
 
 FLUSH_BYTES = 1024 * 1024  # file data gathered before one write off the event loop
 HEADROOM_BYTES = 64 * 1024  # boundaries and part headers around the parts
@@ -93,13 +94,8 @@ async def read_form(
 
 
 def _check_declared_size(content_length: str | None, spec: FormSpec) -> None:
-    if content_length is None:
-        return
-    try:
-        size = int(content_length)
-    except ValueError as exc:
-        raise InvalidInput(f"invalid Content-Length header: {content_length!r}") from exc
-    if size > spec.max_body_bytes:
+    size = declared_size(content_length)
+    if size is not None and size > spec.max_body_bytes:
         raise PayloadTooLarge(_too_large(str(size), spec))
 
 
