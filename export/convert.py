@@ -8,7 +8,7 @@ from layerserve.errors import ConfigError, NotSupportedError
 from layerserve.export.builder import GraphBuilder, Value
 from layerserve.export.registry import Conversion, find_converter
 from layerserve.layers.base import Layer
-from layerserve.layers.input_layer import InputLayer
+from layerserve.layers.core.input_layer import InputLayer
 from layerserve.layers.tensor import Node
 
 

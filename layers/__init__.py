@@ -1,68 +1,74 @@
-"""NumPy reference implementations of the Keras core layers."""
+"""NumPy reference implementations of Keras layers, grouped by family as Keras groups them.
 
-from layerserve.layers.activation import Activation
-from layerserve.layers.activity_regularization import ActivityRegularization
+Each family package lists its layer classes in ``LAYERS``; the loaders find a layer class
+by name in :data:`LAYER_CLASSES`. Keras 3 operations recorded in functional configs (the
+ops that compute masks) live apart in :data:`OP_CLASSES`, since their class names (``Any``,
+``Add``) would clash with layer names.
+"""
+
+from layerserve.layers import (
+    activations,
+    convolutional,
+    core,
+    merging,
+    normalization,
+    ops,
+    pooling,
+    preprocessing,
+    regularization,
+    reshaping,
+    rnn,
+)
+from layerserve.layers.activations import *  # noqa: F403
 from layerserve.layers.base import Layer, Variable
-from layerserve.layers.conv2d import Conv2D
-from layerserve.layers.dense import Dense
-from layerserve.layers.dropout import Dropout
-from layerserve.layers.flatten import Flatten
-from layerserve.layers.input_layer import Input, InputLayer
+from layerserve.layers.convolutional import *  # noqa: F403
+from layerserve.layers.core import *  # noqa: F403
 from layerserve.layers.input_spec import InputSpec
-from layerserve.layers.lambda_layer import Lambda
-from layerserve.layers.lstm import LSTM
-from layerserve.layers.masking import Masking
-from layerserve.layers.permute import Permute
-from layerserve.layers.repeat_vector import RepeatVector
-from layerserve.layers.reshape import Reshape
-from layerserve.layers.spatial_dropout import SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
+from layerserve.layers.merging import *  # noqa: F403
+from layerserve.layers.normalization import *  # noqa: F403
+from layerserve.layers.pooling import *  # noqa: F403
+from layerserve.layers.preprocessing import *  # noqa: F403
+from layerserve.layers.regularization import *  # noqa: F403
+from layerserve.layers.reshaping import *  # noqa: F403
+from layerserve.layers.rnn import *  # noqa: F403
 from layerserve.layers.tensor import KerasTensor
 
+FAMILIES = (
+    core,
+    activations,
+    convolutional,
+    pooling,
+    normalization,
+    merging,
+    reshaping,
+    regularization,
+    preprocessing,
+    rnn,
+)
 LAYER_CLASSES: dict[str, type[Layer]] = {
-    cls.__name__: cls
-    for cls in (
-        Activation,
-        ActivityRegularization,
-        Conv2D,
-        Dense,
-        Dropout,
-        Flatten,
-        InputLayer,
-        Lambda,
-        LSTM,
-        Masking,
-        Permute,
-        RepeatVector,
-        Reshape,
-        SpatialDropout1D,
-        SpatialDropout2D,
-        SpatialDropout3D,
-    )
+    cls.__name__: cls for family in FAMILIES for cls in family.LAYERS
 }
+OP_CLASSES: dict[str, type[Layer]] = {cls.__name__: cls for cls in ops.LAYERS}
 # Names other Keras versions write for the same layers.
 LAYER_ALIASES = {"Convolution2D": "Conv2D", "Conv2d": "Conv2D"}
 
 __all__ = [
+    "FAMILIES",
+    "LAYER_ALIASES",
     "LAYER_CLASSES",
-    "Activation",
-    "ActivityRegularization",
-    "Conv2D",
-    "Dense",
-    "Dropout",
-    "Flatten",
-    "Input",
-    "InputLayer",
+    "OP_CLASSES",
     "InputSpec",
     "KerasTensor",
-    "Lambda",
-    "LSTM",
     "Layer",
-    "Masking",
-    "Permute",
-    "RepeatVector",
-    "Reshape",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
     "Variable",
 ]
+__all__ += activations.__all__
+__all__ += convolutional.__all__
+__all__ += core.__all__
+__all__ += merging.__all__
+__all__ += normalization.__all__
+__all__ += pooling.__all__
+__all__ += preprocessing.__all__
+__all__ += regularization.__all__
+__all__ += reshaping.__all__
+__all__ += rnn.__all__

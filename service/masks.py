@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from layerserve.layers.masking import timestep_mask
+from layerserve.layers.core.masking import timestep_mask
 from layerserve.saving.keras_json import detect_keras_version, normalize_model, parse_document
 from layerserve.service.errors import InvalidInput
 from layerserve.service.inspection import PerModel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from layerserve.export.activations import emit_activation
 from layerserve.export.registry import Conversion, Converted, converter
-from layerserve.layers.dense import Dense
+from layerserve.layers.core.dense import Dense
 
 
 @converter(Dense)

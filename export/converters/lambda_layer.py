@@ -6,7 +6,7 @@ from typing import Any
 
 from layerserve.export.registry import Conversion, Converted, converter
 from layerserve.export.tracing import trace_function
-from layerserve.layers.lambda_layer import Lambda, _parameters
+from layerserve.layers.core.lambda_layer import Lambda, _parameters
 
 
 @converter(Lambda)

@@ -8,7 +8,7 @@ import numpy as np
 
 from layerserve.export.builder import onnx_type
 from layerserve.export.registry import Conversion, Converted, converter
-from layerserve.layers.masking import Masking
+from layerserve.layers.core.masking import Masking
 
 
 @converter(Masking)

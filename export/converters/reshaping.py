@@ -6,10 +6,10 @@ import math
 
 from layerserve.export.registry import Conversion, Converted, converter
 from layerserve.layers import shapes
-from layerserve.layers.flatten import Flatten
-from layerserve.layers.permute import Permute
-from layerserve.layers.repeat_vector import RepeatVector
-from layerserve.layers.reshape import Reshape
+from layerserve.layers.reshaping.flatten import Flatten
+from layerserve.layers.reshaping.permute import Permute
+from layerserve.layers.reshaping.repeat_vector import RepeatVector
+from layerserve.layers.reshaping.reshape import Reshape
 
 
 @converter(Flatten)

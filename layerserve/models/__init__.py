@@ -1,6 +1,6 @@
 """Models: ``Sequential``, the functional ``Model`` and loading/saving entry points."""
 
-from layerserve.layers.input_layer import Input
+from layerserve.layers.core.input_layer import Input
 from layerserve.models.functional import Model
 from layerserve.models.sequential import Sequential
 

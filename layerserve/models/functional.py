@@ -11,7 +11,7 @@ import numpy as np
 from layerserve import __version__
 from layerserve.errors import ConfigError, DTypeError, ShapeError, received
 from layerserve.layers.base import Layer, Variable, unique_name
-from layerserve.layers.input_layer import InputLayer
+from layerserve.layers.core.input_layer import InputLayer
 from layerserve.layers.tensor import KerasTensor, Node, flatten
 from layerserve.models import graph
 from layerserve.serialization import version_string

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from layerserve.errors import ConfigError
-from layerserve.layers.input_layer import InputLayer
+from layerserve.layers.core.input_layer import InputLayer
 from layerserve.layers.tensor import KerasTensor, Node, flatten, pack_like
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from layerserve.errors import ConfigError, ModelFormatError, received
 from layerserve.layers.base import Layer
-from layerserve.layers.input_layer import InputLayer
+from layerserve.layers.core.input_layer import InputLayer
 from layerserve.layers.tensor import KerasTensor, is_symbolic
 from layerserve.models.functional import Model
 

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 
 from layerserve import activations
 from layerserve.export.builder import GraphBuilder, Value
-from layerserve.export.converters.lstm import convert_lstm, onnx_lstm_weights
+from layerserve.export.converters.rnn import convert_lstm, onnx_lstm_weights
 from layerserve.export.opsets import max_runtime_opset
 from layerserve.export.registry import Conversion, Converted
 from layerserve.layers import LSTM

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from layerserve._config import normalize_data_format
-from layerserve.layers.dropout import Dropout
 from layerserve.layers.input_spec import InputSpec
+from layerserve.layers.regularization.dropout import Dropout
 
 
 class _SpatialDropout(Dropout):

@@ -11,7 +11,7 @@ import numpy as np
 from layerserve import _config
 from layerserve.errors import ConfigError, ShapeError, received
 from layerserve.layers.base import Layer
-from layerserve.layers.function_code import dump_function, load_function
+from layerserve.layers.core.function_code import dump_function, load_function
 from layerserve.layers.tensor import KerasTensor, flatten, pack_like
 
 _PROBE_SIZES = (2, 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from layerserve.export.activations import emit_activation
 from layerserve.export.registry import Conversion, Converted, converter
-from layerserve.layers.activation import Activation
+from layerserve.layers.activations.activation import Activation
 
 
 @converter(Activation)

@@ -11,7 +11,7 @@ from layerserve._config import normalize_data_format
 from layerserve.errors import ConfigError, NotSupportedError, ShapeError, received
 from layerserve.layers import shapes
 from layerserve.layers.base import Layer
-from layerserve.layers.conv_utils import normalize_padding, normalize_tuple
+from layerserve.layers.convolutional.conv_utils import normalize_padding, normalize_tuple
 from layerserve.layers.input_spec import InputSpec
 from layerserve.layers.weight_options import (
     add_owned_weight,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from layerserve.export.registry import Conversion, Converted, converter
-from layerserve.layers.activity_regularization import ActivityRegularization
-from layerserve.layers.dropout import Dropout
+from layerserve.layers.regularization.activity_regularization import ActivityRegularization
+from layerserve.layers.regularization.dropout import Dropout
 
 
 @converter(Dropout, ActivityRegularization)  # SpatialDropout1D/2D/3D subclass Dropout

@@ -7,7 +7,7 @@ import numpy as np
 from layerserve.export.activations import emit_activation
 from layerserve.export.registry import Conversion, Converted, converter
 from layerserve.layers import shapes
-from layerserve.layers.conv2d import Conv2D
+from layerserve.layers.convolutional.conv2d import Conv2D
 
 
 @converter(Conv2D)

@@ -33,7 +33,7 @@ from layerserve import activations
 from layerserve.export.activations import emit_activation
 from layerserve.export.builder import GraphBuilder, Value
 from layerserve.export.registry import Conversion, Converted, converter
-from layerserve.layers.lstm import LSTM
+from layerserve.layers.rnn.lstm import LSTM
 
 # Keras blocks are i, f, c, o; ONNX wants i, o, f, c.
 _ONNX_GATE_ORDER = (0, 3, 1, 2)

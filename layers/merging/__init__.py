@@ -1,0 +1,5 @@
+"""Merging layers."""
+
+LAYERS: tuple = ()
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Normalization layers."""
+
+LAYERS: tuple = ()
+
+__all__: list[str] = []

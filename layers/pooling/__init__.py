@@ -1,0 +1,5 @@
+"""Pooling layers."""
+
+LAYERS: tuple = ()
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Preprocessing layers."""
+
+LAYERS: tuple = ()
+
+__all__: list[str] = []

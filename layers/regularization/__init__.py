@@ -1,0 +1,19 @@
+"""Layers that regularize during training and are the identity at inference."""
+
+from layerserve.layers.regularization.activity_regularization import ActivityRegularization
+from layerserve.layers.regularization.dropout import Dropout
+from layerserve.layers.regularization.spatial_dropout import (
+    SpatialDropout1D,
+    SpatialDropout2D,
+    SpatialDropout3D,
+)
+
+LAYERS = (ActivityRegularization, Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
+
+__all__ = [
+    "ActivityRegularization",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+]

@@ -1,0 +1,7 @@
+"""Recurrent layers."""
+
+from layerserve.layers.rnn.lstm import LSTM
+
+LAYERS = (LSTM,)
+
+__all__ = ["LSTM"]
