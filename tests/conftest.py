@@ -31,3 +31,19 @@ def _restore_image_data_format():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def keras_oracle(request: pytest.FixtureRequest):
+    """Files real Keras (3 and tf_keras) wrote for every collected case module."""
+    from keras_oracle import KerasOracle, collected_case_modules, default_cache_root
+
+    return KerasOracle(default_cache_root(), collected_case_modules(request.session.items))
+
+
+@pytest.fixture(params=(13, "newest"), ids=lambda o: f"opset{o}")
+def opset(request: pytest.FixtureRequest) -> int:
+    """The lowest opset layerserve writes and the newest the installed onnxruntime runs."""
+    from onnx_checks import OPSETS
+
+    return OPSETS[0] if request.param == 13 else OPSETS[-1]

@@ -1,0 +1,1 @@
+"""Pooling layers: MaxPooling, AveragePooling and the global poolings."""

@@ -1,0 +1,1 @@
+"""Preprocessing layers that live inside saved models."""
