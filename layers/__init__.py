@@ -49,8 +49,10 @@ LAYER_CLASSES: dict[str, type[Layer]] = {
     cls.__name__: cls for family in FAMILIES for cls in family.LAYERS
 }
 OP_CLASSES: dict[str, type[Layer]] = {cls.__name__: cls for cls in ops.LAYERS}
-# Names other Keras versions write for the same layers.
-LAYER_ALIASES = {"Convolution2D": "Conv2D", "Conv2d": "Conv2D"}
+# Names other Keras versions write for the same layers (a family's optional ``ALIASES``).
+LAYER_ALIASES: dict[str, str] = {
+    alias: name for family in FAMILIES for alias, name in getattr(family, "ALIASES", {}).items()
+}
 
 __all__ = [
     "FAMILIES",
