@@ -39,7 +39,10 @@ def sample_inputs(model: Any, batch: int, seed: int = 0) -> list[np.ndarray]:
     for tensor in model.inputs:
         shape = (batch, *(4 if d is None else d for d in tensor.shape[1:]))
         dtype = np.dtype(tensor.dtype)
-        if dtype.kind in "iub":
+        index_range = _index_range(model, tensor)
+        if index_range is not None:
+            array = rng.integers(*index_range, shape).astype(dtype)
+        elif dtype.kind in "iub":
             array = rng.integers(0, 2 if dtype.kind == "b" else 10, shape).astype(dtype)
         else:
             array = rng.standard_normal(shape).astype(dtype)
@@ -48,6 +51,19 @@ def sample_inputs(model: Any, batch: int, seed: int = 0) -> list[np.ndarray]:
                 array[hidden] = 0
         arrays.append(array)
     return arrays
+
+
+def _index_range(model: Any, tensor: Any) -> tuple[int, int] | None:
+    """The index range every layer reading ``tensor`` accepts (Embedding), if any does."""
+    ranges = [
+        node.layer.input_value_range()
+        for node in model._nodes
+        if any(t is tensor for t in node.inputs)
+    ]
+    ranges = [r for r in ranges if r is not None]
+    if not ranges:
+        return None
+    return max(r[0] for r in ranges), min(r[1] for r in ranges)
 
 
 def compare(

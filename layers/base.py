@@ -168,6 +168,11 @@ class Layer:
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
+    def input_value_range(self) -> tuple[int, int] | None:
+        """``(low, high)`` when the layer reads its input as indices in ``[low, high)``
+        (Embedding); sample inputs for parity checks are drawn from that range."""
+        return None
+
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         if mask is None or all(m is None for m in flatten(mask)):
             return None
