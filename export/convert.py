@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from layerserve.errors import ConfigError, NotSupportedError
+from layerserve.errors import ConfigError, ExportError, LayerserveError, NotSupportedError
 from layerserve.export.builder import GraphBuilder, Value
 from layerserve.export.registry import Conversion, find_converter
 from layerserve.layers.base import Layer
 from layerserve.layers.core.input_layer import InputLayer
-from layerserve.layers.tensor import Node
+from layerserve.layers.tensor import Node, flatten
 
 
 def emit_nodes(
@@ -29,24 +29,59 @@ def emit_nodes(
             )
         layer = node.layer
         inputs = [_cast_if_needed(builder, layer, values[id(t)]) for t in node.inputs]
-        in_masks = [masks.get(id(t)) for t in node.inputs]
+        call_masks, previous = node_masks(node, values, masks)
         conversion = Conversion(
             layer=layer,
             builder=builder,
             inputs=inputs,
-            masks=in_masks,
+            masks=call_masks,
             output_shapes=[t.shape for t in node.outputs],
             output_dtypes=[t.dtype for t in node.outputs],
             extra={"node": node},
+            previous_masks=previous,
         )
-        converted = find_converter(layer)(conversion)
-        out_masks = _output_masks(layer, converted.masks, in_masks, len(node.outputs))
+        try:
+            converted = find_converter(layer)(conversion)
+        except LayerserveError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a converter bug must name its layer
+            raise ExportError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) could not be exported: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        out_masks = _output_masks(layer, converted.masks, previous, len(node.outputs))
         for index, tensor in enumerate(node.outputs):
             values[id(tensor)] = Value(converted.outputs[index], tensor.shape, tensor.dtype)
             mask = out_masks[index]
             masks[id(tensor)] = (
-                None if mask is None else Value(mask, _mask_shape(tensor, mask, in_masks), "bool")
+                None if mask is None else Value(mask, _mask_shape(tensor, mask, previous), "bool")
             )
+
+
+def node_masks(
+    node: Node, values: dict[int, Value], masks: dict[int, Value | None]
+) -> tuple[list[Value | None], list[Value | None]]:
+    """The masks a node's call receives and those its output masks derive from, one per
+    input (see ``Node.masks_for_call``); recorded masks are values of the graph."""
+    count = len(node.inputs)
+    carried = [masks.get(id(t)) for t in node.inputs]
+    propagated = None if all(m is None for m in carried) else carried
+    call, previous = node.masks_for_call(propagated, lambda tensor: values[id(tensor)])
+    return align_masks(call, count), align_masks(previous, count)
+
+
+def align_masks(structure: Any, count: int) -> list[Any]:
+    """One mask (or None) per input: a single mask belongs to the first input."""
+    if structure is None:
+        return [None] * count
+    if not isinstance(structure, (list, tuple)):
+        return [structure] + [None] * (count - 1)
+    leaves = flatten(structure)
+    if len(leaves) == count:
+        return leaves
+    if len(leaves) < count:
+        return leaves + [None] * (count - len(leaves))
+    raise ConfigError(f"Expected at most {count} masks, one per input. Received: {len(leaves)}")
 
 
 def _mask_shape(tensor: Any, mask_name: str, in_masks: list[Value | None]) -> tuple:

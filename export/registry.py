@@ -14,7 +14,9 @@ from layerserve.layers.base import Layer
 
 @dataclass
 class Conversion:
-    """What a converter gets: the layer, its input values and masks, the static output
+    """What a converter gets: the layer, its input values, the masks its call receives
+    (one per input), the masks its output masks derive from (``previous_masks``: the
+    same, except where Keras 3 falls back to the inputs' own masks), the static output
     shapes and dtypes the model graph computed, and the builder to add nodes to."""
 
     layer: Layer
@@ -25,6 +27,11 @@ class Conversion:
     output_dtypes: list[str]
     training: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    previous_masks: list[Value | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.previous_masks is None:
+            self.previous_masks = list(self.masks)
 
     def value(self, name: str, index: int = 0) -> Value:
         return Value(name, self.output_shapes[index], self.output_dtypes[index])

@@ -27,7 +27,15 @@ from layerserve.errors import (
     received,
 )
 from layerserve.layers.input_spec import InputSpec, check_input_specs
-from layerserve.layers.tensor import KerasTensor, Node, Shape, flatten, is_symbolic, pack_like
+from layerserve.layers.tensor import (
+    NOT_GIVEN,
+    KerasTensor,
+    Node,
+    Shape,
+    flatten,
+    is_symbolic,
+    pack_like,
+)
 from layerserve.serialization import charge_weight, semantics_version, serialize
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -298,20 +306,35 @@ class Layer:
         return penalties + list(self._activity_losses)
 
     # ---- calling --------------------------------------------------------------------
-    def __call__(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+    def __call__(self, inputs: Any, training: bool | None = None, mask: Any = NOT_GIVEN) -> Any:
+        """Eager on arrays; on KerasTensors, records a node. ``mask`` overrides the masks
+        the inputs carry (``mask=None``: the layer sees no mask)."""
         if is_symbolic(inputs):
             return self._call_symbolic(inputs, training, mask)
-        outputs, _ = self.run(inputs, training=bool(training), mask=mask)
+        outputs, _ = self.run(
+            inputs, training=bool(training), mask=None if mask is NOT_GIVEN else mask
+        )
         return outputs
 
-    def run(self, inputs: Any, training: bool = False, mask: Any = None) -> tuple[Any, Any]:
-        """Eager call returning ``(outputs, output_mask)``; models call this per node."""
+    def run(
+        self,
+        inputs: Any,
+        training: bool = False,
+        mask: Any = None,
+        previous_mask: Any = NOT_GIVEN,
+    ) -> tuple[Any, Any]:
+        """Eager call returning ``(outputs, output_mask)``; models call this per node.
+        ``mask`` goes to ``call``; the output mask is computed from ``previous_mask``
+        (default: ``mask``)."""
         arrays = pack_like(inputs, [self._to_array(v) for v in flatten(inputs)])
         shapes = pack_like(arrays, [tuple(a.shape) for a in flatten(arrays)])
         self._maybe_build(shapes)
-        check_input_specs(self.name, self._specs(), [tuple(a.shape) for a in flatten(arrays)])
+        flat_shapes = [tuple(a.shape) for a in flatten(arrays)]
+        check_input_specs(self.name, self._specs_for(len(flat_shapes)), flat_shapes)
         outputs = self.call(arrays, training=training, mask=mask)
-        output_mask = self.compute_mask(arrays, mask)
+        output_mask = self.compute_mask(
+            arrays, mask if previous_mask is NOT_GIVEN else previous_mask
+        )
         self._record_activity_loss(outputs)
         return outputs, output_mask
 
@@ -325,6 +348,11 @@ class Layer:
             array = array.astype(self.dtype)
         return array
 
+    def _specs_for(self, count: int) -> list[InputSpec] | None:
+        """The input specs of a call on ``count`` tensors (layers whose calls take a
+        variable number of tensors override this)."""
+        return self._specs()
+
     def _specs(self) -> list[InputSpec] | None:
         if self.input_spec is None:
             return None
@@ -333,7 +361,8 @@ class Layer:
     def _maybe_build(self, input_shape: Any) -> None:
         if self.built:
             return
-        check_input_specs(self.name, self._specs(), _shape_list(input_shape))
+        shape_list = _shape_list(input_shape)
+        check_input_specs(self.name, self._specs_for(len(shape_list)), shape_list)
         self.build(input_shape)
         self.built = True
         if self._initial_weights is not None:
@@ -360,18 +389,22 @@ class Layer:
             )
         shapes = pack_like(inputs, [t.shape for t in tensors])
         self._maybe_build(shapes)
-        check_input_specs(self.name, self._specs(), [t.shape for t in tensors])
-        in_mask = mask if mask is not None else pack_like(inputs, [t.mask for t in tensors])
-        if all(m is None for m in flatten(in_mask)):
-            in_mask = None
+        check_input_specs(self.name, self._specs_for(len(tensors)), [t.shape for t in tensors])
+        propagated = pack_like(inputs, [t.mask for t in tensors])
+        if all(m is None for m in flatten(propagated)):
+            propagated = None
+        if mask is not NOT_GIVEN:
+            _check_symbolic_mask(self.name, mask)
+        node = Node(self, list(tensors), [], inputs, call_masks=mask)
+        _, previous_mask = node.masks_for_call(propagated, lambda tensor: tensor)
         out_shapes = self.compute_output_shape(shapes)
-        out_mask = self.compute_mask(inputs, in_mask)
-        return self._record_node(inputs, out_shapes, out_mask, training)
+        out_mask = self.compute_mask(inputs, previous_mask)
+        return self._record_node(node, out_shapes, out_mask, training)
 
     def _record_node(
-        self, inputs: Any, out_shapes: Any, out_mask: Any, training: bool | None
+        self, node: Node, out_shapes: Any, out_mask: Any, training: bool | None
     ) -> Any:
-        tensors = flatten(inputs)
+        tensors = node.inputs
         multiple = isinstance(out_shapes, list)
         shape_list = out_shapes if multiple else [out_shapes]
         if isinstance(out_mask, (list, tuple)):
@@ -380,7 +413,7 @@ class Layer:
             masks = [out_mask] * len(shape_list)
         dtype = self.output_dtype(tensors[0].dtype if tensors else self.dtype)
         node_index = len(self.inbound_nodes)
-        outputs = [
+        node.outputs = [
             KerasTensor(
                 shape,
                 dtype,
@@ -390,9 +423,9 @@ class Layer:
             )
             for i, (shape, m) in enumerate(zip(shape_list, masks, strict=True))
         ]
-        kwargs = {} if training is None else {"training": bool(training)}
-        self.inbound_nodes.append(Node(self, list(tensors), outputs, inputs, kwargs))
-        return outputs if multiple else outputs[0]
+        node.call_kwargs = {} if training is None else {"training": bool(training)}
+        self.inbound_nodes.append(node)
+        return node.outputs if multiple else node.outputs[0]
 
     def output_dtype(self, input_dtype: str) -> str:
         return self.dtype if self.casts_inputs else input_dtype
@@ -422,6 +455,15 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}>"
+
+
+def _check_symbolic_mask(layer_name: str, mask: Any) -> None:
+    for leaf in flatten(mask):
+        if leaf is not None and not isinstance(leaf, KerasTensor):
+            raise ConfigError(
+                f"Layer {layer_name} was called on symbolic inputs with a concrete `mask`; "
+                f"pass a boolean tensor of the model instead. Received: mask={leaf!r}"[:400]
+            )
 
 
 def _symbolic_mask(mask: Any) -> KerasTensor | None:

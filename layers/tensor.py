@@ -47,24 +47,76 @@ class KerasTensor:
         )
 
 
+class _NotGiven:
+    """Marks a call argument that was not passed (distinct from an explicit None)."""
+
+    _instance: _NotGiven | None = None
+
+    def __new__(cls) -> _NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN = _NotGiven()
+
+
 @dataclass(eq=False)
 class Node:
-    """One call of ``layer`` on ``inputs`` that produced ``outputs``."""
+    """One call of ``layer`` on ``inputs`` that produced ``outputs``.
+
+    ``call_masks`` is ``NOT_GIVEN`` when the masks the layer sees are those its inputs
+    carry (Keras 2 files, and calls without ``mask=``). Otherwise it is the ``mask``
+    argument of the call as recorded: the structure of ``input_structure`` with a
+    KerasTensor (a bool tensor of the graph) or None per input, or None. Keras 3 files
+    record the mask of every call that takes one, explicit or not.
+    """
 
     layer: Layer
     inputs: list[KerasTensor]
     outputs: list[KerasTensor]
     input_structure: Any
     call_kwargs: dict[str, Any] = field(default_factory=dict)
+    call_masks: Any = NOT_GIVEN
+
+    @property
+    def mask_tensors(self) -> list[KerasTensor]:
+        if self.call_masks is NOT_GIVEN:
+            return []
+        return [m for m in flatten(self.call_masks) if isinstance(m, KerasTensor)]
 
     @property
     def parents(self) -> list[Node]:
         found = []
-        for tensor in self.inputs:
+        for tensor in [*self.inputs, *self.mask_tensors]:
             if tensor.history is not None:
                 layer, node_index, _ = tensor.history
                 found.append(layer.inbound_nodes[node_index])
         return found
+
+    def masks_for_call(self, propagated: Any, lookup: Any) -> tuple[Any, Any]:
+        """``(mask, previous_mask)`` of this call: the mask given to ``call``, and the one
+        ``compute_mask`` derives the output mask from. ``propagated`` is the structure of
+        the input tensors' own masks (None if all are None); ``lookup`` maps a recorded
+        mask tensor to its value. As in Keras 3, the output mask falls back to the
+        inputs' own masks when the recorded mask is None."""
+        if self.call_masks is NOT_GIVEN:
+            return propagated, propagated
+        if self.call_masks is None:
+            return None, propagated
+        recorded = pack_like(
+            self.call_masks,
+            [None if m is None else lookup(m) for m in flatten(self.call_masks)],
+        )
+        if all(m is None for m in flatten(recorded)):
+            return recorded, propagated
+        return recorded, recorded
 
 
 def is_symbolic(value: Any) -> bool:

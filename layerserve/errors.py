@@ -20,6 +20,19 @@ class UnknownObjectError(ConfigError):
     """A name (activation, initializer, layer class, ...) is not known."""
 
 
+class UnknownLayerError(UnknownObjectError):
+    """A model uses layer classes (or Keras operations) layerserve does not implement.
+
+    ``layers`` and ``operations`` list every unknown name in the model, so one error
+    tells the whole story.
+    """
+
+    def __init__(self, message: str, layers: list[str], operations: list[str]) -> None:
+        super().__init__(message)
+        self.layers = layers
+        self.operations = operations
+
+
 class ShapeError(LayerserveError, ValueError):
     """An input's rank, shape or size does not fit what a layer or model expects."""
 
@@ -42,6 +55,10 @@ class ModelFormatError(LayerserveError, ValueError):
 
 class UnsafeDeserializationError(LayerserveError, ValueError):
     """Loading would run code stored in a file (a Lambda's bytecode)."""
+
+
+class ExportError(LayerserveError, RuntimeError):
+    """A layer could not be turned into ONNX nodes (the message names the layer)."""
 
 
 class NotSupportedError(LayerserveError, NotImplementedError):

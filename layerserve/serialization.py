@@ -21,6 +21,11 @@ REFERENCE_KERAS_VERSION = "2.2.4"
 _semantics: contextvars.ContextVar[tuple[int, int, int]] = contextvars.ContextVar(
     "keras_semantics", default=(2, 2, 4)
 )
+# True while reading a file tf.keras wrote inside TensorFlow 1.13-2.3, whose versions
+# ("2.2.4-tf", "2.3.0-tf") look like multi-backend Keras's but whose backend is TF 1/2.
+_tf_keras_file: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "tf_keras_file", default=False
+)
 _custom_objects: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "custom_objects", default=None
 )
@@ -47,14 +52,22 @@ def parse_version(version: str | tuple[int, ...] | None) -> tuple[int, int, int]
 def keras_semantics(version: str | tuple[int, ...] | None) -> Iterator[tuple[int, int, int]]:
     """Interpret names and defaults as the given Keras version did, inside the block."""
     token = _semantics.set(parse_version(version))
+    tag = _tf_keras_file.set(isinstance(version, str) and version.strip().endswith("-tf"))
     try:
         yield _semantics.get()
     finally:
+        _tf_keras_file.reset(tag)
         _semantics.reset(token)
 
 
 def semantics_version() -> tuple[int, int, int]:
     return _semantics.get()
+
+
+def is_tf_keras_file() -> bool:
+    """Whether the file being read was written by tf.keras bundled with TensorFlow 1.13-2.3
+    (a version such as "2.2.4-tf"), not by multi-backend Keras of the same number."""
+    return _tf_keras_file.get()
 
 
 def is_keras3() -> bool:

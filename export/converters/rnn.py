@@ -67,14 +67,15 @@ _RNN_ACTIVATIONS: dict[str, _RnnActivation] = {
 @converter(LSTM)
 def convert_lstm(conversion: Conversion) -> Converted:
     layer = conversion.layer
-    x = conversion.inputs[0]
+    x, states = conversion.inputs[0], conversion.inputs[1:]
     mask = conversion.masks[0] if conversion.masks else None
     attributes = None if mask is not None else _native_activation_attributes(layer)
     if attributes is not None and np.dtype(x.dtype) == np.float32:
-        outputs = _native_lstm(conversion, attributes)
+        outputs = _native_lstm(conversion, attributes, states)
     else:
-        outputs = _scan_lstm(conversion, mask)
-    output_mask = mask.name if mask is not None and layer.return_sequences else None
+        outputs = _scan_lstm(conversion, mask, states)
+    previous = conversion.previous_masks[0] if conversion.previous_masks else None
+    output_mask = previous.name if previous is not None and layer.return_sequences else None
     if layer.return_state:
         return Converted(outputs=outputs, masks=[output_mask, None, None])
     return Converted(outputs=outputs[:1], masks=[output_mask])
@@ -143,7 +144,9 @@ def _native_activation_attributes(layer: LSTM) -> dict[str, Any] | None:
     return attributes
 
 
-def _native_lstm(conversion: Conversion, attributes: dict[str, Any]) -> list[str]:
+def _native_lstm(
+    conversion: Conversion, attributes: dict[str, Any], states: list[Value]
+) -> list[str]:
     """``If(batch == 0, empty outputs, native LSTM)``; returns [y] or [y, h_T, c_T]."""
     builder, layer, x = conversion.builder, conversion.layer, conversion.inputs[0]
     name = layer.name
@@ -153,6 +156,7 @@ def _native_lstm(conversion: Conversion, attributes: dict[str, Any]) -> list[str
         builder.constant(r, f"{name}_R"),
         builder.constant(b, f"{name}_B"),
     ]
+
     shape = builder.op("Shape", [x.name], f"{name}_shape")
     batch = builder.op(
         "Gather", [shape, builder.int64s([0], f"{name}_batch_index")], f"{name}_batch", axis=0
@@ -166,6 +170,17 @@ def _native_lstm(conversion: Conversion, attributes: dict[str, Any]) -> list[str
     then_branch = builder.subgraph(f"{name}_empty_batch_branch")
     _branch_outputs(then_branch, _empty_outputs(then_branch, layer, x)[:count], x.dtype, shapes)
     else_branch = builder.subgraph(f"{name}_lstm_branch")
+    if states:
+        # sequence_lens (absent), then initial_h and initial_c as (directions, N, u).
+        axis0 = else_branch.int64s([0], f"{name}_direction_axis")
+        weights = [
+            *weights,
+            "",
+            *(
+                else_branch.op("Unsqueeze", [s.name, axis0], f"{name}_initial_{label}")
+                for s, label in zip(states, ("h", "c"), strict=True)
+            ),
+        ]
     _branch_outputs(
         else_branch,
         _emit_native(else_branch, layer, x, weights, attributes)[:count],
@@ -256,7 +271,7 @@ def _branch_outputs(
 # ------------------------------------------------------------------------ Scan path
 
 
-def _scan_lstm(conversion: Conversion, mask: Value | None) -> list[str]:
+def _scan_lstm(conversion: Conversion, mask: Value | None, states: list[Value]) -> list[str]:
     """A Scan over time-major steps; returns [y] or [y, h_T, c_T], distinct names."""
     builder, layer, x = conversion.builder, conversion.layer, conversion.inputs[0]
     name, units, dtype = layer.name, layer.units, x.dtype
@@ -275,16 +290,20 @@ def _scan_lstm(conversion: Conversion, mask: Value | None) -> list[str]:
     if mask is not None:
         scanned.append(builder.op("Transpose", [mask.name], f"{name}_mask_time_major", perm=[1, 0]))
 
-    # States h, c; with return_state but not return_sequences, a copy of h as a third
-    # state, so that y and h_T are distinct values (graph outputs need distinct names).
-    states = 3 if layer.return_state and not layer.return_sequences else 2
-    body = _step_body(builder, layer, dtype, recurrent, states=states, masked=mask is not None)
-    initial = _zero_state(builder, x, units, name)
+    # States h, c and, where it can differ from h or must be a distinct value, the last
+    # output y: with a mask and an initial state (tf.keras starts y from zeros), or with
+    # return_state but not return_sequences (graph outputs need distinct names).
+    initial = [s.name for s in states] or [_zero_state(builder, x, units, name)] * 2
+    track_output = mask is not None and states and layer.zero_first_output
+    count = 3 if track_output or (layer.return_state and not layer.return_sequences) else 2
+    if count == 3:
+        initial.append(_zero_state(builder, x, units, name) if track_output else initial[0])
+    body = _step_body(builder, layer, dtype, recurrent, states=count, masked=mask is not None)
     outputs = builder.op(
         "Scan",
-        [initial] * states + scanned,
+        initial + scanned,
         f"{name}_scan",
-        outputs=states + int(layer.return_sequences),
+        outputs=count + int(layer.return_sequences),
         body=body,
         num_scan_inputs=len(scanned),
         scan_input_directions=[1] * len(scanned) if layer.go_backwards else None,
@@ -293,7 +312,7 @@ def _scan_lstm(conversion: Conversion, mask: Value | None) -> list[str]:
     if layer.return_sequences:
         y = builder.op("Transpose", [outputs[-1]], f"{name}_output", perm=[1, 0, 2])
     else:
-        y = outputs[2] if states == 3 else h
+        y = outputs[2] if count == 3 else h
     return [y, h, c] if layer.return_state else [y]
 
 
@@ -365,16 +384,19 @@ def _step_body(
         f"{name}_c_new",
     )
     h_new = body.op("Mul", [o, act(layer.activation, c_new, "c_activated")], f"{name}_h_new")
+    output = h_new
     if masked:
-        # A masked step carries h and c over, and so emits the previous h.
+        # A masked step carries h and c over and emits the previous step's output.
         keep = body.op("Unsqueeze", [mask_t, body.int64s([1], f"{name}_mask_axis")], f"{name}_keep")
+        last = state_names[2] if states == 3 else h_prev
+        output = body.op("Where", [keep, h_new, last], f"{name}_y_carried")
         h_new = body.op("Where", [keep, h_new, h_prev], f"{name}_h_carried")
         c_new = body.op("Where", [keep, c_new, c_prev], f"{name}_c_carried")
     outputs = [h_new, c_new]
     if states == 3:
-        outputs.append(body.op("Identity", [h_new], f"{name}_y_state"))
+        outputs.append(output if output != h_new else body.op("Identity", [h_new], f"{name}_y"))
     if layer.return_sequences:
-        outputs.append(body.op("Identity", [h_new], f"{name}_step_output"))
+        outputs.append(body.op("Identity", [output], f"{name}_step_output"))
     for value in outputs:
         body.add_output(value, dtype, (None, units))
     return body.graph()

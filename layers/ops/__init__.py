@@ -1,5 +1,38 @@
-"""Keras 3 operations recorded in functional model configs (the ops that compute masks)."""
+"""Keras 3 operations recorded in functional model configs (the ops that compute masks).
 
-LAYERS: tuple = ()
+Their class names end in ``Op`` (``NotEqualOp`` for Keras's ``NotEqual``): Keras's own
+names (``Concatenate``, ``Any``) would clash with layer names.
+"""
 
-__all__: list[str] = []
+from layerserve.layers.ops.base import KerasOp
+from layerserve.layers.ops.elementwise import (
+    COMPARISONS,
+    LOGICAL,
+    BinaryOp,
+    LogicalNotOp,
+)
+from layerserve.layers.ops.reductions import AllOp, AnyOp, BooleanReduction
+from layerserve.layers.ops.shaping import (
+    CastOp,
+    ConcatenateOp,
+    ExpandDimsOp,
+    OnesLikeOp,
+    SqueezeOp,
+    ZerosLikeOp,
+)
+
+LAYERS = (
+    *COMPARISONS,
+    *LOGICAL,
+    LogicalNotOp,
+    AnyOp,
+    AllOp,
+    ExpandDimsOp,
+    SqueezeOp,
+    ConcatenateOp,
+    ZerosLikeOp,
+    OnesLikeOp,
+    CastOp,
+)
+
+__all__ = ["LAYERS", "BinaryOp", "BooleanReduction", "KerasOp"]

@@ -11,6 +11,7 @@ from layerserve.errors import ConfigError, NotSupportedError, ShapeError, receiv
 from layerserve.layers import shapes
 from layerserve.layers.base import Layer
 from layerserve.layers.input_spec import InputSpec
+from layerserve.layers.tensor import NOT_GIVEN
 from layerserve.layers.weight_options import (
     add_owned_weight,
     positive_int,
@@ -31,19 +32,29 @@ def lstm_forward(
     go_backwards: bool = False,
     input_dropout: np.ndarray | None = None,
     recurrent_dropout: np.ndarray | None = None,
+    initial_state: tuple[np.ndarray, np.ndarray] | None = None,
+    zero_first_output: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns ``(outputs (N, T, u), h_T, c_T)``; gate blocks are ordered i, f, c, o.
 
-    At a masked step both states and the emitted output carry over from the step before.
-    ``input_dropout`` / ``recurrent_dropout`` hold one multiplier per gate: ``(4, N, F)``.
+    At a masked step the states carry over and the step emits the previous step's
+    output. Before the first step that "previous output" is zeros
+    (``zero_first_output``: tf.keras) or the initial h (Keras 3 on JAX, multi-backend
+    Keras); the two differ only with a non-zero initial state. The last output is
+    ``outputs[:, -1]``. ``input_dropout`` / ``recurrent_dropout`` hold one multiplier per
+    gate: ``(4, N, F)``.
     """
     batch, steps = x.shape[0], x.shape[1]
     units = recurrent_kernel.shape[0]
     if go_backwards:
         x = x[:, ::-1]
         mask = mask[:, ::-1] if mask is not None else None
-    h = np.zeros((batch, units), dtype=x.dtype)
-    c = np.zeros((batch, units), dtype=x.dtype)
+    if initial_state is None:
+        h = np.zeros((batch, units), dtype=x.dtype)
+        c = np.zeros((batch, units), dtype=x.dtype)
+    else:
+        h, c = (np.asarray(s, dtype=x.dtype) for s in initial_state)
+    last = np.zeros_like(h) if zero_first_output else h
     outputs = np.zeros((batch, steps, units), dtype=x.dtype)
     gate_kernels = np.split(kernel, 4, axis=1)
     gate_recurrent = np.split(recurrent_kernel, 4, axis=1)
@@ -60,12 +71,15 @@ def lstm_forward(
         c_new = f * c + i * activation(pre[2])
         o = recurrent_activation(pre[3])
         h_new = o * activation(c_new)
+        output = h_new
         if mask is not None:
             keep = mask[:, t][:, np.newaxis]
+            output = np.where(keep, h_new, last)
             h_new = np.where(keep, h_new, h)
             c_new = np.where(keep, c_new, c)
         h, c = h_new.astype(x.dtype), c_new.astype(x.dtype)
-        outputs[:, t] = h
+        last = output.astype(x.dtype)
+        outputs[:, t] = last
     return outputs, h, c
 
 
@@ -169,7 +183,9 @@ class LSTM(Layer):
         self._rng = np.random.default_rng(seed)
         self.input_spec = InputSpec(ndim=3)
 
-    def build(self, input_shape: tuple) -> None:
+    def build(self, input_shape: Any) -> None:
+        if isinstance(input_shape, list):
+            input_shape = input_shape[0]
         features = input_shape[-1]
         if features is None:
             raise ShapeError(
@@ -196,16 +212,74 @@ class LSTM(Layer):
 
         return forget_bias_one
 
-    def call(self, inputs: np.ndarray, training: bool = False, mask: Any = None) -> Any:
-        input_drop, recurrent_drop = self._dropout_masks(inputs, training)
+    def __call__(
+        self,
+        inputs: Any,
+        training: bool | None = None,
+        mask: Any = NOT_GIVEN,
+        initial_state: Any = None,
+    ) -> Any:
+        """``initial_state=[h, c]`` starts the recurrence from those states instead of
+        zeros; as in Keras 2, the states become inputs 1 and 2 of the call."""
+        if initial_state is not None:
+            states = list(initial_state) if isinstance(initial_state, (list, tuple)) else None
+            if states is None or len(states) != 2:
+                raise ShapeError(
+                    f"LSTM {self.name} expects `initial_state` to be a list of 2 tensors "
+                    f"[h, c]. Received: initial_state={initial_state!r}"[:300]
+                )
+            if isinstance(inputs, (list, tuple)):
+                raise ShapeError(
+                    f"LSTM {self.name} received its initial state twice: as inputs and as "
+                    "`initial_state`."
+                )
+            inputs = [inputs, *states]
+            if mask is not NOT_GIVEN and mask is not None and not isinstance(mask, list):
+                mask = [mask, None, None]
+            elif mask is NOT_GIVEN and self.keras_version >= (3, 0, 0):
+                # Keras 3 hands a call's mask over only when its inputs are one tensor
+                # argument; with `initial_state` the steps run unmasked (the output
+                # still carries the input's mask).
+                mask = None
+        return super().__call__(inputs, training=training, mask=mask)
+
+    def _split(self, inputs: Any) -> tuple[Any, list[Any]]:
+        """``x`` and the initial states (none, or ``[h, c]``) of a call's inputs."""
+        if not isinstance(inputs, (list, tuple)):
+            return inputs, []
+        if len(inputs) == 1:
+            return inputs[0], []
+        if len(inputs) != 3:
+            raise ShapeError(
+                f"LSTM {self.name} expects its input, or its input and 2 initial states "
+                f"[h, c]. Received: {len(inputs)} tensors"
+            )
+        return inputs[0], list(inputs[1:])
+
+    def _specs_for(self, count: int) -> list[InputSpec] | None:
+        specs = self._specs()
+        if count == 1 or specs is None:
+            return specs
+        return [specs[0], *[InputSpec(ndim=2, axes={-1: self.units})] * (count - 1)]
+
+    def call(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
+        x, states = self._split(inputs)
+        mask, _ = self._split(mask) if isinstance(mask, (list, tuple)) else (mask, [])
+        input_drop, recurrent_drop = self._dropout_masks(x, training)
         mask_array = None if mask is None else np.asarray(mask, dtype=bool)
-        if mask_array is not None and mask_array.shape != inputs.shape[:2]:
+        if mask_array is not None and mask_array.shape != x.shape[:2]:
             raise ShapeError(
                 f"LSTM {self.name} expects a mask of shape (batch, timesteps) = "
-                f"{inputs.shape[:2]}. Received: mask shape={mask_array.shape}"
+                f"{x.shape[:2]}. Received: mask shape={mask_array.shape}"
             )
+        for state in states:
+            if state.shape != (x.shape[0], self.units):
+                raise ShapeError(
+                    f"LSTM {self.name} expects initial states of shape (batch, units) = "
+                    f"{(x.shape[0], self.units)}. Received: shape={state.shape}"
+                )
         outputs, h, c = lstm_forward(
-            inputs,
+            x,
             self.kernel.value,
             self.recurrent_kernel.value,
             self.bias.value if self.bias is not None else None,
@@ -215,9 +289,19 @@ class LSTM(Layer):
             self.go_backwards,
             input_drop,
             recurrent_drop,
+            initial_state=(states[0], states[1]) if states else None,
+            zero_first_output=self.zero_first_output,
         )
-        output = outputs if self.return_sequences else h
+        output = outputs if self.return_sequences else outputs[:, -1]
+        if outputs.shape[1] == 0:
+            output = outputs if self.return_sequences else h
         return [output, h, c] if self.return_state else output
+
+    @property
+    def zero_first_output(self) -> bool:
+        """tf.keras (and Keras 3 on TensorFlow) start the "previous output" of masked steps
+        from zeros; Keras 3 on JAX and multi-backend Keras from the initial h (spec 10.3)."""
+        return (2, 4, 0) <= self.keras_version < (3, 0, 0)
 
     def _dropout_masks(self, inputs: np.ndarray, training: bool) -> tuple[Any, Any]:
         if not training:
@@ -234,12 +318,16 @@ class LSTM(Layer):
 
         return draw(self.dropout, inputs.shape[-1]), draw(self.recurrent_dropout, self.units)
 
-    def compute_output_shape(self, input_shape: tuple) -> Any:
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if isinstance(input_shape, list):
+            input_shape = input_shape[0]
         return shapes.rnn_output_shapes(
             input_shape, self.units, self.return_sequences, self.return_state
         )
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
         output_mask = mask if self.return_sequences else None
         if self.return_state:
             return [output_mask, None, None]

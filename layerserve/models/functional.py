@@ -12,8 +12,9 @@ from layerserve import __version__
 from layerserve.errors import ConfigError, DTypeError, ShapeError, received
 from layerserve.layers.base import Layer, Variable, unique_name
 from layerserve.layers.core.input_layer import InputLayer
-from layerserve.layers.tensor import KerasTensor, Node, flatten
+from layerserve.layers.tensor import NOT_GIVEN, KerasTensor, Node, flatten, pack_like
 from layerserve.models import graph
+from layerserve.saving.keras_json import LIST_OF_ONE
 from layerserve.serialization import version_string
 
 
@@ -76,7 +77,9 @@ class Model(Layer):
 
     @property
     def layers(self) -> list[Layer]:
-        return list(self._layers)
+        """The model's layers in Keras order; like Keras, without the Keras operations
+        (the ops that compute masks), which the graph and its config still hold."""
+        return [layer for layer in self._layers if not getattr(layer, "is_keras_op", False)]
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         if index is not None:
@@ -145,7 +148,14 @@ class Model(Layer):
             )
 
     # ---- running -------------------------------------------------------------------
-    def run(self, inputs: Any, training: bool = False, mask: Any = None) -> tuple[Any, Any]:
+    def run(
+        self,
+        inputs: Any,
+        training: bool = False,
+        mask: Any = None,
+        previous_mask: Any = NOT_GIVEN,
+    ) -> tuple[Any, Any]:
+        """Runs the graph; its output masks follow from the input masks ``mask``."""
         return self._run_arrays(self._standardize_inputs(inputs), training, mask)
 
     def _run_arrays(self, arrays: list[np.ndarray], training: bool, mask: Any) -> tuple[Any, Any]:
@@ -260,7 +270,7 @@ class Model(Layer):
         self._require_graph()
         node_ids = {id(node) for node in self._nodes}
         index_of = {}
-        for layer in self.layers:
+        for layer in self._layers:
             kept = [n for n in layer.inbound_nodes if id(n) in node_ids]
             first = self._first_saved_node_index(layer)
             for position, node in enumerate(kept):
@@ -270,14 +280,21 @@ class Model(Layer):
             layer, node_index, tensor_index = tensor.history
             return [layer.name, index_of[id(layer.inbound_nodes[node_index])], tensor_index]
 
+        def node_refs(node: Node) -> list[list[Any]]:
+            kwargs = dict(node.call_kwargs)
+            if isinstance(node.input_structure, (list, tuple)) and len(node.inputs) == 1:
+                kwargs[LIST_OF_ONE] = True
+            if node.call_masks is not NOT_GIVEN:
+                kwargs["mask"] = pack_like(
+                    node.call_masks,
+                    [None if m is None else ref(m) for m in flatten(node.call_masks)],
+                )
+            return [[*ref(t), kwargs if i == 0 else {}] for i, t in enumerate(node.inputs)]
+
         layer_configs = []
-        for layer in self.layers:
+        for layer in self._layers:
             nodes = [n for n in layer.inbound_nodes if id(n) in node_ids]
-            inbound = [
-                [[*ref(t), dict(n.call_kwargs)] for t in n.inputs]
-                for n in nodes
-                if not isinstance(layer, InputLayer)
-            ]
+            inbound = [node_refs(n) for n in nodes if not isinstance(layer, InputLayer)]
             layer_configs.append(
                 {
                     "name": layer.name,
@@ -361,8 +378,11 @@ def _check_input(layer: InputLayer, value: Any) -> np.ndarray:
             f"Received: dtype={array.dtype}"
         )
     expected = layer.batch_input_shape
+    # tf.keras and Keras 3 run any batch size (they only warn about a fixed one);
+    # Keras 2.2's placeholders refused one. Loaders free the batch size of saved models.
+    checked = expected if layer.keras_version < (2, 4, 0) else (None, *expected[1:])
     if array.ndim != len(expected) or any(
-        e is not None and e != a for e, a in zip(expected, array.shape, strict=False)
+        e is not None and e != a for e, a in zip(checked, array.shape, strict=False)
     ):
         raise ShapeError(
             f"Input {layer.name!r} expects shape {_shape_text(expected)} (None: any size). "

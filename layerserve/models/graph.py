@@ -50,10 +50,12 @@ def run_nodes(nodes: list[Node], feeds: dict[int, tuple[Any, Any]], training: bo
             continue
         values = [feeds[id(t)] for t in node.inputs]
         args = pack_like(node.input_structure, [v for v, _ in values])
-        masks = [m for _, m in values]
-        mask_arg = None if all(m is None for m in masks) else pack_like(node.input_structure, masks)
+        propagated = _propagated(node, [m for _, m in values])
+        mask, previous = node.masks_for_call(propagated, lambda t: feeds[id(t)][0])
         node_training = node.call_kwargs.get("training", training)
-        outputs, output_mask = node.layer.run(args, training=node_training, mask=mask_arg)
+        outputs, output_mask = node.layer.run(
+            args, training=node_training, mask=mask, previous_mask=previous
+        )
         _store(node, outputs, output_mask, feeds)
 
 
@@ -65,14 +67,19 @@ def propagate_symbolic(nodes: list[Node], feeds: dict[int, KerasTensor]) -> None
         tensors = [feeds[id(t)] for t in node.inputs]
         args = pack_like(node.input_structure, tensors)
         shapes = pack_like(node.input_structure, [t.shape for t in tensors])
-        masks = [t.mask for t in tensors]
-        mask_arg = None if all(m is None for m in masks) else pack_like(node.input_structure, masks)
+        propagated = _propagated(node, [t.mask for t in tensors])
+        _, previous = node.masks_for_call(propagated, lambda t: feeds[id(t)])
         out_shapes = node.layer.compute_output_shape(shapes)
-        out_mask = node.layer.compute_mask(args, mask_arg)
+        out_mask = node.layer.compute_mask(args, previous)
         shape_list = out_shapes if isinstance(out_shapes, list) else [out_shapes]
         mask_list = _mask_list(out_mask, len(shape_list))
         for tensor, shape, mask in zip(node.outputs, shape_list, mask_list, strict=True):
             feeds[id(tensor)] = KerasTensor(shape, tensor.dtype, tensor.name, mask)
+
+
+def _propagated(node: Node, masks: list[Any]) -> Any:
+    """The masks the inputs carry, in the call's input structure (None if none has one)."""
+    return None if all(m is None for m in masks) else pack_like(node.input_structure, masks)
 
 
 def _store(node: Node, outputs: Any, output_mask: Any, feeds: dict[int, tuple[Any, Any]]) -> None:

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from layerserve.errors import ConfigError, LayerserveError, ModelFormatError, UnknownObjectError
-from layerserve.layers import LAYER_ALIASES, LAYER_CLASSES, Layer
+from layerserve.errors import (
+    ConfigError,
+    LayerserveError,
+    ModelFormatError,
+    NotSupportedError,
+    UnknownLayerError,
+)
+from layerserve.layers import LAYER_ALIASES, LAYER_CLASSES, OP_CLASSES, Layer
 from layerserve.layers.tensor import KerasTensor
+from layerserve.saving.keras_json import LIST_OF_ONE
 from layerserve.serialization import custom_objects
 
 
 def layer_class(class_name: str) -> type[Layer]:
+    found = _find_class(class_name)
+    if found is None:
+        raise unknown_layers_error([class_name], [])
+    return found
+
+
+def _find_class(class_name: str) -> type[Layer] | None:
     from layerserve.models.functional import Model
     from layerserve.models.sequential import Sequential
 
@@ -21,13 +35,55 @@ def layer_class(class_name: str) -> type[Layer]:
     if class_name in models:
         return models[class_name]
     name = LAYER_ALIASES.get(class_name, class_name)
-    if name in LAYER_CLASSES:
-        return LAYER_CLASSES[name]
-    known = ", ".join(sorted([*LAYER_CLASSES, *models]))
-    raise UnknownObjectError(
-        f"Unknown layer: {class_name!r}. layerserve implements: {known}. Pass custom layers "
-        "in `custom_objects`."
+    return LAYER_CLASSES.get(name) or OP_CLASSES.get(name)
+
+
+def unknown_layers_error(layers: list[str], operations: list[str]) -> UnknownLayerError:
+    parts = []
+    if layers:
+        parts.append("Unknown layer" + ("s: " if len(layers) > 1 else ": ") + _names(layers))
+    if operations:
+        parts.append(
+            "unknown Keras operation"
+            + ("s: " if len(operations) > 1 else ": ")
+            + _names(operations)
+        )
+    known = ", ".join(sorted([*LAYER_CLASSES, "Sequential", "Functional"]))
+    return UnknownLayerError(
+        "; ".join(parts) + f". layerserve implements: {known}. Pass custom layers in "
+        "`custom_objects`.",
+        layers,
+        operations,
     )
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def check_known_classes(identifier: dict[str, Any]) -> None:
+    """Raise one error naming every layer class and Keras operation in a normalized model
+    config that layerserve does not implement (nested models included)."""
+    layers: list[str] = []
+    operations: list[str] = []
+
+    def visit(entry: Any) -> None:
+        if not isinstance(entry, dict) or "class_name" not in entry:
+            return
+        class_name = str(entry["class_name"])
+        if _find_class(class_name) is None:
+            target = operations if "keras_op" in entry else layers
+            name = str(entry.get("keras_op", class_name))
+            if name not in target:
+                target.append(name)
+        config = entry.get("config")
+        if isinstance(config, dict) and isinstance(config.get("layers"), list):
+            for child in config["layers"]:
+                visit(child)
+
+    visit(identifier)
+    if layers or operations:
+        raise unknown_layers_error(layers, operations)
 
 
 def deserialize_layer(identifier: dict[str, Any]) -> Layer:
@@ -79,10 +135,10 @@ def rebuild_functional(config: dict[str, Any]) -> tuple[Any, Any, str | None, li
             layer, node, position = item
             if counts.get(layer.name, 0) != position:
                 continue  # a shared layer's nodes are replayed in their original order
-            tensors = _resolve(node, produced)
-            if tensors is None:
+            resolved = _resolve(layer, node, produced)
+            if resolved is None:
                 continue
-            args, kwargs = tensors
+            args, kwargs = resolved
             outputs = layer(args, **kwargs)
             index = counts.get(layer.name, 0)
             counts[layer.name] = index + 1
@@ -106,24 +162,90 @@ def rebuild_functional(config: dict[str, Any]) -> tuple[Any, Any, str | None, li
     )
 
 
-def _resolve(node: Any, produced: dict) -> tuple[Any, dict] | None:
+def _resolve(layer: Layer, node: Any, produced: dict) -> tuple[Any, dict] | None:
+    """The tensors and call arguments of one recorded call, or None while a tensor it
+    needs is not produced yet. Every call argument is understood or refused."""
     refs = node if isinstance(node, list) else []
     tensors, kwargs = [], {}
     for ref in refs:
-        key = (ref[0], ref[1])
-        if key not in produced:
+        tensor = _lookup(ref, produced)
+        if tensor is None:
             return None
-        outputs = produced[key]
-        tensor_index = ref[2] if len(ref) > 2 else 0
-        if tensor_index >= len(outputs):
-            raise ModelFormatError(f"Layer {ref[0]} has no output {tensor_index}.")
-        tensors.append(outputs[tensor_index])
+        tensors.append(tensor)
         if len(ref) > 3 and isinstance(ref[3], dict):
-            kwargs.update({k: v for k, v in ref[3].items() if k in ("training", "mask")})
+            kwargs.update(ref[3])
     if not tensors:
-        raise ModelFormatError("A layer node in the config has no inbound tensors.")
-    kwargs.pop("mask", None)
-    return (tensors[0] if len(tensors) == 1 else tensors), kwargs
+        raise ModelFormatError(f"Layer {layer.name!r} has a recorded call without inputs.")
+    call: dict[str, Any] = {}
+    as_list = bool(kwargs.pop(LIST_OF_ONE, False))
+    if "training" in kwargs:
+        training = kwargs.pop("training")
+        if training is not None and not isinstance(training, bool):
+            raise ModelFormatError(
+                f"Layer {layer.name!r}: expected the call argument `training` to be true, "
+                f"false or null. Received: training={training!r}"[:300]
+            )
+        if training is not None:
+            call["training"] = training
+    if "mask" in kwargs:
+        mask = _mask_tensors(layer, kwargs.pop("mask"), produced)
+        if mask is _PENDING:
+            return None
+        call["mask"] = mask
+    if kwargs:
+        raise NotSupportedError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) is called with the argument(s) "
+            f"{', '.join(sorted(kwargs))}, which layerserve does not understand for this "
+            f"layer. Received: {_short(kwargs)}"
+        )
+    return (tensors[0] if len(tensors) == 1 and not as_list else tensors), call
+
+
+_PENDING = object()
+
+
+def _lookup(ref: Any, produced: dict) -> KerasTensor | None:
+    if not (isinstance(ref, list) and len(ref) >= 2 and isinstance(ref[0], str)):
+        raise ModelFormatError(f"Unreadable tensor reference in a node: {ref!r}"[:300])
+    key = (ref[0], ref[1])
+    if key not in produced:
+        return None
+    outputs = produced[key]
+    tensor_index = ref[2] if len(ref) > 2 else 0
+    if not isinstance(tensor_index, int) or not 0 <= tensor_index < len(outputs):
+        raise ModelFormatError(f"Layer {ref[0]} has no output {tensor_index!r}.")
+    return outputs[tensor_index]
+
+
+def _mask_tensors(layer: Layer, value: Any, produced: dict) -> Any:
+    """A recorded ``mask`` argument: a tensor reference, None, or a list of them."""
+    if value is None:
+        return None
+    if _is_tensor_ref(value):
+        tensor = _lookup(value, produced)
+        return _PENDING if tensor is None else tensor
+    if isinstance(value, list):
+        items = [_mask_tensors(layer, item, produced) for item in value]
+        return _PENDING if any(item is _PENDING for item in items) else items
+    raise ModelFormatError(
+        f"Layer {layer.name!r}: expected the recorded `mask` argument to be a tensor, "
+        f"None or a list of them. Received: mask={value!r}"[:300]
+    )
+
+
+def _is_tensor_ref(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) in (3, 4)
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and isinstance(value[2], int)
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _refs(value: Any) -> list[list]:

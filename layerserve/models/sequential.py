@@ -7,7 +7,7 @@ from typing import Any
 from layerserve.errors import ConfigError, ModelFormatError, received
 from layerserve.layers.base import Layer
 from layerserve.layers.core.input_layer import InputLayer
-from layerserve.layers.tensor import KerasTensor, is_symbolic
+from layerserve.layers.tensor import NOT_GIVEN, KerasTensor, is_symbolic
 from layerserve.models.functional import Model
 
 
@@ -128,7 +128,13 @@ class Sequential(Model):
             )
         return out
 
-    def run(self, inputs: Any, training: bool = False, mask: Any = None) -> tuple[Any, Any]:
+    def run(
+        self,
+        inputs: Any,
+        training: bool = False,
+        mask: Any = None,
+        previous_mask: Any = NOT_GIVEN,
+    ) -> tuple[Any, Any]:
         if not self.outputs and not is_symbolic(inputs):
             self._build_from_data(inputs)
         return super().run(inputs, training=training, mask=mask)

@@ -42,10 +42,11 @@ def _build(
     custom_objects: Mapping[str, Any] | None,
     safe_mode: bool,
 ) -> Any:
-    from layerserve.models.rebuild import deserialize_layer
+    from layerserve.models.rebuild import check_known_classes, deserialize_layer
 
     normalized = keras_json.normalize_model(document, version)
     with keras_semantics(version), custom_object_scope(custom_objects), safe_mode_scope(safe_mode):
+        check_known_classes(normalized)
         model = deserialize_layer(normalized)
     return model
 

@@ -26,7 +26,6 @@ _NEUTRAL_KEYS: dict[str, tuple[Any, ...]] = {
     "zero_output_for_mask": (False,),
     "ragged": (False,),
     "optional": (False,),
-    "synchronized": (False,),
     "autocast": (True,),
 }
 _MODEL_CLASSES = {"Sequential", "Model", "Functional"}
@@ -107,8 +106,18 @@ def _normalize_sequential(config: Any) -> dict[str, Any]:
         "layers": [normalize_layer(e) for e in config["layers"]],
     }
     if config.get("build_input_shape") is not None:
-        out["build_input_shape"] = _batch_shape(config["build_input_shape"])
+        out["build_input_shape"] = _any_batch(_batch_shape(config["build_input_shape"]))
     return out
+
+
+def _any_batch(shape: Any) -> Any:
+    """A saved input shape with its batch size freed. Keras records the batch of the
+    first call when a Sequential is built from data (and ``Input(batch_size=...)``
+    fixes one), yet predicts any batch size; so does layerserve (stateful layers, which
+    would need it, are refused)."""
+    if isinstance(shape, list) and shape:
+        return [None, *shape[1:]]
+    return shape
 
 
 def _batch_shape(value: Any) -> Any:
@@ -125,9 +134,22 @@ def _normalize_functional(config: Any) -> dict[str, Any]:
         raise ModelFormatError("A functional model config needs a 'layers' list.")
     layers = []
     for entry in config["layers"]:
-        normalized = normalize_layer(entry)
+        if not isinstance(entry, dict):
+            raise ModelFormatError(f"Expected a layer entry. Received: {entry!r}"[:300])
+        op = _is_keras_op(entry)
+        normalized = _normalize_op(entry) if op else normalize_layer(entry)
         normalized["name"] = entry.get("name", normalized["config"].get("name"))
-        normalized["inbound_nodes"] = [_normalize_node(n) for n in entry.get("inbound_nodes", [])]
+        nodes = [_normalize_node(n, op) for n in entry.get("inbound_nodes", [])]
+        if op:
+            if len(nodes) != 1:
+                raise ModelFormatError(
+                    f"Expected the Keras operation {normalized['name']!r} to be called once. "
+                    f"Received: {len(nodes)} calls"
+                )
+            refs, template = nodes[0]
+            normalized["config"]["arguments"] = template
+            nodes = [refs]
+        normalized["inbound_nodes"] = nodes
         layers.append(normalized)
     input_layers, output_layers = config.get("input_layers"), config.get("output_layers")
     writer = _keras2_writer.get()
@@ -144,6 +166,38 @@ def _normalize_functional(config: Any) -> dict[str, Any]:
         "input_layers": input_layers,
         "output_layers": output_layers,
     }
+
+
+def _is_keras_op(entry: dict[str, Any]) -> bool:
+    """Keras 3 records the operations that compute masks (and any ``keras.ops`` call in
+    a functional model) as entries of module ``keras.src.ops.<...>``."""
+    module = entry.get("module")
+    if isinstance(module, str):
+        return module.startswith("keras.src.ops")
+    # Keras 3's legacy .h5 writes no module: an operation's config, unlike every
+    # layer's, has neither `trainable` nor `dtype`.
+    config = entry.get("config")
+    nodes = entry.get("inbound_nodes") or []
+    return (
+        isinstance(config, dict)
+        and "trainable" not in config
+        and "dtype" not in config
+        and bool(nodes)
+        and all(isinstance(node, dict) for node in nodes)
+    )
+
+
+def _normalize_op(entry: dict[str, Any]) -> dict[str, Any]:
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"Keras operation {entry.get('name')!r} has no config object.")
+    name = str(entry.get("class_name"))
+    return {"class_name": name + OP_SUFFIX, "keras_op": name, "config": dict(config)}
+
+
+OP_SUFFIX = "Op"
+# A call argument of layerserve's own configs: the call's one input tensor was a list.
+LIST_OF_ONE = "list_input"
 
 
 def _first_node_index(entry: dict[str, Any], writer: tuple[int, int, int]) -> int:
@@ -172,9 +226,8 @@ def _shift_refs(value: Any, offsets: dict[str, int]) -> Any:
 
 
 def _reachable(layers: list[dict[str, Any]], output_layers: Any) -> list[dict[str, Any]]:
-    """The layers the outputs are computed from, plus every InputLayer. Keras 3.15 also
-    lists the ``NotEqual``/``Any`` ops that compute a Masking layer's mask (passed on as a
-    ``mask=`` call argument, which is dropped above: layerserve propagates masks itself)."""
+    """The layers the outputs are computed from (through their inputs and the masks
+    their calls were given), plus every InputLayer."""
     by_name = {entry["name"]: entry for entry in layers}
     needed: set[str] = set()
     stack = _ref_names(output_layers)
@@ -184,14 +237,18 @@ def _reachable(layers: list[dict[str, Any]], output_layers: Any) -> list[dict[st
             continue
         needed.add(name)
         for node in by_name[name]["inbound_nodes"]:
-            stack.extend(ref[0] for ref in node)
+            for ref in node:
+                stack.append(ref[0])
+                if len(ref) > 3 and isinstance(ref[3], dict):
+                    stack.extend(_ref_names(ref[3].get("mask")))
     return [
         entry for entry in layers if entry["name"] in needed or entry["class_name"] == "InputLayer"
     ]
 
 
 def _ref_names(value: Any) -> list[str]:
-    """Layer names in ``output_layers``: a triple, a list of triples or a dict of them."""
+    """Layer names in ``output_layers`` or a ``mask`` argument: a triple, a list of
+    triples or a dict of them."""
     if isinstance(value, list) and value and isinstance(value[0], str):
         return [value[0]]
     if isinstance(value, dict):
@@ -201,32 +258,94 @@ def _ref_names(value: Any) -> list[str]:
     return []
 
 
-def _normalize_node(node: Any) -> list[list[Any]]:
-    """Keras 2 nodes are lists of ``[layer, node, tensor, kwargs]``; Keras 3 nodes are
-    ``{"args": [...], "kwargs": {...}}`` holding ``__keras_tensor__`` objects."""
+def _normalize_node(node: Any, op: bool = False) -> Any:
+    """Keras 2 nodes are lists of ``[layer, node, tensor, kwargs]``. Keras 3 nodes are
+    ``{"args": [...], "kwargs": {...}}`` holding ``__keras_tensor__`` objects: they become
+    the same list, the call arguments in the first reference's kwargs, with tensors as
+    ``[layer, node, tensor]`` references. ``initial_state`` tensors follow the inputs, as
+    tf.keras records them. Every Keras 3 call of a layer states its ``mask`` (None when
+    none was recorded): Keras 3 records each mask a call received. For a Keras operation
+    the result is ``(refs, template)``: its positional arguments with each tensor
+    replaced by ``{"tensor": index}``."""
     if isinstance(node, list):
+        if op:
+            raise ModelFormatError("A Keras operation entry needs a Keras 3 node.")
         return [list(ref) for ref in node]
     if not isinstance(node, dict):
         raise ModelFormatError(f"Unreadable inbound node: {node!r}"[:300])
-    kwargs = {
-        k: v
-        for k, v in (node.get("kwargs") or {}).items()
-        if k == "training" and isinstance(v, bool)
-    }
-    refs = []
-    for history in _keras_tensors(node.get("args", [])):
-        refs.append([history[0], history[1], history[2], dict(kwargs)])
+    histories: list[list[Any]] = []
+    template = _argument_template(node.get("args", []), histories)
+    kwargs = node.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ModelFormatError(f"Unreadable call arguments: {kwargs!r}"[:300])
+    if op:
+        if kwargs:
+            raise NotSupportedError(
+                "Keras operations called with keyword arguments are not supported. "
+                f"Received: {sorted(kwargs)}"
+            )
+        return [[*h, {}] for h in histories], template
+    if not all(_holds_tensors(arg) for arg in template):
+        raise NotSupportedError(
+            "A layer called with positional arguments besides its inputs is not "
+            f"supported. Received: {_short(node.get('args'))}"
+        )
+    call: dict[str, Any] = {"mask": None}
+    for key, value in kwargs.items():
+        if key == "initial_state":
+            states: list[list[Any]] = []
+            _argument_template(value, states)
+            histories.extend(states)
+        elif key in ("mask", "training"):
+            call[key] = _tensor_refs(value)
+        else:
+            call[key] = _tensor_refs(value)
+    if len(histories) == 1 and isinstance(template[0], list):
+        call[LIST_OF_ONE] = True  # `Concatenate()([x])`: the input stays a list
+    refs = [[*h, {}] for h in histories]
+    if refs:
+        refs[0][3] = call
     return refs
 
 
-def _keras_tensors(value: Any) -> list[list[Any]]:
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            return [list(value["config"]["keras_history"])]
-        return [h for item in value.values() for h in _keras_tensors(item)]
+def _argument_template(value: Any, histories: list[list[Any]]) -> Any:
+    """``value`` with each ``__keras_tensor__`` replaced by ``{"tensor": i}``, its
+    ``keras_history`` appended to ``histories``; Keras 3's tuple and array wrappers
+    decoded."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        histories.append(list(value["config"]["keras_history"]))
+        return {"tensor": len(histories) - 1}
+    if isinstance(value, dict) and value.get("class_name") in ("__tuple__", "__numpy__"):
+        return _decode_keras3_value(value)
     if isinstance(value, list):
-        return [h for item in value for h in _keras_tensors(item)]
-    return []
+        return [_argument_template(item, histories) for item in value]
+    if isinstance(value, dict):
+        return {key: _argument_template(item, histories) for key, item in value.items()}
+    return value
+
+
+def _holds_tensors(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) == {"tensor"}
+    if isinstance(value, list):
+        return bool(value) and all(_holds_tensors(item) for item in value)
+    return False
+
+
+def _tensor_refs(value: Any) -> Any:
+    """Call-argument values with tensors as ``[layer, node, tensor]`` references."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        return list(value["config"]["keras_history"])
+    if isinstance(value, list):
+        return [_tensor_refs(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _tensor_refs(item) for key, item in value.items()}
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _normalize_layer_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +362,8 @@ def _normalize_layer_config(class_name: str, config: dict[str, Any]) -> dict[str
         if "batch_shape" in config and "batch_input_shape" not in config:
             config["batch_input_shape"] = config.pop("batch_shape")
         config.pop("batch_shape", None)
+    if isinstance(config.get("batch_input_shape"), list):
+        config["batch_input_shape"] = _any_batch(config["batch_input_shape"])
     if class_name == "Lambda":
         config = _normalize_lambda(config)
     return config

@@ -484,7 +484,9 @@ def _json(text: str) -> Callable[[Path], Callable[[], Any]]:
 
 UNKNOWN_LAYER = (
     '{"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": '
-    '"Conv3D", "config": {"name": "conv3d_1", "filters": 2, "kernel_size": 3}}]}, '
+    '"ConvLSTM2D", "config": {"name": "conv_lstm2d_1", "filters": 2, "kernel_size": 3}}, '
+    '{"class_name": "Dense", "config": {"name": "d", "units": 2}}, {"class_name": '
+    '"MyAttention", "config": {"name": "a"}}]}, '
     '"keras_version": "2.2.4", "backend": "tensorflow"}'
 )
 DANGLING_NODE = (
@@ -515,8 +517,8 @@ ERROR_CASES: dict[str, tuple[Callable[[Path], Callable[[], Any]], type, tuple[st
     ),
     "unknown-layer-class": (
         _json(UNKNOWN_LAYER),
-        errors.UnknownObjectError,
-        ("'Conv3D'", "Dense", "custom_objects"),
+        errors.UnknownLayerError,
+        ("Unknown layers: 'ConvLSTM2D', 'MyAttention'", "Dense", "custom_objects"),
     ),
     "dangling-inbound-node": (_json(DANGLING_NODE), errors.ModelFormatError, ("dense_1",)),
     "truncated-.keras": (

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 
 from layerserve.export import max_runtime_opset
+from layerserve.export.api import output_names
 from layerserve.export.parity import sample_inputs, session
 
 OPSETS = (13, max_runtime_opset())
@@ -22,15 +23,16 @@ def inferred_output_shapes(onnx_model: onnx.ModelProto) -> dict[str, list]:
 
 def assert_matches_reference(model, onnx_model, batch_sizes=BATCH_SIZES, seed=0, atol=1e-5):
     runner = session(onnx_model)
-    names = [o.name for o in onnx_model.graph.output]
+    graph_outputs = [o.name for o in onnx_model.graph.output]
+    names = output_names(model)
     for batch in batch_sizes:
         arrays = sample_inputs(model, batch, seed + batch)
         feeds = {i.name: a for i, a in zip(runner.get_inputs(), arrays, strict=True)}
-        got = dict(zip(names, runner.run(None, feeds), strict=True))
+        got = dict(zip(graph_outputs, runner.run(None, feeds), strict=True))
         outputs, masks = model.run(arrays if len(arrays) > 1 else arrays[0])
         outputs = outputs if len(model.outputs) > 1 else [outputs]
         masks = masks if len(model.outputs) > 1 else [masks]
-        for name, expected, mask in zip(names, outputs, masks, strict=False):
+        for name, expected, mask in zip(names, outputs, masks, strict=True):
             assert got[name].dtype == np.asarray(expected).dtype, name
             np.testing.assert_allclose(
                 got[name], expected, rtol=1e-5, atol=atol, err_msg=f"{name} at batch {batch}"

@@ -1,0 +1,135 @@
+"""The base of Keras 3 operations recorded in functional model configs.
+
+Keras 3 writes every ``keras.ops`` call made while building a functional model into its
+config, with ``module: keras.src.ops.<...>``: the ops that compute masks (``NotEqual``
+and ``Any`` for ``Masking``, ``LogicalOr`` and ``Concatenate`` when layers merge masks)
+and the ones users call. Each is a graph node like a layer: its config holds its own
+options (``axis``, ``keepdims``, ``dtype``) and, as ``arguments``, its positional call
+arguments with each tensor replaced by ``{"tensor": i}`` (the i-th inbound tensor) and
+constants kept (``not_equal(x, 0.0)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from layerserve.errors import ConfigError, ShapeError, received
+from layerserve.layers.base import Layer
+from layerserve.layers.tensor import Shape, flatten
+
+
+def fill(template: Any, values: list[Any]) -> Any:
+    """``template`` with each ``{"tensor": i}`` replaced by ``values[i]``."""
+    if isinstance(template, dict) and set(template) == {"tensor"}:
+        return values[template["tensor"]]
+    if isinstance(template, list):
+        return [fill(item, values) for item in template]
+    return template
+
+
+def tensor_count(template: Any) -> int:
+    if isinstance(template, dict) and set(template) == {"tensor"}:
+        return 1
+    if isinstance(template, list):
+        return sum(tensor_count(item) for item in template)
+    return 0
+
+
+def broadcast_shapes(op: str, *shapes: Shape) -> Shape:
+    """NumPy broadcasting of static shapes; None (unknown) broadcasts with anything."""
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out: list[int | None] = []
+    for dims in zip(*padded, strict=True):
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ShapeError(
+                f"{op}: expected shapes that broadcast. Received: shapes={list(shapes)}"
+            )
+        if known:
+            out.append(known.pop())
+        elif any(d is None for d in dims):
+            out.append(None)
+        else:
+            out.append(1)
+    return tuple(out)
+
+
+def normalize_axes(axis: Any, rank: int, op: str) -> tuple[int, ...]:
+    values = list(range(rank)) if axis is None else flatten(axis)
+    axes = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ConfigError(f"{op}: expected integer axes. " + received("axis", axis))
+        if not -rank <= value < rank:
+            raise ShapeError(
+                f"{op}: expected axes in [-{rank}, {rank}) for a rank-{rank} input. "
+                + received("axis", axis)
+            )
+        axes.append(int(value) % rank)
+    return tuple(sorted(set(axes)))
+
+
+class KerasOp(Layer):
+    """A Keras 3 operation in a model graph.
+
+    Args:
+        arguments: the positional arguments of the call (tensors as ``{"tensor": i}``);
+            by default one tensor per input, in order.
+
+    Subclasses implement ``compute(*args)`` on NumPy values (tensors as arrays,
+    constants as given) and ``output_shape_of(*args)`` on shapes (constants as given).
+    Operations carry no Keras mask.
+    """
+
+    is_keras_op = True
+
+    def __init__(self, arguments: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if arguments is not None and not isinstance(arguments, list):
+            raise ConfigError(
+                f"{type(self).__name__}: expected `arguments` to be a list of the call's "
+                "positional arguments. " + received("arguments", arguments)
+            )
+        self.arguments = arguments
+        self.built = True
+
+    def _template(self, count: int) -> list[Any]:
+        if self.arguments is None:
+            return [{"tensor": i} for i in range(count)]
+        expected = tensor_count(self.arguments)
+        if expected != count:
+            raise ConfigError(
+                f"Operation {self.name!r} ({type(self).__name__}) expects {expected} tensor "
+                f"input(s). Received: {count}"
+            )
+        return self.arguments
+
+    def call(self, inputs: Any, training: bool = False, mask: Any = None) -> np.ndarray:
+        values = flatten(inputs)
+        return np.asarray(self.compute(*fill(self._template(len(values)), values)))
+
+    def compute_output_shape(self, input_shape: Any) -> Shape:
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        return self.output_shape_of(*fill(self._template(len(shapes)), shapes))
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
+
+    def compute(self, *args: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def output_shape_of(self, *args: Any) -> Shape:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"name": self.name}
+        if self.arguments is not None:
+            config["arguments"] = self.arguments
+        return config
+
+
+def is_tensor_argument(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, tuple))

@@ -1,0 +1,149 @@
+"""Shape operations Keras 3 builds masks with: expand_dims, squeeze, concatenate,
+zeros_like, ones_like, cast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from layerserve.errors import ConfigError, ShapeError, received
+from layerserve.layers.base import normalize_dtype
+from layerserve.layers.ops.base import KerasOp, normalize_axes
+from layerserve.layers.tensor import Shape, flatten
+
+
+class ExpandDimsOp(KerasOp):
+    """``keras.ops.expand_dims(x, axis)``; ``axis`` an int or a list of ints."""
+
+    def __init__(self, axis: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def new_axes(self, rank: int) -> tuple[int, ...]:
+        return normalize_axes(self.axis, rank + len(flatten(self.axis)), "ExpandDims")
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        return np.expand_dims(x, self.new_axes(np.ndim(x)))
+
+    def output_shape_of(self, x: Shape) -> Shape:
+        new = self.new_axes(len(x))
+        dims = iter(x)
+        return tuple(1 if i in new else next(dims) for i in range(len(x) + len(new)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis}
+
+
+class SqueezeOp(KerasOp):
+    """``keras.ops.squeeze(x, axis=None)``: removes the given (or every) size-1 axis."""
+
+    def __init__(self, axis: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def squeezed(self, shape: Shape) -> tuple[int, ...]:
+        if self.axis is None:
+            if any(d is None for d in shape):
+                raise ShapeError(
+                    "Squeeze without an axis needs every dimension known. "
+                    + received("shape", shape)
+                )
+            return tuple(i for i, d in enumerate(shape) if d == 1)
+        axes = normalize_axes(self.axis, len(shape), "Squeeze")
+        for axis in axes:
+            if shape[axis] not in (1, None):
+                raise ShapeError(
+                    f"Squeeze: expected size 1 on axis {axis}. " + received("shape", shape)
+                )
+        return axes
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        return np.squeeze(x, self.squeezed(np.shape(x)))
+
+    def output_shape_of(self, x: Shape) -> Shape:
+        axes = self.squeezed(x)
+        return tuple(d for i, d in enumerate(x) if i not in axes)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis}
+
+
+class ConcatenateOp(KerasOp):
+    """``keras.ops.concatenate(xs, axis=0)``."""
+
+    def __init__(self, axis: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ConfigError("Concatenate: expected an integer axis. " + received("axis", axis))
+        self.axis = axis
+
+    def compute(self, xs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(xs, axis=self.axis)
+
+    def output_shape_of(self, xs: list[Shape]) -> Shape:
+        rank = len(xs[0])
+        axis = normalize_axes(self.axis, rank, "Concatenate")[0]
+        if any(len(s) != rank for s in xs):
+            raise ShapeError("Concatenate: expected inputs of one rank. " + received("shapes", xs))
+        sizes = [s[axis] for s in xs]
+        out = list(xs[0])
+        out[axis] = None if any(d is None for d in sizes) else sum(sizes)
+        return tuple(out)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis}
+
+
+class _Filled(KerasOp):
+    """``zeros_like`` / ``ones_like``: the input's shape, filled, in ``dtype``."""
+
+    value = 0
+
+    def __init__(self, dtype: Any = None, **kwargs: Any) -> None:
+        self.fill_dtype = normalize_dtype(dtype)
+        super().__init__(**kwargs)
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(x), self.value, dtype=self.fill_dtype or np.asarray(x).dtype)
+
+    def output_shape_of(self, x: Shape) -> Shape:
+        return tuple(x)
+
+    def output_dtype(self, input_dtype: str) -> str:
+        return self.fill_dtype or input_dtype
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dtype": self.fill_dtype}
+
+
+class ZerosLikeOp(_Filled):
+    """``keras.ops.zeros_like(x, dtype=None)``."""
+
+    value = 0
+
+
+class OnesLikeOp(_Filled):
+    """``keras.ops.ones_like(x, dtype=None)``."""
+
+    value = 1
+
+
+class CastOp(KerasOp):
+    """``keras.ops.cast(x, dtype)``."""
+
+    def __init__(self, dtype: Any, **kwargs: Any) -> None:
+        self.cast_dtype = normalize_dtype(dtype)
+        super().__init__(**kwargs)
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x).astype(self.cast_dtype)
+
+    def output_shape_of(self, x: Shape) -> Shape:
+        return tuple(x)
+
+    def output_dtype(self, input_dtype: str) -> str:
+        return self.cast_dtype
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dtype": self.cast_dtype}

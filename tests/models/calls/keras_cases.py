@@ -1,0 +1,68 @@
+"""How layers are called in real models: initial states, explicit masks, fixed batches."""
+
+import numpy as np
+from oracle_case import Case, floats, masked_steps
+
+
+def seq2seq(k, L, masked_decoder=True):
+    """A keras.io-style encoder-decoder: the encoder's final states start the decoder."""
+    encoder_in = k.Input((6, 3), name="encoder_in")
+    decoder_in = k.Input((5, 2), name="decoder_in")
+    _, h, c = L.LSTM(4, return_state=True)(L.Masking()(encoder_in))
+    decoder = L.Masking()(decoder_in) if masked_decoder else decoder_in
+    sequence = L.LSTM(4, return_sequences=True)(decoder, initial_state=[h, c])
+    return k.Model([encoder_in, decoder_in], L.Dense(2)(sequence))
+
+
+def states_as_inputs(k, L):
+    """A decoder step model whose states come from the client (inference loops)."""
+    x = k.Input((4, 3), name="tokens")
+    h0 = k.Input((5,), name="h0")
+    c0 = k.Input((5,), name="c0")
+    out, h, c = L.LSTM(5, return_sequences=True, return_state=True)(x, initial_state=[h0, c0])
+    return k.Model([x, h0, c0], [out, h, c])
+
+
+def states_as_inputs_masked(k, L):
+    x = k.Input((6, 3), name="tokens")
+    h0 = k.Input((5,), name="h0")
+    c0 = k.Input((5,), name="c0")
+    out, h, c = L.LSTM(5, return_state=True, go_backwards=True)(
+        L.Masking()(x), initial_state=[h0, c0]
+    )
+    return k.Model([x, h0, c0], [out, h, c])
+
+
+def explicit_ops_mask(k, L):
+    """Keras 3: a mask computed with keras.ops and passed with `mask=`."""
+    tokens = k.Input((7,), dtype="int32", name="tokens")
+    embedded = L.Embedding(10, 4)(tokens)
+    padding = k.ops.not_equal(tokens, 3)
+    return k.Model(tokens, L.LSTM(3, return_sequences=True)(embedded, mask=padding))
+
+
+def fixed_batch(k, L):
+    """A Sequential built by calling it on data: its InputLayer records batch 32."""
+    model = k.Sequential([L.Dense(4, activation="relu"), L.Dense(2)])
+    model(np.zeros((32, 5), "float32"))
+    return model
+
+
+def fixed_batch_functional(k, L):
+    x = k.Input(batch_shape=(16, 6, 3))
+    y = L.LSTM(3)(L.Masking()(x))
+    return k.Model(x, L.Dense(2)(y))
+
+
+CASES = [
+    Case("seq2seq_masked", seq2seq, inputs=[masked_steps(), masked_steps()]),
+    Case(
+        "seq2seq_unmasked_decoder",
+        lambda k, L: seq2seq(k, L, masked_decoder=False),
+        inputs=[masked_steps(), floats()],
+    ),
+    Case("states_as_inputs", states_as_inputs),
+    Case("states_as_inputs_masked", states_as_inputs_masked, inputs=[masked_steps(fraction=0.4)]),
+    Case("fixed_batch_sequential", fixed_batch),
+    Case("fixed_batch_functional", fixed_batch_functional, inputs=[masked_steps()]),
+]
