@@ -74,6 +74,29 @@ def summary(
     console.print(summary_text(model), markup=False, highlight=False, soft_wrap=True)
 
 
+def _named_functions(specs: list[str]) -> dict[str, Any]:
+    """``NAME=module:attribute`` options as custom objects (the module is imported: it is
+    the user's own code)."""
+    import importlib
+
+    objects: dict[str, Any] = {}
+    for spec in specs:
+        name, _, target = spec.partition("=")
+        module_name, _, attribute = target.partition(":")
+        if not name or not module_name or not attribute:
+            raise typer.BadParameter(
+                f"Expected NAME=module:attribute. Received: {spec!r}", param_hint="--function"
+            )
+        try:
+            objects[name] = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise typer.BadParameter(
+                f"Cannot import {attribute!r} from {module_name!r}: {exc}",
+                param_hint="--function",
+            ) from exc
+    return objects
+
+
 @app.command("export")
 def export_command(
     model_path: Annotated[
@@ -89,6 +112,14 @@ def export_command(
     unsafe: Annotated[
         bool, typer.Option("--unsafe", help="Allow Lambda bytecode (trusted files only).")
     ] = False,
+    function: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--function",
+            help="NAME=module:attribute, a function a Lambda layer calls by name "
+            "(imported from your code; repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Export a saved model to a checked, optimised ONNX graph and verify its outputs."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -102,7 +133,10 @@ def export_command(
     ) as progress:
         task = progress.add_task("loading the model", total=3)
         try:
-            model = load_model(model_path, safe_mode=not unsafe, weights=weights)
+            objects = _named_functions(function or [])
+            model = load_model(
+                model_path, custom_objects=objects, safe_mode=not unsafe, weights=weights
+            )
             progress.update(task, description="converting and checking the graph", advance=1)
             onnx_model = to_onnx(model, output, opset=opset)
             progress.update(task, description="comparing onnxruntime with the reference", advance=1)

@@ -33,6 +33,16 @@ class UnknownLayerError(UnknownObjectError):
         self.operations = operations
 
 
+class UnknownFunctionError(UnknownObjectError):
+    """A Lambda layer names a Python function layerserve does not know (the code is not
+    in the file: it must be given as a custom object)."""
+
+    def __init__(self, message: str, function: str, module: str | None) -> None:
+        super().__init__(message)
+        self.function = function
+        self.module = module
+
+
 class ShapeError(LayerserveError, ValueError):
     """An input's rank, shape or size does not fit what a layer or model expects."""
 
@@ -55,6 +65,10 @@ class ModelFormatError(LayerserveError, ValueError):
 
 class UnsafeDeserializationError(LayerserveError, ValueError):
     """Loading would run code stored in a file (a Lambda's bytecode)."""
+
+
+class LayerCallError(LayerserveError, RuntimeError):
+    """A layer failed while computing (the message names the layer and the cause)."""
 
 
 class ExportError(LayerserveError, RuntimeError):

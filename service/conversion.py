@@ -19,7 +19,13 @@ import numpy as np
 import onnx
 from google.protobuf.message import EncodeError
 
-from layerserve.errors import ConfigError, LayerserveError, UnsafeDeserializationError
+from layerserve.errors import (
+    ConfigError,
+    LayerserveError,
+    UnknownFunctionError,
+    UnknownLayerError,
+    UnsafeDeserializationError,
+)
 from layerserve.saving import HDF5_SIGNATURE, native
 from layerserve.service.errors import InvalidInput, ModelRejected, ParityFailed
 from layerserve.service.upload_checks import check_zip, count_zip_entries
@@ -82,19 +88,30 @@ def convert_file(
     model = _load(path, source, label, weight_budget)
     try:
         onnx_model = _to_onnx(model, opset)
-    except (LayerserveError, UnicodeError) as exc:  # names ONNX cannot store as UTF-8
-        raise ModelRejected(f"The model in {label} cannot be exported to ONNX: {exc}") from exc
     except EncodeError as exc:
         raise ModelRejected(
             f"The model in {label} does not fit one ONNX file (2 GiB protobuf limit): {exc}"
         ) from exc
+    except Exception as exc:  # noqa: BLE001 - never a 500 for a user's file
+        raise ModelRejected(
+            f"The model in {label} cannot be exported to ONNX: {_described(exc)}"
+        ) from exc
     try:
         parity = _check_parity(model, onnx_model, limits.parity_atol)
-    except LayerserveError as exc:
+    except ParityFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime and layer errors alike
         raise ModelRejected(
-            f"The model in {label} cannot run on sample inputs of its own shapes: {exc}"
+            f"The model in {label} cannot run on sample inputs of its own shapes: {_described(exc)}"
         ) from exc
     return Converted(onnx_model, source, parity, SUFFIXES[source])
+
+
+def _described(exc: BaseException) -> str:
+    """A library error's own message (it names the layer); others with their type."""
+    if isinstance(exc, LayerserveError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _detect(path: Path, filename: str | None, max_entries: int) -> SourceFormat:
@@ -192,18 +209,31 @@ def lambda_message(kind: str) -> str:
     )
 
 
-# Errors a corrupt file can raise from deep inside the loaders and h5py, beside
-# layerserve's own (UnicodeError is a ValueError).
-_CORRUPT = (
-    KeyError,
-    IndexError,
-    TypeError,
-    ValueError,
-    AttributeError,
-    OSError,
-    RuntimeError,
-    MemoryError,
-)
+def unknown_layers_message(kind: str, label: str, error: UnknownLayerError) -> str:
+    names = [repr(n) for n in error.layers] + [
+        f"{n!r} (a Keras operation)" for n in error.operations
+    ]
+    return (
+        f"The {kind} {label} uses {len(names)} layer class(es) layerserve does not "
+        f"implement: {', '.join(names)}. Expected only the layers listed in layerserve's "
+        "README. To serve it anyway, export it to ONNX with another tool on a machine with "
+        "Keras (Keras 3: `model.export('model.onnx', format='onnx')`; tf.keras: tf2onnx) "
+        "and upload the .onnx file."
+    )
+
+
+def unknown_function_message(kind: str, label: str, error: UnknownFunctionError) -> str:
+    where = f" from module {error.module!r}" if error.module else ""
+    return (
+        f"The {kind} {label} has a Lambda layer that calls the Python function "
+        f"{error.function!r}{where}, which this service does not know: the file stores its "
+        "name, not its code. Expected a function of the Keras backend. To serve it, export "
+        "it where that function can be imported, with `layerserve export MODEL_FILE -o "
+        f"model.onnx --function {error.function}=your_module:{error.function}`, and upload "
+        "model.onnx instead."
+    )
+
+
 # One ModelProto is at most 2 GiB; weights past this cannot be exported in one file.
 ONNX_MAX_WEIGHT_BYTES = (2 << 30) - (64 << 20)
 
@@ -218,10 +248,14 @@ def _load(path: Path, source: str, label: str, max_weight_bytes: int) -> Any:
             return load_model(path, safe_mode=True)
     except UnsafeDeserializationError as exc:
         raise ModelRejected(lambda_message(kind)) from exc
+    except UnknownLayerError as exc:
+        raise ModelRejected(unknown_layers_message(kind, label, exc)) from exc
+    except UnknownFunctionError as exc:
+        raise ModelRejected(unknown_function_message(kind, label, exc)) from exc
     except LayerserveError as exc:
         message = str(exc).replace(str(path), label)
         raise ModelRejected(f"The {kind} {label} cannot be loaded: {message}") from exc
-    except _CORRUPT as exc:
+    except Exception as exc:  # noqa: BLE001 - h5py, zipfile, json... never a 500
         message = str(exc).replace(str(path), label)
         raise ModelRejected(
             f"The {kind} {label} is corrupt or not a model layerserve reads: "

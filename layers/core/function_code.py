@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from layerserve import backend
-from layerserve.errors import ModelFormatError, UnknownObjectError, UnsafeDeserializationError
+from layerserve.errors import ModelFormatError, UnknownFunctionError, UnsafeDeserializationError
 from layerserve.serialization import custom_objects, in_safe_mode
 
 UNSAFE_MESSAGE = (
@@ -37,10 +37,13 @@ def dump_function(function: Callable) -> tuple[list[Any], str]:
     return getattr(function, "__name__", repr(function)), "function"
 
 
-def load_function(value: Any, function_type: str, what: str = "function") -> Callable:
-    """Inverse of :func:`dump_function`, plus the Keras 3 ``__lambda__`` form."""
+def load_function(
+    value: Any, function_type: str, what: str = "function", module: str | None = None
+) -> Callable:
+    """Inverse of :func:`dump_function`, plus the Keras 3 ``__lambda__`` form. ``module``
+    is where a by-name function was defined (tf.keras and Keras 3 record it)."""
     if function_type == "function":
-        return find_function(value, what)
+        return find_function(value, what, module)
     if in_safe_mode():
         raise UnsafeDeserializationError(UNSAFE_MESSAGE)
     if isinstance(value, Mapping):
@@ -79,15 +82,33 @@ def function_globals() -> dict[str, Any]:
 _SETTERS = frozenset({"set_epsilon", "set_floatx", "set_image_data_format", "reload_settings"})
 
 
-def find_function(name: Any, what: str) -> Callable:
+# Modules whose functions are the Keras backend functions layerserve implements (K).
+_KERAS_MODULES = ("keras", "tf_keras", "tensorflow.keras", "tensorflow.python.keras")
+
+
+def find_function(name: Any, what: str, module: str | None = None) -> Callable:
+    """A function stored by name: the user's custom objects first, then, for functions of
+    the Keras backend (no module recorded, as in Keras 2.2, or a Keras module), the
+    backend function of that name. A name from any other module (``__main__``, a user's
+    package, NumPy, TensorFlow) is never guessed."""
     if isinstance(name, Mapping):  # Keras 3: {"module", "class_name": "function", "config"}
+        module = name.get("module", module)
         name = name.get("config")
     name = str(name)
     found = custom_objects().get(name)
-    if found is None and name in backend.__all__ and name not in _SETTERS:
+    from_keras = (
+        module is None
+        or str(module).split(".")[0] in _KERAS_MODULES
+        or any(str(module).startswith(prefix + ".") for prefix in _KERAS_MODULES)
+    )
+    if found is None and from_keras and name in backend.__all__ and name not in _SETTERS:
         found = getattr(backend, name)
     if not callable(found):
-        raise UnknownObjectError(
-            f"Unknown {what}: {name!r}. Pass it in `custom_objects` when loading the model."
+        where = f" from module {module!r}" if module else ""
+        raise UnknownFunctionError(
+            f"Unknown {what}: {name!r}{where}. Its code is not stored in the model file; "
+            "pass it in `custom_objects` when loading the model.",
+            name,
+            module,
         )
     return found

@@ -170,11 +170,18 @@ class Lambda(Layer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Lambda:
         config = dict(config)
-        function = load_function(config.pop("function"), config.pop("function_type", "lambda"))
+        # tf.keras records where by-name functions were defined.
+        module = config.pop("module", None)
+        output_shape_module = config.pop("output_shape_module", None)
+        function = load_function(
+            config.pop("function"), config.pop("function_type", "lambda"), module=module
+        )
         output_shape = config.pop("output_shape", None)
         output_shape_type = config.pop("output_shape_type", "raw")
         if output_shape_type != "raw" and output_shape is not None:
-            output_shape = load_function(output_shape, output_shape_type, "output_shape")
+            output_shape = load_function(
+                output_shape, output_shape_type, "output_shape", module=output_shape_module
+            )
         mask = config.pop("mask", None)
         mask_type = config.pop("mask_type", "raw")
         if mask is not None and mask_type != "raw":

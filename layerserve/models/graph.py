@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from layerserve.errors import ConfigError
+from layerserve.errors import ConfigError, LayerCallError, LayerserveError
 from layerserve.layers.core.input_layer import InputLayer
 from layerserve.layers.tensor import KerasTensor, Node, flatten, pack_like
 
@@ -53,9 +53,18 @@ def run_nodes(nodes: list[Node], feeds: dict[int, tuple[Any, Any]], training: bo
         propagated = _propagated(node, [m for _, m in values])
         mask, previous = node.masks_for_call(propagated, lambda t: feeds[id(t)][0])
         node_training = node.call_kwargs.get("training", training)
-        outputs, output_mask = node.layer.run(
-            args, training=node_training, mask=mask, previous_mask=previous
-        )
+        try:
+            outputs, output_mask = node.layer.run(
+                args, training=node_training, mask=mask, previous_mask=previous
+            )
+        except (LayerserveError, MemoryError, RecursionError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a layer raises names the layer
+            raise LayerCallError(
+                f"Layer {node.layer.name!r} ({type(node.layer).__name__}) failed on inputs "
+                f"of shape {[getattr(v, 'shape', None) for v, _ in values]}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         _store(node, outputs, output_mask, feeds)
 
 

@@ -378,6 +378,10 @@ def _normalize_lambda(config: dict[str, Any]) -> dict[str, Any]:
             config[key], config[f"{key}_type"] = value.get("config", {}), "lambda"
         elif isinstance(value, dict):
             config[key], config[f"{key}_type"] = value.get("config"), "function"
+            if key in ("function", "output_shape"):  # where the named function lives
+                config["module" if key == "function" else "output_shape_module"] = value.get(
+                    "module"
+                )
         else:
             config[f"{key}_type"] = "raw"
     config["function_type"] = config.get("function_type", "function")

@@ -21,10 +21,11 @@ import pytest
 from conversion_files import (
     declare_size,
     entries_of,
-    keras_batch_norm,
     keras_lambda,
     keras_mc_dropout,
     keras_mlp,
+    keras_named_lambda,
+    keras_unknown_layers,
     matmul_add_onnx,
     save_keras,
     single_node_onnx,
@@ -334,7 +335,14 @@ REFUSALS: dict[str, Refusal] = {
     "layerserve-huge-npy-header": Refusal(
         native_with_huge_npy_header, ("'mlp.zip'", "cannot be loaded"), limits=BIG_LIMITS
     ),
-    "keras-unknown-layer": Refusal(keras_model(keras_batch_norm), ("BatchNormalization",)),
+    "keras-lambda-by-name": Refusal(
+        keras_model(keras_named_lambda),
+        ("'double' from module 'builtins'", "--function double=your_module:double"),
+    ),
+    "keras-unknown-layer": Refusal(
+        keras_model(keras_unknown_layers),
+        ("2 layer class(es)", "'ConvLSTM1D', 'Discretization'", "upload the .onnx"),
+    ),
     "keras-layer-without-converter": Refusal(
         keras_model(keras_mc_dropout), ("exported to ONNX", "'dropout'", "training=True")
     ),

@@ -54,6 +54,18 @@ def keras_lambda() -> Any:
     return keras.Sequential([keras.Input((3,)), layers.Lambda(lambda x: x * 2), layers.Dense(2)])
 
 
+def double(x: Any) -> Any:
+    """A named function: Keras 3 stores its name and module, not its code."""
+    return x * 2
+
+
+def keras_named_lambda() -> Any:
+    layers = keras.layers
+    return keras.Sequential(
+        [keras.Input((3,)), layers.Lambda(double, output_shape=(3,)), layers.Dense(2)]
+    )
+
+
 def keras_mc_dropout() -> Any:
     """Loads in layerserve; a graph that drops units at inference has no ONNX export."""
     inputs = keras.Input((3,))
@@ -61,10 +73,13 @@ def keras_mc_dropout() -> Any:
     return keras.Model(inputs, keras.layers.Dropout(0.5, name="dropout")(hidden, training=True))
 
 
-def keras_batch_norm() -> Any:
-    """A layer class layerserve does not know."""
+def keras_unknown_layers() -> Any:
+    """Two layer classes layerserve does not implement, beside one it does."""
     layers = keras.layers
-    return keras.Sequential([keras.Input((3,)), layers.BatchNormalization()])
+    sequences, values = keras.Input((4, 5, 3)), keras.Input((3,))
+    recurrent = layers.ConvLSTM1D(2, 2)(sequences)
+    buckets = layers.Discretization(bin_boundaries=[0.0, 1.0])(layers.Dense(3)(values))
+    return keras.Model([sequences, values], [recurrent, buckets])
 
 
 def save_keras(model: Any, path: Path) -> Path:
