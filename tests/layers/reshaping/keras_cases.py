@@ -1,0 +1,140 @@
+"""The reshaping layers built by real Keras 3 (JAX) and tf_keras: every padding and
+cropping form (int, symmetric pairs, asymmetric (before, after) pairs), both data
+formats, unknown step/spatial sizes, nearest and bilinear upsampling, and a mask that
+these layers drop."""
+
+from oracle_case import Case, masked_steps
+
+
+def seq(k, shape, *layers):
+    return k.Sequential([k.Input(shape), *layers])
+
+
+CF = "channels_first"
+
+CASES = [
+    # ---- ZeroPadding ----------------------------------------------------------------
+    Case(
+        "zero_padding1d_int_then_pair",
+        lambda k, L: seq(k, (5, 3), L.ZeroPadding1D(2), L.ZeroPadding1D((0, 3))),
+    ),
+    Case(
+        "zero_padding1d_channels_first",
+        lambda k, L: seq(k, (3, 5), L.ZeroPadding1D((1, 2), data_format=CF)),
+        flavours=("keras3",),  # tf.keras's ZeroPadding1D has no data_format
+    ),
+    Case(
+        "zero_padding2d_int_pair_pairs",
+        lambda k, L: seq(
+            k,
+            (4, 5, 2),
+            L.ZeroPadding2D(1),
+            L.ZeroPadding2D((2, 0)),
+            L.ZeroPadding2D(((1, 2), (3, 0))),
+        ),
+    ),
+    Case(
+        "zero_padding2d_channels_first_variable",
+        lambda k, L: seq(k, (2, None, None), L.ZeroPadding2D(((0, 2), (1, 3)), data_format=CF)),
+    ),
+    Case(
+        "zero_padding3d_forms",
+        lambda k, L: seq(k, (3, 4, 2, 2), L.ZeroPadding3D(), L.ZeroPadding3D(((1, 0), (0, 2), 2))),
+    ),
+    Case(
+        "zero_padding3d_channels_first",
+        lambda k, L: seq(k, (2, 3, 4, 2), L.ZeroPadding3D((1, 2, 0), data_format=CF)),
+    ),
+    # ---- Cropping -------------------------------------------------------------------
+    Case(
+        "cropping1d_int_then_pair",
+        lambda k, L: seq(k, (8, 3), L.Cropping1D(1), L.Cropping1D((2, 0)), L.Cropping1D((0, 1))),
+    ),
+    Case(
+        "cropping1d_variable_length",
+        lambda k, L: seq(k, (None, 3), L.Cropping1D((1, 2))),
+    ),
+    Case(
+        "cropping2d_int_pair_pairs",
+        lambda k, L: seq(
+            k,
+            (9, 8, 2),
+            L.Cropping2D(1),
+            L.Cropping2D((1, 0)),
+            L.Cropping2D(((0, 2), (1, 0))),
+        ),
+    ),
+    Case(
+        "cropping2d_channels_first",
+        lambda k, L: seq(k, (2, 7, 8), L.Cropping2D(((1, 2), (3, 0)), data_format=CF)),
+    ),
+    Case(
+        "cropping3d_forms",
+        lambda k, L: seq(k, (5, 6, 4, 2), L.Cropping3D(), L.Cropping3D(((1, 0), (0, 2), 0))),
+    ),
+    Case(
+        "cropping3d_channels_first",
+        lambda k, L: seq(k, (2, 5, 6, 4), L.Cropping3D(((0, 1), (2, 0), (1, 1)), data_format=CF)),
+    ),
+    # ---- UpSampling -----------------------------------------------------------------
+    Case(
+        "up_sampling1d_sizes",
+        lambda k, L: seq(k, (4, 3), L.UpSampling1D(3), L.UpSampling1D()),
+    ),
+    Case(
+        "up_sampling1d_variable_length",
+        lambda k, L: seq(k, (None, 2), L.UpSampling1D(2)),
+    ),
+    Case(
+        "up_sampling2d_nearest",
+        lambda k, L: seq(k, (3, 4, 2), L.UpSampling2D((2, 3))),
+    ),
+    Case(
+        "up_sampling2d_nearest_channels_first",
+        lambda k, L: seq(k, (2, 3, 4), L.UpSampling2D(2, data_format=CF)),
+    ),
+    Case(
+        "up_sampling2d_bilinear",
+        lambda k, L: seq(k, (3, 4, 2), L.UpSampling2D((2, 3), interpolation="bilinear")),
+    ),
+    Case(
+        "up_sampling2d_bilinear_channels_first",
+        lambda k, L: seq(
+            k, (2, 3, 5), L.UpSampling2D((3, 1), data_format=CF, interpolation="bilinear")
+        ),
+    ),
+    Case(
+        "up_sampling2d_bilinear_variable",
+        lambda k, L: seq(k, (None, None, 2), L.UpSampling2D(4, interpolation="bilinear")),
+    ),
+    Case(
+        "up_sampling2d_bicubic_refused",
+        lambda k, L: seq(k, (3, 4, 2), L.UpSampling2D(2, interpolation="bicubic")),
+        refused="interpolation='bicubic', which has no exact ONNX form",
+    ),
+    Case(
+        "up_sampling3d",
+        lambda k, L: seq(k, (2, 3, 2, 2), L.UpSampling3D((2, 1, 3))),
+    ),
+    Case(
+        "up_sampling3d_channels_first",
+        lambda k, L: seq(k, (2, 2, 3, 2), L.UpSampling3D(2, data_format=CF)),
+    ),
+    # ---- masks: none of these layers carries one ------------------------------------
+    Case(
+        "masking_then_padding_drops_the_mask",
+        lambda k, L: seq(
+            k, (5, 3), L.Masking(), L.ZeroPadding1D(1), L.Cropping1D((0, 1)), L.UpSampling1D(2)
+        ),
+        inputs=[masked_steps()],
+    ),
+    # ---- Flatten, Reshape, Permute, RepeatVector -------------------------------------
+    Case(
+        "flatten_channels_first_reshape",
+        lambda k, L: seq(k, (2, 3, 4), L.Flatten(data_format=CF), L.Reshape((4, -1))),
+    ),
+    Case(
+        "permute_flatten_repeat_vector",
+        lambda k, L: seq(k, (2, 3, 4), L.Permute((3, 1, 2)), L.Flatten(), L.RepeatVector(2)),
+    ),
+]
