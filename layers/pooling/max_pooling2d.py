@@ -1,0 +1,43 @@
+"""MaxPooling2D: max pooling over windows of spatial (2D) data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from layerserve.layers.pooling.base_pooling import BasePooling
+
+
+class MaxPooling2D(BasePooling):
+    """Max pooling operation for spatial (2D) data.
+
+    Padded cells never win: 'same' pads with -inf.
+
+    Args:
+        pool_size: An int or a tuple of 2 ints, the window size.
+        strides: An int or a tuple of 2 ints; None (the default) means ``pool_size``.
+        padding: 'valid' (no padding) or 'same' (output size ``ceil(n / strides)``, the odd
+            padding cell at the end), any case.
+        data_format: 'channels_last' or 'channels_first'; None means
+            ``image_data_format()``.
+
+    Input shape:
+        channels_last ``(batch, rows, cols, channels)``,
+        channels_first ``(batch, channels, rows, cols)``.
+
+    Output shape:
+        channels_last ``(batch, pooled_rows, pooled_cols, channels)``,
+        channels_first ``(batch, channels, pooled_rows, pooled_cols)``.
+    """
+
+    rank = 2
+    mode = "max"
+
+    def __init__(
+        self,
+        pool_size: Any = (2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
