@@ -64,6 +64,12 @@ def semantics_version() -> tuple[int, int, int]:
     return _semantics.get()
 
 
+def semantics_explicit() -> bool:
+    """Whether a :func:`keras_semantics` block is in force (a file is being read), as
+    opposed to the reference semantics that models built in code get."""
+    return _semantics.get(None) is not None
+
+
 def is_tf_keras_file() -> bool:
     """Whether the file being read was written by tf.keras bundled with TensorFlow 1.13-2.3
     (a version such as "2.2.4-tf"), not by multi-backend Keras of the same number."""

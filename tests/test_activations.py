@@ -51,6 +51,18 @@ def _hard_sigmoid_v3(x: float) -> float:
     return x / 6.0 + 0.5
 
 
+def _sparse_plus(x: float) -> float:
+    if x <= -1.0:
+        return 0.0
+    return x if x >= 1.0 else (x + 1.0) ** 2 / 4.0
+
+
+def _shrink(x: float, bias: float) -> float:
+    if x > 0.5:
+        return x - bias
+    return x + bias if x < -0.5 else 0.0
+
+
 SCALAR_REFERENCES = {
     "linear": lambda x: x,
     "exponential": math.exp,
@@ -71,21 +83,38 @@ SCALAR_REFERENCES = {
     "mish": lambda x: x * math.tanh(_softplus(x)),
     "hard_silu": lambda x: x * _relu6(x + 3.0) / 6.0,
     "hard_swish": lambda x: x * _hard_sigmoid_v3(x),
+    "celu": lambda x: max(x, 0.0) + math.expm1(min(x, 0.0)),
+    "log_sigmoid": lambda x: -math.log1p(math.exp(-x)) if x > -30 else x - math.log1p(math.exp(x)),
+    "squareplus": lambda x: (x + math.sqrt(x * x + 4.0)) / 2.0,
+    "tanh_shrink": lambda x: x - math.tanh(x),
+    "hard_tanh": lambda x: min(max(x, -1.0), 1.0),
+    "soft_shrink": lambda x: _shrink(x, 0.5),
+    "hard_shrink": lambda x: _shrink(x, 0.0),
+    "sparse_plus": _sparse_plus,
+    "sparse_sigmoid": lambda x: min(max((x + 1.0) / 2.0, 0.0), 1.0),
 }
+# The points where the functions above turn, and large magnitudes.
+EDGES = np.array(
+    [-60, -30, -6, -3, -2.5, -1.0000001, -1, -0.9999999, -0.5000001, -0.5, -0.4999999]
+    + [-1e-9, 0, 1e-9, 0.4999999, 0.5, 0.5000001, 0.9999999, 1, 1.0000001, 2.5, 3, 6, 30, 60]
+)
 
 
 @pytest.mark.parametrize("name", sorted(SCALAR_REFERENCES))
 def test_activation_matches_scalar_reference(name: str) -> None:
     reference = SCALAR_REFERENCES[name]
-    expected = np.array([reference(float(v)) for v in GRID])
-    np.testing.assert_allclose(activations.get(name)(GRID), expected, rtol=1e-12, atol=1e-14)
+    x = np.concatenate([GRID, EDGES])
+    expected = np.array([reference(float(v)) for v in x])
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(activations.get(name)(x), expected, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", sorted(SCALAR_REFERENCES))
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_activation_keeps_float_dtype(name: str, dtype: type) -> None:
     x = GRID.astype(dtype)
-    assert activations.get(name)(x).dtype == dtype
+    with np.errstate(over="ignore"):
+        assert activations.get(name)(x).dtype == dtype
 
 
 @pytest.mark.parametrize(
@@ -195,6 +224,8 @@ def test_softmax_2d_ignores_axis_under_keras2_but_not_keras3() -> None:
     by_row = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
     by_column = np.exp(x) / np.exp(x).sum(axis=0, keepdims=True)
     np.testing.assert_allclose(activations.softmax(x, axis=0), by_row)
+    with keras_semantics("2.15.0"):  # tf.keras honours the axis at rank 2
+        np.testing.assert_allclose(activations.softmax(x, axis=0), by_column)
     with keras_semantics("3.15.1"):
         np.testing.assert_allclose(activations.softmax(x, axis=0), by_column)
         np.testing.assert_allclose(
@@ -361,14 +392,30 @@ KERAS3_PAIRS = [
     pytest.param("leaky_relu", {}, activations.leaky_relu, id="leaky_relu"),
     pytest.param("sigmoid", {}, activations.sigmoid, id="sigmoid"),
     pytest.param("softsign", {}, activations.softsign, id="softsign"),
-]
+    *(
+        pytest.param(name, {}, getattr(activations, name), id=name)
+        for name in (
+            "celu", "glu", "hard_shrink", "hard_tanh", "log_sigmoid", "soft_shrink",
+            "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "tanh_shrink",
+            "hard_swish", "swish", "exponential", "tanh", "relu", "linear", "softmax",
+        )
+    ),
+    pytest.param("celu", {"alpha": 0.5}, lambda x: activations.celu(x, 0.5), id="celu-alpha"),
+    pytest.param(
+        "threshold",
+        {"threshold": 0.5, "default_value": -2.0},
+        lambda x: activations.threshold(x, 0.5, -2.0),
+        id="threshold",
+    ),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "kwargs", "ours"), KERAS3_PAIRS)
 def test_matches_keras3(keras_activations, name: str, kwargs: dict, ours) -> None:
-    x = np.linspace(-7, 7, 57, dtype=np.float32).reshape(3, 19)
+    x = np.concatenate([np.linspace(-7, 7, 63), EDGES[2:-2]]).astype(np.float32).reshape(6, 14)
     expected = np.asarray(getattr(keras_activations, name)(x, **kwargs))
-    np.testing.assert_allclose(ours(x), expected, atol=1e-6)
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(ours(x), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_softmax_axis_matches_keras3(keras_activations) -> None:

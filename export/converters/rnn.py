@@ -113,8 +113,8 @@ def onnx_lstm_weights(
 
 def _rnn_activation(function: Callable) -> _RnnActivation | None:
     key = activations.serialize(function)
-    if getattr(activations, key, None) is not function:
-        return None  # a user function, or a parameterised variant of a built-in
+    if not isinstance(key, str) or getattr(activations, key, None) is not function:
+        return None  # a user function, an activation layer, or a parameterised built-in
     return _RNN_ACTIVATIONS.get(key)
 
 

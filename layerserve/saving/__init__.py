@@ -11,11 +11,13 @@ import stat
 import zipfile
 import zlib
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import h5py
 
+from layerserve.activations import any_version_names
 from layerserve.errors import ModelFormatError
 from layerserve.saving import keras_json, native, weights_h5
 from layerserve.serialization import custom_object_scope, keras_semantics, safe_mode_scope
@@ -45,7 +47,14 @@ def _build(
     from layerserve.models.rebuild import check_known_classes, deserialize_layer
 
     normalized = keras_json.normalize_model(document, version)
-    with keras_semantics(version), custom_object_scope(custom_objects), safe_mode_scope(safe_mode):
+    # layerserve's own documents may name an activation of any Keras version.
+    names = any_version_names() if document.get("backend") == "layerserve" else nullcontext()
+    with (
+        keras_semantics(version),
+        custom_object_scope(custom_objects),
+        safe_mode_scope(safe_mode),
+        names,
+    ):
         check_known_classes(normalized)
         model = deserialize_layer(normalized)
     return model
