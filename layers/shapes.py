@@ -109,35 +109,6 @@ def same_padding(length: int, kernel: int, stride: int, dilation: int = 1) -> tu
     return total // 2, total - total // 2
 
 
-def conv2d_output_shape(
-    input_shape: Shape,
-    filters: int,
-    kernel_size: tuple[int, int],
-    strides: tuple[int, int],
-    padding: str,
-    dilation_rate: tuple[int, int],
-    data_format: str,
-) -> Shape:
-    if data_format == "channels_first":
-        spatial = input_shape[2:4]
-    else:
-        spatial = input_shape[1:3]
-    out = tuple(
-        conv_output_length(spatial[i], kernel_size[i], padding, strides[i], dilation_rate[i])
-        for i in range(2)
-    )
-    if any(length is not None and length <= 0 for length in out):
-        raise ShapeError(
-            f"Conv2D: computed output size would be {_fmt(out)}, the input is smaller than "
-            f"the (dilated) kernel. Received: input_shape={_fmt(tuple(input_shape))}, "
-            f"kernel_size={tuple(kernel_size)}, dilation_rate={tuple(dilation_rate)}, "
-            f"padding={padding!r}"
-        )
-    if data_format == "channels_first":
-        return (input_shape[0], filters, *out)
-    return (input_shape[0], *out, filters)
-
-
 def rnn_output_shapes(
     input_shape: Shape, units: int, return_sequences: bool, return_state: bool, state_count: int = 2
 ) -> Shape | list[Shape]:

@@ -449,12 +449,6 @@ def _lora_keras(tmp_path: Path) -> Callable[[], Any]:
     return lambda: load_model(tmp_path / "lora.keras")
 
 
-def _grouped_conv(tmp_path: Path) -> Callable[[], Any]:
-    km = keras.Sequential([keras.Input((5, 5, 4)), keras.layers.Conv2D(4, 2, groups=2)])
-    km.save(tmp_path / "groups.keras")
-    return lambda: load_model(tmp_path / "groups.keras")
-
-
 def _newer_native_format(tmp_path: Path) -> Callable[[], Any]:
     model, _ = sequential_model()
     model.save(tmp_path / "m.lsm")
@@ -594,7 +588,6 @@ ERROR_CASES: dict[str, tuple[Callable[[Path], Callable[[], Any]], type, tuple[st
         errors.NotSupportedError,
         ("quantization_config",),
     ),
-    "keras3-grouped-conv2d-.keras": (_grouped_conv, errors.NotSupportedError, ("groups", "2")),
     "keras3-lora-.keras": (_lora_keras, errors.NotSupportedError, ("lora_rank", "2")),
     "keras3-unknown-argument": (
         _keras3_json_with(lambda c: c.update(flux_capacitor=True)),
