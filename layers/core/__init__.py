@@ -1,10 +1,12 @@
-"""Core layers: Dense, Input, Lambda, Masking (and Embedding, Identity)."""
+"""Core layers: Dense, Embedding, Identity, Input, Lambda, Masking."""
 
 from layerserve.layers.core.dense import Dense
+from layerserve.layers.core.embedding import Embedding
+from layerserve.layers.core.identity import Identity
 from layerserve.layers.core.input_layer import Input, InputLayer
 from layerserve.layers.core.lambda_layer import Lambda
 from layerserve.layers.core.masking import Masking
 
-LAYERS = (Dense, InputLayer, Lambda, Masking)
+LAYERS = (Dense, Embedding, Identity, InputLayer, Lambda, Masking)
 
-__all__ = ["Dense", "Input", "InputLayer", "Lambda", "Masking"]
+__all__ = ["Dense", "Embedding", "Identity", "Input", "InputLayer", "Lambda", "Masking"]

@@ -40,6 +40,35 @@ def validate_noise_shape(noise_shape: Any) -> tuple[int | None, ...] | None:
     return tuple(noise_shape)
 
 
+def validate_seed(seed: Any) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ConfigError("Expected `seed` to be an integer or None. " + received("seed", seed))
+    return None if seed is None else int(seed)
+
+
+def concrete_noise_shape(
+    layer_name: str, noise_shape: tuple[int | None, ...] | None, input_shape: tuple[int, ...]
+) -> tuple[int, ...]:
+    """``noise_shape`` with its None entries taken from the input; it must broadcast."""
+    if noise_shape is None:
+        return tuple(input_shape)
+    if len(noise_shape) != len(input_shape):
+        raise ConfigError(
+            f"Layer {layer_name}: `noise_shape` must have the input's rank {len(input_shape)}. "
+            + received("noise_shape", noise_shape)
+        )
+    resolved = tuple(
+        size if dim is None else dim for dim, size in zip(noise_shape, input_shape, strict=True)
+    )
+    for dim, size in zip(resolved, input_shape, strict=True):
+        if dim not in (1, size):
+            raise ConfigError(
+                f"Layer {layer_name}: `noise_shape` {noise_shape} does not broadcast "
+                f"to the input shape {tuple(input_shape)}."
+            )
+    return resolved
+
+
 def dropout_forward(
     x: np.ndarray, rate: float, noise_shape: tuple[int, ...], rng: np.random.Generator
 ) -> np.ndarray:
@@ -63,9 +92,7 @@ class Dropout(Layer):
         super().__init__(**kwargs)
         self.rate = validate_rate(rate)
         self.noise_shape = validate_noise_shape(noise_shape)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigError("Expected `seed` to be an integer or None. " + received("seed", seed))
-        self.seed = seed
+        self.seed = validate_seed(seed)
         self._rng = np.random.default_rng(seed)
 
     def call(self, inputs: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
@@ -74,24 +101,7 @@ class Dropout(Layer):
         return dropout_forward(inputs, self.rate, self._noise_shape(inputs), self._rng)
 
     def _noise_shape(self, inputs: np.ndarray) -> tuple[int, ...]:
-        if self.noise_shape is None:
-            return inputs.shape
-        if len(self.noise_shape) != inputs.ndim:
-            raise ConfigError(
-                f"Layer {self.name}: `noise_shape` must have the input's rank {inputs.ndim}. "
-                + received("noise_shape", self.noise_shape)
-            )
-        resolved = tuple(
-            size if dim is None else dim
-            for dim, size in zip(self.noise_shape, inputs.shape, strict=True)
-        )
-        for dim, size in zip(resolved, inputs.shape, strict=True):
-            if dim not in (1, size):
-                raise ConfigError(
-                    f"Layer {self.name}: `noise_shape` {self.noise_shape} does not broadcast "
-                    f"to the input shape {inputs.shape}."
-                )
-        return resolved
+        return concrete_noise_shape(self.name, self.noise_shape, inputs.shape)
 
     def get_config(self) -> dict[str, Any]:
         noise = list(self.noise_shape) if self.noise_shape is not None else None

@@ -10,7 +10,7 @@ tf_keras ANDs the masks present, Keras 3.15 ORs them (none when an input has no 
 and uses them in the values of Maximum, Minimum and Multiply.
 """
 
-from oracle_case import Case, floats
+from oracle_case import Case, floats, ints
 
 
 def inputs(k, *shapes):
@@ -223,5 +223,6 @@ CASES = [
         inputs=MASKED,
         flavours=("keras3",),
     ),
+    Case("embedding_masks", embedding_masks, inputs=[ints(0, 3), ints(0, 3)]),
     Case("masked_merge_then_lstm", masked_merge_then_lstm, inputs=MASKED[:2]),
 ]

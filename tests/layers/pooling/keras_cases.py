@@ -5,7 +5,7 @@ many argument combinations. Sizes are odd where it matters: the SAME padding of 
 pools is asymmetric (the odd cell at the end), and 'valid' windows leave a remainder.
 """
 
-from oracle_case import Case, floats
+from oracle_case import Case, floats, ints
 
 
 def fan(k, shape, *layers, head=()):
@@ -207,5 +207,17 @@ CASES = [
             head=(L.Masking(),),
         ),
         inputs=[mask_patterns()],
+    ),
+    Case(
+        # The mask of Embedding(mask_zero=True): index 0 marks padding.
+        "embedding_mask_zero_global_average1d",
+        lambda k, L: fan(
+            k,
+            (6,),
+            L.GlobalAveragePooling1D(),
+            L.GlobalAveragePooling1D(keepdims=True),
+            head=(L.Embedding(10, 3, mask_zero=True),),
+        ),
+        inputs=[mask_patterns(ints(1, 10))],
     ),
 ]

@@ -1,7 +1,7 @@
 """How layers are called in real models: initial states, explicit masks, fixed batches."""
 
 import numpy as np
-from oracle_case import Case, floats, masked_steps
+from oracle_case import Case, floats, ints, masked_steps
 
 
 def seq2seq(k, L, masked_decoder=True):
@@ -63,6 +63,7 @@ CASES = [
     ),
     Case("states_as_inputs", states_as_inputs),
     Case("states_as_inputs_masked", states_as_inputs_masked, inputs=[masked_steps(fraction=0.4)]),
+    Case("explicit_ops_mask", explicit_ops_mask, inputs=[ints(0, 10)], flavours=("keras3",)),
     Case("fixed_batch_sequential", fixed_batch),
     Case("fixed_batch_functional", fixed_batch_functional, inputs=[masked_steps()]),
 ]

@@ -1,0 +1,73 @@
+"""Embedding and Identity built by real Keras 3 (JAX) and tf_keras."""
+
+from oracle_case import Case, ints
+
+
+def fractional_indices(high):
+    """Indices with fractional parts (2.75 selects row 2) and some exact zeros: Keras
+    truncates floats toward zero but masks on the uncast value (0.25 is not padding)."""
+
+    def make(rng, shape, dtype):
+        whole = rng.integers(0, high, shape)
+        return (whole + rng.choice([0.0, 0.25, 0.75], shape) * (whole < high - 1)).astype(dtype)
+
+    return make
+
+
+def embedding_mask_identity(k, L):
+    tokens = k.Input((6,), dtype="int32")
+    embedded = L.Embedding(12, 4, mask_zero=True)(tokens)
+    return k.Model(tokens, L.Identity()(embedded))  # Keras 3 keeps the mask, tf.keras drops it
+
+
+def embedding_options(k, L):
+    options = {
+        "embeddings_initializer": "glorot_uniform",
+        "embeddings_regularizer": "l2",
+        "embeddings_constraint": "non_neg",
+        "activity_regularizer": "l1",
+    }
+    tokens = k.Input((2, 3), dtype="int64")
+    return k.Model(tokens, L.Embedding(7, 5, **options)(tokens))
+
+
+CASES = [
+    Case(
+        "embedding_mask_zero_int",
+        lambda k, L: k.Sequential(
+            [k.Input((6,), dtype="int32"), L.Embedding(12, 4, mask_zero=True)]
+        ),
+        inputs=[ints(0, 12)],
+    ),
+    Case(
+        "embedding_float_input_fractional",
+        lambda k, L: k.Sequential([k.Input((5,)), L.Embedding(9, 3, mask_zero=True)]),
+        inputs=[fractional_indices(9)],
+    ),
+    Case("embedding_options_rank3", embedding_options, inputs=[ints(0, 7)]),
+    Case(
+        "embedding_input_length",
+        lambda k, L: k.Sequential([L.Embedding(10, 3, input_length=4)]),
+        inputs=[ints(0, 10)],
+        flavours=("tf_keras",),
+    ),
+    Case(
+        "embedding_input_length_list",
+        lambda k, L: k.Sequential(
+            [k.Input((2, 3), dtype="int32"), L.Embedding(10, 3, input_length=[2, None])]
+        ),
+        inputs=[ints(0, 10)],
+        flavours=("tf_keras",),
+    ),
+    Case(
+        "embedding_negative_indices_wrap",
+        lambda k, L: k.Sequential([k.Input((6,), dtype="int32"), L.Embedding(8, 3)]),
+        inputs=[ints(-8, 8)],
+        flavours=("keras3",),
+    ),
+    Case("embedding_mask_identity", embedding_mask_identity, inputs=[ints(0, 12)]),
+    Case(
+        "identity_floats",
+        lambda k, L: k.Sequential([k.Input((3, 2)), L.Identity(), L.Dense(2)]),
+    ),
+]
