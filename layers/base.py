@@ -26,6 +26,7 @@ from layerserve.errors import (
     WeightsError,
     received,
 )
+from layerserve.layers import legacy_interfaces
 from layerserve.layers.input_spec import InputSpec, check_input_specs
 from layerserve.layers.tensor import (
     NOT_GIVEN,
@@ -124,6 +125,11 @@ class Layer:
     # Layers with weights compute in their dtype and cast numeric inputs to it.
     casts_inputs = False
     name_prefix: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__name__ in legacy_interfaces.INTERFACES:
+            cls.__init__ = legacy_interfaces.legacy_init(cls.__name__, cls.__init__)
 
     def __init__(
         self,

@@ -66,7 +66,7 @@ BAD_ARGUMENTS = [
         r"does not support `adjustment`.*Received: adjustment=<function",
     ),
     (lambda: BatchNormalization(synchronized="no"), ConfigError, r"`synchronized`"),
-    (lambda: BatchNormalization(mode=0), UnknownArgumentError, r"BatchNormalization: mode"),
+    (lambda: BatchNormalization(mode=1), UnknownArgumentError, r"`mode=1` and `mode=2`"),
     (lambda: LayerNormalization(axis=1.5), ConfigError, AXIS + "1.5"),
     (lambda: LayerNormalization(epsilon="small"), ConfigError, r"Received: epsilon='small'"),
     (lambda: LayerNormalization(rms_scaling=1), ConfigError, r"`rms_scaling` to be a boolean"),

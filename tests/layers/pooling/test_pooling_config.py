@@ -268,10 +268,17 @@ def test_bad_keepdims(cls, bad):
         cls(keepdims=bad)
 
 
-@pytest.mark.parametrize("keyword", ["pool_length", "border_mode", "dim_ordering", "keepdims"])
+@pytest.mark.parametrize("keyword", ["pool_length", "keepdims"])
 def test_unknown_keywords_are_refused(keyword):
     with pytest.raises(UnknownArgumentError, match=keyword):
         L.MaxPooling2D(**{keyword: 2})
+
+
+@pytest.mark.parametrize("keyword", ["border_mode", "dim_ordering"])
+def test_keras1_keywords_are_refused_outside_keras_2_2(keyword):
+    """Keras 2.2 converts them (tests/layers/test_legacy_interfaces.py); tf.keras refuses."""
+    with keras_semantics("2.15.0"), pytest.raises(UnknownArgumentError, match=keyword):
+        L.MaxPooling2D(**{keyword: "same"})
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)

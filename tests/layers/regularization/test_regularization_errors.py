@@ -64,9 +64,9 @@ def test_keras2_accepts_any_number():
         ),
         (lambda: AlphaDropout(0.1, noise_shape="all"), ConfigError, "Received: noise_shape='all'"),
         (
-            lambda: GaussianNoise(0.1, sigma=0.2),
+            lambda: GaussianNoise(stddev=0.1, sigma=0.2),
             UnknownArgumentError,
-            "Keyword argument not understood by GaussianNoise: sigma",
+            "both the legacy keyword argument `sigma` and the Keras 2 keyword argument",
         ),
     ],
 )
