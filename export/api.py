@@ -122,7 +122,25 @@ def _metadata(model: Any, mask_outputs: dict[str, str]) -> dict[str, str]:
         "keras_version": version_string(model.keras_version),
         "model_config": model.to_json(sort_keys=True),
         "mask_outputs": json.dumps(mask_outputs, sort_keys=True),
+        "input_value_ranges": json.dumps(input_value_ranges(model), sort_keys=True),
     }
+
+
+def input_value_ranges(model: Any) -> dict[str, list[int]]:
+    """``{input name: [low, high]}`` for inputs that layers read as indices (Embedding):
+    the values, truncated toward zero, they accept. The service checks requests against
+    it, so an out-of-range index is a clear 400 rather than an onnxruntime failure."""
+    ranges: dict[str, list[int]] = {}
+    for tensor, layer in zip(model.inputs, model.input_layers, strict=True):
+        accepted = [
+            node.layer.accepted_input_range()
+            for node in model._nodes
+            if any(t is tensor for t in node.inputs)
+        ]
+        accepted = [r for r in accepted if r is not None]
+        if accepted:
+            ranges[layer.name] = [max(r[0] for r in accepted), min(r[1] for r in accepted)]
+    return ranges
 
 
 def save_onnx(onnx_model: onnx.ModelProto, path: str | os.PathLike) -> None:

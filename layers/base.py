@@ -187,6 +187,11 @@ class Layer:
         (Embedding); sample inputs for parity checks are drawn from that range."""
         return None
 
+    def accepted_input_range(self) -> tuple[int, int] | None:
+        """``(low, high)``: the index values (truncated toward zero) the layer accepts,
+        where it reads its input as indices; the service refuses others up front."""
+        return None
+
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         if mask is None or all(m is None for m in flatten(mask)):
             return None

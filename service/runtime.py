@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -105,6 +106,15 @@ class LoadedModel:
     def batched(self) -> bool:
         return self.config.max_batch_size > 0
 
+    @functools.cached_property
+    def input_value_ranges(self) -> dict[str, tuple[int, int]]:
+        """Index ranges the exporter recorded for inputs read as indices (Embedding)."""
+        try:
+            recorded = json.loads(self.metadata.get("input_value_ranges", "{}"))
+            return {str(k): (int(v[0]), int(v[1])) for k, v in dict(recorded).items()}
+        except (ValueError, TypeError, IndexError):
+            return {}
+
     @property
     def mask_outputs(self) -> dict[str, str]:
         try:
@@ -190,6 +200,8 @@ class LoadedModel:
                     f"unexpected shape for input '{name}' for model '{self.name}'. Expected "
                     f"{list(spec.shape)}, got {list(array.shape)}{hint}"
                 )
+            if name in self.input_value_ranges:
+                _check_indices(self.name, name, array, *self.input_value_ranges[name])
             batch = array.shape[0] if array.ndim else 1
             if rows is not None and batch != rows:
                 raise InvalidInput(
@@ -215,6 +227,27 @@ class LoadedModel:
         except Exception as exc:  # noqa: BLE001
             raise InferenceFailed(f"model '{self.name}' failed to run: {exc}") from exc
         return dict(zip(names, values, strict=True))
+
+
+def _check_indices(model: str, name: str, array: np.ndarray, low: int, high: int) -> None:
+    """Embedding inputs: every value, truncated toward zero as Keras casts it, must be an
+    index in ``[low, high)``; onnxruntime would fail (or on a GPU return zeros)."""
+    if array.size == 0 or array.dtype.kind not in "iuf":
+        return
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise InvalidInput(
+                f"input '{name}' of model '{model}' holds indices: expected finite values. "
+                "Received: NaN or infinity"
+            )
+        array = np.trunc(array)
+    smallest, largest = array.min(), array.max()
+    if smallest < low or largest >= high:
+        raise InvalidInput(
+            f"input '{name}' of model '{model}' holds indices into an Embedding of {high} "
+            f"rows: expected values in [{low}, {high}). Received: values from "
+            f"{smallest.item():g} to {largest.item():g}"
+        )
 
 
 def _text(array: np.ndarray) -> np.ndarray:

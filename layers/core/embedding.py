@@ -217,6 +217,11 @@ class Embedding(Layer):
     def input_value_range(self) -> tuple[int, int]:
         return (0, self.input_dim)
 
+    def accepted_input_range(self) -> tuple[int, int]:
+        """Keras 3 counts negative indices from the end; Keras 2 refuses them."""
+        low = -self.input_dim if self.keras_version >= (3, 0, 0) else 0
+        return (low, self.input_dim)
+
     def call(self, inputs: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         indices = embedding_indices(
             inputs, self.input_dim, self.keras_version >= (3, 0, 0), self.name
