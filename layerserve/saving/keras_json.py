@@ -264,7 +264,8 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
     the same list, the call arguments in the first reference's kwargs, with tensors as
     ``[layer, node, tensor]`` references. ``initial_state`` tensors follow the inputs, as
     tf.keras records them. Every Keras 3 call of a layer states its ``mask`` (None when
-    none was recorded): Keras 3 records each mask a call received. For a Keras operation
+    none was recorded): Keras 3 records each mask a call received. A recorded
+    ``training`` is dropped: Keras 3 overrides it with the model call's. For a Keras operation
     the result is ``(refs, template)``: its positional arguments with each tensor
     replaced by ``{"tensor": index}``."""
     if isinstance(node, list):
@@ -296,8 +297,11 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
             states: list[list[Any]] = []
             _argument_template(value, states)
             histories.extend(states)
-        elif key in ("mask", "training"):
-            call[key] = _tensor_refs(value)
+        elif key == "training":
+            # Keras 3 replaces a recorded `training` with the model call's own (predict:
+            # False): a layer called with training=True, or recorded so because its call
+            # defaults to it (the random augmentation layers), runs in inference mode.
+            continue
         else:
             call[key] = _tensor_refs(value)
     if len(histories) == 1 and isinstance(template[0], list):

@@ -22,11 +22,11 @@ from conversion_files import (
     declare_size,
     entries_of,
     keras_lambda,
-    keras_mc_dropout,
     keras_mlp,
     keras_named_lambda,
     keras_unknown_layers,
     matmul_add_onnx,
+    mc_dropout_archive,
     save_keras,
     single_node_onnx,
     zip_bytes,
@@ -344,7 +344,8 @@ REFUSALS: dict[str, Refusal] = {
         ("2 layer class(es)", "'ConvLSTM1D', 'Discretization'", "upload the .onnx"),
     ),
     "keras-layer-without-converter": Refusal(
-        keras_model(keras_mc_dropout), ("exported to ONNX", "'dropout'", "training=True")
+        lambda tmp, _: (mc_dropout_archive(tmp / "mc.zip"), "mc.zip"),
+        ("exported to ONNX", "'dropout'", "training=True"),
     ),
     "h5-random-bytes": Refusal(
         write("model.h5", b"\x89HDF\r\n\x1a\n" + RANDOM), ("HDF5", "Received")

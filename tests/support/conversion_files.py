@@ -66,11 +66,18 @@ def keras_named_lambda() -> Any:
     )
 
 
-def keras_mc_dropout() -> Any:
-    """Loads in layerserve; a graph that drops units at inference has no ONNX export."""
-    inputs = keras.Input((3,))
-    hidden = keras.layers.Dense(4)(inputs)
-    return keras.Model(inputs, keras.layers.Dropout(0.5, name="dropout")(hidden, training=True))
+def mc_dropout_archive(path: Path) -> Path:
+    """A layerserve archive (Keras 2 semantics) whose Dropout is called with
+    training=True: it loads, but a graph that drops units at inference has no ONNX
+    export. (Keras 3 files never carry it: Keras 3 replaces a recorded `training` with
+    the model call's, and predicts with the Dropout inactive.)"""
+    from layerserve.layers import Dense, Dropout, Input
+    from layerserve.models import Model
+
+    inputs = Input((3,), name="x")
+    hidden = Dense(4, name="dense")(inputs)
+    Model(inputs, Dropout(0.5, name="dropout")(hidden, training=True)).save(path)
+    return path
 
 
 def keras_unknown_layers() -> Any:

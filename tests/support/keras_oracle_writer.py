@@ -56,15 +56,26 @@ def seed_of(case_id: str) -> int:
     return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:4], "little")
 
 
+# Statistics some Keras layers cache when adapted or loaded (Normalization's): the
+# values Keras computes with, so they keep what the case gave them.
+_CACHED_STATISTICS = ("mean", "variance", "count")
+
+
 def randomize_weights(model: Any, rng: np.random.Generator) -> None:
-    """Every weight drawn, so each one matters; variances positive, integer counts kept."""
+    """Every weight drawn, so each one matters: kernels scaled by their fan-in, as trained
+    networks keep activations near 1 (so float32 rounding stays below the tolerance);
+    other weights N(0, 0.5); variances positive; integers and cached statistics kept."""
     for variable in model.weights:
         value = np.asarray(variable.numpy())
         path = str(getattr(variable, "path", None) or variable.name)
-        if value.dtype.kind in "iub":
+        leaf = path.split("/")[-1].split(":")[0]
+        if value.dtype.kind in "iub" or leaf in _CACHED_STATISTICS:
             continue
         if "variance" in path:
             new = rng.uniform(0.5, 2.0, value.shape)
+        elif value.ndim >= 2:
+            fan_in = int(np.prod(value.shape[:-1]))
+            new = rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), value.shape)
         else:
             new = rng.normal(0.0, 0.5, value.shape)
         variable.assign(new.astype(value.dtype))

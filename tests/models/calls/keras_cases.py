@@ -54,6 +54,16 @@ def fixed_batch_functional(k, L):
     return k.Model(x, L.Dense(2)(y))
 
 
+def recorded_training(k, L):
+    """Keras 3 records `training=True` (Monte-Carlo dropout, and the augmentation layers,
+    whose call defaults to it) but replaces it with the model call's: predict is
+    deterministic, and so is layerserve."""
+    x = k.Input((6, 6, 2))
+    flipped = L.RandomFlip("horizontal")(x)
+    hidden = L.Dense(4)(L.Flatten()(flipped))
+    return k.Model(x, L.Dense(2)(L.Dropout(0.5)(hidden, training=True)))
+
+
 CASES = [
     Case("seq2seq_masked", seq2seq, inputs=[masked_steps(), masked_steps()]),
     Case(
@@ -65,5 +75,6 @@ CASES = [
     Case("states_as_inputs_masked", states_as_inputs_masked, inputs=[masked_steps(fraction=0.4)]),
     Case("explicit_ops_mask", explicit_ops_mask, inputs=[ints(0, 10)], flavours=("keras3",)),
     Case("fixed_batch_sequential", fixed_batch),
+    Case("keras3_recorded_training", recorded_training, flavours=("keras3",)),
     Case("fixed_batch_functional", fixed_batch_functional, inputs=[masked_steps()]),
 ]
