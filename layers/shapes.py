@@ -7,6 +7,7 @@ function raises ``ShapeError`` with the Keras wording when a shape cannot work.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from layerserve.errors import ShapeError
 from layerserve.layers.tensor import Shape
@@ -117,3 +118,25 @@ def rnn_output_shapes(
     if return_state:
         return [output] + [(batch, units)] * state_count
     return output
+
+
+def broadcast_shapes(shapes: Sequence[Shape], what: str = "Broadcasting") -> Shape:
+    """NumPy broadcasting of static shapes (trailing axes aligned); an unknown size meets
+    a known one > 1 as that size."""
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    output: list[int | None] = []
+    for sizes in zip(*padded, strict=True):
+        known = {d for d in sizes if d is not None and d != 1}
+        if len(known) > 1:
+            raise ShapeError(
+                f"Incompatible shapes for broadcasting ({what}): expected shapes that "
+                f"broadcast. Received: shapes={[tuple(s) for s in shapes]}"
+            )
+        if known:
+            output.append(known.pop())
+        elif any(d is None for d in sizes):
+            output.append(None)
+        else:
+            output.append(1)
+    return tuple(output)

@@ -14,6 +14,7 @@ import numpy as np
 
 from layerserve.errors import ShapeError
 from layerserve.layers.merging import merging_shapes as ms
+from layerserve.layers.shapes import broadcast_shapes
 from layerserve.layers.tensor import KerasTensor
 
 
@@ -47,8 +48,8 @@ def combine_masks(masks: Sequence[Any], rule: str) -> Any:
         if any(m is None for m in masks):
             return None
         if _symbolic(masks):
-            return KerasTensor(ms.broadcast_shapes([_shape(m) for m in masks]), "bool")
-        ms.broadcast_shapes([_shape(m) for m in masks])  # Keras's error when they don't fit
+            return KerasTensor(broadcast_shapes([_shape(m) for m in masks]), "bool")
+        broadcast_shapes([_shape(m) for m in masks])  # Keras's error when they don't fit
         output = np.asarray(masks[0], dtype=bool)
         for mask in masks[1:]:
             output = np.logical_or(output, np.asarray(mask, dtype=bool))

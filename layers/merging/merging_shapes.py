@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 from layerserve.errors import ShapeError
+from layerserve.layers.shapes import broadcast_shapes
 
 Shape = tuple[int | None, ...]
 
@@ -195,27 +196,6 @@ def dot_output_shape(shape1: Shape, shape2: Shape, axes: tuple[int, int]) -> Sha
     output = first + second
     if len(output) == 1:
         output.append(1)
-    return tuple(output)
-
-
-def broadcast_shapes(shapes: Sequence[Shape]) -> Shape:
-    """NumPy broadcasting (trailing axes aligned), as Keras 3's ``logical_or`` of masks;
-    an unknown size meets a known one > 1 as that size."""
-    rank = max(len(s) for s in shapes)
-    output: list[int | None] = []
-    for index in range(rank):
-        sizes = [s[index - rank + len(s)] for s in shapes if index - rank + len(s) >= 0]
-        known = {d for d in sizes if d is not None and d != 1}
-        if len(known) > 1:
-            raise ShapeError(
-                f"Incompatible shapes for broadcasting: shapes={[tuple(s) for s in shapes]}"
-            )
-        if known:
-            output.append(known.pop())
-        elif any(d is None for d in sizes):
-            output.append(None)
-        else:
-            output.append(1)
     return tuple(output)
 
 

@@ -37,26 +37,6 @@ def tensor_count(template: Any) -> int:
     return 0
 
 
-def broadcast_shapes(op: str, *shapes: Shape) -> Shape:
-    """NumPy broadcasting of static shapes; None (unknown) broadcasts with anything."""
-    rank = max(len(s) for s in shapes)
-    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    out: list[int | None] = []
-    for dims in zip(*padded, strict=True):
-        known = {d for d in dims if d is not None and d != 1}
-        if len(known) > 1:
-            raise ShapeError(
-                f"{op}: expected shapes that broadcast. Received: shapes={list(shapes)}"
-            )
-        if known:
-            out.append(known.pop())
-        elif any(d is None for d in dims):
-            out.append(None)
-        else:
-            out.append(1)
-    return tuple(out)
-
-
 def normalize_axes(axis: Any, rank: int, op: str) -> tuple[int, ...]:
     values = list(range(rank)) if axis is None else flatten(axis)
     axes = []

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from layerserve.layers.ops.base import KerasOp, broadcast_shapes
+from layerserve.layers.ops.base import KerasOp
+from layerserve.layers.shapes import broadcast_shapes
 from layerserve.layers.tensor import Shape
 
 
@@ -24,7 +25,7 @@ class BinaryOp(KerasOp):
         return type(self).function(x1, x2)
 
     def output_shape_of(self, x1: Any, x2: Any) -> Shape:
-        return broadcast_shapes(type(self).__name__, _shape(x1), _shape(x2))
+        return broadcast_shapes([_shape(x1), _shape(x2)], type(self).__name__)
 
     def output_dtype(self, input_dtype: str) -> str:
         return "bool"
