@@ -17,6 +17,7 @@ from layerserve.errors import ConfigError, NotSupportedError, received
 from layerserve.layers.reshaping.base_up_sampling import BaseUpSampling
 from layerserve.layers.reshaping.reshaping_shapes import spatial_axes
 from layerserve.layers.reshaping.spatial_arguments import legacy_data_format
+from layerserve.serialization import is_tf_keras_file
 
 INTERPOLATIONS = ("nearest", "bilinear")
 # Accepted by tf.keras or Keras 3, but without an exact ONNX form (nor exact for integer
@@ -111,6 +112,14 @@ class UpSampling2D(BaseUpSampling):
             raise ConfigError(
                 "UpSampling2D in Keras 2.2.0-2.2.2 has no `interpolation` argument (nearest "
                 "only). " + received("interpolation", interpolation)
+            )
+        if value == "bilinear" and is_tf_keras_file() and self.keras_version < (2, 4, 0):
+            raise NotSupportedError(
+                f"Layer {self.name!r} (UpSampling2D, bilinear) comes from a file of tf.keras "
+                "bundled with TensorFlow 1.13-2.3 (Keras version '2.x-tf'), whose bilinear "
+                "sample positions changed between TensorFlow releases; the file does not "
+                "say which it used. Re-save the model with TensorFlow 2.4 or later, or "
+                "Keras 3. " + received("interpolation", interpolation)
             )
         return value
 

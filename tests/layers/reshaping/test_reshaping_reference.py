@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layerserve import backend as K
+from layerserve.errors import NotSupportedError
 from layerserve.layers import (
     Cropping1D,
     Cropping2D,
@@ -301,6 +302,10 @@ def test_keras224_file_with_bilinear_upsampling_uses_tf1_positions(rng):
     model = model_from_json(document)
     x = rng.normal(size=(2, 3, 4, 2)).astype("float32")
     np.testing.assert_allclose(model.predict(x), bilinear(x, 2, 3, False), atol=1e-6)
+    # tf.keras inside TensorFlow 1.13-2.3 writes "2.2.4-tf": its bilinear positions
+    # depend on the TensorFlow release, which the file does not record.
+    with pytest.raises(NotSupportedError, match="Re-save the model with TensorFlow 2.4"):
+        model_from_json(document.replace('"2.2.4"', '"2.2.4-tf"'))
 
 
 # ---- legacy keywords and configs ------------------------------------------------------
