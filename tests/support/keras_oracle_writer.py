@@ -99,7 +99,7 @@ def make_inputs(model: Any, case: Case, rng: np.random.Generator) -> list[np.nda
     for index, tensor in enumerate(model.inputs):
         shape = (BATCH, *(VARIABLE_LENGTH if d is None else int(d) for d in tensor.shape[1:]))
         dtype = str(getattr(tensor.dtype, "name", tensor.dtype))
-        maker = makers[index] if index < len(makers) else floats()
+        maker = (makers[index] if index < len(makers) else None) or floats()
         arrays.append(maker(rng, shape, dtype))
     return arrays
 

@@ -67,7 +67,7 @@ def masked_steps(inner: InputMaker | None = None, fraction: float = 0.3) -> Inpu
 class Case:
     """One model to build in real Keras.
 
-    ``inputs``: one maker per model input (default: standard normal floats). ``flavours``:
+    ``inputs``: one maker per model input (None or missing: standard normal floats). ``flavours``:
     the Keras flavours the case exists in. ``formats``: restrict the saved formats (keyed
     by flavour). ``atol``: the tolerance against Keras. ``refused``: the case must fail to
     load in layerserve with a typed error whose message contains this text;
@@ -78,7 +78,7 @@ class Case:
 
     id: str
     build: Callable[[Any, Any], Any]
-    inputs: Sequence[InputMaker] | None = None
+    inputs: Sequence[InputMaker | None] | None = None
     flavours: tuple[str, ...] = FLAVOURS
     formats: dict[str, tuple[str, ...]] = field(default_factory=dict)
     atol: float = 1e-5
