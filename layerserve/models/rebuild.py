@@ -77,8 +77,14 @@ def check_known_classes(identifier: dict[str, Any]) -> None:
             if name not in target:
                 target.append(name)
         config = entry.get("config")
-        if isinstance(config, dict) and isinstance(config.get("layers"), list):
-            for child in config["layers"]:
+        if not isinstance(config, dict):
+            return
+        # Nested models and wrappers: Bidirectional(layer, backward_layer), RNN(cell),
+        # StackedRNNCells(cells), TimeDistributed(layer).
+        for key in ("layer", "backward_layer", "cell"):
+            visit(config.get(key))
+        for key in ("layers", "cells"):
+            for child in config.get(key) if isinstance(config.get(key), list) else []:
                 visit(child)
 
     visit(identifier)

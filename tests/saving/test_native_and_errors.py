@@ -480,7 +480,8 @@ UNKNOWN_LAYER = (
     '{"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": '
     '"ConvLSTM2D", "config": {"name": "conv_lstm2d_1", "filters": 2, "kernel_size": 3}}, '
     '{"class_name": "Dense", "config": {"name": "d", "units": 2}}, {"class_name": '
-    '"MyAttention", "config": {"name": "a"}}]}, '
+    '"MyAttention", "config": {"name": "a"}}, {"class_name": "Bidirectional", '
+    '"config": {"name": "b", "layer": {"class_name": "GRU", "config": {"units": 2}}}}]}, '
     '"keras_version": "2.2.4", "backend": "tensorflow"}'
 )
 DANGLING_NODE = (
@@ -512,7 +513,11 @@ ERROR_CASES: dict[str, tuple[Callable[[Path], Callable[[], Any]], type, tuple[st
     "unknown-layer-class": (
         _json(UNKNOWN_LAYER),
         errors.UnknownLayerError,
-        ("Unknown layers: 'ConvLSTM2D', 'MyAttention'", "Dense", "custom_objects"),
+        (
+            "Unknown layers: 'ConvLSTM2D', 'MyAttention', 'Bidirectional', 'GRU'",
+            "Dense",
+            "custom_objects",
+        ),
     ),
     "dangling-inbound-node": (_json(DANGLING_NODE), errors.ModelFormatError, ("dense_1",)),
     "truncated-.keras": (
