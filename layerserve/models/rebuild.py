@@ -97,16 +97,30 @@ def deserialize_layer(identifier: dict[str, Any]) -> Layer:
         raise ModelFormatError(
             f"Expected a layer as {{'class_name', 'config'}}. Received: {identifier!r}"[:300]
         )
-    cls = layer_class(identifier["class_name"])
+    class_name = identifier["class_name"]
+    cls = layer_class(class_name)
     config = identifier.get("config") or {}
+    name = config.get("name") if isinstance(config, dict) else None
+    label = f"Layer {name!r} ({class_name})" if name else f"Layer {class_name}"
     try:
         return cls.from_config(dict(config))
-    except TypeError as exc:
-        if isinstance(exc, LayerserveError):
-            raise  # already typed and explained (e.g. MaskingNotSupportedError)
+    except LayerserveError as exc:
+        if issubclass(cls, _model_classes()) or (name and str(name) in str(exc)):
+            raise  # a nested model's own error names its layer already
+        exc.args = (f"{label}: {exc}", *exc.args[1:])  # same type, the layer named
+        raise
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a config triggers names its layer
         raise ConfigError(
-            f"Cannot build layer {identifier['class_name']} from its config: {exc}"
+            f"{label} cannot be built from its config: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _model_classes() -> tuple[type, ...]:
+    from layerserve.models.functional import Model
+
+    return (Model,)
 
 
 def rebuild_functional(config: dict[str, Any]) -> tuple[Any, Any, str | None, list[str]]:

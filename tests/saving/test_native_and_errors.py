@@ -595,9 +595,14 @@ ERROR_CASES: dict[str, tuple[Callable[[Path], Callable[[], Any]], type, tuple[st
     ),
     "keras3-lora-.keras": (_lora_keras, errors.NotSupportedError, ("lora_rank", "2")),
     "keras3-unknown-argument": (
-        _keras3_json_with(lambda c: c.update(flux_capacitor=True)),
-        errors.LayerserveError,
-        ("flux_capacitor", "Dense"),
+        _keras3_json_with(lambda c: c.update(flux_capacitor=True, name="head")),
+        errors.UnknownArgumentError,
+        ("Layer 'head' (Dense)", "flux_capacitor"),
+    ),
+    "keras3-bad-argument-value": (
+        _keras3_json_with(lambda c: c.update(units="two", name="head")),
+        errors.ConfigError,
+        ("Layer 'head' (Dense)", "units='two'"),
     ),
 }
 
