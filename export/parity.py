@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from layerserve.errors import LayerCallError, ShapeError
 from layerserve.export.api import MASK_SUFFIX, output_names
 
 
@@ -31,13 +32,38 @@ def session(onnx_model: onnx.ModelProto, providers: list[str] | None = None) -> 
     )
 
 
-def sample_inputs(model: Any, batch: int, seed: int = 0) -> list[np.ndarray]:
-    """Random inputs of the model's shapes. In sequences, some timesteps (anywhere, not
-    only at the end) are all zeros, so that Masking layers mask them."""
+# Sizes tried for unknown (None) dimensions: the first the model runs on is used, as a
+# valid convolution or pooling over a variable length needs a minimum length.
+UNKNOWN_SIZES = (4, 8, 16, 32, 64)
+
+
+def unknown_size(model: Any) -> int:
+    """The size sample inputs give unknown dimensions: the first of ``UNKNOWN_SIZES`` on
+    which the NumPy reference runs."""
+    if all(d is not None for tensor in model.inputs for d in tensor.shape[1:]):
+        return UNKNOWN_SIZES[0]
+    for size in UNKNOWN_SIZES:
+        arrays = sample_inputs(model, 1, size=size)
+        try:
+            with np.errstate(all="ignore"):
+                model.run(arrays if len(arrays) > 1 else arrays[0])
+        except (ShapeError, LayerCallError):
+            continue
+        return size
+    return UNKNOWN_SIZES[0]
+
+
+def sample_inputs(
+    model: Any, batch: int, seed: int = 0, size: int | None = None
+) -> list[np.ndarray]:
+    """Random inputs of the model's shapes (unknown sizes: ``size``, default
+    :func:`unknown_size`). In sequences, some timesteps (anywhere, not only at the end)
+    are all zeros, so that Masking layers mask them."""
+    size = unknown_size(model) if size is None else size
     rng = np.random.default_rng(seed)
     arrays = []
     for tensor in model.inputs:
-        shape = (batch, *(4 if d is None else d for d in tensor.shape[1:]))
+        shape = (batch, *(size if d is None else d for d in tensor.shape[1:]))
         dtype = np.dtype(tensor.dtype)
         index_range = _index_range(model, tensor)
         if index_range is not None:
@@ -71,10 +97,11 @@ def compare(
 ) -> ParityReport:
     runner = session(onnx_model)
     names = output_names(model)
+    size = unknown_size(model)
     graph_outputs = [o.name for o in onnx_model.graph.output]
     report = ParityReport(batch_sizes=list(batch_sizes))
     for batch in batch_sizes:
-        arrays = sample_inputs(model, batch, seed + batch)
+        arrays = sample_inputs(model, batch, seed + batch, size)
         feeds = {layer.name: a for layer, a in zip(model.input_layers, arrays, strict=True)}
         got = dict(zip(graph_outputs, runner.run(None, feeds), strict=True))
         outputs, masks = model.run(arrays if len(arrays) > 1 else arrays[0])

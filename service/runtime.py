@@ -23,6 +23,8 @@ log = logging.getLogger("layerserve.service")
 PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 WARMUP_SECONDS = 30.0
 WARMUP_MAX_BYTES = 1 << 30
+# Lengths tried for unknown (variable) input sizes in the warm-up run.
+WARMUP_LENGTHS = (1, 4, 8, 16, 32, 64)
 
 
 @dataclass(frozen=True)
@@ -126,17 +128,34 @@ class LoadedModel:
         """One run on zeros (batch 1), so the first request does not pay for set-up. A
         graph that declares huge inputs, or whose run does not end (a Loop of 10**15
         steps), fails the load instead of holding a thread for ever."""
-        shapes = {s.name: [1 if d < 0 else d for d in s.shape] for s in self.inputs}
-        size = sum(
-            math.prod(shapes[s.name]) * np.dtype(s.dtype).itemsize
-            for s in self.inputs
-            if s.dtype.kind != "O"
-        )
-        if size > WARMUP_MAX_BYTES:
-            raise ModelLoadError(
-                f"model '{self.name}' declares inputs of {size} bytes for one sample; "
-                f"expected at most {WARMUP_MAX_BYTES} (input shapes {shapes})"
+        variable = any(d < 0 for s in self.inputs for d in s.shape[1:])
+        # A valid convolution over a variable length needs a minimum length: unknown
+        # sizes try growing values until one runs.
+        for length in WARMUP_LENGTHS if variable else WARMUP_LENGTHS[:1]:
+            shapes = {
+                s.name: [(1 if i == 0 else length) if d < 0 else d for i, d in enumerate(s.shape)]
+                for s in self.inputs
+            }
+            size = sum(
+                math.prod(shapes[s.name]) * np.dtype(s.dtype).itemsize
+                for s in self.inputs
+                if s.dtype.kind != "O"
             )
+            if size > WARMUP_MAX_BYTES:
+                raise ModelLoadError(
+                    f"model '{self.name}' declares inputs of {size} bytes for one sample; "
+                    f"expected at most {WARMUP_MAX_BYTES} (input shapes {shapes})"
+                )
+            try:
+                self._warm_up_run(shapes)
+                return
+            except _WarmUpTimeout:
+                raise
+            except ModelLoadError:
+                if length == WARMUP_LENGTHS[-1] or not variable:
+                    raise
+
+    def _warm_up_run(self, shapes: dict[str, list[int]]) -> None:
         feeds = {s.name: np.zeros(shapes[s.name], dtype=s.dtype) for s in self.inputs}
         options = ort.RunOptions()
         timer = threading.Timer(WARMUP_SECONDS, setattr, (options, "terminate", True))
@@ -145,9 +164,10 @@ class LoadedModel:
         try:
             self.session.run(None, feeds, options)
         except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(
-                f"model '{self.name}' failed its warm-up run (batch 1, zeros, at most "
-                f"{WARMUP_SECONDS:g} s): {exc}"
+            error = _WarmUpTimeout if options.terminate else ModelLoadError
+            raise error(
+                f"model '{self.name}' failed its warm-up run (batch 1, zeros, shapes "
+                f"{shapes}, at most {WARMUP_SECONDS:g} s): {exc}"
             ) from exc
         finally:
             timer.cancel()
@@ -227,6 +247,10 @@ class LoadedModel:
         except Exception as exc:  # noqa: BLE001
             raise InferenceFailed(f"model '{self.name}' failed to run: {exc}") from exc
         return dict(zip(names, values, strict=True))
+
+
+class _WarmUpTimeout(ModelLoadError):
+    """The warm-up run was stopped after ``WARMUP_SECONDS``: no other length is tried."""
 
 
 def _check_indices(model: str, name: str, array: np.ndarray, low: int, high: int) -> None:

@@ -244,9 +244,9 @@ def assert_export_matches(
 def collected_case_modules(items: Iterable[Any]) -> set[Path]:
     modules = set()
     for item in items:
-        path = getattr(getattr(item, "module", None), "KERAS_CASES", None)
-        if path is not None:
-            modules.add(Path(path))
+        paths = getattr(getattr(item, "module", None), "KERAS_CASES", None)
+        if paths is not None:
+            modules.update(Path(p) for p in (paths if isinstance(paths, list) else [paths]))
     return modules
 
 
