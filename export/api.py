@@ -132,15 +132,25 @@ def input_value_ranges(model: Any) -> dict[str, list[int]]:
     it, so an out-of-range index is a clear 400 rather than an onnxruntime failure."""
     ranges: dict[str, list[int]] = {}
     for tensor, layer in zip(model.inputs, model.input_layers, strict=True):
-        accepted = [
-            node.layer.accepted_input_range()
-            for node in model._nodes
-            if any(t is tensor for t in node.inputs)
-        ]
-        accepted = [r for r in accepted if r is not None]
-        if accepted:
-            ranges[layer.name] = [max(r[0] for r in accepted), min(r[1] for r in accepted)]
+        accepted = index_range(model, tensor, "accepted_input_range")
+        if accepted is not None:
+            ranges[layer.name] = list(accepted)
     return ranges
+
+
+def index_range(model: Any, tensor: Any, hook: str) -> tuple[int, int] | None:
+    """The intersection of the ranges the layers reading ``tensor`` state through the
+    Layer hook ``hook`` (``accepted_input_range`` or ``input_value_range``); None when no
+    reader states one."""
+    ranges = [
+        getattr(node.layer, hook)()
+        for node in model._nodes
+        if any(t is tensor for t in node.inputs)
+    ]
+    ranges = [r for r in ranges if r is not None]
+    if not ranges:
+        return None
+    return max(r[0] for r in ranges), min(r[1] for r in ranges)
 
 
 def save_onnx(onnx_model: onnx.ModelProto, path: str | os.PathLike) -> None:

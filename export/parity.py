@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from layerserve.errors import LayerCallError, ShapeError
+from layerserve.export import api
 from layerserve.export.api import MASK_SUFFIX, output_names
 
 
@@ -19,6 +20,8 @@ class ParityReport:
     max_abs_error: float = 0.0
     masks_equal: bool = True
     batch_sizes: list[int] = field(default_factory=list)
+    # Largest finite |reference output| at batch size 1 (0 when 1 is not compared).
+    output_scale: float = 0.0
 
     def ok(self, atol: float = 1e-5) -> bool:
         return self.masks_equal and self.max_abs_error <= atol
@@ -65,7 +68,7 @@ def sample_inputs(
     for tensor in model.inputs:
         shape = (batch, *(size if d is None else d for d in tensor.shape[1:]))
         dtype = np.dtype(tensor.dtype)
-        index_range = _index_range(model, tensor)
+        index_range = api.index_range(model, tensor, "input_value_range")
         if index_range is not None:
             array = rng.integers(*index_range, shape).astype(dtype)
         elif dtype.kind in "iub":
@@ -77,19 +80,6 @@ def sample_inputs(
                 array[hidden] = 0
         arrays.append(array)
     return arrays
-
-
-def _index_range(model: Any, tensor: Any) -> tuple[int, int] | None:
-    """The index range every layer reading ``tensor`` accepts (Embedding), if any does."""
-    ranges = [
-        node.layer.input_value_range()
-        for node in model._nodes
-        if any(t is tensor for t in node.inputs)
-    ]
-    ranges = [r for r in ranges if r is not None]
-    if not ranges:
-        return None
-    return max(r[0] for r in ranges), min(r[1] for r in ranges)
 
 
 def compare(
@@ -107,6 +97,8 @@ def compare(
         outputs, masks = model.run(arrays if len(arrays) > 1 else arrays[0])
         outputs = outputs if isinstance(outputs, list) else [outputs]
         masks = masks if isinstance(masks, list) else [masks]
+        if batch == 1:
+            report.output_scale = _largest_finite(outputs)
         for name, expected, mask in zip(names, outputs, masks, strict=True):
             actual = got[name]
             if actual.shape != np.shape(expected):
@@ -125,3 +117,11 @@ def compare(
                 if got_mask is None or not np.array_equal(got_mask, mask):
                     report.masks_equal = False
     return report
+
+
+def _largest_finite(outputs: list[Any]) -> float:
+    scale = 0.0
+    for output in outputs:
+        values = np.abs(np.asarray(output, np.float64))
+        scale = max(scale, float(values[np.isfinite(values)].max(initial=0.0)))
+    return scale

@@ -109,7 +109,3 @@ class KerasOp(Layer):
         if self.arguments is not None:
             config["arguments"] = self.arguments
         return config
-
-
-def is_tensor_argument(value: Any) -> bool:
-    return isinstance(value, (np.ndarray, tuple))

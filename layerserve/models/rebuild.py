@@ -13,7 +13,7 @@ from layerserve.errors import (
 )
 from layerserve.layers import LAYER_ALIASES, LAYER_CLASSES, OP_CLASSES, Layer
 from layerserve.layers.tensor import KerasTensor
-from layerserve.saving.keras_json import LIST_OF_ONE
+from layerserve.saving.keras_json import LIST_OF_ONE, short_repr
 from layerserve.serialization import custom_objects
 
 
@@ -216,7 +216,7 @@ def _resolve(layer: Layer, node: Any, produced: dict) -> tuple[Any, dict] | None
         raise NotSupportedError(
             f"Layer {layer.name!r} ({type(layer).__name__}) is called with the argument(s) "
             f"{', '.join(sorted(kwargs))}, which layerserve does not understand for this "
-            f"layer. Received: {_short(kwargs)}"
+            f"layer. Received: {short_repr(kwargs)}"
         )
     return (tensors[0] if len(tensors) == 1 and not as_list else tensors), call
 
@@ -261,11 +261,6 @@ def _is_tensor_ref(value: Any) -> bool:
         and isinstance(value[1], int)
         and isinstance(value[2], int)
     )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _refs(value: Any) -> list[list]:

@@ -289,7 +289,7 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
     if not all(_holds_tensors(arg) for arg in template):
         raise NotSupportedError(
             "A layer called with positional arguments besides its inputs is not "
-            f"supported. Received: {_short(node.get('args'))}"
+            f"supported. Received: {short_repr(node.get('args'))}"
         )
     call: dict[str, Any] = {"mask": None}
     for key, value in kwargs.items():
@@ -347,7 +347,8 @@ def _tensor_refs(value: Any) -> Any:
     return value
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to 200 characters, for error messages about configs."""
     text = repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
 
