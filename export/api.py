@@ -32,7 +32,9 @@ def to_onnx(
 ) -> onnx.ModelProto:
     """Export ``model``. Inputs and outputs keep the model's names, with a symbolic batch
     axis ``batch``; an output that carries a Keras mask gets a BOOL ``<name>_mask`` output.
-    The default opset is the newest the installed onnxruntime runs (13 and up work)."""
+    The default opset (``opsets.DEFAULT_OPSET``) loads on every onnxruntime pyproject.toml
+    allows; ``opset`` asks for another, from 13 to the newest the installed onnxruntime
+    runs. The IR version is the lowest that carries the opset."""
     model._require_graph()
     builder = GraphBuilder(resolve_opset(opset), name=model.name)
     values: dict[int, Value] = {}

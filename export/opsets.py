@@ -10,6 +10,13 @@ from onnx import TensorProto, helper
 from layerserve.errors import ConfigError, received
 
 MIN_OPSET = 13
+# The opset an export gets when none is asked for: the newest that onnxruntime 1.18, the
+# lowest release pyproject.toml allows, runs (it implements ONNX 1.16: opset 21, IR
+# version 10). A graph stamped with the newest opset the installed onnxruntime runs would
+# not load on an older onnxruntime elsewhere. No converter picks a faster or more exact
+# form above it (the highest is opset 20: Gelu, float16 IsInf), so the default graph has
+# the same nodes as one at any newer opset; ``opset=`` still asks for a newer one.
+DEFAULT_OPSET = 21
 
 
 @functools.cache
@@ -40,10 +47,18 @@ def ir_version_for(opset: int) -> int:
     return onnx.IR_VERSION
 
 
+def default_opset() -> int:
+    """:data:`DEFAULT_OPSET`, or the newest the installed onnxruntime runs where that is
+    older (a runtime below the supported range)."""
+    return min(DEFAULT_OPSET, max_runtime_opset())
+
+
 def resolve_opset(opset: int | None) -> int:
+    """The opset an export writes: ``opset``, checked against the installed onnxruntime,
+    or :func:`default_opset` for None."""
     newest = max_runtime_opset()
     if opset is None:
-        return newest
+        return default_opset()
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ConfigError(
             f"Expected an opset between {MIN_OPSET} and {newest} (the newest the installed "

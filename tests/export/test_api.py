@@ -80,8 +80,17 @@ def test_every_opset_from_13_to_the_runtime_maximum_works(opset):
     assert_matches_reference(model, onnx_model, batch_sizes=(0, 3))
 
 
-def test_default_opset_is_the_newest_onnxruntime_runs():
-    assert to_onnx(examples.mlp()).opset_import[0].version == max_runtime_opset()
+def test_default_is_opset_21_at_ir_version_10_whatever_onnxruntime_is_installed():
+    """The newest opset and IR version that onnxruntime 1.18, the lowest pyproject.toml
+    allows, loads; not the newest the installed onnxruntime runs."""
+    onnx_model = to_onnx(examples.mlp())
+    assert (onnx_model.opset_import[0].version, onnx_model.ir_version) == (21, 10)
+
+
+# ONNX's versioning table: the IR version that arrived with each of these opsets.
+@pytest.mark.parametrize(("opset", "ir_version"), [(13, 7), (17, 8), (19, 9), (21, 10)])
+def test_each_opset_is_written_with_the_lowest_ir_version_that_carries_it(opset, ir_version):
+    assert to_onnx(examples.mlp(), opset=opset).ir_version == ir_version
 
 
 @pytest.mark.parametrize("opset", [12, max_runtime_opset() + 1, "13", True])
