@@ -27,6 +27,7 @@ from layerserve.errors import (
 )
 from layerserve.saving import HDF5_SIGNATURE, native
 from layerserve.service.errors import InvalidInput, ModelRejected, ParityFailed
+from layerserve.service.settings import Settings
 from layerserve.service.upload_checks import check_zip, count_zip_entries
 from layerserve.service.upload_hdf5 import check_hdf5
 from layerserve.service.upload_onnx import check_onnx_file
@@ -54,6 +55,8 @@ _ONNX_FIRST_BYTES = frozenset(b"\x08\x12\x1a\x22\x28\x32\x3a\x42\x72\xa2\xca")
 class ConversionLimits:
     max_unpacked_bytes: int  # total uncompressed size cap of archives (and HDF5 datasets)
     max_archive_entries: int = DEFAULT_MAX_ARCHIVE_ENTRIES
+    # each JSON config (archive entry or .h5 attribute), parsed whole in memory
+    max_config_bytes: int = Settings.model_fields["max_config_bytes"].default
     parity_atol: float = 1e-4  # scaled by max(1, largest |reference output|)
 
 
@@ -182,13 +185,19 @@ def _check_container(
     path: Path, source: str, limits: ConversionLimits, scratch: Path, label: str
 ) -> None:
     if source == "h5":
-        check_hdf5(path, max_unpacked_bytes=limits.max_unpacked_bytes, label=label)
+        check_hdf5(
+            path,
+            max_unpacked_bytes=limits.max_unpacked_bytes,
+            label=label,
+            max_config_bytes=limits.max_config_bytes,
+        )
         return
     weights = scratch / "model.weights.h5"
     check_zip(
         path,
         max_unpacked_bytes=limits.max_unpacked_bytes,
         max_entries=limits.max_archive_entries,
+        max_config_bytes=limits.max_config_bytes,
         extract={"model.weights.h5": weights} if source == "keras" else None,
     )
     if source == "keras":

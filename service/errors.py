@@ -37,6 +37,10 @@ class Forbidden(ServiceError):
     while no admin token is configured."""
 
 
+class IdempotencyKeyReused(ServiceError):
+    """An ``Idempotency-Key`` already used for a different request to this model."""
+
+
 class Conflict(ServiceError):
     """The resource is busy (e.g. a benchmark is already running)."""
 

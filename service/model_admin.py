@@ -1,19 +1,23 @@
 """Adding and removing model versions, protocol-neutral: an upload is streamed to a
-staging directory, converted to ONNX, loaded once to prove it serves, published with
-one rename and then served; a deletion stops serving first and then removes the files.
-The HTTP routes only hand over the body stream and shape the answers."""
+staging directory, converted to ONNX in a child process with memory and time limits,
+loaded once to prove it serves, published with one rename and then served; a deletion
+stops serving first and then removes the files. An upload with an idempotency key that
+created a version already is answered with that version. The HTTP routes only hand over
+the body stream and shape the answers."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +25,14 @@ from typing import Any, BinaryIO, TypeVar
 
 from pydantic import ValidationError
 
-from layerserve.service import storage
-from layerserve.service.conversion import ConversionLimits, Converted, convert_file, detect_format
+from layerserve.service import idempotency, storage
+from layerserve.service.conversion import ConversionLimits, detect_format
+from layerserve.service.conversion_process import (
+    ConvertedFile,
+    ProcessLimits,
+    convert_in_child,
+    start_forkserver,
+)
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import (
     InvalidInput,
@@ -40,6 +50,7 @@ T = TypeVar("T")
 UPLOAD_RECORD = "upload.json"
 ORIGINAL_STEM = "original"
 CONVERSION_WORKERS = 2  # uploads and exports convert at most this many at once
+LOCK_POLL_SECONDS = 0.05  # while another process holds a model's lock
 NAME_RULE = (
     "1 to 64 characters among letters, digits, '_', '.' and '-', not starting with "
     f"'.' or '-' (pattern {MODEL_NAME.pattern})"
@@ -53,6 +64,15 @@ class Body:
     chunks: AsyncIterable[bytes]
     content_type: str | None
     content_length: str | None
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """An upload's answer; ``replayed`` when it repeats the answer of an earlier upload
+    with the same idempotency key instead of creating a version."""
+
+    answer: dict[str, Any]
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,33 +108,97 @@ class ModelAdmin:
         self.plane = plane
         self.settings = settings
         self.root = Path(settings.model_repository)
-        self.limits = ConversionLimits(max_unpacked_bytes=settings.max_unpacked_bytes)
+        self.limits = ConversionLimits(
+            max_unpacked_bytes=settings.max_unpacked_bytes,
+            max_config_bytes=settings.max_config_bytes,
+        )
+        self.process = ProcessLimits(
+            settings.conversion_memory_bytes, settings.conversion_timeout_seconds
+        )
         # Conversions and first loads: bounded, and apart from the inference threads, so
         # that uploads never starve inference.
         self._pool = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def start(self) -> None:
+        """Start the converters' forkserver in the background, so that the first upload
+        does not wait for its imports (about 0.5 s); without it, that upload starts it."""
+        self._pool.submit(start_forkserver)
 
     def close(self) -> None:
         """Let running conversions finish (their staging dirs are removed either way)."""
         self._pool.shutdown(wait=True)
 
     # ---- upload --------------------------------------------------------------------
-    async def upload(self, name: str, body: Body) -> dict[str, Any]:
+    async def upload(
+        self, name: str, body: Body, idempotency_keys: list[str] | None = None
+    ) -> Uploaded:
         """Store ``body``'s model as the next version of ``name`` and serve it; the new
-        version's description. Nothing is left on disk when any step fails."""
+        version's description. Nothing is left on disk when any step fails. With an
+        idempotency key (the header's values) that created a version already, that
+        version is answered and nothing is converted or stored."""
         check_name(name)
+        key = idempotency.parse_key(idempotency_keys or [])
         staging = await asyncio.to_thread(storage.new_staging_dir, self.root)
         try:
             form = await self._read(body, staging, texts=("config",))
             upload = _required_file(form)
             config = parse_config(form.texts.get("config"))
-            converted = await self._convert(upload)
+            keyed = None
+            if key is not None:
+                normalized = None if config is None else config_bytes(config)
+                digest = idempotency.request_digest(upload.sha256, upload.filename, normalized)
+                keyed = idempotency.record(key, digest)
+                if replay := await self._replay(name, keyed):  # a retry: nothing to convert
+                    return replay
+            converted = await self._convert(upload, staging)
             staged = staging / "version"
-            record = await asyncio.to_thread(_stage_version, staged, upload, converted)
-            async with self._lock(name):
-                return await self._publish(name, staged, config, record)
+            record = await asyncio.to_thread(_stage_version, staged, upload, converted, keyed)
+            async with self._lock(name), self._keyed_lock(name, keyed is not None):
+                if keyed is not None and (replay := await self._replay(name, keyed)):
+                    return replay  # a concurrent attempt with the key published first
+                return Uploaded(await self._publish(name, staged, config, record))
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
+
+    async def _replay(self, name: str, keyed: dict[str, str]) -> Uploaded | None:
+        """The answer of the version created with ``keyed``'s key, if there is one."""
+        found = await asyncio.to_thread(
+            idempotency.find, self.root / name, keyed["key"], keyed["request_sha256"], UPLOAD_RECORD
+        )
+        if found is None:
+            return None
+        version, record = found
+        try:
+            model = self.plane.model(name, version)
+        except ModelNotFound:  # published by another process, or unloaded here
+            config = await asyncio.to_thread(_read_config, self.root / name)
+            path = self.root / name / version / MODEL_FILE
+            resolved = config.resolved(self.settings)
+            try:
+                model = await self._in_pool(LoadedModel.load, name, version, path, resolved)
+            except ModelLoadError as exc:
+                raise ModelNotFound(
+                    f"model {name!r} version {version}, which {idempotency.HEADER} "
+                    f"{keyed['key']!r} created, does not load now: {exc}"
+                ) from exc
+        return Uploaded(describe(model, record), replayed=True)
+
+    @contextlib.asynccontextmanager
+    async def _keyed_lock(self, name: str, needed: bool) -> AsyncIterator[None]:
+        """The model's lock file, held while a keyed upload looks for its key and
+        publishes, so that two processes sharing the repository cannot both publish a
+        version for one key. Polled, so that a cancelled request leaves no lock taken."""
+        if not needed:
+            yield
+            return
+        descriptor = await asyncio.to_thread(storage.open_model_lock, self.root, name)
+        try:
+            while not storage.try_lock(descriptor):
+                await asyncio.sleep(LOCK_POLL_SECONDS)
+            yield
+        finally:
+            os.close(descriptor)
 
     async def _publish(
         self, name: str, staged: Path, config: ModelConfig | None, record: dict[str, Any]
@@ -202,8 +286,8 @@ class ModelAdmin:
                     f"'{upload.filename or 'file'}' is already ONNX: nothing to export; "
                     "upload it with POST /v1/models/{name} to serve it"
                 )
-            converted = await self._convert(upload, opset=opset)
-            data = await self._in_pool(converted.onnx_model.SerializeToString)
+            converted = await self._convert(upload, workdir, opset=opset)
+            data = await asyncio.to_thread(converted.onnx_path.read_bytes)
             filename = f"{_safe_stem(upload.filename)}.onnx"
             return Exported(data, converted.source_format, converted.parity, filename)
         finally:
@@ -270,20 +354,20 @@ class ModelAdmin:
         async with self._lock(name):
             await self.plane.unload(name)
 
-    async def _convert(self, upload: UploadedFile, opset: int | None = None) -> Converted:
-        return await self._in_pool(_convert, upload.path, upload.filename, self.limits, opset)
+    async def _convert(
+        self, upload: UploadedFile, output_dir: Path, opset: int | None = None
+    ) -> ConvertedFile:
+        """The upload converted in a child process; its graph lands in ``output_dir``."""
+        convert = functools.partial(convert_in_child, opset=opset)
+        return await self._in_pool(
+            convert, upload.path, upload.filename, self.limits, self.process, output_dir
+        )
 
     async def _in_pool(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
-
-
-def _convert(
-    path: Path, filename: str | None, limits: ConversionLimits, opset: int | None
-) -> Converted:
-    return convert_file(path, filename, limits, opset=opset)
 
 
 def _safe_stem(filename: str | None) -> str:
@@ -335,7 +419,12 @@ def _read_config(model_dir: Path) -> ModelConfig:
     return ModelConfig.read(model_dir) if model_dir.is_dir() else ModelConfig()
 
 
-def _stage_version(staged: Path, upload: UploadedFile, converted: Converted) -> dict[str, Any]:
+def _stage_version(
+    staged: Path,
+    upload: UploadedFile,
+    converted: ConvertedFile,
+    keyed: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Fill ``staged`` with model.onnx, the original file and upload.json, all synced.
     An uploaded .onnx is served byte for byte, so it is its own original."""
     staged.mkdir()
@@ -345,10 +434,9 @@ def _stage_version(staged: Path, upload: UploadedFile, converted: Converted) -> 
         onnx_sha256 = upload.sha256
     else:
         original = f"{ORIGINAL_STEM}{converted.original_suffix}"
-        graph = converted.onnx_model.SerializeToString()
-        storage.write_file(staged / MODEL_FILE, graph)
+        os.replace(converted.onnx_path, staged / MODEL_FILE)
         os.replace(upload.path, staged / original)
-        onnx_sha256 = hashlib.sha256(graph).hexdigest()
+        onnx_sha256 = _sha256(staged / MODEL_FILE)
     record = {
         "source_format": converted.source_format,
         "original_filename": upload.filename,
@@ -359,9 +447,19 @@ def _stage_version(staged: Path, upload: UploadedFile, converted: Converted) -> 
         "parity": converted.parity,
         "uploaded_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    if keyed is not None:
+        record[idempotency.RECORD_FIELD] = keyed
     storage.write_file(staged / UPLOAD_RECORD, json.dumps(record, indent=2).encode())
     storage.sync_tree(staged)
     return record
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def describe(model: LoadedModel, record: dict[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,29 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest total size an uploaded archive (.keras, .zip) may expand to.",
     )
+    max_config_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest JSON config in an upload (.keras config.json/metadata.json, a "
+        "layerserve zip's JSON, an .h5 model_config), checked before it is inflated. The "
+        "largest keras.applications config (NASNetLarge) is 1.0 MB.",
+    )
+    conversion_memory_bytes: int = Field(
+        4 * 1024 * 1024 * 1024,
+        ge=256 * 1024 * 1024,
+        le=1024 * 1024 * 1024 * 1024,
+        description="Address space (RLIMIT_AS) of the child process converting an upload; "
+        "past it the upload is refused with 413. It counts reserved as well as used memory: "
+        "about 0.4 GiB plus seven times the model's weights (0.5 GB of weights fit 4 GiB).",
+    )
+    conversion_timeout_seconds: float = Field(
+        300.0,
+        ge=0.1,
+        le=86_400.0,
+        description="Wall-clock limit of converting one upload; past it the child process "
+        "is killed and the upload refused.",
+    )
     benchmark_max_seconds: float = Field(
         10.0, gt=0, description="Cap on a benchmark request's measuring time, all batch sizes."
     )

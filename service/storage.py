@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import secrets
@@ -22,6 +23,9 @@ log = logging.getLogger("layerserve.service")
 STAGING = ".staging"
 VERSIONS_DIR = ".versions"  # <repo>/.versions/<name>: the highest version published
 CONFIG_FILE = "config.json"
+# <repo>/.locks/<name>: locked (flock) while an upload with an idempotency key checks the
+# keys of the model's versions and publishes its own, also against other processes.
+LOCKS_DIR = ".locks"
 # rename() onto an existing non-empty directory fails with one of these.
 _TAKEN = {errno.EEXIST, errno.ENOTEMPTY}
 
@@ -175,6 +179,24 @@ def _record_published(repository: Path, name: str, version: int) -> None:
     folder.mkdir(exist_ok=True)
     if version > highest_published(repository, name):
         write_atomic(folder / name, str(version).encode())
+
+
+def open_model_lock(repository: Path, name: str) -> int:
+    """A descriptor of ``name``'s lock file, for :func:`try_lock`; closing it unlocks.
+    Lock files stay: removing one while another process waits on it would let a third
+    lock a new file with the same name at the same time."""
+    folder = Path(repository) / LOCKS_DIR
+    folder.mkdir(exist_ok=True)
+    return os.open(folder / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def try_lock(descriptor: int) -> bool:
+    """Take the exclusive lock without waiting; whether it was free."""
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def remove_dir(repository: Path, path: Path) -> None:

@@ -6,6 +6,9 @@ of millions of tiny entries would otherwise fill memory), every entry's name, ty
 declared size is checked, and then every entry is inflated once in a stream that counts
 the bytes it really produces: a header that lies about its size is caught, not trusted.
 Nothing is extracted except entries the caller names, to paths the caller chooses.
+JSON entries (the model's config) have their own, smaller cap: a config is parsed whole
+in memory, so a small archive whose config.json inflates to GiBs of whitespace is refused
+from its central directory, before any of it is inflated.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ def check_zip(
     *,
     max_unpacked_bytes: int,
     max_entries: int,
+    max_config_bytes: int | None = None,
     extract: Mapping[str, Path] | None = None,
 ) -> list[str]:
     """The entry names of a zip archive that is safe to read, after inflating every entry
-    once; entries named in ``extract`` are written to the given paths on the way."""
+    once; entries named in ``extract`` are written to the given paths on the way.
+    ``max_config_bytes`` caps each JSON entry (None: only the archive's total)."""
     count_zip_entries(path, max_entries)
     try:
         archive = zipfile.ZipFile(path)
@@ -47,7 +52,7 @@ def check_zip(
         raise ModelRejected(f"The upload is a truncated or corrupt zip archive: {exc}") from exc
     with archive:
         infos = archive.infolist()
-        check_entries(infos, max_unpacked_bytes)
+        check_entries(infos, max_unpacked_bytes, max_config_bytes)
         targets = dict(extract or {})
         budget = _Budget(max_unpacked_bytes)
         with path.open("rb") as handle:
@@ -109,9 +114,13 @@ def _central_directory(handle: BinaryIO) -> tuple[int, int]:
     return start, size
 
 
-def check_entries(infos: list[zipfile.ZipInfo], max_unpacked_bytes: int) -> None:
-    """Names that stay inside their folder, regular files only, and a declared total size
-    within the cap."""
+def check_entries(
+    infos: list[zipfile.ZipInfo], max_unpacked_bytes: int, max_config_bytes: int | None = None
+) -> None:
+    """Names that stay inside their folder, regular files only, JSON entries within
+    ``max_config_bytes`` and a declared total size within the cap. The sizes are the
+    central directory's; :func:`_inflate` holds every entry to its declared size, so an
+    entry that lies about it is caught while it inflates."""
     seen: set[str] = set()
     declared = 0
     for info in infos:
@@ -126,11 +135,29 @@ def check_entries(infos: list[zipfile.ZipInfo], max_unpacked_bytes: int) -> None
                 f"Expected unique archive entry names. Received: {info.filename!r} twice."
             )
         seen.add(info.filename)
+        if max_config_bytes is not None and is_config_entry(info.filename):
+            check_config_size(f"entry {info.filename!r}", info.file_size, max_config_bytes)
         declared += info.file_size
     if declared > max_unpacked_bytes:
         raise ModelRejected(
             f"Expected an archive that expands to at most {max_unpacked_bytes} bytes. "
             f"Received: an archive whose entries declare {declared} bytes."
+        )
+
+
+def is_config_entry(name: str) -> bool:
+    """JSON entries: config.json and metadata.json of a .keras archive, layerserve.json
+    and model.json of layerserve's zip. Each is parsed whole in memory."""
+    return name.lower().endswith(".json")
+
+
+def check_config_size(what: str, size: int, max_config_bytes: int) -> None:
+    """Refuses a JSON config of ``size`` bytes past the cap; ``what`` names it."""
+    if size > max_config_bytes:
+        raise ModelRejected(
+            f"Expected the model config {what} to be at most {max_config_bytes} bytes "
+            "(setting max_config_bytes, LAYERSERVE_MAX_CONFIG_BYTES; the config of a large "
+            f"real model is about 1 MB). Received: {size} bytes."
         )
 
 
@@ -180,17 +207,23 @@ def _inflate(handle: BinaryIO, info: zipfile.ZipInfo, budget: _Budget, target: P
     _seek_to_data(handle, info)
     decompressor = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
     remaining, produced, crc = info.compress_size, 0, 0
+    # zlib can have consumed all the input and still hold output when a call's output
+    # filled CHUNK: then it is asked again with no input.
+    pending = False
     sink = target.open("wb") if target is not None else None
     try:
-        while remaining or (decompressor and decompressor.unconsumed_tail):
+        while remaining or (decompressor and (decompressor.unconsumed_tail or pending)):
             if decompressor and decompressor.unconsumed_tail:
                 raw = decompressor.unconsumed_tail
-            else:
+            elif remaining:
                 raw = handle.read(min(CHUNK, remaining))
                 if not raw:
                     raise _corrupt(info, "its data is truncated")
                 remaining -= len(raw)
+            else:
+                raw = b""
             data = decompressor.decompress(raw, CHUNK) if decompressor else raw
+            pending = decompressor is not None and len(data) == CHUNK and not decompressor.eof
             produced += len(data)
             if produced > info.file_size:
                 raise ModelRejected(

@@ -5,7 +5,8 @@ h5py runs no code from a file, but HDF5 can point outside it: external links, da
 stored in external raw files and virtual datasets read other files on this machine,
 whose contents would end up in the served weights. A compressed dataset can also expand
 far past the file's size, so the datasets' total in-memory size is capped like an
-archive's.
+archive's. The model's JSON config, an attribute of the root group, has its own cap:
+it is parsed whole in memory.
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from layerserve.service.errors import ModelRejected
+from layerserve.service.upload_checks import check_config_size
+
+# Root attributes of a Keras .h5 model that hold JSON.
+CONFIG_ATTRIBUTES = ("model_config", "training_config")
 
 
-def check_hdf5(path: Path, *, max_unpacked_bytes: int, label: str) -> None:
-    """Refuses links to other files and datasets whose total size passes the cap."""
+def check_hdf5(
+    path: Path, *, max_unpacked_bytes: int, label: str, max_config_bytes: int | None = None
+) -> None:
+    """Refuses links to other files, datasets whose total size passes the cap, and JSON
+    config attributes past ``max_config_bytes`` (None: not checked)."""
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
@@ -29,10 +38,39 @@ def check_hdf5(path: Path, *, max_unpacked_bytes: int, label: str) -> None:
     walker = _Walker(label, max_unpacked_bytes)
     try:
         with handle:
+            if max_config_bytes is not None:
+                _check_config_attributes(handle, path, label, max_config_bytes)
             walker.group("/", handle)
             handle.visititems(walker.visit)
     except (OSError, KeyError, RuntimeError, ValueError) as exc:
         raise ModelRejected(f"{label} is a corrupt HDF5 file: {exc}") from exc
+
+
+def _check_config_attributes(
+    handle: h5py.File, path: Path, label: str, max_config_bytes: int
+) -> None:
+    """HDF5 attributes are never compressed, so none holds more than the file's size. A
+    fixed-length string's size is known before it is read; a variable-length one's is
+    not, so it is read only when the file is larger than the cap (the file's size then
+    bounds what reading it costs)."""
+    for key in CONFIG_ATTRIBUTES:
+        if key not in handle.attrs:
+            continue
+        attribute = h5py.h5a.open(handle.id, key.encode())
+        kind = attribute.get_type()
+        if not (isinstance(kind, h5py.h5t.TypeStringID) and kind.is_variable_str()):
+            size = attribute.get_storage_size()
+        elif path.stat().st_size <= max_config_bytes:
+            continue
+        else:
+            size = _text_size(handle.attrs[key])
+        check_config_size(f"attribute {key!r} of {label}", size, max_config_bytes)
+
+
+def _text_size(value: Any) -> int:
+    """Bytes of a variable-length string attribute (one string or an array of them)."""
+    items = value.ravel().tolist() if isinstance(value, np.ndarray) else [value]
+    return sum(len(v.encode("utf-8") if isinstance(v, str) else bytes(v)) for v in items)
 
 
 class _Walker:

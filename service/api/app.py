@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        admin.start()  # the converters' forkserver, in the background
         freeze_heap()
         yield
         await asyncio.get_running_loop().run_in_executor(None, admin.close)

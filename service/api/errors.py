@@ -22,6 +22,7 @@ STATUS: dict[type[Exception], int] = {
     errors.Forbidden: 403,
     errors.Conflict: 409,
     errors.ParityFailed: 422,
+    errors.IdempotencyKeyReused: 422,
     errors.ModelLoadError: 400,
     errors.ModelNotFound: 404,
     errors.PayloadTooLarge: 413,

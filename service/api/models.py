@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from layerserve.service import idempotency
 from layerserve.service.api import schemas_models as docs
 from layerserve.service.api.errors import CLIENT_CLOSED_REQUEST
 from layerserve.service.api.schemas import ModelName, Version
@@ -19,6 +20,19 @@ from layerserve.service.model_admin import Body, ModelAdmin
 
 router = APIRouter(tags=["models"])
 CHUNK_BYTES = 1024 * 1024
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH + 2},
+    "example": "8e03978e-40d5-43e8-bc93-6894a57f9324",
+    "description": "Makes retries safe: a new random key per upload, resent unchanged "
+    "with every retry of it. A retry of an upload that created a version answers 201 "
+    f"with that version and the same body (and `{idempotency.REPLAYED_HEADER}: true`) "
+    "without storing anything; the same key with a different file, file name or config "
+    f"is refused with 422. The key: {idempotency.KEY_RULE}; it is kept in the version's "
+    "upload.json for as long as the version exists.",
+}
 
 
 def model_admin(request: Request) -> ModelAdmin:
@@ -42,17 +56,25 @@ def _body(request: Request) -> Body:
     status_code=201,
     response_model=docs.UploadedVersion,
     responses=docs.UPLOAD_ERRORS,
-    openapi_extra=docs.UPLOAD_FORM,
+    openapi_extra={**docs.UPLOAD_FORM, "parameters": [IDEMPOTENCY_KEY_PARAMETER]},
 )
-async def upload_model(request: Request, name: ModelName) -> dict[str, Any] | Response:
+async def upload_model(
+    request: Request, response: Response, name: ModelName
+) -> dict[str, Any] | Response:
     """Store the uploaded file as the model's next version and serve it. The body streams
     to disk (at most ``LAYERSERVE_MAX_UPLOAD_BYTES``); Keras-family files are exported to
-    ONNX and checked against the NumPy reference. The version appears whole once it
-    loads, or not at all: a refused upload leaves the repository as it was."""
+    ONNX (in a child process limited by ``LAYERSERVE_CONVERSION_MEMORY_BYTES`` and
+    ``LAYERSERVE_CONVERSION_TIMEOUT_SECONDS``) and checked against the NumPy reference.
+    The version appears whole once it loads, or not at all: a refused upload leaves the
+    repository as it was."""
+    keys = request.headers.getlist(idempotency.HEADER)
     try:
-        return await model_admin(request).upload(name, _body(request))
+        uploaded = await model_admin(request).upload(name, _body(request), keys)
     except ClientDisconnect:  # gone before the whole file arrived: nothing was stored
         return Response(status_code=CLIENT_CLOSED_REQUEST)
+    if uploaded.replayed:
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return uploaded.answer
 
 
 @router.delete(
