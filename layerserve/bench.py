@@ -63,15 +63,30 @@ def plan(
         )
     metadata = client.model_metadata(url, model, version, token)
     shapes_sent = request_shapes(metadata["inputs"], batch, shapes)
+    first = next(iter(shapes_sent.values()), [])
+    rows = first[0] if first else 1
+    limit = client.model_config(url, model, version, token).get("max_batch_size") or 0
+    check_batch(rows, limit, model, version)
     tensors = random_inputs(metadata["inputs"], shapes_sent)
     body, headers = loadgen.build_request(
         protocol, tensors, [output["name"] for output in metadata["outputs"]]
     )
-    first = next(iter(shapes_sent.values()), [])
     host, port = parts.hostname, parts.port or 80
     path = loadgen.inference_path(protocol, model, version, parts.path.rstrip("/"))
     payload = loadgen.http_request(host, port, path, body, {**headers, **client.bearer(token)})
-    return Plan(url, model, version, protocol, first[0] if first else 1, host, port, payload)
+    return Plan(url, model, version, protocol, rows, host, port, payload)
+
+
+def check_batch(rows: int, max_batch_size: int, model: str, version: str | None) -> None:
+    """Refuse, before any load, requests of more rows than the model takes (its V2
+    config's ``max_batch_size``; 0: no limit): every one would fail."""
+    if max_batch_size and rows > max_batch_size:
+        which = f"model '{model}'" + (f" version {version}" if version else "")
+        raise ConfigError(
+            f"--batch {rows} is over the max_batch_size of {which}, {max_batch_size} rows "
+            f"a request (its V2 model config); use --batch {max_batch_size} or less, or "
+            "raise max_batch_size in the model's config.json on the server"
+        )
 
 
 def request_shapes(
@@ -210,6 +225,7 @@ def run(
                 sent=result["sent"],
                 received=result["received"],
                 statuses=result["statuses"],
+                failed=int(result["failed"]),
             )
         )
     return Outcome(runs, first_error)
@@ -226,7 +242,9 @@ def _error_message(status: int, body: bytes) -> tuple[int, str]:
 
 
 def level_rows(outcome: Outcome) -> list[dict[str, Any]]:
-    """One dict per level: throughput, latency percentiles (ms) and every status count."""
+    """One dict per level: throughput and latency percentiles (ms) of the successful
+    requests, the failed ones apart (``failed_per_s`` in the measuring window, ``errors``
+    warm-up included), and every status count."""
     return [
         {
             "concurrency": run.concurrency,
@@ -236,6 +254,7 @@ def level_rows(outcome: Outcome) -> list[dict[str, Any]]:
             "p50_ms": run.percentile(50),
             "p90_ms": run.percentile(90),
             "p99_ms": run.percentile(99),
+            "failed_per_s": run.failed / run.seconds,
             "errors": run.errors,
             "sent": run.sent,
             "received": run.received,

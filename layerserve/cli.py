@@ -11,18 +11,52 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from layerserve.errors import LayerserveError
+from layerserve import __version__, cli_options
+from layerserve.cli_options import Command, Group
+from layerserve.errors import LayerserveError, UnsafeDeserializationError
 
 if TYPE_CHECKING:
     from layerserve.bench import Outcome, Plan
 
+UNSAFE_MESSAGE = (
+    "the model has a Lambda layer whose function is stored as Python bytecode, and "
+    "loading it runs that code. For a file you trust, add --unsafe; otherwise rebuild the "
+    "Lambda in code and load the weights."
+)
+
+
 app = typer.Typer(
-    help="Keras-style models without TensorFlow.", no_args_is_help=True, add_completion=False
+    cls=Group,
+    help="Keras-style models without TensorFlow.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 console = Console()
 
 
-@app.command()
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"layerserve {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            metavar="",
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Keras-style models without TensorFlow."""
+
+
+@app.command(cls=Command)
 def demo(
     batch: Annotated[int, typer.Option(min=1, help="Rows in each example prediction.")] = 2,
 ) -> None:
@@ -51,7 +85,7 @@ def _print_prediction(model, inputs: list[np.ndarray], outputs: np.ndarray) -> N
     console.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def summary(
     model_path: Annotated[
         Path,
@@ -59,7 +93,8 @@ def summary(
     ],
     weights: Annotated[Path | None, typer.Option(help="Weights file for a JSON model.")] = None,
     unsafe: Annotated[
-        bool, typer.Option("--unsafe", help="Allow Lambda bytecode (trusted files only).")
+        bool,
+        typer.Option("--unsafe", metavar="", help="Allow Lambda bytecode (trusted files only)."),
     ] = False,
 ) -> None:
     """Print a saved model's layers, output shapes and parameter counts."""
@@ -68,6 +103,8 @@ def summary(
 
     try:
         model = load_model(model_path, safe_mode=not unsafe, weights=weights)
+    except UnsafeDeserializationError as exc:
+        _fail(UNSAFE_MESSAGE, code=2, cause=exc)
     except LayerserveError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(code=2) from exc
@@ -97,7 +134,7 @@ def _named_functions(specs: list[str]) -> dict[str, Any]:
     return objects
 
 
-@app.command("export")
+@app.command("export", cls=Command)
 def export_command(
     model_path: Annotated[
         Path,
@@ -106,18 +143,22 @@ def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the .onnx.")],
     opset: Annotated[
         int | None,
-        typer.Option(help="ONNX opset (default: newest the installed onnxruntime runs)."),
+        typer.Option(
+            help="ONNX opset (default 21, which every supported onnxruntime loads; at most "
+            "the newest the installed onnxruntime runs)."
+        ),
     ] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights file for a JSON model.")] = None,
     unsafe: Annotated[
-        bool, typer.Option("--unsafe", help="Allow Lambda bytecode (trusted files only).")
+        bool,
+        typer.Option("--unsafe", metavar="", help="Allow Lambda bytecode (trusted files only)."),
     ] = False,
     function: Annotated[
         list[str] | None,
         typer.Option(
             "--function",
-            help="NAME=module:attribute, a function a Lambda layer calls by name "
-            "(imported from your code; repeatable).",
+            metavar="<NAME=module:attribute>",
+            help="A function a Lambda layer calls by name (imported from your code; repeatable).",
         ),
     ] = None,
 ) -> None:
@@ -141,6 +182,9 @@ def export_command(
             onnx_model = to_onnx(model, output, opset=opset)
             progress.update(task, description="comparing onnxruntime with the reference", advance=1)
             report = compare(model, onnx_model)
+        except UnsafeDeserializationError as exc:
+            progress.stop()
+            _fail(UNSAFE_MESSAGE, code=2, cause=exc)
         except LayerserveError as exc:
             progress.stop()
             console.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -164,25 +208,21 @@ def export_command(
         raise typer.Exit(code=1)
 
 
-@app.command()
-def serve(
-    model_repository: Annotated[
-        Path | None, typer.Option(help="Model repository: <repo>/<model>/<version>/model.onnx.")
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
-    demo: Annotated[
-        bool | None,
-        typer.Option("--demo/--no-demo", help="Export the demo models into an empty repository."),
-    ] = None,
-) -> None:
-    """Serve a model repository over V2 and TensorFlow Serving REST. Every option also
-    reads LAYERSERVE_<NAME> environment variables."""
-    from layerserve.service.server import serve as run_server
-    from layerserve.service.settings import Settings
+def serve(print_settings: bool = False, **flags: Any) -> None:
+    """Serve a model repository over V2 and TensorFlow Serving REST. Every option is a
+    setting, also read from its LAYERSERVE_<NAME> environment variable; a flag given wins
+    over the variable."""
+    from pydantic import ValidationError
 
-    given = {"model_repository": model_repository, "host": host, "port": port, "demo": demo}
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    try:
+        settings = cli_options.settings_from(flags)
+    except ValidationError as exc:
+        _fail(cli_options.describe_errors(exc), code=2)
+    if print_settings:
+        console.print_json(data=settings.model_dump(mode="json"))
+        return
+    from layerserve.service.server import serve as run_server
+
     base = f"http://{settings.host}:{settings.port}"
     console.print(
         f"layerserve on {base}, models from {settings.model_repository}. Once "
@@ -191,6 +231,10 @@ def serve(
     )
     console.print(curl_example(base), markup=False, highlight=False, soft_wrap=True)
     run_server(settings)
+
+
+serve.__signature__ = cli_options.serve_signature()  # type: ignore[attr-defined]
+app.command(cls=Command)(serve)
 
 
 def curl_example(base: str) -> str:
@@ -215,12 +259,12 @@ class BenchProtocol(StrEnum):
     tfserving = "tfserving"
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(code=code)
+def _fail(message: str, code: int = 1, cause: BaseException | None = None) -> NoReturn:
+    errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code) from cause
 
 
-@app.command()
+@app.command(cls=Command)
 def upload(
     model_file: Annotated[
         Path,
@@ -238,7 +282,9 @@ def upload(
         str | None,
         typer.Option(envvar="LAYERSERVE_ADMIN_TOKEN", help="Admin token.", show_default=False),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="Print the server's JSON.")
+    ] = False,
     timeout: Annotated[
         float, typer.Option(min=1, help="Seconds to wait for the upload and its checks.")
     ] = 600.0,
@@ -314,7 +360,7 @@ def version_table(metadata: dict[str, Any]) -> Table:
     return table
 
 
-@app.command()
+@app.command(cls=Command)
 def bench(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name.")],
     url: Annotated[str, typer.Option(envvar="LAYERSERVE_URL", help="Server URL.")] = DEFAULT_URL,
@@ -326,8 +372,9 @@ def bench(
     concurrency: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="<levels>",
             help="Requests kept in flight, one level each: --concurrency 1 4 16 (the "
-            "default), or 1,4,16."
+            "default), or 1,4,16.",
         ),
     ] = None,
     duration: Annotated[float, typer.Option(min=0.01, help="Measured seconds per level.")] = 5.0,
@@ -335,8 +382,8 @@ def bench(
     shape: Annotated[
         list[str] | None,
         typer.Option(
-            help="NAME=D1,D2,...: the dimensions after the first, for an input with "
-            "variable sizes (repeatable)."
+            metavar="<NAME=D1,D2,...>",
+            help="The dimensions after the first, for an input with variable sizes (repeatable).",
         ),
     ] = None,
     token: Annotated[
@@ -350,14 +397,17 @@ def bench(
     plot: Annotated[
         Path | None, typer.Option(help="Write a PNG of latency and throughput (matplotlib).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="Print the results as JSON.")
+    ] = False,
     more_levels: Annotated[
         list[str] | None, typer.Argument(hidden=True, show_default=False)
     ] = None,  # "--concurrency 1 4 16": the values after the first land here
 ) -> None:
     """Load a model on a running server with random inputs at each concurrency level and
-    print requests/s, samples/s and latency percentiles. Every response's status is
-    checked; the command fails when no request succeeded."""
+    print requests/s, samples/s and latency percentiles of the successful requests; failed
+    ones are counted apart. Every response's status is checked; the command fails when no
+    request succeeded."""
     from layerserve import bench as benchmark
     from layerserve import client
 

@@ -1,5 +1,5 @@
-"""A small HTTP client of a running layerserve server, for the command line: model upload
-and model metadata. It needs httpx only (never FastAPI or onnxruntime)."""
+"""A small HTTP client of a running layerserve server, for the command line: model upload,
+model metadata and configuration. It needs httpx only (never FastAPI or onnxruntime)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,15 @@ def model_metadata(
 ) -> dict[str, Any]:
     """V2 model metadata: ``{"name", "versions", "inputs", "outputs"}``."""
     address = f"{url.rstrip('/')}/v2/models/{model_path(name, version)}"
+    return request("GET", address, headers=bearer(token), timeout=30.0).json()
+
+
+def model_config(
+    url: str, name: str, version: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    """V2 model configuration (Triton's form): ``max_batch_size`` (0: no limit on the
+    rows of a request), ``input``, ``output``, ..."""
+    address = f"{url.rstrip('/')}/v2/models/{model_path(name, version)}/config"
     return request("GET", address, headers=bearer(token), timeout=30.0).json()
 
 

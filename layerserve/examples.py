@@ -76,6 +76,25 @@ def masking_lstm(timesteps: int = 10, features: int = 8) -> Sequential:
     )
 
 
+def masking_sequence(timesteps: int = 5, features: int = 3) -> Sequential:
+    """Masking then LSTM(return_sequences=True): one output per timestep, and the mask
+    (which timesteps were all 0) as the output's mask; served, it becomes a second
+    output, ``lstm_mask``."""
+    return Sequential(
+        [
+            Masking(mask_value=0.0, input_shape=(timesteps, features), name="masking"),
+            LSTM(
+                2,
+                return_sequences=True,
+                kernel_initializer=_glorot(10),
+                recurrent_initializer=initializers.Orthogonal(seed=11),
+                name="lstm",
+            ),
+        ],
+        name="masking_sequence",
+    )
+
+
 def antirectifier(x: np.ndarray) -> np.ndarray:
     """The Lambda docs example: the positive and negative parts of a centred, normalised x."""
     x -= K.mean(x, axis=1, keepdims=True)
@@ -127,6 +146,7 @@ EXAMPLES: dict[str, Callable[[], Model]] = {
     "mlp": mlp,
     "conv_flatten": conv_flatten,
     "masking_lstm": masking_lstm,
+    "masking_sequence": masking_sequence,
     "antirectifier": antirectifier_model,
     "hadamard": hadamard_model,
 }

@@ -4,8 +4,10 @@ request again as soon as the previous response is complete, so that ``concurrenc
 requests are always in flight. Used by ``layerserve bench`` and
 ``benchmarks/service_load.py``.
 
-Every response's status is counted; latencies are kept for the responses completed in the
-measuring window (after the warm-up).
+Every response's status is counted; latencies are kept for the successful (200) responses
+completed in the measuring window (after the warm-up). A failed response is never counted
+as throughput, nor its latency in the percentiles: a server that refuses fast would look
+fast.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ TICK_SECONDS = 0.25
 
 @dataclass
 class Run:
-    """One measured load level."""
+    """One measured load level: ``requests`` succeeded (200) in the measuring window,
+    ``failed`` did not; ``errors`` counts the failures of the warm-up too."""
 
     protocol: str
     batch: int
@@ -61,6 +64,7 @@ class Run:
     sent: int = 0
     received: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    failed: int = 0
 
     @property
     def other_cpu(self) -> float | None:
@@ -71,6 +75,7 @@ class Run:
 
     @property
     def rps(self) -> float:
+        """Successful requests per second."""
         return self.requests / self.seconds
 
     def percentile(self, q: float) -> float:
@@ -254,8 +259,9 @@ class _Connection(asyncio.Protocol):
         state = self.state
         state["statuses"][self.status] += 1
         if state["start"] <= now <= state["stop"]:  # completed in the measured window
-            state["latencies"].append(now - self.sent)
-            if self.status != 200:
+            if self.status == 200:
+                state["latencies"].append(now - self.sent)
+            else:
                 state["errors"] += 1
         elif self.status != 200:
             state["errors_outside"] += 1
@@ -286,8 +292,9 @@ async def drive(
 ) -> dict[str, Any]:
     """Keep ``concurrency`` requests in flight for ``warmup + duration`` seconds.
 
-    Returns ``latencies`` (ms, of responses completed in the measuring window),
-    ``errors`` (non-200 responses, warm-up included), ``client_cpu`` (cores), ``sent``
+    Returns ``latencies`` (ms, of the 200 responses completed in the measuring window),
+    ``failed`` (the other responses completed in that window), ``errors`` (non-200
+    responses, warm-up included), ``client_cpu`` (cores), ``sent``
     and ``received`` (every request and response), ``statuses`` (count per HTTP status)
     and ``first_error`` (``(status, body start)`` of the first non-200 response, or None).
     ``tick(seconds)`` is called with the time passed, a few times a second.
@@ -327,6 +334,7 @@ async def drive(
             connection.transport.close()
     return {
         "latencies": np.asarray(state["latencies"], dtype=np.float64) * 1e3,
+        "failed": state["errors"],
         "errors": state["errors"] + state["errors_outside"],
         "client_cpu": cpu_used / duration,
         "sent": state["sent"],

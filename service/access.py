@@ -8,7 +8,8 @@ client learns nothing about which models exist):
   they answer loopback clients only (127.0.0.0/8, ::1).
 - ``api``: inference, metadata and everything else, unknown paths included. With
   ``LAYERSERVE_API_TOKEN`` set they need the API token or the admin token; unset, open.
-- ``open``: ``/v2``, ``/v2/health/*``, ``/metrics`` and the API docs, always.
+- ``open``: ``/v2``, ``/v2/health/*``, ``/metrics`` and the API docs with their assets
+  (``/docs/static/*``), always.
 
 Missing credentials (or another scheme than Bearer) are :class:`Unauthorized`; a wrong
 token, or a non-loopback client of an admin endpoint while no admin token is set, is
@@ -62,6 +63,8 @@ def classify(method: str, path: str) -> Level:
     if path == "/v1/export":
         return "admin"
     if path.startswith("/v2/health/") and len(parts) == 4 and parts[3]:
+        return "open"
+    if path.startswith("/docs/static/") and len(parts) == 4 and parts[3]:  # the docs' assets
         return "open"
     return "api"
 

@@ -56,3 +56,22 @@ def v2_datatype(dtype: np.dtype) -> str:
 def element_size(datatype: str) -> int:
     """Bytes per element in the binary format (0 for variable-size BYTES)."""
     return 0 if datatype in ("BYTES", "STRING") else numpy_dtype(datatype).itemsize
+
+
+def to_float(array: np.ndarray, dtype: np.dtype, datatype: str, where: str) -> np.ndarray:
+    """Numbers from a JSON request as a float ``dtype``: a finite number the datatype
+    cannot hold (3.5e38 as FP32, 70000 as FP16) is refused, not turned into infinity;
+    NaN and infinities the client sent stay as they are."""
+    if array.dtype == dtype:
+        return array
+    with np.errstate(over="ignore"):
+        cast = array.astype(dtype)
+    if np.isinf(cast).any():
+        overflow = np.isinf(cast) & np.isfinite(array)
+        if overflow.any():
+            raise InvalidInput(
+                f"{where}: value {array[overflow][0].item()!r} does not fit {datatype}: "
+                f"finite {datatype} values are at most {float(np.finfo(dtype).max):g} "
+                "in magnitude"
+            )
+    return cast

@@ -16,6 +16,7 @@ DEMO_MODELS = {
     "mlp": examples.mlp,
     "conv_flatten": examples.conv_flatten,
     "masking_lstm": examples.masking_lstm,
+    "masking_sequence": examples.masking_sequence,  # has a mask output, lstm_mask
     "hadamard": examples.hadamard_model,
 }
 

@@ -75,3 +75,9 @@ class ModelLoadError(ServiceError):
 
 class InferenceFailed(ServiceError):
     """onnxruntime failed while running a valid request."""
+
+
+class ModelRefusedInput(InvalidInput, InferenceFailed):
+    """onnxruntime refused a request's values while running (INVALID_ARGUMENT, e.g. an
+    index out of a Gather's range in an uploaded ONNX model): the client's error, a 400;
+    like any failed run it is retried alone when it was merged with other requests."""

@@ -19,6 +19,7 @@ log = logging.getLogger("layerserve.service")
 # \Z, not $: "$" also matches before a trailing newline ("abc\n").
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")  # never "." or ".."
 MODEL_FILE = "model.onnx"
+UNLOADED = "unloaded"  # the reason of a model unloaded on request
 
 
 @dataclass
@@ -99,7 +100,7 @@ class ModelRepository:
             state = self._models.get(name)
             if state is None:
                 raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
-            state.versions, state.state, state.reason = {}, "UNAVAILABLE", "unloaded"
+            state.versions, state.state, state.reason = {}, "UNAVAILABLE", UNLOADED
 
     def add_version(self, model: LoadedModel) -> None:
         """Serve ``model``, loaded from its published directory, beside the model's other
@@ -140,10 +141,7 @@ class ModelRepository:
         if state is None:
             raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
         if not state.versions:
-            raise ModelNotReady(
-                f"Request for unknown model: '{name}' has no available "
-                f"versions ({state.state.lower()}{_reason(state)})"
-            )
+            raise ModelNotReady(_not_ready_message(state))
         if version is None or version == "":
             return state.latest()
         if version not in state.versions:
@@ -184,7 +182,7 @@ class ModelRepository:
         if not names:
             return True
         settled = all(
-            n in states and (states[n].state == "READY" or states[n].reason == "unloaded")
+            n in states and (states[n].state == "READY" or states[n].reason == UNLOADED)
             for n in names
         )
         return settled and any(s.versions for s in states.values())
@@ -201,5 +199,19 @@ def _versions(model_dir: Path) -> list[str]:
     )
 
 
-def _reason(state: ModelState) -> str:
-    return f": {state.reason}" if state.reason else ""
+def _not_ready_message(state: ModelState) -> str:
+    """Why a known model serves no version, and what brings it back."""
+    load = f"POST /v2/repository/models/{state.name}/load"
+    if state.reason == UNLOADED:
+        return (
+            f"model '{state.name}' has no available versions: it is unloaded; load it "
+            f"again with {load}"
+        )
+    if state.state == "LOADING":
+        return f"model '{state.name}' has no available versions yet: it is loading; retry"
+    if not state.reason:
+        return f"model '{state.name}' has no available versions; load it ({load})"
+    return (
+        f"model '{state.name}' has no available versions: it failed to load: "
+        f"{state.reason}; fix the model in the repository and load it ({load})"
+    )

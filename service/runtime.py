@@ -13,10 +13,16 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from layerserve.service.datatypes import ORT_TO_V2, numpy_dtype, v2_datatype
-from layerserve.service.errors import InferenceFailed, InvalidInput, ModelLoadError
-from layerserve.service.model_config import ResolvedConfig
+from layerserve.service.errors import (
+    InferenceFailed,
+    InvalidInput,
+    ModelLoadError,
+    ModelRefusedInput,
+)
+from layerserve.service.model_config import ModelConfig, ResolvedConfig
 
 log = logging.getLogger("layerserve.service")
 
@@ -25,6 +31,12 @@ WARMUP_SECONDS = 30.0
 WARMUP_MAX_BYTES = 1 << 30
 # Lengths tried for unknown (variable) input sizes in the warm-up run.
 WARMUP_LENGTHS = (1, 4, 8, 16, 32, 64)
+# NumPy's limit on dimensions (NPY_MAXDIMS): client-given shapes are checked against it
+# before NumPy sees them, which would raise ValueError (a 500) for more.
+MAX_RANK = 64
+# The largest byte size NumPy can address (a shape with a zero dimension still needs
+# its other dimensions to fit).
+MAX_TENSOR_BYTES = np.iinfo(np.intp).max
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,13 @@ class LoadedModel:
         except ValueError:
             return {}
 
+    @functools.cached_property
+    def value_outputs(self) -> list[str]:
+        """The outputs that are not ``<output>_mask`` outputs (the model's own outputs,
+        as Keras returns them)."""
+        masks = set(self.mask_outputs.values())
+        return [s.name for s in self.outputs if s.name not in masks]
+
     def warm_up(self) -> None:
         """One run on zeros (batch 1), so the first request does not pay for set-up. A
         graph that declares huge inputs, or whose run does not end (a Loop of 10**15
@@ -190,6 +209,29 @@ class LoadedModel:
             f"available outputs: {[s.name for s in self.outputs]}"
         )
 
+    def check_rank(self, name: str, rank: int) -> None:
+        """Refuse a client-given tensor of more dimensions than NumPy holds, before NumPy
+        is asked to build it (no model input has that many)."""
+        if rank <= MAX_RANK:
+            return
+        spec = self.input_spec(name)
+        raise InvalidInput(
+            f"unexpected shape for input '{name}' for model '{self.name}'. Expected rank "
+            f"{len(spec.shape)} (shape {list(spec.shape)}), got rank {rank}: tensors have "
+            f"at most {MAX_RANK} dimensions"
+        )
+
+    def check_shape(self, name: str, shape: list[int], itemsize: int) -> None:
+        """A client-given shape NumPy can represent: at most ``MAX_RANK`` dimensions, and
+        dimensions whose product (zeros left out) fits NumPy's address space."""
+        self.check_rank(name, len(shape))
+        if math.prod(d for d in shape if d) * itemsize > MAX_TENSOR_BYTES:
+            raise InvalidInput(
+                f"input '{name}' for model '{self.name}' has shape {shape}, whose dimensions "
+                f"describe more than {MAX_TENSOR_BYTES} bytes; expected a shape like "
+                f"{list(self.input_spec(name).shape)}"
+            )
+
     def validate(self, tensors: dict[str, np.ndarray]) -> int:
         """Check names, dtypes and shapes; return the batch size (rows)."""
         missing = [s.name for s in self.inputs if s.name not in tensors]
@@ -231,10 +273,30 @@ class LoadedModel:
             rows = batch
         if self.batched and rows is not None and rows > self.config.max_batch_size:
             raise InvalidInput(
-                f"inference request batch-size must be <= "
-                f"{self.config.max_batch_size} for '{self.name}', got {rows}"
+                f"inference request batch-size must be <= {self.config.max_batch_size} "
+                f"for '{self.name}', got {rows}: send at most {self.config.max_batch_size} "
+                f"rows per request, or {self._batch_limit_hint()}"
             )
         return int(rows or 0)
+
+    def _batch_limit_hint(self) -> str:
+        """Where this model's max_batch_size comes from, so the client knows what to
+        raise: the model's config.json, or the server's default."""
+        model_dir = self.path.parent.parent
+        try:
+            from_file = ModelConfig.read(model_dir).max_batch_size is not None
+        except ModelLoadError:
+            from_file = True  # unreadable now: the file is where it was set
+        if from_file:
+            return (
+                f"raise max_batch_size in the config.json of model '{self.name}' in the "
+                "model repository and load the model again"
+            )
+        return (
+            f"raise LAYERSERVE_MAX_BATCH_SIZE (the server's default; model '{self.name}' "
+            "has no max_batch_size in a config.json) or set max_batch_size in its "
+            "config.json"
+        )
 
     def run(
         self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None
@@ -244,6 +306,10 @@ class LoadedModel:
         feeds = {k: _text(v) if v.dtype.kind == "O" else v for k, v in feeds.items()}
         try:
             values = self.session.run(names, feeds)
+        except InvalidArgument as exc:
+            raise ModelRefusedInput(
+                f"model '{self.name}' refused the input values: {_first_line(exc)}"
+            ) from exc
         except Exception as exc:  # noqa: BLE001
             raise InferenceFailed(f"model '{self.name}' failed to run: {exc}") from exc
         return dict(zip(names, values, strict=True))
@@ -288,3 +354,9 @@ def _shape_fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     return len(shape) == len(expected) and all(
         e < 0 or e == s for s, e in zip(shape, expected, strict=True)
     )
+
+
+def _first_line(error: Exception) -> str:
+    """onnxruntime's message without its prefix and log noise."""
+    text = str(error).split("\n", 1)[0]
+    return text.split("Status Message: ", 1)[-1]

@@ -24,11 +24,18 @@ MAX_THREADS = 256
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAYERSERVE_", protected_namespaces=())
 
-    model_repository: Path = Path("model_repository")
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    model_repository: Path = Field(
+        Path("model_repository"),
+        description="The model repository: <repo>/<model>/<version>/model.onnx.",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on.")
     demo: bool = Field(False, description="Fill an empty repository with the demo models.")
-    providers: list[Provider] = Field(default_factory=lambda: ["cpu"])
+    providers: list[Provider] = Field(
+        default_factory=lambda: ["cpu"],
+        description="onnxruntime execution providers, in order of preference: cpu, or cuda "
+        "for the CUDA execution provider.",
+    )
     allow_cpu_fallback: bool = Field(
         False, description="Serve on CPU when CUDA was asked for but is unavailable."
     )
@@ -44,12 +51,36 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(
         64, ge=0, le=MAX_BATCH, description="Rows per merged run; 0: no merging."
     )
-    max_queue_delay_us: int = Field(0, ge=0, le=MAX_QUEUE_DELAY_US)
-    max_queue_size: int = Field(1024, ge=1, le=MAX_QUEUE_SIZE)
-    queue_timeout_ms: int = Field(30_000, ge=1, le=MAX_QUEUE_TIMEOUT_MS)
-    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_queue_delay_us: int = Field(
+        0,
+        ge=0,
+        le=MAX_QUEUE_DELAY_US,
+        description="Microseconds to wait for more requests to merge into one run "
+        "(0: merge only what is queued).",
+    )
+    max_queue_size: int = Field(
+        1024,
+        ge=1,
+        le=MAX_QUEUE_SIZE,
+        description="Requests queued per model version; a full queue answers 503.",
+    )
+    queue_timeout_ms: int = Field(
+        30_000,
+        ge=1,
+        le=MAX_QUEUE_TIMEOUT_MS,
+        description="Milliseconds a request may wait in the queue; then it gets 504.",
+    )
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes; larger bodies get 413.",
+    )
     drain_seconds: float = Field(1.0, ge=0, description="Serve on after SIGTERM, not ready.")
-    exit_timeout_seconds: float = Field(25.0, ge=0)
+    exit_timeout_seconds: float = Field(
+        25.0,
+        ge=0,
+        description="After SIGTERM and the drain, seconds to finish the requests in flight.",
+    )
     admin_token: SecretStr | None = Field(
         None,
         description="Bearer token for upload, delete, load/unload, download, export and "
@@ -92,8 +123,10 @@ class Settings(BaseSettings):
     benchmark_max_seconds: float = Field(
         10.0, gt=0, description="Cap on a benchmark request's measuring time, all batch sizes."
     )
-    log_level: str = "info"
-    access_log: bool = False
+    log_level: str = Field(
+        "info", description="Logging level: critical, error, warning, info, debug or trace."
+    )
+    access_log: bool = Field(False, description="Log one line per request.")
 
     def threads_per_run(self, instances: int) -> int:
         if self.intra_op_threads:

@@ -149,11 +149,14 @@ _CLASSES = _shape_only_classes()
 
 
 def parse_request(document: Any) -> tuple[Any, list[int | None] | None]:
-    """``{"model": config (object or JSON text), "input_shape"?: [null, 784]}``."""
+    """``{"model": config (object or JSON text), "input_shape"?: [null, 784]}``, or the
+    config alone (a ``config.json`` sent as it is)."""
+    if isinstance(document, dict) and "model" not in document and "class_name" in document:
+        return document, None
     if not isinstance(document, dict) or "model" not in document:
         raise InvalidInput(
-            'the request must be a JSON object like {"model": <model config>, '
-            '"input_shape": [null, 784]} ("input_shape" is optional)'
+            'the request must be a model config, or a JSON object like {"model": <model '
+            'config>, "input_shape": [null, 784]} ("input_shape" is optional)'
         )
     unknown = sorted(set(document) - {"model", "input_shape"})
     if unknown:

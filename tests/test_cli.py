@@ -47,14 +47,21 @@ def test_export_writes_a_checked_graph_and_reports_parity(tmp_path, name):
     assert "parity ok" in flat(result.output)
 
 
-def test_export_refuses_lambda_bytecode_without_unsafe(tmp_path):
+@pytest.mark.parametrize("command", ["export", "summary"])
+def test_lambda_bytecode_is_refused_naming_the_unsafe_flag(tmp_path, command):
     model = Sequential([Dense(2, input_shape=(3,)), Lambda(lambda x: x * 2)])
     source, target = tmp_path / "lambda.layerserve", tmp_path / "lambda.onnx"
     model.save(source)
-    result = runner.invoke(app, ["export", str(source), "-o", str(target)])
+    arguments = [command, str(source), *(["-o", str(target)] if command == "export" else [])]
+    result = runner.invoke(app, arguments)
     assert result.exit_code == 2
-    assert "safe_mode=False" in flat(result.output)
+    message = flat(result.stderr)
+    assert "Lambda layer whose function is stored as Python bytecode" in message
+    assert "For a file you trust, add --unsafe" in message
+    assert "safe_mode" not in message  # the library's argument, not this command's
     assert not target.exists()
+    trusted = runner.invoke(app, [*arguments, "--unsafe"])
+    assert trusted.exit_code == 0, trusted.output
 
 
 def test_summary_of_a_saved_model_and_of_a_corrupt_file(tmp_path):

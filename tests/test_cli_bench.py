@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from layerserve import plotting
+from layerserve.bench import random_inputs
 from layerserve.cli import app
 from layerserve.loadgen import Run
 from layerserve.service.settings import Settings
@@ -57,6 +58,15 @@ def repository(tmp_path_factory):
         [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3])],
         [helper.make_tensor_value_info("same", TensorProto.INT64, ["batch", 3])],
         [helper.make_node("Identity", ["ids"], ["same"])],
+    )
+    # Rows of a 3-row table by index: bench's random ids (0..9) fail on the server.
+    table = helper.make_tensor("table", TensorProto.FLOAT, [3, 2], [0.0, 1, 2, 3, 4, 5])
+    save_graph(
+        root / "table" / "1" / "model.onnx",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["batch", 3, 2])],
+        [helper.make_node("Constant", [], ["table"], value=table)]
+        + [helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0)],
     )
     return root
 
@@ -113,6 +123,7 @@ def test_every_request_bench_counts_is_one_the_server_answered(url, model, argum
     assert report["batch"] == rows and report["first_error"] is None
     for level in report["levels"]:
         assert level["statuses"] == {"200": level["received"]} and level["errors"] == 0
+        assert level["failed_per_s"] == 0
         assert 0 < level["requests"] <= level["received"]
         assert level["requests_per_s"] == pytest.approx(level["requests"] / 0.3)
         assert level["samples_per_s"] == pytest.approx(level["requests_per_s"] * rows)
@@ -133,34 +144,70 @@ def test_a_progress_bar_then_a_table_row_per_level(url):
     assert all(row[-2] == "0" for row in rows)  # errors
 
 
-def test_failed_requests_are_counted_and_the_servers_message_shown(url):
-    # Version 1 of mlp takes at most 64 rows a request: every request is refused.
-    before = server_counts(url, "mlp")
-    arguments = ["--model", "mlp", "--version", "1", "--batch", "65", "--concurrency", "2"]
+def test_failed_requests_are_reported_apart_and_never_counted_as_throughput(url):
+    # Every request of random ids 0..9 fails on the 3-row table.
+    (ids,) = random_inputs(
+        [{"name": "ids", "datatype": "INT64", "shape": [-1, 3]}], {"ids": [2, 3]}
+    ).values()
+    assert ids.max() >= 3
+    expected = httpx.post(
+        f"{url}/v2/models/table/infer",
+        json={
+            "inputs": [
+                {"name": "ids", "shape": [2, 3], "datatype": "INT64", "data": ids.ravel().tolist()}
+            ]
+        },
+    )
+    assert expected.status_code >= 400
+    before = server_counts(url, "table")
+    arguments = ["--model", "table", "--batch", "2", "--concurrency", "2"]
     result = runner.invoke(app, ["bench", "--url", url, *QUICK, "--json", *arguments])
-    success = server_counts(url, "mlp")[0] - before[0]
+    success, failed, _ = np.subtract(server_counts(url, "table"), before)
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     (level,) = report["levels"]
-    assert success == 0 and level["received"] == level["sent"] > 0
-    assert level["statuses"] == {"400": level["received"]} and level["errors"] == level["received"]
-    expected = httpx.post(
-        f"{url}/v2/models/mlp/versions/1/infer",
-        json={
-            "inputs": [
-                {
-                    "name": "hidden_1_input",
-                    "shape": [65, 784],
-                    "datatype": "FP32",
-                    "data": [0.0] * 65 * 784,
-                }
-            ]
-        },  # fmt: skip
-    )
-    assert expected.status_code == 400
-    assert report["first_error"] == {"status": 400, "error": expected.json()["error"]}
+    assert success == 0 and failed == level["received"] == level["sent"] > 0
+    assert level["statuses"] == {str(expected.status_code): failed} and level["errors"] == failed
+    assert level["requests"] == 0
+    assert level["requests_per_s"] == level["samples_per_s"] == 0
+    assert level["p50_ms"] == level["p99_ms"] == 0  # no latency of a failure
+    assert 0 < level["failed_per_s"] * 0.3 <= failed  # the window's failures, apart
+    assert report["first_error"] == {
+        "status": expected.status_code,
+        "error": expected.json()["error"],
+    }
     assert expected.json()["error"] in flat(result.stderr)
     assert "no request succeeded" in result.stderr
+
+
+def test_the_table_shows_failures_apart_from_throughput(url):
+    arguments = ["--model", "table", *QUICK, "--concurrency", "1"]
+    result = runner.invoke(app, ["bench", "--url", url, *arguments])
+    assert result.exit_code == 1
+    (row,) = [line.split() for line in result.stdout.splitlines() if line.startswith("│")]
+    cells = [cell for cell in row if cell != "│"]
+    assert cells[0] == "1" and cells[1] == cells[2] == "0"  # requests/s, samples/s
+    assert int(cells[-1].replace(",", "")) > 0  # errors
+
+
+def test_a_batch_over_the_models_limit_is_refused_before_any_load(url):
+    # Version 1 of mlp takes at most 64 rows a request (its config.json).
+    config = httpx.get(f"{url}/v2/models/mlp/versions/1/config").json()
+    assert config["max_batch_size"] == 64
+    before = server_counts(url, "mlp")
+    arguments = ["--model", "mlp", "--version", "1", "--batch", "65", "--concurrency", "2"]
+    result = runner.invoke(app, ["bench", "--url", url, *QUICK, *arguments])
+    assert result.exit_code == 2, result.output
+    assert (
+        "--batch 65 is over the max_batch_size of model 'mlp' version 1, 64 rows a request"
+        in flat(result.stderr)
+    )
+    assert "use --batch 64 or less" in flat(result.stderr)
+    assert server_counts(url, "mlp") == before
+    report = bench_json(
+        url, "--model", "mlp", "--version", "1", "--batch", "64", "--concurrency", "1"
+    )
+    assert report["batch"] == 64 and report["levels"][0]["requests"] > 0
 
 
 NOTHING = "http://127.0.0.1:{free_port}"  # a port nothing listens on
@@ -276,4 +323,5 @@ def test_the_command_is_a_client_it_never_imports_the_server(url):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert '"received"' in done.stdout
-    assert "loaded: []" in done.stdout
+    # Only the settings model (pydantic), for the options of `layerserve serve`.
+    assert "loaded: ['layerserve.service', 'layerserve.service.settings']" in done.stdout

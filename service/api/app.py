@@ -13,6 +13,7 @@ from layerserve import __version__
 from layerserve.service.api import (
     access,
     benchmark,
+    documentation,
     errors,
     inspect,
     models,
@@ -56,6 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Keras-style models served with onnxruntime over the Open "
         "Inference Protocol (V2) and TensorFlow Serving REST.",
         openapi_tags=schemas.OPENAPI_TAGS,
+        generate_unique_id_function=documentation.operation_id,
+        docs_url=None,  # documentation.install serves both pages without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.dataplane = plane
@@ -71,7 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(benchmark.router)
     app.include_router(tfserving.router)
     app.include_router(models.router)
+    documentation.install(app)
     app.router.routes[:0] = [*v2.FAST_ROUTES, *tfserving.FAST_ROUTES]
-    observability.install(app)
     access.install(app)
+    # Added last, so it runs first: every response, a 401/403 from access control
+    # included, carries X-Request-ID and gets its log line.
+    observability.install(app)
     return app

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layerserve.errors import LayerserveError
@@ -33,6 +34,7 @@ STATUS: dict[type[Exception], int] = {
     errors.InferenceFailed: 500,
 }
 RETRY_AFTER_SECONDS = "1"
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left; only the access log sees it
 
 
@@ -84,6 +86,8 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
         allowed = (exc.headers or {}).get("Allow")
+        if exc.status_code == 405:
+            allowed = allowed_methods(request) or allowed
         if exc.status_code == 405 and allowed:
             message = (
                 f"method {request.method} is not allowed for {request.url.path}; "
@@ -95,6 +99,18 @@ def install(app: FastAPI) -> None:
         return response
 
     app.add_middleware(UnexpectedErrorMiddleware)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves for this path, e.g. "GET, POST, DELETE" for
+    /v1/models/{name} (Starlette's 405 names only the first matching route's): the
+    methods that would not be answered 405."""
+    allowed = []
+    for method in METHOD_ORDER:
+        scope = {**request.scope, "method": method}
+        if any(r.matches(scope)[0] is Match.FULL for r in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 class UnexpectedErrorMiddleware:

@@ -198,7 +198,9 @@ class LayerRow(ResponseBody):
     connected_to: list[str] = Field(description="Inbound tensors as layer[node][tensor].")
 
 
-class TensorShape(ResponseBody):
+class ModelTensor(ResponseBody):
+    """A model input or output: its name, shape (batch axis first) and dtype."""
+
     name: str
     shape: list[int | None]
     dtype: str
@@ -236,8 +238,8 @@ class ShapesResponse(ResponseBody):
     total_params: int
     trainable_params: int
     non_trainable_params: int
-    inputs: list[TensorShape]
-    outputs: list[TensorShape]
+    inputs: list[ModelTensor]
+    outputs: list[ModelTensor]
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:

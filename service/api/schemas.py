@@ -103,6 +103,9 @@ OPENAPI_TAGS = [
         "statistics extension.",
     },
 ]
+# Operation ids start with these for the tags of the two protocols, whose routes share
+# function names (``v2_model_metadata``, ``tfserving_model_metadata``).
+OPERATION_PREFIXES = {"v2": "v2", "tensorflow-serving": "tfserving"}
 
 
 # ---- errors -------------------------------------------------------------------------
@@ -175,7 +178,8 @@ ERROR_EXAMPLES: dict[int, tuple[str, str]] = {
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for the given error statuses, plus ``default`` for the rest
-    (401/403 from access control, 500): all answer with ``ErrorResponse``."""
+    (500): all answer with ``ErrorResponse``. The 401 and 403 answers of access control
+    are added to every operation that can give them (``documentation.add_security``)."""
     responses: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         description, message = ERROR_EXAMPLES[code]
@@ -186,7 +190,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
     responses["default"] = {
         "model": ErrorResponse,
-        "description": "Any other error, e.g. 401/403 from access control or 500",
+        "description": "Any other error, e.g. 500",
     }
     return responses
 

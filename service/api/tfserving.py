@@ -20,7 +20,7 @@ from layerserve.service.api.schemas import (
     inline_schema,
     route_docs,
 )
-from layerserve.service.protocols import tfserving
+from layerserve.service.protocols import tfserving, tfserving_models
 
 router = APIRouter(tags=["tensorflow-serving"])
 Method = Annotated[
@@ -63,11 +63,11 @@ async def model_version_status(
 
 @router.get("/v1/models/{name}/labels/{label}", **STATUS)
 async def model_label_status(request: Request, name: ModelName, label: Label) -> dict[str, Any]:
-    return _status(request, name, tfserving.version_for_label(name, label))
+    return _status(request, name, tfserving_models.version_for_label(name, label))
 
 
 def _status(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    return tfserving.model_status(dataplane(request).repository, name, version)
+    return tfserving_models.model_status(dataplane(request).repository, name, version)
 
 
 # ---- metadata --------------------------------------------------------------------------
@@ -94,11 +94,11 @@ async def model_version_metadata(
 
 @router.get("/v1/models/{name}/labels/{label}/metadata", **METADATA)
 async def model_label_metadata(request: Request, name: ModelName, label: Label) -> dict[str, Any]:
-    return _metadata(request, name, tfserving.version_for_label(name, label))
+    return _metadata(request, name, tfserving_models.version_for_label(name, label))
 
 
 def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    return tfserving.model_metadata(dataplane(request).model(name, version))
+    return tfserving_models.model_metadata(dataplane(request).model(name, version))
 
 
 # ---- predict ---------------------------------------------------------------------------
@@ -187,7 +187,7 @@ async def _predict(
     tfserving.check_method(method, request.url.path)
     plane = dataplane(request)
     if label is not None:
-        version = tfserving.version_for_label(name, label)
+        version = tfserving_models.version_for_label(name, label)
     model = plane.model(name, version)
     tfserving.check_supported(method, model)
     parsed = tfserving.decode_predict(await read_body(request), model)

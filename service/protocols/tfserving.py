@@ -1,11 +1,14 @@
-"""TensorFlow Serving REST: model status, signature metadata and ``:predict`` in row
-(``instances`` -> ``predictions``) and columnar (``inputs`` -> ``outputs``) formats.
+"""TensorFlow Serving REST ``:predict`` in row (``instances`` -> ``predictions``) and
+columnar (``inputs`` -> ``outputs``) formats (model status and signature metadata are in
+``tfserving_models``).
 
 Protocol-neutral: it turns request bodies into named NumPy tensors for
 ``DataPlane.infer`` and model outputs back into TF Serving's JSON, following
 ``tensorflow_serving/util/json_tensor.cc``: ``{"b64": ...}`` for bytes, output names
 ending in ``_bytes`` written as b64, and the ``NaN``/``Infinity``/``-Infinity`` tokens
-accepted in requests and written for non-finite outputs.
+accepted in requests and written for non-finite outputs. A model's ``<output>_mask``
+outputs are returned only when the request's ``output_filter`` names them, so that a
+one-output Keras model answers plain lists, as TF Serving does.
 """
 
 from __future__ import annotations
@@ -13,46 +16,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 
-from layerserve.service.errors import InvalidInput, ModelNotFound, NotSupported
-from layerserve.service.repository import MODEL_FILE, ModelRepository, ModelState
-from layerserve.service.runtime import LoadedModel, TensorSpec
+from layerserve.service.datatypes import to_float
+from layerserve.service.errors import InvalidInput, NotSupported
+from layerserve.service.protocols import json_floats
+from layerserve.service.protocols.tfserving_models import SIGNATURE
+from layerserve.service.runtime import MAX_RANK, LoadedModel, TensorSpec
 
-SIGNATURE = "serving_default"
-METHOD_NAME = "tensorflow/serving/predict"
 METHODS = ("predict", "classify", "regress")
-LATEST_LABEL = "latest"
 BYTES_SUFFIX = "_bytes"
-MAX_NESTING = 100
-_NON_FINITE_TOKEN = re.compile(rb"NaN|Infinity")
-_FRAGMENTS = {
-    "nan": orjson.Fragment(b"NaN"),
-    "inf": orjson.Fragment(b"Infinity"),
-    "-inf": orjson.Fragment(b"-Infinity"),
-}
-DT_NAMES = {
-    "BOOL": "DT_BOOL",
-    "UINT8": "DT_UINT8",
-    "UINT16": "DT_UINT16",
-    "UINT32": "DT_UINT32",
-    "UINT64": "DT_UINT64",
-    "INT8": "DT_INT8",
-    "INT16": "DT_INT16",
-    "INT32": "DT_INT32",
-    "INT64": "DT_INT64",
-    "FP16": "DT_HALF",
-    "FP32": "DT_FLOAT",
-    "FP64": "DT_DOUBLE",
-    "BYTES": "DT_STRING",
-    "STRING": "DT_STRING",
-    "BF16": "DT_BFLOAT16",
-}
+# The request key naming the outputs to return, after the gRPC PredictRequest field.
+OUTPUT_FILTER = "output_filter"
 # What each model dtype kind accepts from the JSON numbers NumPy inferred.
 _ACCEPTED_KINDS = {"f": "iuf", "i": "iuf", "u": "iuf", "b": "b"}
 
@@ -61,107 +40,9 @@ _ACCEPTED_KINDS = {"f": "iuf", "i": "iuf", "u": "iuf", "b": "b"}
 class PredictRequest:
     format: Literal["row", "columnar"]
     inputs: dict[str, np.ndarray]
-
-
-# ---- versions and labels -------------------------------------------------------------
-def version_for_label(model_name: str, label: str) -> str | None:
-    """Labels name versions; this server has one implicit label, ``latest``."""
-    if label == LATEST_LABEL:
-        return None
-    raise ModelNotFound(
-        f"label '{label}' is not assigned to any version of model '{model_name}': "
-        f"this server has no version labels configured (only '{LATEST_LABEL}'); "
-        "address a version with /versions/<n>"
-    )
-
-
-# ---- status ------------------------------------------------------------------------
-def model_status(repository: ModelRepository, name: str, version: str | None) -> dict[str, Any]:
-    """GetModelStatus: every version without ``version``; also KServe V1's name/ready."""
-    state = next((s for s in repository.states() if s.name == name), None)
-    on_disk = name in repository.model_names_on_disk()
-    if state is None and not on_disk:
-        raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
-    entries = _version_entries(repository, name, state)
-    if version is not None:
-        selected = [e for e in entries if e["version"] == version]
-        if not selected:
-            raise ModelNotFound(
-                f"Request for unknown model: '{name}' version {version} is not found; "
-                f"available versions: {[e['version'] for e in entries]}"
-            )
-        entries = selected
-    return {
-        "model_version_status": entries,
-        "name": name,
-        "ready": any(e["state"] == "AVAILABLE" for e in entries),
-    }
-
-
-def _version_entries(
-    repository: ModelRepository, name: str, state: ModelState | None
-) -> list[dict[str, Any]]:
-    if state is not None and state.versions:
-        versions = dict.fromkeys(state.versions, ("AVAILABLE", "OK", ""))
-    else:
-        if state is None:
-            status = ("START", "OK", "")
-        elif state.state == "LOADING":
-            status = ("LOADING", "OK", "")
-        elif state.reason == "unloaded":
-            status = ("END", "OK", "")
-        else:
-            status = ("END", "UNKNOWN", state.reason)
-        versions = dict.fromkeys(_disk_versions(repository, name), status)
-    return [
-        {
-            "version": v,
-            "state": s,
-            "status": {"error_code": code, "error_message": message},
-        }
-        for v, (s, code, message) in sorted(versions.items(), key=lambda kv: int(kv[0]))
-    ]
-
-
-def _disk_versions(repository: ModelRepository, name: str) -> list[str]:
-    if name not in repository.model_names_on_disk():  # never a path from the URL as is
-        return []
-    model_dir = repository.root / name
-    return [
-        p.name
-        for p in model_dir.iterdir()
-        if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()
-    ]
-
-
-# ---- metadata ----------------------------------------------------------------------
-def model_metadata(model: LoadedModel) -> dict[str, Any]:
-    """GetModelMetadata with one ``serving_default`` signature built from the ONNX I/O."""
-    return {
-        "model_spec": {"name": model.name, "signature_name": "", "version": model.version},
-        "metadata": {
-            "signature_def": {
-                "signature_def": {
-                    SIGNATURE: {
-                        "inputs": {s.name: _tensor_info(s) for s in model.inputs},
-                        "outputs": {s.name: _tensor_info(s) for s in model.outputs},
-                        "method_name": METHOD_NAME,
-                    }
-                }
-            }
-        },
-    }
-
-
-def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
-    return {
-        "dtype": DT_NAMES.get(spec.datatype, "DT_INVALID"),
-        "tensor_shape": {
-            "dim": [{"size": str(d), "name": ""} for d in spec.shape],
-            "unknown_rank": False,
-        },
-        "name": spec.name,
-    }
+    # The outputs to return: the model's own by default (not its ``<output>_mask``
+    # outputs, so a one-output Keras model answers plain lists, as TF Serving does).
+    outputs: list[str] = field(default_factory=list)
 
 
 # ---- predict request ---------------------------------------------------------------
@@ -181,14 +62,9 @@ def check_supported(method: str, model: LoadedModel) -> None:
 
 
 def parse_json(body: bytes) -> Any:
-    """orjson, or Python's parser when the body uses the NaN/Infinity tokens."""
+    """The JSON document; NaN, Infinity and -Infinity are accepted."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        if not _NON_FINITE_TOKEN.search(body):
-            raise InvalidInput(f"JSON Parse error: {exc}") from exc
-    try:
-        return json.loads(body)
+        return json_floats.loads(body)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"JSON Parse error: {exc}") from exc
 
@@ -201,16 +77,37 @@ def decode_predict(body: bytes, model: LoadedModel) -> PredictRequest:
             "or an 'inputs' (columnar format) key"
         )
     _check_signature(document)
+    outputs = _output_filter(document.get(OUTPUT_FILTER), model)
     has_instances, has_inputs = "instances" in document, "inputs" in document
     if has_instances and has_inputs:
         raise InvalidInput(
             "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
         )
     if has_instances:
-        return PredictRequest("row", _from_instances(document["instances"], model))
+        return PredictRequest("row", _from_instances(document["instances"], model), outputs)
     if has_inputs:
-        return PredictRequest("columnar", _from_inputs(document["inputs"], model))
+        return PredictRequest("columnar", _from_inputs(document["inputs"], model), outputs)
     raise InvalidInput("Missing 'inputs' or 'instances' key")
+
+
+def _output_filter(value: Any, model: LoadedModel) -> list[str]:
+    """``"output_filter": [names]``: exactly these outputs (masks included when named);
+    absent: the model's outputs without its ``<output>_mask`` outputs."""
+    if value is None:
+        return model.value_outputs
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(n, str) for n in value)
+        or len(set(value)) != len(value)
+    ):
+        raise InvalidInput(
+            f"'{OUTPUT_FILTER}' must be a non-empty list of distinct output names of "
+            f"model '{model.name}', e.g. {[s.name for s in model.outputs]}; got {_snippet(value)}"
+        )
+    for name in value:
+        model.output_spec(name)
+    return value
 
 
 def _check_signature(document: dict[str, Any]) -> None:
@@ -308,6 +205,7 @@ def _is_object(value: Any) -> bool:
 
 def _to_array(value: Any, spec: TensorSpec, model: LoadedModel, rows: bool) -> np.ndarray:
     where = f"input '{spec.name}' of model '{model.name}'"
+    model.check_rank(spec.name, _depth(value))
     if spec.datatype in ("BYTES", "STRING"):
         shape, leaves = _walk(value, where, rows)
         array = np.empty(len(leaves), dtype=object)
@@ -326,18 +224,20 @@ def _to_array(value: Any, spec: TensorSpec, model: LoadedModel, rows: bool) -> n
     return _cast(array, spec, where)
 
 
+def _depth(value: Any) -> int:
+    """How deep lists nest, along first entries: the rank of a regular array (ragged
+    values are refused later, naming the entry)."""
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        value = value[0] if value else None
+    return depth
+
+
 def _cast(array: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
     dtype = spec.dtype
     if dtype.kind == "f":
-        with np.errstate(over="ignore"):
-            cast = array.astype(dtype)
-        if array.dtype.kind == "f" and array.dtype.itemsize > dtype.itemsize:
-            overflow = np.isinf(cast) & np.isfinite(array)
-            if overflow.any():
-                raise InvalidInput(
-                    f"{where}: value {array[overflow][0].item()!r} does not fit {spec.datatype}"
-                )
-        return cast
+        return to_float(array, dtype, spec.datatype, where)
     if dtype.kind in "iu":
         if array.dtype.kind == "f":
             bad = ~np.isfinite(array) | (array != np.round(array))
@@ -359,8 +259,8 @@ def _walk(value: Any, where: str, rows: bool) -> tuple[list[int], list[Any]]:
     leaves: list[Any] = []
 
     def shape_of(item: Any, path: str, depth: int) -> list[int]:
-        if depth > MAX_NESTING:
-            raise InvalidInput(f"{where}: values are nested deeper than {MAX_NESTING} levels")
+        if depth > MAX_RANK:
+            raise InvalidInput(f"{where}: values are nested deeper than {MAX_RANK} levels")
         if not isinstance(item, list):
             leaves.append(item)
             return []
@@ -457,7 +357,7 @@ def _snippet(value: Any) -> str:
 def encode_predict(
     model: LoadedModel, request: PredictRequest, outputs: dict[str, np.ndarray]
 ) -> bytes:
-    names = [s.name for s in model.outputs]
+    names = request.outputs or model.value_outputs
     values = {name: _jsonable(name, outputs[name]) for name in names}
     if request.format == "columnar":
         body: Any = values[names[0]] if len(names) == 1 else values
@@ -492,18 +392,9 @@ def _jsonable(name: str, array: np.ndarray) -> Any:
     if array.dtype == np.float16:
         array = array.astype(np.float32)
     array = np.ascontiguousarray(array)
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        return _with_tokens(array)
+    if array.dtype.kind == "f":
+        return json_floats.with_tokens(array)
     return array[()] if array.ndim == 0 else array
-
-
-def _with_tokens(array: np.ndarray) -> Any:
-    if array.ndim == 0:
-        value = array[()]
-        return value if np.isfinite(value) else _FRAGMENTS[str(float(value))]
-    if np.isfinite(array).all():
-        return array
-    return [_with_tokens(array[i, ...]) for i in range(array.shape[0])]
 
 
 def _string_out(value: Any, as_b64: bool) -> Any:

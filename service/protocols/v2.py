@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from layerserve.service.datatypes import numpy_dtype, v2_datatype
+from layerserve.service.datatypes import numpy_dtype, to_float, v2_datatype
 from layerserve.service.errors import InvalidInput, NotSupported, PayloadTooLarge
-from layerserve.service.runtime import LoadedModel
+from layerserve.service.protocols import json_floats
+from layerserve.service.runtime import MAX_RANK, LoadedModel
 
 HEADER_LENGTH = "inference-header-content-length"
-MAX_NESTING = 100
 
 
 def header_length(value: str | None) -> int | None:
@@ -49,9 +49,10 @@ class V2Request:
 
 
 def parse_json(text: bytes) -> Any:
+    """The JSON document; NaN, Infinity and -Infinity are accepted, as Triton does."""
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        return json_floats.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"failed to parse the request JSON buffer: {exc}") from exc
 
 
@@ -74,7 +75,7 @@ def decode_request(
     offset = 0
     inputs: dict[str, np.ndarray] = {}
     for entry in document["inputs"]:
-        name, array, used = _decode_input(entry, binary, offset, limit)
+        name, array, used = _decode_input(entry, binary, offset, limit, model)
         if name in inputs:
             raise InvalidInput(f"input '{name}' is given more than once")
         inputs[name] = array
@@ -120,7 +121,7 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool | None:
 
 
 def _decode_input(
-    entry: Any, binary: memoryview, offset: int, limit: int
+    entry: Any, binary: memoryview, offset: int, limit: int, model: LoadedModel
 ) -> tuple[str, np.ndarray, int]:
     if not isinstance(entry, dict):
         raise InvalidInput("each entry of 'inputs' must be an object")
@@ -138,12 +139,14 @@ def _decode_input(
     if datatype == "BF16":
         raise InvalidInput(f"input '{name}': BF16 is not supported by this server")
     dtype = numpy_dtype(datatype)
+    model.check_rank(name, len(shape))
     count = math.prod(shape)
     if dtype.kind != "O" and count * dtype.itemsize > limit:
         raise PayloadTooLarge(
             f"input '{name}' of shape {shape} ({count * dtype.itemsize} "
             f"bytes) exceeds the maximum allowed input size of {limit} bytes"
         )
+    model.check_shape(name, shape, dtype.itemsize)
     size = _parameters(entry.get("parameters"), f"input '{name}'").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -243,12 +246,14 @@ def _coerce(name: str, raw: np.ndarray, datatype: str, dtype: np.dtype) -> np.nd
         )
     if dtype.kind in "iu":
         _check_range(name, int(raw.min()), int(raw.max()), datatype, dtype)
+    if dtype.kind == "f":
+        return to_float(raw, dtype, datatype, f"input '{name}'")
     return raw.astype(dtype, copy=False)
 
 
 def _flatten(name: str, value: Any, depth: int) -> Any:
-    if depth > MAX_NESTING:
-        raise InvalidInput(f"input '{name}': 'data' is nested deeper than {MAX_NESTING} levels")
+    if depth > MAX_RANK:
+        raise InvalidInput(f"input '{name}': 'data' is nested deeper than {MAX_RANK} levels")
     if isinstance(value, list):
         for item in value:
             yield from _flatten(name, item, depth + 1)
@@ -366,8 +371,10 @@ def _requested_outputs(value: Any, model: LoadedModel) -> list[RequestedOutput] 
 def encode_response(
     model: LoadedModel, request: V2Request, outputs: dict[str, np.ndarray]
 ) -> tuple[bytes, int | None]:
-    """``(body, json_length)``; ``json_length`` is None when no output is binary."""
-    wanted = request.outputs or [RequestedOutput(s.name) for s in model.outputs]
+    """``(body, json_length)``; ``json_length`` is None when no output is binary. Without
+    ``outputs`` in the request, the model's own outputs: a ``<output>_mask`` output comes
+    back only when asked for by name."""
+    wanted = request.outputs or [RequestedOutput(name) for name in model.value_outputs]
     entries, chunks = [], []
     for item in wanted:
         array = outputs[item.name]
@@ -401,8 +408,9 @@ def _json_data(array: np.ndarray) -> Any:
             for v in array.reshape(-1)
         ]
     if array.dtype == np.float16:
-        return array.astype(np.float32).reshape(-1)
-    return np.ascontiguousarray(array).reshape(-1)
+        array = array.astype(np.float32)
+    flat = np.ascontiguousarray(array).reshape(-1)
+    return json_floats.with_tokens(flat) if flat.dtype.kind == "f" else flat
 
 
 def _to_binary(array: np.ndarray) -> bytes:

@@ -88,6 +88,8 @@ CLASSIFY = [
     ("GET", "/docs", "open"),
     ("GET", "/docs/oauth2-redirect", "open"),
     ("GET", "/redoc", "open"),
+    ("GET", "/docs/static/swagger-ui-bundle.js", "open"),
+    ("GET", "/docs/static/x/y", "api"),  # one segment only: no such asset route
     ("GET", "/openapi.json", "open"),
 ]
 
@@ -214,6 +216,7 @@ ROUTE_LEVELS = {
     ("GET", "/docs"): "open",
     ("GET", "/docs/oauth2-redirect"): "open",
     ("GET", "/redoc"): "open",
+    ("GET", "/docs/static/{name}"): "open",
     ("POST", "/v1/models/{name}"): "admin",
     ("DELETE", "/v1/models/{name}"): "admin",
     ("DELETE", "/v1/models/{name}/versions/{version}"): "admin",

@@ -172,9 +172,22 @@ def test_the_mask_output_alone(client):
 
 
 @pytest.mark.parametrize("layout", ["row", "columnar"])
-def test_tf_serving_predict_returns_the_mask(url, references, layout):
+def test_tf_serving_predict_answers_plain_lists_without_the_mask(url, references, layout):
+    """A one-output Keras model answers as TF Serving would: plain lists, no mask."""
     x = seq_input()
     body = {"instances": x.tolist()} if layout == "row" else {"inputs": x.tolist()}
+    response = httpx.post(f"{url}/v1/models/seq_lstm:predict", json=body)
+    assert response.status_code == 200, response.text
+    values = response.json()["predictions" if layout == "row" else "outputs"]
+    assert np.asarray(values).shape == (5, 6, 4)
+    np.testing.assert_allclose(values, references["seq_lstm"].predict(x), atol=ATOL)
+
+
+@pytest.mark.parametrize("layout", ["row", "columnar"])
+def test_tf_serving_predict_returns_the_mask_when_asked(url, references, layout):
+    x = seq_input()
+    body = {"instances": x.tolist()} if layout == "row" else {"inputs": x.tolist()}
+    body["output_filter"] = ["lstm", "lstm_mask"]
     response = httpx.post(f"{url}/v1/models/seq_lstm:predict", json=body)
     assert response.status_code == 200, response.text
     if layout == "row":

@@ -247,10 +247,10 @@ FAILURES = [
         ("mlp", "1", "REJECTED"),
     ),
     (
-        "model-error",  # index 7 is past the 4-row table: onnxruntime fails the run
-        "/v2/models/lookup/infer",
+        "model-error",  # index 7 is past the 4-row table: onnxruntime refuses the run,
+        "/v2/models/lookup/infer",  # the client's error (400), counted as the backend's
         v2_body(np.array([[7]], np.int64), "INT64", "index"),
-        500,
+        400,
         ("lookup", "1", "BACKEND"),
     ),
     ("unknown-model", "/v2/models/nope/infer", v2_body(X1), 404, None),

@@ -128,7 +128,7 @@ def test_keras_masks_are_outputs_of_the_served_model(url, files):
     assert meta["mask_outputs"] == {main: f"{main}_mask"}
     x = _inputs(meta, rows=2)
     x[1, 4:, :] = 0.0
-    _, outputs = infer(url, "masked", {meta["inputs"][0]["name"]: x})
+    _, outputs = infer(url, "masked", {meta["inputs"][0]["name"]: x}, None, [main, f"{main}_mask"])
     # Masking(mask_value=0): a timestep is kept when any of its features is not 0.
     kept = np.array([[any(v != 0 for v in step) for step in row] for row in x])
     assert kept.sum() == 2 * 6 - 2 - 2

@@ -3,21 +3,29 @@
 Completeness is checked on the generated document, operation by operation; truthfulness
 by sending the documented request examples of the inference endpoints to a real server
 (the session's demo repository) and validating its answers against the documented
-response schema (the pydantic models the schema was generated from) and examples.
+response schema (the pydantic models the schema was generated from) and examples, and
+the documented 401/403 answers to a server with both tokens set. Names are readable: the
+operation ids and the component names, and the security of each operation follows
+``service.access.classify``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from live_server import running_server
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from layerserve.service.access import classify
 from layerserve.service.api.openapi import COMMAND, build_openapi, drift, main, render
+from layerserve.service.api.schemas import OPERATION_PREFIXES
+from layerserve.service.settings import Settings
 
 CHECKED_IN = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 DOCUMENT = build_openapi()
@@ -75,9 +83,12 @@ def errors(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def auto_summary(operation: dict[str, Any], method: str, path: str) -> str:
-    """The summary FastAPI makes up from the function name when none is given."""
-    suffix = "".join(c if c.isalnum() else "_" for c in path) + f"_{method}"
-    return operation["operationId"].removesuffix(suffix).replace("_", " ").title()
+    """The summary FastAPI makes up from the function name when none is given (the
+    operation id is that name, after a protocol's prefix)."""
+    name = operation["operationId"]
+    for prefix in OPERATION_PREFIXES.values():
+        name = name.removeprefix(f"{prefix}_")
+    return name.replace("_", " ").title()
 
 
 # ---- the checked-in file --------------------------------------------------------------
@@ -263,3 +274,95 @@ def test_get_answers_fit_the_documented_schema(server_url, method, path, operati
     response = httpx.get(server_url + url_path(path, operation))
     assert response.status_code == 200, response.text
     validate(json_success(operation)["schema"], response.content)
+
+
+# ---- names, security and the access answers --------------------------------------------
+OPERATION_ID = re.compile(r"[a-z][a-z0-9_]*")
+SCHEMA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+ADMIN, API = "admin-token-for-openapi", "api-token-for-openapi"
+# A few operations' levels written out by hand, besides the rule (access.classify).
+KNOWN_LEVELS = {
+    ("post", "/v1/models/{name}"): "admin",
+    ("delete", "/v1/models/{name}/versions/{version}"): "admin",
+    ("post", "/v2/repository/models/{name}/load"): "admin",
+    ("post", "/v2/models/{name}/infer"): "api",
+    ("post", "/v1/models/{name}:{method}"): "api",
+    ("get", "/v2/health/ready"): "open",
+    ("get", "/metrics"): "open",
+}
+SECURITY_BY_LEVEL = {
+    "admin": [{"adminToken": []}],
+    "api": [{"apiToken": []}, {"adminToken": []}],
+}
+
+
+def test_the_document_is_valid_openapi():
+    validator = pytest.importorskip(
+        "openapi_spec_validator", reason="openapi-spec-validator is not installed"
+    )
+    validator.validate(DOCUMENT)
+
+
+def test_operation_ids_are_readable_and_unique():
+    ids = [operation["operationId"] for _, _, operation in (p.values for p in OPERATIONS)]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    unreadable = [i for i in ids if not OPERATION_ID.fullmatch(i)]
+    assert not unreadable
+    assert {"v2_infer", "tfserving_predict", "v2_model_metadata", "upload_model"} <= set(ids)
+
+
+def test_schema_names_have_no_module_paths():
+    names = list(DOCUMENT["components"]["schemas"])
+    assert [n for n in names if not SCHEMA_NAME.fullmatch(n)] == []
+
+
+def test_both_tokens_are_bearer_schemes():
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    assert set(schemes) == {"adminToken", "apiToken"}
+    for name, variable in (("adminToken", "ADMIN"), ("apiToken", "API")):
+        assert schemes[name]["type"] == "http" and schemes[name]["scheme"] == "bearer"
+        assert f"LAYERSERVE_{variable}_TOKEN" in schemes[name]["description"]
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS)
+def test_security_and_access_errors_follow_the_access_level(method, path, operation):
+    level = classify(method.upper(), path)
+    assert KNOWN_LEVELS.get((method, path), level) == level
+    if level == "open":
+        assert "security" not in operation and not {"401", "403"} & set(operation["responses"])
+        return
+    assert operation["security"] == SECURITY_BY_LEVEL[level]
+    for status in ("401", "403"):
+        (media,) = operation["responses"][status]["content"].values()
+        assert is_error_schema(media["schema"]) and media["example"]["error"]
+
+
+@pytest.fixture(scope="module")
+def guarded_url(tmp_path_factory):
+    settings = Settings(
+        model_repository=tmp_path_factory.mktemp("empty"), admin_token=ADMIN, api_token=API
+    )
+    with running_server(settings) as url:
+        yield url
+
+
+def test_documented_access_answers_are_the_servers(guarded_url):
+    """Every admin and API operation of a server with both tokens set: no token gives
+    the documented 401, a wrong one the documented 403, and the other level's token is
+    refused or accepted as documented."""
+    checked = 0
+    for method, path, operation in (p.values for p in OPERATIONS):
+        if "security" not in operation:
+            continue
+        url = guarded_url + url_path(path, operation)
+        for status, token in ((401, None), (403, "not-a-token")):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            response = httpx.request(method, url, headers=headers)
+            documented = operation["responses"][str(status)]["content"]["application/json"]
+            assert response.status_code == status, (method, path, response.text)
+            assert response.json() == documented["example"], (method, path)
+        accepted = {next(iter(s)) for s in operation["security"]}
+        with_api = httpx.request(method, url, headers={"Authorization": f"Bearer {API}"})
+        assert (with_api.status_code != 403) == ("apiToken" in accepted), (method, path)
+        checked += 1
+    assert checked >= 30

@@ -338,7 +338,7 @@ CLIENT_MISTAKES = {
     "BYTES nested too deep": case(
         BYTES_ID,
         400,
-        ["input 'x'", "nested deeper than 100"],
+        ["input 'x'", "nested deeper than 64"],
         {"inputs": [x_input("BYTES", json.loads("[" * 120 + "]" * 120))]},
     ),
     "FP32 nested too deep": case(

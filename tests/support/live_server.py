@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,22 @@ from layerserve import examples
 from layerserve.export import to_onnx
 from layerserve.service.server import build_server
 from layerserve.service.settings import Settings
+
+
+def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 60) -> None:
+    """Until ``url`` answers ready (and ``process``, a server started by the test, runs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} was not ready within {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def free_port() -> int:

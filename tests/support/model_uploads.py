@@ -51,10 +51,15 @@ def upload(
 
 
 def infer(
-    url: str, name: str, inputs: dict[str, np.ndarray], version: str | None = None
+    url: str,
+    name: str,
+    inputs: dict[str, np.ndarray],
+    version: str | None = None,
+    outputs: list[str] | None = None,
 ) -> tuple[httpx.Response, dict[str, np.ndarray]]:
-    """A V2 JSON inference; the response and its outputs as arrays (empty on failure)."""
-    body = {
+    """A V2 JSON inference (asking for ``outputs`` when given); the response and its
+    outputs as arrays (empty on failure)."""
+    body: dict = {
         "inputs": [
             {
                 "name": key,
@@ -65,15 +70,17 @@ def infer(
             for key, value in inputs.items()
         ]
     }
+    if outputs is not None:
+        body["outputs"] = [{"name": output} for output in outputs]
     route = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
     response = httpx.post(url + route, json=body, timeout=60)
     if response.status_code != 200:
         return response, {}
-    outputs = {
+    arrays = {
         o["name"]: np.asarray(o["data"], dtype=_numpy(o["datatype"])).reshape(o["shape"])
         for o in response.json()["outputs"]
     }
-    return response, outputs
+    return response, arrays
 
 
 def _numpy(datatype: str) -> Any:
