@@ -1,7 +1,9 @@
 # layerserve, CPU image: `docker build -t layerserve .` then
-# `docker run -p 8080:8080 -v layerserve-models:/models layerserve`.
-# An empty /models volume is filled with the demo models at the first start
-# (LAYERSERVE_DEMO=true); mount your own Triton-layout repository there instead.
+# `docker run -p 8080:8080 -v layerserve-models:/models -e LAYERSERVE_ADMIN_TOKEN=<token> layerserve`
+# (or LAYERSERVE_ADMIN_TOKEN_FILE=/run/secrets/<file>). Without an admin token, uploads
+# and the other admin endpoints answer loopback clients only, which outside the container
+# means nobody. /models is served as it is: add LAYERSERVE_DEMO=true to fill an empty one
+# with the demo models, or mount your own Triton-layout repository there.
 # The CUDA variant is docker/Dockerfile.cuda; docker/compose.yaml runs either.
 
 # ---- builder: a virtual environment holding layerserve and its dependencies ----
@@ -38,14 +40,13 @@ ENV PATH=/opt/layerserve/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     LAYERSERVE_MODEL_REPOSITORY=/models \
     LAYERSERVE_HOST=0.0.0.0 \
-    LAYERSERVE_PORT=8080 \
-    LAYERSERVE_DEMO=true
+    LAYERSERVE_PORT=8080
 USER layerserve
 WORKDIR /home/layerserve
 VOLUME ["/models"]
 EXPOSE 8080
-# Ready: every model loaded and warmed, not draining (503 until then). The demo
-# export at the first start takes a few seconds, hence the start period.
+# Ready: every model loaded and warmed, not draining (503 until then). Loading (or the
+# demo export at the first start) takes a few seconds, hence the start period.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('LAYERSERVE_PORT', '8080')}/v2/health/ready\", timeout=2)"]
 # Exec form: layerserve is PID 1 and gets SIGTERM itself (graceful drain).

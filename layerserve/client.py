@@ -4,6 +4,7 @@ model metadata and configuration. It needs httpx only (never FastAPI or onnxrunt
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -52,6 +53,9 @@ def error_message(response: httpx.Response) -> str:
     if isinstance(document, dict) and isinstance(document.get("error"), str):
         return "; ".join([document["error"], *map(str, document.get("problems") or [])])
     return response.text[:500] or response.reason_phrase
+
+
+UPLOAD_ATTEMPTS = 3
 
 
 def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -132,18 +136,32 @@ def upload(
     token: str | None = None,
     timeout: float = 600.0,
     on_read: Callable[[int], None] | None = None,
+    idempotency_key: str | None = None,
+    attempts: int = UPLOAD_ATTEMPTS,
 ) -> dict[str, Any]:
     """POST ``model_file`` (streamed, never read whole) as the next version of ``name``;
-    the new version's metadata."""
+    the new version's metadata. The upload carries an ``Idempotency-Key`` (a new one,
+    unless given) and is sent again with the same key when the connection fails before
+    the answer arrives, so a lost 201 never makes a second version."""
+    key = idempotency_key or uuid.uuid4().hex
     data = {"config": config_text} if config_text is not None else {}
-    with model_file.open("rb") as file:
-        stream = _CountingReader(file, on_read) if on_read is not None else file
-        response = request(
-            "POST",
-            f"{url.rstrip('/')}/v1/models/{model_path(name)}",
-            files={"file": (model_file.name, stream, "application/octet-stream")},
-            data=data,
-            headers=bearer(token),
-            timeout=httpx.Timeout(timeout, connect=10.0),
-        )
-    return response.json()
+    headers = {**bearer(token), "Idempotency-Key": key}
+    for attempt in range(1, attempts + 1):
+        with model_file.open("rb") as file:
+            stream = _CountingReader(file, on_read) if on_read is not None else file
+            try:
+                response = request(
+                    "POST",
+                    f"{url.rstrip('/')}/v1/models/{model_path(name)}",
+                    files={"file": (model_file.name, stream, "application/octet-stream")},
+                    data=data,
+                    headers=headers,
+                    timeout=httpx.Timeout(timeout, connect=10.0),
+                )
+            except ServerUnreachable as exc:
+                # a timeout is not retried: the server may still be converting the file
+                if attempt == attempts or isinstance(exc.__cause__, httpx.TimeoutException):
+                    raise
+                continue
+        return response.json()
+    raise AssertionError("unreachable")

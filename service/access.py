@@ -16,9 +16,14 @@ token, or a non-loopback client of an admin endpoint while no admin token is set
 :class:`Forbidden`. Tokens are compared with :func:`hmac.compare_digest` and never appear
 in messages.
 
-Behind a reverse proxy on the same host, every client connects from loopback: the proxy
-must append the client address to ``X-Forwarded-For`` (uvicorn trusts it from
-127.0.0.1 and ::1), or the admin token must be set.
+One rule decides who is local, for the admin check and for the client address the logs
+show (:func:`client_address`): a loopback peer is local *and* is the only peer whose
+forwarding headers are believed. When it forwards a request (``X-Forwarded-For``, RFC 7239
+``Forwarded: for=``), the client is the nearest address of that chain that is not loopback,
+so a same-host proxy on any loopback address (127.0.0.2 as much as 127.0.0.1) passes its
+remote clients through as remote; an address that cannot be parsed counts as remote.
+Behind a same-host proxy that sets neither header every client looks local: set the admin
+token there.
 """
 
 from __future__ import annotations
@@ -99,6 +104,39 @@ def is_loopback(host: str | None) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+def client_address(peer: str | None, forwarded: list[tuple[bytes, bytes]]) -> str | None:
+    """The client a request comes from: ``peer`` (the TCP peer), or, when ``peer`` is
+    loopback, the nearest non-loopback address its ``forwarded`` headers
+    (``(name, value)`` pairs of ``x-forwarded-for`` / ``forwarded``, in order) name."""
+    if not is_loopback(peer):
+        return peer
+    chain: list[str] = []
+    for name, value in forwarded:
+        text = value.decode("latin-1")
+        if name == b"x-forwarded-for":
+            chain.extend(item.strip() for item in text.split(","))
+        else:  # Forwarded: for=1.2.3.4;proto=http, for="[2001:db8::1]:80"
+            for element in text.split(","):
+                for pair in element.split(";"):
+                    key, _, item = pair.strip().partition("=")
+                    if key.strip().lower() == "for":
+                        chain.append(item.strip().strip('"'))
+    for item in reversed(chain):  # the nearest hop is the last one appended
+        host = _host_of(item)
+        if not is_loopback(host):
+            return host or item or "unknown"
+    return peer
+
+
+def _host_of(item: str) -> str:
+    """``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80`` or ``::1`` without the port."""
+    if item.startswith("["):
+        return item[1 : item.find("]")] if "]" in item else item
+    if item.count(":") == 1:
+        return item.split(":", 1)[0]
+    return item
 
 
 _SCHEME = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}")

@@ -2,16 +2,22 @@
 
 Requests whose inputs agree apart from the batch dimension are merged, up to
 ``max_batch_size`` rows, waiting at most ``max_queue_delay_us`` for more (0: merge only
-what is already queued). Each request gets exactly its own rows back. onnxruntime runs
-on a thread pool, never on the event loop. A failing merged run is retried request by
-request, so one bad request cannot fail the others.
+what is already queued). Each request gets exactly its own rows back. A failing merged run
+is retried request by request, so one bad request cannot fail the others.
+
+onnxruntime runs on a thread pool, never on the event loop, and the pool's threads take
+the next batch from the queue themselves (at most ``instances`` at a time): once a request
+is queued, its run never waits for the event loop, which under overload is busy answering
+other clients. The loop only queues requests and delivers results. A request is refused
+(503) when ``max_queue_size`` requests already wait, so an admitted request waits at most
+for the queue ahead of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +95,25 @@ class BatchStats:
 Observer = Callable[[str, dict[str, Any]], None]
 
 
+class Admission:
+    """A request admitted by a batcher; :meth:`release` once it is answered (twice is
+    harmless: the route and the server both release it)."""
+
+    __slots__ = ("batcher", "released")
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self.batcher = batcher
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.batcher.admitted -= 1
+
+
+RunResult = tuple[list[Any], tuple[int, int, int]]
+
+
 class DynamicBatcher:
     def __init__(
         self,
@@ -103,12 +128,20 @@ class DynamicBatcher:
         # Observers are called on the event loop, never on an executor thread.
         self.observer = observer or (lambda event, data: None)
         self.stats = stats if stats is not None else BatchStats()
+        self._loop = asyncio.get_running_loop()
+        # The queue and the counters below are shared with the executor threads.
+        self._lock = threading.Lock()
+        self._more = threading.Condition(self._lock)  # a request was queued
         self._queue: collections.deque[Pending] = collections.deque()
-        self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(model.config.instances)
-        self._in_flight = 0
+        self._workers = 0  # executor threads draining the queue, at most `instances`
+        self._in_flight = 0  # batches taken whose results are not delivered yet
         self._closed = False
-        self._task = asyncio.get_running_loop().create_task(self._schedule())
+        # Admitted requests (being read, queued, run or answered), bounded by what the
+        # model can queue and run at once; past it a request is refused from its head.
+        self.admitted = 0
+        self._window = model.config.max_queue_size + model.config.instances * max(
+            1, model.config.max_batch_size
+        )
 
     @property
     def pending(self) -> int:
@@ -116,54 +149,89 @@ class DynamicBatcher:
 
     @property
     def busy(self) -> bool:
-        return bool(self._queue) or self._in_flight > 0
+        return bool(self._queue) or self._in_flight > 0 or self._workers > 0
+
+    def try_admit(self) -> Admission | None:
+        """An admission when there is room (see :meth:`has_room`), else None."""
+        if not self.has_room():
+            return None
+        self.admitted += 1
+        return Admission(self)
+
+    def has_room(self) -> bool:
+        """False when a request arriving now is refused: the cheap check made before its
+        body is read. Requests already admitted fill the queue and the runs first."""
+        return self.admitted < self._window and len(self._queue) < self.config.max_queue_size
+
+    def refuse(self) -> QueueFull:
+        """The error of a request refused because the queue is full, counted."""
+        self._count_failure("REJECTED")
+        return QueueFull(
+            f"inference request for model '{self.model.name}' exceeds maximum queue size "
+            f"{self.config.max_queue_size}; retry later, or raise max_queue_size in the "
+            "model's config.json (LAYERSERVE_MAX_QUEUE_SIZE for every model)"
+        )
 
     async def submit(
         self, inputs: dict[str, np.ndarray], rows: int, timeout_us: int | None = None
     ) -> dict[str, np.ndarray]:
         """Queue a validated request and wait for its own output rows."""
-        if len(self._queue) >= self.config.max_queue_size:
-            self._count_failure("REJECTED")
-            raise QueueFull(
-                f"inference request for model '{self.model.name}' exceeds maximum "
-                f"queue size {self.config.max_queue_size}"
-            )
         now = time.monotonic()
         budget = self.config.queue_timeout_ms / 1000
         if timeout_us:
             budget = min(budget, timeout_us / 1e6)
         key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
-        item = Pending(
-            inputs, rows, key, asyncio.get_running_loop().create_future(), now, now + budget
-        )
-        self._queue.append(item)
+        item = Pending(inputs, rows, key, self._loop.create_future(), now, now + budget)
+        with self._lock:
+            if len(self._queue) >= self.config.max_queue_size:
+                full = True
+            else:
+                full = False
+                self._queue.append(item)
+                start_worker = self._workers < self.config.instances
+                if start_worker:
+                    self._workers += 1
+                else:
+                    self._more.notify()
+        if full:
+            raise self.refuse()
+        if start_worker:
+            self.executor.submit(self._drain)
         self.observer("queued", {"pending": len(self._queue)})
-        self._wakeup.set()
         return await item.future
 
     async def close(self) -> None:
-        """Finish queued and running work, then stop the scheduler."""
+        """Finish queued and running work; no thread is left waiting on this batcher."""
         self._closed = True
         while self.busy:
+            with self._lock:
+                self._more.notify_all()
             await asyncio.sleep(0.005)
-        self._task.cancel()
 
-    # ---- scheduling ---------------------------------------------------------------
-    async def _schedule(self) -> None:
+    # ---- executor threads ---------------------------------------------------------
+    def _drain(self) -> None:
+        """An executor thread's work: run batches while requests are queued."""
         while True:
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            await self._slots.acquire()
-            batch = await self._take_batch()
-            if not batch:
-                self._slots.release()
-                continue
-            self._in_flight += 1
-            asyncio.get_running_loop().create_task(self._execute(batch))
+            with self._lock:
+                batch = self._take_batch()
+                if not batch:
+                    self._workers -= 1
+                    return
+                self._in_flight += 1
+            started = time.monotonic()
+            for item in batch:
+                item.started = started
+            try:
+                results, timing = self._run_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - no waiting client may be left hanging
+                failure = InferenceFailed(f"model '{self.model.name}' failed to run: {exc}")
+                results, timing = [failure] * len(batch), (0, 0, 0)
+            outcome = (results, timing)
+            self._loop.call_soon_threadsafe(self._deliver, batch, outcome, time.monotonic())
 
-    async def _take_batch(self) -> list[Pending]:
+    def _take_batch(self) -> list[Pending]:
+        """The next batch (holding the lock): the oldest request and every queued one
+        that merges with it, after waiting up to ``max_queue_delay_us`` for more."""
         self._expire()
         if not self._queue:
             return []
@@ -172,17 +240,14 @@ class DynamicBatcher:
         if limit > 0 and delay > 0:
             oldest = self._queue[0]
             while (
-                self._rows_matching(oldest.key) < limit
-                and time.monotonic() < oldest.enqueued + delay
+                not self._closed
+                and self._rows_matching(oldest.key) < limit
+                and (now := time.monotonic()) < oldest.enqueued + delay
             ):
-                self._wakeup.clear()
                 # Wake for new requests, at the end of the delay, or when a queued request
                 # runs out of time, so that it gets its 504 without waiting out the delay.
                 until = min(oldest.enqueued + delay, min(i.deadline for i in self._queue))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wakeup.wait(), timeout=max(until - time.monotonic(), 0)
-                    )
+                self._more.wait(timeout=max(until - now, 0))
                 self._expire()
                 if not self._queue:
                     return []
@@ -205,58 +270,49 @@ class DynamicBatcher:
         return sum(item.rows for item in self._queue if item.key == key)
 
     def _expire(self) -> None:
-        """Drop requests whose caller gave up (CANCELED) or whose time is up (REJECTED)."""
+        """Drop requests whose caller gave up (CANCELED) or whose time is up (REJECTED);
+        their outcome is delivered on the event loop."""
         now = time.monotonic()
-        while self._queue and any(
-            item.deadline <= now or item.future.done() for item in self._queue
-        ):
-            for item in list(self._queue):
-                if item.future.done():
-                    self._queue.remove(item)
-                    self._count_failure("CANCELED", now - item.enqueued)
-                elif item.deadline <= now:
-                    self._queue.remove(item)
-                    self._count_failure("REJECTED", now - item.enqueued)
-                    if not item.future.done():
-                        waited = (now - item.enqueued) * 1000
-                        item.future.set_exception(
-                            QueueTimeout(
-                                f"request for model '{self.model.name}' timed out after waiting "
-                                f"{waited:.0f} ms in the queue"
-                            )
-                        )
+        if not any(item.deadline <= now or item.future.done() for item in self._queue):
+            return
+        for item in list(self._queue):
+            if item.future.done() or item.deadline <= now:
+                self._queue.remove(item)
+                self._loop.call_soon_threadsafe(self._drop, item, now)
 
-    # ---- execution ----------------------------------------------------------------
-    async def _execute(self, batch: list[Pending]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            started = time.monotonic()
-            for item in batch:
-                item.started = started
-            try:
-                results, timing = await loop.run_in_executor(self.executor, self._run_batch, batch)
-            except Exception as exc:  # noqa: BLE001 - no waiting client may be left hanging
-                failure = InferenceFailed(f"model '{self.model.name}' failed to run: {exc}")
-                results, timing = [failure] * len(batch), (0, 0, 0)
-            finished = time.monotonic()
-            rows = sum(item.rows for item in batch)
-            self.stats.record_execution(rows, timing)
-            self.observer(
-                "executed",
-                {"rows": rows, "requests": len(batch), "compute_s": sum(timing) / 1e9},
+    # ---- the event loop -------------------------------------------------------------
+    def _drop(self, item: Pending, now: float) -> None:
+        if item.future.done():
+            self._count_failure("CANCELED", now - item.enqueued)
+            return
+        self._count_failure("REJECTED", now - item.enqueued)
+        waited = (now - item.enqueued) * 1000
+        item.future.set_exception(
+            QueueTimeout(
+                f"request for model '{self.model.name}' timed out after waiting "
+                f"{waited:.0f} ms in the queue"
             )
-            for item, result in zip(batch, results, strict=True):
-                if item.future.done():
-                    self._count_failure("CANCELED", finished - item.enqueued)
-                elif isinstance(result, Exception):
-                    self._count_failure("BACKEND", finished - item.enqueued)
-                    item.future.set_exception(result)
-                else:
-                    self._count_success(item, finished, timing)
-                    item.future.set_result(result)
-        finally:
+        )
+
+    def _deliver(self, batch: list[Pending], outcome: RunResult, finished: float) -> None:
+        results, timing = outcome
+        with self._lock:
             self._in_flight -= 1
-            self._slots.release()
+        rows = sum(item.rows for item in batch)
+        self.stats.record_execution(rows, timing)
+        self.observer(
+            "executed",
+            {"rows": rows, "requests": len(batch), "compute_s": sum(timing) / 1e9},
+        )
+        for item, result in zip(batch, results, strict=True):
+            if item.future.done():
+                self._count_failure("CANCELED", finished - item.enqueued)
+            elif isinstance(result, Exception):
+                self._count_failure("BACKEND", finished - item.enqueued)
+                item.future.set_exception(result)
+            else:
+                self._count_success(item, finished, timing)
+                item.future.set_result(result)
 
     def _run_batch(self, batch: list[Pending]) -> tuple[list[Any], tuple[int, int, int]]:
         """Runs on an executor thread: one merged run, split back by rows. Returns the

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from layerserve import __version__
-from layerserve.service.batcher import BatchStats, DynamicBatcher, Observer
+from layerserve.service.batcher import Admission, BatchStats, DynamicBatcher, Observer
+from layerserve.service.decoding import BodyDecoder
 from layerserve.service.demo import ensure_demo_repository
 from layerserve.service.errors import ModelNotReady, ServiceError
 from layerserve.service.metrics import mark_accounted
@@ -22,6 +24,7 @@ from layerserve.service.settings import Settings
 from layerserve.service.storage import remove_stale_staging
 
 log = logging.getLogger("layerserve.service")
+T = TypeVar("T")
 SERVER_NAME = "layerserve"
 EXTENSIONS = [
     "binary_tensor_data",
@@ -44,6 +47,7 @@ class DataPlane:
         self._stats: dict[tuple[str, str], BatchStats] = {}
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ort-run")
         self._observer_factory = observer_factory
+        self.decoder = BodyDecoder()
 
     # ---- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -58,6 +62,7 @@ class DataPlane:
         self.draining = True
         await asyncio.gather(*(b.close() for b in list(self._batchers.values())))
         self._executor.shutdown(wait=True)
+        self.decoder.close()
 
     @property
     def live(self) -> bool:
@@ -154,6 +159,31 @@ class DataPlane:
         await asyncio.gather(*(b.close() for b in batchers))
 
     # ---- inference ----------------------------------------------------------------
+    def try_admit(self, model: LoadedModel) -> Admission | None:
+        """Admit a request for ``model`` (None when its queue and runs are full)."""
+        return self._batcher(model).try_admit()
+
+    def refuse(self, model: LoadedModel) -> ServiceError:
+        """The counted 503 of a request refused because the model is full."""
+        mark_accounted()
+        return self._batcher(model).refuse()
+
+    def admit(self, model: LoadedModel) -> Admission:
+        """Admit a request for ``model`` or refuse it (503) before its body is read or
+        decoded: under overload a refusal must cost next to nothing, so that the time goes
+        to the requests that were admitted. Release the admission once it is answered."""
+        admission = self.try_admit(model)
+        if admission is None:
+            raise self.refuse(model)
+        return admission
+
+    async def decode(
+        self, function: Callable[..., T], body: bytes, *args: Any, json_bytes: int | None = None
+    ) -> T:
+        """``function(body, *args)``: a request's decoding, in a worker process when its
+        JSON part is large (see ``service/decoding.py``)."""
+        return await self.decoder.decode(function, body, *args, json_bytes=json_bytes)
+
     async def infer(
         self,
         model: LoadedModel,
@@ -177,6 +207,6 @@ class DataPlane:
         batcher after the old ones were retired: close it once its work is done, so it
         does not keep the old session alive."""
         key = (model.name, model.version, id(model))
-        if self._batchers.get(key) is batcher and not batcher.busy:
+        if self._batchers.get(key) is batcher:
             del self._batchers[key]
-            await batcher.close()
+            await batcher.close()  # once the other stragglers' work is done

@@ -1,30 +1,51 @@
 """Running the service on uvicorn, with a graceful SIGTERM drain.
 
-On SIGTERM (or SIGINT) the server reports not ready at once, keeps serving for
-``drain_seconds`` (load balancers need a moment to stop sending), then stops accepting
-connections, lets in-flight requests finish within ``exit_timeout_seconds``, finishes the
-queued work in the lifespan shutdown, and exits 0.
+The port is bound before any model loads, so a busy port fails in a second rather than
+after minutes of loading. On SIGTERM (or SIGINT) the server reports not ready at once and
+keeps serving for ``drain_seconds`` (load balancers need a moment to stop sending), with
+``Connection: close`` on every response so that clients leave their keep-alive
+connections; then it stops accepting connections, lets in-flight requests finish within
+``exit_timeout_seconds``, finishes the queued work in the lifespan shutdown, and exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import signal
+import socket
 import threading
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
+from layerserve import __version__
 from layerserve.service.api.app import create_app
+from layerserve.service.api.shedding import ReleaseAdmissions, shedder
+from layerserve.service.http_protocol import ConnectionPolicy, GuardedHttpProtocol
+from layerserve.service.logs import configure_logging
 from layerserve.service.settings import Settings
 
 log = logging.getLogger("layerserve.service")
+SERVER_HEADER = f"layerserve/{__version__}"
+LISTEN_BACKLOG = 2048
+
+
+class PortUnavailable(RuntimeError):
+    """The address to listen on cannot be bound (in use, not local, no permission)."""
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+    def __init__(
+        self, config: uvicorn.Config, settings: Settings, policy: ConnectionPolicy, app: FastAPI
+    ) -> None:
         super().__init__(config)
+        self.app = app  # the FastAPI application inside the server's ASGI wrapper
         self.settings = settings
+        self.policy = policy
         self._draining = False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
@@ -37,7 +58,8 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
             return
         self._draining = True
-        self.config.app.state.dataplane.draining = True
+        self.policy.draining = True
+        self.app.state.dataplane.draining = True
         log.info("signal %s: not ready now, draining for %.1f s", sig, self.settings.drain_seconds)
         if self.settings.drain_seconds <= 0:
             self.should_exit = True
@@ -49,25 +71,90 @@ class DrainingServer(uvicorn.Server):
     def _stop_accepting(self) -> None:
         self.should_exit = True
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, after adopting the connections still in the listen backlog:
+        closing the listener would reset them, though their clients may have sent a
+        request already. Each is served like any other during the drain (its first
+        request answered with ``Connection: close``)."""
+        pending = []
+        for listener in sockets or []:
+            with contextlib.suppress(OSError):
+                while True:
+                    connection, _ = listener.accept()
+                    pending.append(connection)
+        for server in self.servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        for connection in pending:
+            connection.setblocking(False)
+            await loop.connect_accepted_socket(self._new_protocol, connection)
+        await super().shutdown(sockets)
+
+    def _new_protocol(self) -> asyncio.Protocol:
+        return self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+
+
+def connection_policy(settings: Settings) -> ConnectionPolicy:
+    return ConnectionPolicy(
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_count=settings.max_header_count,
+        max_connections=settings.max_connections,
+    )
+
 
 def build_server(settings: Settings) -> DrainingServer:
     app = create_app(settings)
+    policy = connection_policy(settings)
+    policy.shed = shedder(app)
     config = uvicorn.Config(
-        app,
+        ReleaseAdmissions(app),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        log_config=None,  # logging is set up once, by configure_logging
+        access_log=False,  # one line per request comes from the request-log middleware
         timeout_graceful_shutdown=int(settings.exit_timeout_seconds) or None,
+        timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
+        backlog=LISTEN_BACKLOG,
+        proxy_headers=False,  # forwarding headers: one rule, in the access middleware
+        server_header=False,
+        headers=[("server", SERVER_HEADER)],
         loop="auto",
-        http="auto",
+        http=functools.partial(GuardedHttpProtocol, policy=policy),  # type: ignore[arg-type]
         lifespan="on",
     )
-    return DrainingServer(config, settings)
+    return DrainingServer(config, settings, policy, app)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or :class:`PortUnavailable` saying why."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        hint = " (another server is listening there; choose --port)" if exc.errno == 98 else ""
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    build_server(settings).run()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        sock = bind(settings.host, settings.port)  # before any model loads
+    except PortUnavailable as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from exc
+    build_server(settings).run(sockets=[sock])

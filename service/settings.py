@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Provider = Literal["cpu", "cuda"]
@@ -62,7 +62,8 @@ class Settings(BaseSettings):
         1024,
         ge=1,
         le=MAX_QUEUE_SIZE,
-        description="Requests queued per model version; a full queue answers 503.",
+        description="Requests queued per model version; past it, and past what the model "
+        "can queue and run at once, a request is answered 503 from its head.",
     )
     queue_timeout_ms: int = Field(
         30_000,
@@ -73,7 +74,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,
-        description="Largest request body in bytes; larger bodies get 413.",
+        description="Largest request body in bytes (413 past it); a model whose inputs have "
+        "fixed sizes gets the lower limit its largest valid request needs.",
     )
     drain_seconds: float = Field(1.0, ge=0, description="Serve on after SIGTERM, not ready.")
     exit_timeout_seconds: float = Field(
@@ -126,7 +128,54 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "info", description="Logging level: critical, error, warning, info, debug or trace."
     )
-    access_log: bool = Field(False, description="Log one line per request.")
+    access_log: bool = Field(False, description="One log line per request (key=value or JSON).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: human-readable lines; json: one JSON object per line."
+    )
+    admin_token_file: Path | None = Field(
+        None,
+        description="Read the admin token from this file (e.g. a Kubernetes secret); one "
+        "trailing newline is dropped. Not together with LAYERSERVE_ADMIN_TOKEN.",
+    )
+    api_token_file: Path | None = Field(
+        None, description="Read the API token from this file, as admin_token_file."
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, le=3600, description="An idle keep-alive connection is closed after this."
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="The request line and headers must arrive within this."
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Longest pause between two pieces of a request body."
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest request line + headers."
+    )
+    max_header_count: int = Field(100, ge=8, le=10_000, description="Most header fields.")
+    max_connections: int = Field(
+        2048, ge=1, le=1_000_000, description="Open connections; more are answered 503."
+    )
+
+    @model_validator(mode="after")
+    def _read_token_files(self) -> Settings:
+        pairs = (("admin_token", "admin_token_file"), ("api_token", "api_token_file"))
+        for token_field, file_field in pairs:
+            path = getattr(self, file_field)
+            if path is None:
+                continue
+            if getattr(self, token_field) is not None:
+                raise ValueError(
+                    f"set LAYERSERVE_{token_field.upper()} or LAYERSERVE_{file_field.upper()}, "
+                    "not both"
+                )
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"cannot read {file_field} {str(path)!r}: {exc}") from exc
+            token = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+            setattr(self, token_field, SecretStr(token))
+        return self
 
     def threads_per_run(self, instances: int) -> int:
         if self.intra_op_threads:

@@ -120,6 +120,7 @@ def test_a_flag_wins_over_the_environment_variable_and_the_variable_applies():
         ),
         (["--providers", "tpu"], "--providers (or LAYERSERVE_PROVIDERS): Input should be"),
         (["--instances", "0"], "Invalid value for '--instances'"),
+        (["--log-format", "xml"], "Invalid value for '--log-format'"),
     ],
 )
 def test_a_bad_value_names_its_flag_and_serves_nothing(arguments, message):

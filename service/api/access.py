@@ -10,12 +10,13 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from layerserve.service.access import AccessPolicy, classify, is_loopback
+from layerserve.service.access import AccessPolicy, classify, client_address, is_loopback
 from layerserve.service.api.errors import service_error_response
 from layerserve.service.errors import Forbidden, Unauthorized
 
 log = logging.getLogger("layerserve.service.access")
 AUTHORIZATION = b"authorization"
+FORWARDING_HEADERS = frozenset({b"x-forwarded-for", b"forwarded"})
 POLICY_VIOLATION = 1008  # WebSocket close code
 
 
@@ -28,12 +29,17 @@ class AccessMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        peer = scope.get("client")
+        forwarded = [(n, v) for n, v in scope.get("headers", ()) if n in FORWARDING_HEADERS]
+        host = client_address(peer[0] if peer else None, forwarded) if forwarded else None
+        if forwarded and peer and host != peer[0]:
+            scope["client"] = (host, 0)  # what the logs and the routes see
+        elif not forwarded:
+            host = peer[0] if peer else None
         level = classify(scope.get("method", "GET"), route_path(scope))
         if level == "open" or (level == "api" and not self.policy.checks_api):
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        host = client[0] if client else None
         try:
             self.policy.check(level, _authorization(scope), host)
         except (Unauthorized, Forbidden) as exc:
@@ -76,9 +82,11 @@ def install(app: FastAPI) -> None:
     if policy.admin_token is None and not is_loopback(settings.host):
         log.warning(
             "LAYERSERVE_ADMIN_TOKEN is unset: admin endpoints answer loopback clients only. "
-            "Behind a proxy or sidecar on this host that does not set X-Forwarded-For, "
+            "Behind a proxy or sidecar on this host that sets neither X-Forwarded-For nor "
+            "Forwarded, "
             "every client is loopback; set LAYERSERVE_ADMIN_TOKEN there."
         )
+    app.state.access_policy = policy
     app.add_middleware(AccessMiddleware, policy=policy)
 
 

@@ -66,4 +66,4 @@ def _stats(request: Request, name: str | None, version: str | None) -> dict[str,
 def install(app: FastAPI) -> None:
     """Add the request-id and access-log middleware. Include ``router`` before the V2
     router, so ``GET /v2/models/stats`` wins over ``GET /v2/models/{name}``."""
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, enabled=app.state.settings.access_log)

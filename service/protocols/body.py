@@ -17,11 +17,14 @@ def declared_size(content_length: str | None) -> int | None:
         raise InvalidInput(f"invalid Content-Length header: {content_length!r}") from exc
 
 
-def check_declared_size(content_length: str | None, limit: int) -> None:
+def check_declared_size(content_length: str | None, limit: int, reason: str = "") -> None:
+    """Refuse a body from its header alone; ``reason`` says what the limit is."""
     size = declared_size(content_length)
     if size is not None and size > limit:
+        because = f" ({reason})" if reason else ""
         raise PayloadTooLarge(
-            f"request body of {size} bytes exceeds the maximum allowed input size of {limit} bytes"
+            f"request body of {size} bytes exceeds the maximum allowed input size of "
+            f"{limit} bytes{because}"
         )
 
 

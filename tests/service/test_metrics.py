@@ -66,7 +66,8 @@ def server(tmp_path_factory):
     write_model(root, "mlp", examples.mlp(), "1", config)
     write_model(root, "mlp", examples.mlp(), "2")
     write_lookup_model(root, "lookup")
-    with running_server(Settings(model_repository=root, max_request_bytes=MAX_BODY)) as url:
+    settings = Settings(model_repository=root, max_request_bytes=MAX_BODY, access_log=True)
+    with running_server(settings) as url:
         yield url
 
 
@@ -456,13 +457,24 @@ def test_request_id_is_echoed_or_generated_and_logged(server, caplog, sent, echo
         assert request_id == sent
     else:
         assert re.fullmatch(r"[0-9a-f]{32}", request_id)
-    lines = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
+    lines = logged_lines(caplog, request_id)
     assert len(lines) == 1
     assert re.fullmatch(
         rf"request_id={re.escape(request_id)} method=GET path=/v2/health/live status=200 "
         r"duration_ms=\d+\.\d\d client=127\.0\.0\.1",
         lines[0],
     )
+
+
+def logged_lines(caplog, request_id: str) -> list[str]:
+    """The access-log lines naming ``request_id``: the server writes its line just after
+    the response, so the client can get there first; wait for it a little."""
+    deadline = time.monotonic() + 2
+    while True:
+        lines = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(
@@ -480,5 +492,5 @@ def test_error_responses_carry_a_request_id_and_log_their_status(
     response = httpx.request(method, server + path, content=b"{" if method == "POST" else None)
     assert response.status_code == status
     request_id = response.headers["X-Request-ID"]
-    (line,) = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
+    (line,) = logged_lines(caplog, request_id)
     assert f"method={method} path={path} status={status} " in line

@@ -148,9 +148,10 @@ ONE_AT_A_TIME = {"instances": 1, "max_batch_size": 0, "intra_op_threads": 1}
 
 
 def test_requests_queued_before_a_delete_finish_and_later_ones_get_404(tmp_path):
-    """The order comes from the event loop, not from timing: each infer task runs up to
-    its queued future before it yields, so all four are queued when the delete begins;
-    they all finish with their own rows, and a request arriving after it is not found."""
+    """Each infer task runs up to its queued future before it yields, so all four are
+    submitted when the delete begins (the model's one executor thread may have taken the
+    first already, but its result reaches the caller only through the event loop); they
+    all finish with their own rows, and a request arriving after it is not found."""
     (tmp_path / "busy" / "1").mkdir(parents=True)
     hand_onnx(tmp_path / "busy" / "1" / "model.onnx")
     (tmp_path / "busy" / "config.json").write_text(json.dumps(ONE_AT_A_TIME))
@@ -163,8 +164,9 @@ def test_requests_queued_before_a_delete_finish_and_later_ones_get_404(tmp_path)
         admin = ModelAdmin(plane, settings)
         model = plane.model("busy", "1")
         sent = [asyncio.create_task(plane.infer(model, {"x": x})) for x in rows]
-        await asyncio.sleep(0)  # each ran up to its queued future; the scheduler has not
+        await asyncio.sleep(0)  # each ran up to its queued future
         queued = plane.pending_requests(model)
+        submitted = sum(not task.done() for task in sent)
         deleting = asyncio.create_task(admin.delete("busy", "1"))
         while plane.repository.serves(model):  # until the delete has stopped serving it
             await asyncio.sleep(0)
@@ -174,11 +176,12 @@ def test_requests_queued_before_a_delete_finish_and_later_ones_get_404(tmp_path)
         outputs = await asyncio.wait_for(asyncio.gather(*sent), timeout=60)
         answer = await deleting
         await plane.stop()
-        return queued, unfinished, outputs, answer
+        return queued, submitted, unfinished, outputs, answer
 
-    queued, unfinished, outputs, answer = asyncio.run(scenario())
-    assert queued == len(rows)
-    assert unfinished == len(rows)  # the delete began with all four still waiting ...
+    queued, submitted, unfinished, outputs, answer = asyncio.run(scenario())
+    assert queued >= len(rows) - 1  # one instance: at most one is running
+    assert submitted == len(rows)  # the delete began with all four waiting ...
+    assert unfinished >= 1  # ... and at least one still waited when it stopped serving
     for x, out in zip(rows, outputs, strict=True):  # ... and each finished with its own rows
         np.testing.assert_allclose(out["y"], hand_reference(x), rtol=1e-6)
     assert answer == {"name": "busy", "version": "1", "deleted": True}

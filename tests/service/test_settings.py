@@ -56,3 +56,29 @@ def test_threads_per_run_splits_the_available_cores_between_instances():
     cores = available_cpus()
     assert Settings().threads_per_run(instances=1) == cores
     assert Settings().threads_per_run(instances=cores * 2) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "token"),
+    [("s3cret", "s3cret"), ("s3cret\n", "s3cret"), ("s3cret\r\n", "s3cret")],
+    ids=["bare", "newline", "crlf"],
+)
+def test_a_token_file_gives_the_token_without_its_trailing_newline(tmp_path, text, token):
+    path = tmp_path / "admin_token"
+    path.write_text(text, newline="")
+    settings = Settings(admin_token_file=path, api_token_file=path)
+    assert settings.admin_token.get_secret_value() == token
+    assert settings.api_token.get_secret_value() == token
+
+
+def test_a_token_file_and_a_token_together_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "admin_token"
+    path.write_text("from-file")
+    monkeypatch.setenv("LAYERSERVE_ADMIN_TOKEN", "from-env")
+    with pytest.raises(ValueError, match="LAYERSERVE_ADMIN_TOKEN or LAYERSERVE_ADMIN_TOKEN_FILE"):
+        Settings(admin_token_file=path)
+
+
+def test_a_missing_token_file_is_refused_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="cannot read admin_token_file .*absent"):
+        Settings(admin_token_file=tmp_path / "absent")

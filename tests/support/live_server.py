@@ -71,7 +71,7 @@ def running_server(
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
     server = build_server(settings)
     if customize is not None:
-        customize(server.config.app)
+        customize(server.app)
     server.config.install_signal_handlers = False  # not the main thread
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

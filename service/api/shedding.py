@@ -1,0 +1,128 @@
+"""Admitting or refusing inference requests from their head (the connection-level hook
+of ``service/http_protocol.py``).
+
+Under overload, the addressed model version's queue and runs are full: the request is
+answered 503 with exactly the error the route would give, counted as the route counts
+it, without reading its body or starting the application. Otherwise it is admitted
+there and then (the admission rides in the ASGI scope to the route, and is released when
+the request is answered), so that the requests arriving in one turn of the event loop
+cannot all pass the check before any of them is counted. Anything else (an unknown
+model, a path with escapes, missing credentials) goes to the application as usual, so a
+client without the API token learns nothing here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+import time
+
+import orjson
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from layerserve.service.access import AccessPolicy
+from layerserve.service.api.request_log import new_request_id
+from layerserve.service.batcher import Admission
+from layerserve.service.dataplane import DataPlane
+from layerserve.service.errors import ServiceError
+from layerserve.service.http_protocol import ADMISSION_KEY, Headers, Shedder
+
+log = logging.getLogger("layerserve.service.requests")
+ADMISSION = ADMISSION_KEY  # the ASGI scope key of a request admitted from its head
+_V2 = re.compile(rb"^/v2/models/([^/?#%]+)(?:/versions/([^/?#%]+))?/infer(?:\?.*)?$")
+_TF_SERVING = re.compile(rb"^/v1/models/([^/?#%:]+)(?:/versions/([^/?#%:]+))?:predict(?:\?.*)?$")
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._~:/+=@-]{1,128}$")
+
+
+def shedder(app: FastAPI) -> Shedder:
+    plane: DataPlane = app.state.dataplane
+    access: AccessPolicy = app.state.access_policy
+    access_log: bool = app.state.settings.access_log
+    handoff = GilHandoff()
+
+    def shed(url: bytes, headers: Headers) -> tuple[int, bytes, Headers] | Admission | None:
+        match = _V2.match(url) or _TF_SERVING.match(url)
+        if match is None:
+            return None
+        name, version = match.group(1).decode(), match.group(2)
+        try:
+            model = plane.model(name, version.decode() if version else None)
+        except ServiceError:
+            return None
+        authorization = request_id = None
+        for key, value in headers:
+            if key == b"authorization":
+                authorization = value
+            elif key == b"x-request-id" and _VALID_ID.match(value):
+                request_id = value
+        if access.checks_api:
+            try:
+                access.check("api", authorization, None)
+            except ServiceError:
+                return None  # the application answers 401/403
+        admission = plane.try_admit(model)
+        if admission is not None:
+            return admission
+        error = plane.refuse(model)
+        handoff.shedding()
+        request_id = request_id or new_request_id().encode()
+        if access_log:
+            log.info("request_id=%s path=%s status=503", request_id.decode(), url.decode())
+        body = orjson.dumps({"error": str(error)})
+        return 503, body, [(b"retry-after", b"1"), (b"x-request-id", request_id)]
+
+    return shed
+
+
+class GilHandoff:
+    """Python's GIL switch interval, shortened while requests are refused.
+
+    Under overload the event loop answers refusal after refusal without ever blocking, and
+    the onnxruntime threads that would empty the queue wait for the GIL: Python makes the
+    running thread give it up only after the switch interval (5 ms), three times per batch
+    (take it, run, hand back the results). The queue then stays full and nearly every
+    request is refused. While refusals go on, the interval is ``SHEDDING_SWITCH_SECONDS``;
+    it is set back one second after the last refusal (a shorter interval costs about 10%
+    of throughput under ordinary load, so it is not kept)."""
+
+    SHEDDING_SWITCH_SECONDS = 0.0001
+    RESTORE_AFTER_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._normal: float | None = None
+        self._last = 0.0
+
+    def shedding(self) -> None:
+        self._last = time.monotonic()
+        if self._normal is None:
+            self._normal = sys.getswitchinterval()
+            sys.setswitchinterval(self.SHEDDING_SWITCH_SECONDS)
+            asyncio.get_running_loop().call_later(self.RESTORE_AFTER_SECONDS, self._check)
+
+    def _check(self) -> None:
+        idle = time.monotonic() - self._last
+        if idle < self.RESTORE_AFTER_SECONDS:
+            asyncio.get_running_loop().call_later(self.RESTORE_AFTER_SECONDS - idle, self._check)
+            return
+        assert self._normal is not None
+        sys.setswitchinterval(self._normal)
+        self._normal = None
+
+
+class ReleaseAdmissions:
+    """The outermost ASGI layer: a request admitted from its head that never reached its
+    route (refused by access control, say) gives its place back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            admission = scope.get(ADMISSION)
+            if admission is not None:
+                admission.release()

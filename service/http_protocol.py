@@ -1,0 +1,292 @@
+"""uvicorn's httptools protocol with the limits a public server needs.
+
+uvicorn bounds idle keep-alive connections only. A client that opens a connection and
+sends nothing, drips its headers a byte at a time (slowloris), declares a large body and
+never sends it, sends a 1 MB header or opens ten thousand sockets would hold the server's
+memory and file descriptors for ever. Each connection here is bounded:
+
+- ``header_timeout_seconds``: the request line and headers must arrive within it, counted
+  from the connection's first byte (or its opening); else 408, or a silent close when
+  nothing was sent.
+- ``body_timeout_seconds``: the longest pause between two pieces of a request body; else
+  408 and the request is abandoned (the application sees a disconnect).
+- ``max_header_bytes`` / ``max_header_count``: larger heads are answered 431; the bytes
+  buffered before the head is complete never exceed the limit by more than one read.
+- ``max_connections``: a connection opened past it is answered 503 and closed at once.
+- Under overload, an inference request for a model whose queue is full is answered 503
+  from its head, without starting the application (``ConnectionPolicy.shed``): the
+  refusal costs a few microseconds, so that the event loop's time goes to the requests
+  that were admitted, and the refused client hears back at once. Its body is discarded
+  as it arrives and the connection stays open.
+- While the server drains (SIGTERM), every response carries ``Connection: close`` and its
+  connection closes once the response is written, so no client sends a new request on a
+  connection the server is about to close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+log = logging.getLogger("layerserve.service.http")
+
+Headers = list[tuple[bytes, bytes]]
+# ``shed(path, headers)``: ``(status, body, headers)`` to answer the request from its head,
+# an object to pass to the application in the scope under ``ADMISSION_KEY``, or None.
+Shedder = Callable[[bytes, Headers], tuple[int, bytes, Headers] | object | None]
+ADMISSION_KEY = "layerserve.admission"
+SHED = object()  # _shed's answer for a request answered from its head
+FIRST_REQUEST_GRACE_SECONDS = 0.5
+REASONS = {
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+@dataclass
+class ConnectionPolicy:
+    """The limits of every connection, and the drain flag the server sets on SIGTERM."""
+
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    max_header_count: int = 100
+    max_connections: int = 4096
+    draining: bool = False
+    # Admits or refuses an inference request from its head (see Shedder).
+    shed: Shedder | None = None
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """One connection, bounded in time, head size and number (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        policy: ConnectionPolicy,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.policy = policy
+        self._awaiting_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+        self._refusal: tuple[int, str] | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_seen = 0.0
+        self._shedding = False  # the current request was answered from its head
+
+    # ---- connections ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.policy.max_connections:
+            log.warning("refused a connection: %d open", len(self.connections) - 1)
+            self._refuse(
+                503,
+                f"the server has {self.policy.max_connections} connections open "
+                "(LAYERSERVE_MAX_CONNECTIONS); retry later",
+            )
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._refusal is not None:
+            self._refuse(*self._refusal)
+        elif self._awaiting_head and self._head_bytes > self.policy.max_header_bytes:
+            self._refuse(431, self._head_too_large())
+
+    # ---- parser callbacks -------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._awaiting_head = True
+        self._header_count = 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.policy.max_header_count and self._refusal is None:
+            self._refusal = (
+                431,
+                f"the request has more than {self.policy.max_header_count} header fields "
+                "(LAYERSERVE_MAX_HEADER_COUNT)",
+            )
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        head = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if self._refusal is None and head > self.policy.max_header_bytes:
+            self._refusal = (431, self._head_too_large())
+        if self._refusal is not None:
+            return  # answered by data_received once the parser returns; no task started
+        self._awaiting_head = False
+        self._head_bytes = 0
+        admission = None
+        if self.policy.shed is not None:
+            admission = self._shed()
+            if admission is SHED:
+                return
+        super().on_headers_complete()
+        if admission is not None:
+            self.scope[ADMISSION_KEY] = admission  # type: ignore[literal-required]
+        if self.policy.draining:
+            self.cycle.keep_alive = False
+        self._body_seen = self.loop.time()
+        self._body_timer = self.loop.call_later(
+            self.policy.body_timeout_seconds, self._body_timed_out
+        )
+
+    def on_body(self, body: bytes) -> None:
+        if self._refusal is not None or self._shedding:
+            return
+        self._body_seen = self.loop.time()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refusal is not None:
+            return
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        self._awaiting_head = True
+        if self._shedding:  # answered already; its body is gone
+            self._shedding = False
+            return
+        super().on_message_complete()
+
+    def shutdown(self) -> None:
+        """Called when the server stops accepting. A connection that has not sent its first
+        request yet is most likely sending it now (it was opened during the drain): it gets
+        a moment to arrive and is answered with ``Connection: close``; any other idle
+        connection closes at once, as in uvicorn."""
+        self.policy.draining = True
+        if self.cycle is None and not self.transport.is_closing():
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(
+                min(FIRST_REQUEST_GRACE_SECONDS, self.policy.header_timeout_seconds),
+                self._head_timed_out,
+            )
+            return
+        super().shutdown()
+
+    def _shed(self) -> object | None:
+        """Ask the shedder about this request (never behind a pipelined request still
+        running, whose answer must come first): ``SHED`` when it was answered here, an
+        admission for the application, or None."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            return None
+        if self.parser.get_method() != b"POST":
+            return None
+        assert self.policy.shed is not None
+        answer = self.policy.shed(self.url, self.headers)
+        if not isinstance(answer, tuple):
+            return answer
+        status, body, headers = answer
+        self._shedding = True
+        self._write(status, body, headers, close=self.policy.draining)
+        self._body_seen = self.loop.time()
+        self._body_timer = self.loop.call_later(
+            self.policy.body_timeout_seconds, self._body_timed_out
+        )
+        return SHED
+
+    # ---- timers -----------------------------------------------------------------------
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(
+            self.policy.header_timeout_seconds, self._head_timed_out
+        )
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._head_bytes == 0:  # an idle connection that never sent a byte
+            self.transport.close()
+            return
+        self._refuse(
+            408,
+            f"the request headers did not arrive within {self.policy.header_timeout_seconds:g} s "
+            "(LAYERSERVE_HEADER_TIMEOUT_SECONDS)",
+        )
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        idle = self.loop.time() - self._body_seen
+        if idle < self.policy.body_timeout_seconds:
+            self._body_timer = self.loop.call_later(
+                self.policy.body_timeout_seconds - idle, self._body_timed_out
+            )
+            return
+        cycle = self.cycle
+        answered = cycle is None or cycle.response_started
+        if cycle is not None:  # the application's receive() now reports a disconnect
+            cycle.disconnected = True
+            cycle.message_event.set()
+        message = (
+            f"the request body stalled for {self.policy.body_timeout_seconds:g} s "
+            "(LAYERSERVE_BODY_TIMEOUT_SECONDS)"
+        )
+        if answered:
+            self.transport.close()
+        else:
+            self._refuse(408, message)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    # ---- answering outside the application ----------------------------------------------
+    def _head_too_large(self) -> str:
+        return (
+            f"the request line and headers exceed {self.policy.max_header_bytes} bytes "
+            "(LAYERSERVE_MAX_HEADER_BYTES)"
+        )
+
+    def _refuse(self, status: int, message: str) -> None:
+        """A JSON error written straight to the socket, then the connection closed."""
+        self._cancel_timers()
+        if self.transport.is_closing():
+            return
+        headers = [(b"retry-after", b"1")] if status == 503 else []
+        self._write(status, orjson.dumps({"error": message}), headers, close=True)
+
+    def _write(self, status: int, body: bytes, headers: Headers, close: bool) -> None:
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS[status])]
+        for name, value in [*self.server_state.default_headers, *headers]:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"content-type: application/json\r\n")
+        head.append(b"content-length: %d\r\n" % len(body))
+        if close:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        self.transport.write(b"".join(head) + body)
+        if close:
+            self.transport.close()

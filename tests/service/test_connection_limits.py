@@ -1,0 +1,210 @@
+"""Slow, idle, oversized and too many clients, on a real uvicorn over raw sockets: each is
+answered (408, 431, 503) or closed within its limit, and well-behaved clients go on being
+served. Every response, the protocol-level ones included, names layerserve as its server."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+from live_server import running_server, write_model
+
+from layerserve import __version__, examples
+from layerserve.service.settings import Settings
+
+HEADER_TIMEOUT = 0.6
+BODY_TIMEOUT = 0.6
+MAX_HEADER_BYTES = 4096
+MAX_HEADER_COUNT = 24
+MAX_CONNECTIONS = 12
+SERVER = f"layerserve/{__version__}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("limits")
+    write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 8})
+    settings = Settings(
+        model_repository=root,
+        header_timeout_seconds=HEADER_TIMEOUT,
+        body_timeout_seconds=BODY_TIMEOUT,
+        max_header_bytes=MAX_HEADER_BYTES,
+        max_header_count=MAX_HEADER_COUNT,
+        max_connections=MAX_CONNECTIONS,
+    )
+    with running_server(settings) as url:
+        yield url
+
+
+def address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+@contextlib.contextmanager
+def raw(url: str) -> Iterator[socket.socket]:
+    sock = socket.create_connection(address(url), timeout=5)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP response (Content-Length framed): status, lower-case headers, body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a response: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_an_idle_connection_is_closed_after_the_header_timeout(server):
+    with raw(server) as sock:
+        opened = time.monotonic()
+        assert closed_by_server(sock)
+        waited = time.monotonic() - opened
+    assert HEADER_TIMEOUT * 0.8 < waited < HEADER_TIMEOUT + 2
+
+
+def test_headers_dripped_a_byte_at_a_time_get_408_within_the_header_timeout(server):
+    with raw(server) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        started = time.monotonic()
+        sock.settimeout(0.05)
+        answer = b""
+        while time.monotonic() - started < HEADER_TIMEOUT + 3:
+            try:  # read first: the answer arrives between two drips
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                sock.sendall(b"a")
+                continue
+            answer += chunk
+            if not chunk:
+                break
+        answered = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert b"\r\nconnection: close" in head
+    assert f"\r\nserver: {SERVER}".encode() in head
+    assert "LAYERSERVE_HEADER_TIMEOUT_SECONDS" in orjson.loads(body)["error"]
+    assert HEADER_TIMEOUT * 0.8 < answered < HEADER_TIMEOUT + 2
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_server_goes_on(server):
+    with raw(server) as sock:
+        sock.sendall(
+            b"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 60000000\r\n\r\n{"ready":'
+        )
+        started = time.monotonic()
+        status, headers, body = read_response(sock)
+        assert status == 408
+        assert "LAYERSERVE_BODY_TIMEOUT_SECONDS" in orjson.loads(body)["error"]
+        assert BODY_TIMEOUT * 0.8 < time.monotonic() - started < BODY_TIMEOUT + 2
+        assert closed_by_server(sock)
+    assert httpx.post(server + "/v2/repository/index", json={}).status_code == 200
+
+
+def test_a_body_that_trickles_is_not_cut_while_it_keeps_arriving(server):
+    body = orjson.dumps({"ready": True})
+    with raw(server) as sock:
+        sock.sendall(
+            b"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        # each pause is shorter than the body timeout, the whole body takes longer
+        pieces = [body[i : i + 3] for i in range(0, len(body), 3)]
+        pause = BODY_TIMEOUT * 1.5 / len(pieces) + 0.05
+        for piece in pieces:
+            time.sleep(pause)
+            sock.sendall(piece)
+        status, _, answer = read_response(sock)
+    assert status == 200, answer
+    assert pause * len(pieces) > BODY_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"X-Big: " + b"a" * (1024 * 1024) + b"\r\n",  # one huge header
+        b"".join(b"X-F%d: v\r\n" % i for i in range(MAX_HEADER_COUNT + 1)),  # too many
+        b"".join(b"X-F%d: %s\r\n" % (i, b"b" * 300) for i in range(MAX_HEADER_COUNT - 4)),
+    ],
+    ids=["one-megabyte-header", "too-many-fields", "many-medium-fields"],
+)
+def test_oversized_heads_get_431_and_the_connection_closes(server, head):
+    with raw(server) as sock:
+        with contextlib.suppress(ConnectionError):  # the server may close mid-upload
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
+        status, headers, body = read_response(sock)
+        assert status == 431
+        assert headers["server"] == SERVER
+        error = orjson.loads(body)["error"]
+        assert "LAYERSERVE_MAX_HEADER" in error
+        assert closed_by_server(sock)
+
+
+def test_a_head_just_under_the_limits_is_served(server):
+    headers = {f"x-f{i}": "v" * 100 for i in range(MAX_HEADER_COUNT - 6)}
+    response = httpx.get(server + "/v2/health/live", headers=headers)
+    assert response.status_code == 200
+    assert response.headers["server"] == SERVER
+
+
+def test_connections_past_the_cap_get_503_and_the_cap_frees_up(server):
+    # the fixture's own probes may still hold a connection or two: fill up to the cap
+    held = []
+    try:
+        answered = None
+        for _ in range(MAX_CONNECTIONS + 4):
+            sock = socket.create_connection(address(server), timeout=5)
+            held.append(sock)
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body = read_response(sock)
+            if status == 503:
+                answered = (headers, body)
+                break
+            assert status == 200
+        assert answered is not None, "no connection was refused"
+        headers, body = answered
+        assert len(held) <= MAX_CONNECTIONS + 1
+        assert headers["retry-after"] == "1"
+        assert "LAYERSERVE_MAX_CONNECTIONS" in orjson.loads(body)["error"]
+        assert closed_by_server(held.pop())
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while httpx.get(server + "/v2/health/live").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_keep_alive_clients_are_served_many_requests_on_one_connection(server):
+    with raw(server) as sock:
+        for _ in range(10):
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body = read_response(sock)
+            assert (status, orjson.loads(body)) == (200, {"live": True})
+            assert headers["server"] == SERVER
+            assert "connection" not in headers

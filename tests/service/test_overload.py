@@ -1,0 +1,195 @@
+"""Refusing early under load, on a real uvicorn: a model whose queue and runs are full
+answers 503 from the request's head, before its body is sent; a body larger than any valid
+request for the model is refused from its Content-Length; admissions are given back
+however a request ends, so a full model frees up. (The figures under load are in
+``benchmarks/overload.py``.)"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from live_server import running_server, write_model
+from slow_model import FEATURES, OUTPUTS, slow_reference, write_slow_model
+
+from layerserve import examples
+from layerserve.service.api.shedding import GilHandoff
+from layerserve.service.body_limits import ALLOWANCE_BYTES, JSON_BYTES_PER_VALUE
+from layerserve.service.settings import Settings
+
+QUEUE = 2
+# One instance, no merging: the model admits QUEUE queued requests and one running.
+SLOW = {"max_batch_size": 0, "instances": 1, "intra_op_threads": 1, "max_queue_size": QUEUE}
+WINDOW = QUEUE + 1
+MLP_ROWS = 8
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("overload")
+    write_slow_model(root, "slow", SLOW)
+    write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": MLP_ROWS})
+    with running_server(Settings(model_repository=root)) as url:
+        yield url
+
+
+def slow_body(x: np.ndarray) -> dict:
+    return {
+        "inputs": [
+            {"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+
+
+def head_only(url: str, path: str, content_length: int) -> tuple[int, dict[str, str], dict, float]:
+    """Send a POST's head and no body; the answer, its headers and how long it took."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {content_length}\r\n"
+            f"X-Request-ID: early-{content_length}\r\n\r\n".encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, "closed without an answer"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in head.decode().split("\r\n")[1:])
+        while len(body) < int(headers["content-length"]):
+            body += sock.recv(65536)
+        took = time.monotonic() - started
+    return int(head.split()[1]), headers, orjson.loads(body), took
+
+
+def pending(url: str, model: str) -> int:
+    text = httpx.get(url + "/metrics").text
+    match = re.search(
+        rf'^nv_inference_pending_request_count\{{model="{model}",version="1"\}} (\d+)$', text, re.M
+    )
+    assert match, text
+    return int(match.group(1))
+
+
+def failures(url: str, model: str) -> int:
+    stats = httpx.get(f"{url}/v2/models/{model}/stats").json()["model_stats"]
+    return sum(s["inference_stats"]["fail"]["count"] for s in stats)
+
+
+def test_a_full_model_answers_503_from_the_head_before_the_body_is_sent(server):
+    xs = [
+        np.random.default_rng(i).random((4096, FEATURES), dtype=np.float32) for i in range(WINDOW)
+    ]
+    answers: list[httpx.Response] = []
+
+    def send(x: np.ndarray) -> None:
+        answers.append(httpx.post(server + "/v2/models/slow/infer", json=slow_body(x), timeout=60))
+
+    normal_switch = sys.getswitchinterval()
+    threads = [threading.Thread(target=send, args=(x,)) for x in xs]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while pending(server, "slow") < QUEUE:  # one running, QUEUE queued: the model is full
+        assert time.monotonic() < deadline, "the slow requests were not all queued"
+        time.sleep(0.02)
+    before = failures(server, "slow")
+    status, headers, error, took = head_only(server, "/v2/models/slow/infer", 1_000_000)
+    assert status == 503, error
+    assert f"'slow' exceeds maximum queue size {QUEUE}" in error["error"]
+    assert "max_queue_size" in error["error"]
+    assert headers["retry-after"] == "1"
+    assert headers["x-request-id"] == "early-1000000"
+    assert took < 1.0  # answered at once, although the body never came
+    # while refusing, the GIL changes hands quickly so the model's threads empty the queue
+    assert sys.getswitchinterval() == pytest.approx(GilHandoff.SHEDDING_SWITCH_SECONDS)
+    assert failures(server, "slow") == before + 1  # counted, as Triton counts a refusal
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r.status_code for r in answers) == [200] * WINDOW
+    for response in answers:
+        got = np.asarray(response.json()["outputs"][0]["data"], np.float32)
+        assert got.shape == (4096 * OUTPUTS,)
+    restored = time.monotonic() + 5
+    while sys.getswitchinterval() != normal_switch:  # set back once refusals stop
+        assert time.monotonic() < restored
+        time.sleep(0.05)
+    x = xs[0]
+    again = httpx.post(server + "/v2/models/slow/infer", json=slow_body(x[:3]), timeout=60)
+    assert again.status_code == 200  # every admission was given back
+    got = np.asarray(again.json()["outputs"][0]["data"], np.float32).reshape(3, OUTPUTS)
+    np.testing.assert_allclose(got, slow_reference(x[:3]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda url: httpx.post(url + "/v2/models/slow/infer", content=b"{not json"),
+        lambda url: httpx.post(url + "/v2/models/slow/infer", json={"inputs": []}),
+        lambda url: httpx.post(
+            url + "/v1/models/slow:predict", json={"instances": [[0.5] * FEATURES]}
+        ),
+        lambda url: httpx.post(
+            url + "/v2/models/slow/infer",
+            json={
+                "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]
+            },
+        ),
+    ],
+    ids=["bad-json", "no-inputs", "tf-serving", "wrong-shape"],
+)
+def test_admissions_are_given_back_however_a_request_ends(server, send):
+    for _ in range(WINDOW + 2):  # a leak would fill the model within the window
+        assert send(server).status_code in (200, 400)
+    x = np.random.default_rng(5).random((2, FEATURES), dtype=np.float32)
+    response = httpx.post(server + "/v2/models/slow/infer", json=slow_body(x), timeout=60)
+    assert response.status_code == 200, response.text
+
+
+def test_a_body_larger_than_any_valid_request_is_refused_from_its_header(server):
+    limit = MLP_ROWS * 784 * JSON_BYTES_PER_VALUE + ALLOWANCE_BYTES
+    status, _, error, took = head_only(server, "/v2/models/mlp/infer", 60_000_000)
+    assert status == 413
+    assert f"maximum allowed input size of {limit} bytes" in error["error"]
+    assert (
+        f"the most a request for model 'mlp' can need: {MLP_ROWS} row(s) of 784 values"
+        in error["error"]
+    )
+    assert took < 1.0
+    # a full batch, pretty-printed, is well inside the limit and served
+    x = np.random.default_rng(2).random((MLP_ROWS, 784), dtype=np.float32)
+    body = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "hidden_1_input",
+                    "shape": [MLP_ROWS, 784],
+                    "datatype": "FP32",
+                    "data": x.tolist(),
+                }
+            ]
+        },
+        option=orjson.OPT_INDENT_2,
+    )
+    assert len(body) < limit
+    response = httpx.post(
+        server + "/v2/models/mlp/infer", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    got = np.asarray(response.json()["outputs"][0]["data"], np.float32).reshape(MLP_ROWS, 10)
+    np.testing.assert_allclose(got, examples.mlp().predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_with_a_variable_size_keeps_the_server_limit(server):
+    status, _, error, _ = head_only(server, "/v2/models/slow/infer", 65 * 1024 * 1024)
+    assert status == 413
+    assert "LAYERSERVE_MAX_REQUEST_BYTES" in error["error"]
