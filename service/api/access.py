@@ -76,7 +76,8 @@ def _authorization(scope: Scope) -> bytes | None:
 
 
 def install(app: FastAPI) -> None:
-    """Add the middleware; called last, so it runs before every other app middleware."""
+    """Add the middleware, inside the request-log middleware (so that a 401 or 403 carries
+    a request id and gets its log line) and before routing and every other one."""
     settings = app.state.settings
     policy = AccessPolicy.from_secrets(_secret(settings.admin_token), _secret(settings.api_token))
     if policy.admin_token is None and not is_loopback(settings.host):
