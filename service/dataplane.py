@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +23,6 @@ from layerserve.service.settings import Settings
 from layerserve.service.storage import remove_stale_staging
 
 log = logging.getLogger("layerserve.service")
-T = TypeVar("T")
 SERVER_NAME = "layerserve"
 EXTENSIONS = [
     "binary_tensor_data",
@@ -176,13 +174,6 @@ class DataPlane:
         if admission is None:
             raise self.refuse(model)
         return admission
-
-    async def decode(
-        self, function: Callable[..., T], body: bytes, *args: Any, json_bytes: int | None = None
-    ) -> T:
-        """``function(body, *args)``: a request's decoding, in a worker process when its
-        JSON part is large (see ``service/decoding.py``)."""
-        return await self.decoder.decode(function, body, *args, json_bytes=json_bytes)
 
     async def infer(
         self,

@@ -154,10 +154,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.scope[ADMISSION_KEY] = admission  # type: ignore[literal-required]
         if self.policy.draining:
             self.cycle.keep_alive = False
-        self._body_seen = self.loop.time()
-        self._body_timer = self.loop.call_later(
-            self.policy.body_timeout_seconds, self._body_timed_out
-        )
+        self._arm_body_timer()
 
     def on_body(self, body: bytes) -> None:
         if self._refusal is not None or self._shedding:
@@ -208,16 +205,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         status, body, headers = answer
         self._shedding = True
         self._write(status, body, headers, close=self.policy.draining)
-        self._body_seen = self.loop.time()
-        self._body_timer = self.loop.call_later(
-            self.policy.body_timeout_seconds, self._body_timed_out
-        )
+        self._arm_body_timer()  # the body is discarded as it comes, but not waited for
         return SHED
 
     # ---- timers -----------------------------------------------------------------------
     def _arm_head_timer(self) -> None:
         self._head_timer = self.loop.call_later(
             self.policy.header_timeout_seconds, self._head_timed_out
+        )
+
+    def _arm_body_timer(self) -> None:
+        self._body_seen = self.loop.time()
+        self._body_timer = self.loop.call_later(
+            self.policy.body_timeout_seconds, self._body_timed_out
         )
 
     def _head_timed_out(self) -> None:

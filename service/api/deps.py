@@ -8,12 +8,13 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from layerserve.service.batcher import Admission
 from layerserve.service.body_limits import model_body_limit
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.decoding import OFF_LOOP_BYTES, Spool
-from layerserve.service.errors import PayloadTooLarge
+from layerserve.service.http_protocol import ADMISSION_KEY
 from layerserve.service.protocols import v2
-from layerserve.service.protocols.body import check_declared_size, declared_size, decompress
+from layerserve.service.protocols.body import check_declared_size, decompress, too_large
 from layerserve.service.runtime import LoadedModel
 
 T = TypeVar("T")
@@ -21,6 +22,13 @@ T = TypeVar("T")
 
 def dataplane(request: Request) -> DataPlane:
     return request.app.state.dataplane
+
+
+def admission(request: Request, model: LoadedModel) -> Admission:
+    """The inference request's place at ``model``: given by the server from the request's
+    head, or taken here (a full model refuses with 503 before the body is read). Release
+    it once the request is answered."""
+    return request.scope.get(ADMISSION_KEY) or dataplane(request).admit(model)
 
 
 async def read_body(request: Request, limit: int | None = None, reason: str = "") -> bytes:
@@ -34,10 +42,7 @@ async def read_body(request: Request, limit: int | None = None, reason: str = ""
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            because = f" ({reason})" if reason else ""
-            raise PayloadTooLarge(
-                f"request body exceeds the maximum allowed input size of {limit} bytes{because}"
-            )
+            raise too_large(limit, reason)
         chunks.append(chunk)
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding")
@@ -59,22 +64,18 @@ async def decode_inference_body(
     decoded in a worker process, spooled to a file on the way when its size is declared,
     so that the event loop goes on answering."""
     limit = model_body_limit(model, request.app.state.settings.max_request_bytes)
-    check_declared_size(request.headers.get("content-length"), limit.size, limit.reason)
-    declared = declared_size(request.headers.get("content-length"))
+    declared = check_declared_size(request.headers.get("content-length"), limit.size, limit.reason)
     large = json_bytes is None or json_bytes > OFF_LOOP_BYTES
     plane = dataplane(request)
     if large and declared and declared > OFF_LOOP_BYTES and not _encoded(request):
         with Spool() as spool:
             async for chunk in request.stream():
                 if spool.size + len(chunk) > limit.size:
-                    raise PayloadTooLarge(
-                        f"request body exceeds the maximum allowed input size of "
-                        f"{limit.size} bytes ({limit.reason})"
-                    )
+                    raise too_large(limit.size, limit.reason)
                 spool.write(chunk)
             return await plane.decoder.decode_file(function, spool.path, *args)
     body = await read_body(request, limit.size, limit.reason)
-    return await plane.decode(function, body, *args, json_bytes=json_bytes)
+    return await plane.decoder.decode(function, body, *args, json_bytes=json_bytes)
 
 
 def _encoded(request: Request) -> bool:

@@ -46,7 +46,7 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope.get("headers", ())) or new_request_id()
+        request_id = incoming_id(scope.get("headers", ())) or new_request_id()
         context = RequestContext(request_id)
         token = current_request.set(context)
         started = time.perf_counter()
@@ -99,7 +99,8 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
-def _incoming_id(headers: Any) -> str | None:
+def incoming_id(headers: Any) -> str | None:
+    """The client's X-Request-ID when it is a sane token (see above), else None."""
     for name, value in headers:
         if name.lower() == HEADER:
             return value.decode("ascii") if _VALID_ID.match(value) else None

@@ -24,17 +24,15 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from layerserve.service.access import AccessPolicy
-from layerserve.service.api.request_log import new_request_id
+from layerserve.service.api.request_log import incoming_id, new_request_id
 from layerserve.service.batcher import Admission
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import ServiceError
 from layerserve.service.http_protocol import ADMISSION_KEY, Headers, Shedder
 
 log = logging.getLogger("layerserve.service.requests")
-ADMISSION = ADMISSION_KEY  # the ASGI scope key of a request admitted from its head
 _V2 = re.compile(rb"^/v2/models/([^/?#%]+)(?:/versions/([^/?#%]+))?/infer(?:\?.*)?$")
 _TF_SERVING = re.compile(rb"^/v1/models/([^/?#%:]+)(?:/versions/([^/?#%:]+))?:predict(?:\?.*)?$")
-_VALID_ID = re.compile(rb"^[A-Za-z0-9._~:/+=@-]{1,128}$")
 
 
 def shedder(app: FastAPI) -> Shedder:
@@ -52,13 +50,8 @@ def shedder(app: FastAPI) -> Shedder:
             model = plane.model(name, version.decode() if version else None)
         except ServiceError:
             return None
-        authorization = request_id = None
-        for key, value in headers:
-            if key == b"authorization":
-                authorization = value
-            elif key == b"x-request-id" and _VALID_ID.match(value):
-                request_id = value
         if access.checks_api:
+            authorization = next((v for k, v in headers if k == b"authorization"), None)
             try:
                 access.check("api", authorization, None)
             except ServiceError:
@@ -68,11 +61,11 @@ def shedder(app: FastAPI) -> Shedder:
             return admission
         error = plane.refuse(model)
         handoff.shedding()
-        request_id = request_id or new_request_id().encode()
+        request_id = incoming_id(headers) or new_request_id()
         if access_log:
-            log.info("request_id=%s path=%s status=503", request_id.decode(), url.decode())
+            log.info("request_id=%s path=%s status=503", request_id, url.decode())
         body = orjson.dumps({"error": str(error)})
-        return 503, body, [(b"retry-after", b"1"), (b"x-request-id", request_id)]
+        return 503, body, [(b"retry-after", b"1"), (b"x-request-id", request_id.encode())]
 
     return shed
 
@@ -123,6 +116,6 @@ class ReleaseAdmissions:
         try:
             await self.app(scope, receive, send)
         finally:
-            admission = scope.get(ADMISSION)
+            admission = scope.get(ADMISSION_KEY)
             if admission is not None:
                 admission.release()

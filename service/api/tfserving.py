@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Request, Response
 from starlette.routing import Route
 
 from layerserve.service.api import schemas_tfserving as tfs
-from layerserve.service.api.deps import dataplane, decode_inference_body
+from layerserve.service.api.deps import admission, dataplane, decode_inference_body
 from layerserve.service.api.schemas import (
     InferModelName,
     Label,
@@ -20,7 +20,6 @@ from layerserve.service.api.schemas import (
     inline_schema,
     route_docs,
 )
-from layerserve.service.api.shedding import ADMISSION
 from layerserve.service.protocols import tfserving, tfserving_models
 
 router = APIRouter(tags=["tensorflow-serving"])
@@ -191,15 +190,13 @@ async def _predict(
         version = tfserving_models.version_for_label(name, label)
     model = plane.model(name, version)
     tfserving.check_supported(method, model)
-    # Admitted from the request's head by the server, or here; a full model refuses
-    # before the body is read.
-    admission = request.scope.get(ADMISSION) or plane.admit(model)
+    place = admission(request, model)
     try:
         parsed = await decode_inference_body(request, model, tfserving.decode_predict, model)
         outputs = await plane.infer(model, parsed.inputs)
         content = tfserving.encode_predict(model, parsed, outputs)
     finally:
-        admission.release()
+        place.release()
     return Response(content, media_type="application/json")
 
 

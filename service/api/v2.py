@@ -9,9 +9,8 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
 from layerserve.service.api import schemas
-from layerserve.service.api.deps import dataplane, read_body, read_v2_request
+from layerserve.service.api.deps import admission, dataplane, read_body, read_v2_request
 from layerserve.service.api.schemas import InferModelName, ModelName, Version, route_docs
-from layerserve.service.api.shedding import ADMISSION
 from layerserve.service.errors import InvalidInput, ModelNotReady, NotSupported
 from layerserve.service.protocols import v2
 
@@ -244,15 +243,13 @@ async def infer_version(request: Request, name: InferModelName, version: Version
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     plane = dataplane(request)
     model = plane.model(name, version)
-    # Admitted from the request's head by the server, or here; a full model refuses
-    # before the body is read.
-    admission = request.scope.get(ADMISSION) or plane.admit(model)
+    place = admission(request, model)
     try:
         parsed = await read_v2_request(request, model)
         outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us)
         content, json_length = v2.encode_response(model, parsed, outputs)
     finally:
-        admission.release()
+        place.release()
     if json_length is None:
         return Response(content, media_type="application/json")
     return Response(

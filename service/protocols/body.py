@@ -17,15 +17,22 @@ def declared_size(content_length: str | None) -> int | None:
         raise InvalidInput(f"invalid Content-Length header: {content_length!r}") from exc
 
 
-def check_declared_size(content_length: str | None, limit: int, reason: str = "") -> None:
-    """Refuse a body from its header alone; ``reason`` says what the limit is."""
+def check_declared_size(content_length: str | None, limit: int, reason: str = "") -> int | None:
+    """The declared size (None when absent), refused from the header alone when it passes
+    ``limit``; ``reason`` says what the limit is."""
     size = declared_size(content_length)
     if size is not None and size > limit:
-        because = f" ({reason})" if reason else ""
-        raise PayloadTooLarge(
-            f"request body of {size} bytes exceeds the maximum allowed input size of "
-            f"{limit} bytes{because}"
-        )
+        raise too_large(limit, reason, size)
+    return size
+
+
+def too_large(limit: int, reason: str = "", size: int | None = None) -> PayloadTooLarge:
+    """The 413 of a body past ``limit`` (of ``size`` bytes, when declared)."""
+    because = f" ({reason})" if reason else ""
+    body = "request body" if size is None else f"request body of {size} bytes"
+    return PayloadTooLarge(
+        f"{body} exceeds the maximum allowed input size of {limit} bytes{because}"
+    )
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:

@@ -18,21 +18,11 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from live_server import free_port, running_server, write_model
+from live_server import free_port, pending, running_server, write_model
 from slow_model import FEATURES, OUTPUTS, slow_reference, write_slow_model
 
 from layerserve import examples
 from layerserve.service.settings import Settings
-
-
-def pending(metrics_text: str, model: str) -> int:
-    match = re.search(
-        rf'^nv_inference_pending_request_count\{{model="{model}",version="1"\}} (\d+)$',
-        metrics_text,
-        re.M,
-    )
-    assert match, metrics_text
-    return int(match.group(1))
 
 
 def inputs(count: int, rows: int, seed: int) -> list[np.ndarray]:

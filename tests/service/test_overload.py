@@ -6,7 +6,6 @@ however a request ends, so a full model frees up. (The figures under load are in
 
 from __future__ import annotations
 
-import re
 import socket
 import sys
 import threading
@@ -16,7 +15,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from live_server import running_server, write_model
+from live_server import pending, running_server, write_model
 from slow_model import FEATURES, OUTPUTS, slow_reference, write_slow_model
 
 from layerserve import examples
@@ -71,15 +70,6 @@ def head_only(url: str, path: str, content_length: int) -> tuple[int, dict[str, 
     return int(head.split()[1]), headers, orjson.loads(body), took
 
 
-def pending(url: str, model: str) -> int:
-    text = httpx.get(url + "/metrics").text
-    match = re.search(
-        rf'^nv_inference_pending_request_count\{{model="{model}",version="1"\}} (\d+)$', text, re.M
-    )
-    assert match, text
-    return int(match.group(1))
-
-
 def failures(url: str, model: str) -> int:
     stats = httpx.get(f"{url}/v2/models/{model}/stats").json()["model_stats"]
     return sum(s["inference_stats"]["fail"]["count"] for s in stats)
@@ -99,7 +89,8 @@ def test_a_full_model_answers_503_from_the_head_before_the_body_is_sent(server):
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 30
-    while pending(server, "slow") < QUEUE:  # one running, QUEUE queued: the model is full
+    # until the model is full: one running and QUEUE queued
+    while pending(httpx.get(server + "/metrics").text, "slow") < QUEUE:
         assert time.monotonic() < deadline, "the slow requests were not all queued"
         time.sleep(0.02)
     before = failures(server, "slow")

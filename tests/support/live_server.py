@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -34,6 +35,17 @@ def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} was not ready within {timeout:.0f} s")
         time.sleep(0.05)
+
+
+def pending(metrics_text: str, model: str) -> int:
+    """Requests of ``model`` version 1 queued and not yet running, from ``/metrics``."""
+    match = re.search(
+        rf'^nv_inference_pending_request_count\{{model="{model}",version="1"\}} (\d+)$',
+        metrics_text,
+        re.M,
+    )
+    assert match, metrics_text
+    return int(match.group(1))
 
 
 def free_port() -> int:
