@@ -221,15 +221,16 @@ def serve(print_settings: bool = False, **flags: Any) -> None:
     if print_settings:
         console.print_json(data=settings.model_dump(mode="json"))
         return
-    from layerserve.service.server import serve as run_server
+    from layerserve.service.launch import serve as run_server
 
-    base = f"http://{settings.host}:{settings.port}"
-    console.print(
-        f"layerserve on {base}, models from {settings.model_repository}. Once "
-        "ready, try (the demo MLP, one row of 784 values):",
-        highlight=False,
-    )
-    console.print(curl_example(base), markup=False, highlight=False, soft_wrap=True)
+    if settings.log_format == "text":  # JSON logs: every line a collector reads is JSON
+        base = f"http://{settings.host}:{settings.port}"
+        console.print(
+            f"layerserve on {base}, models from {settings.model_repository}. Once "
+            "ready, try (the demo MLP, one row of 784 values):",
+            highlight=False,
+        )
+        console.print(curl_example(base), markup=False, highlight=False, soft_wrap=True)
     run_server(settings)
 
 

@@ -4,6 +4,7 @@ readiness and draining. The HTTP layers only translate to and from this."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -48,11 +49,15 @@ class DataPlane:
         self.decoder = BodyDecoder()
 
     # ---- lifecycle ----------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, read_only: bool = False) -> None:
         loop = asyncio.get_running_loop()
-        if self.settings.demo:
-            await loop.run_in_executor(None, ensure_demo_repository, self.settings.model_repository)
-        await loop.run_in_executor(None, remove_stale_staging, self.settings.model_repository)
+        root = self.settings.model_repository
+        if self.settings.demo and read_only:
+            log.error("no demo models: the model repository %s is read-only", root)
+        elif self.settings.demo:
+            await loop.run_in_executor(None, ensure_demo_repository, root)
+        if not read_only:
+            await loop.run_in_executor(None, remove_stale_staging, root)
         await loop.run_in_executor(None, self.repository.load_all)
         self.started = True
 
@@ -133,6 +138,26 @@ class DataPlane:
         await self._retire(old)
         gc.collect()
         gc.freeze()  # as at start-up: keep the new session's objects out of full collections
+
+    async def converge(
+        self,
+        name: str,
+        settle_seconds: float = 0.0,
+        force: bool = False,
+        trusted: frozenset[str] = frozenset(),
+    ) -> None:
+        """Serve what the repository holds for ``name`` now (see
+        ``ModelRepository.converge``); versions replaced or gone drain, then close."""
+        converge = functools.partial(self.repository.converge, name, force, settle_seconds, trusted)
+        await asyncio.get_running_loop().run_in_executor(None, converge)
+        await self._retire([k for k in self._batchers if k[0] == name and not self._serving(k)])
+
+    def _serving(self, key: tuple[str, str, int]) -> bool:
+        name, version, identity = key
+        try:
+            return id(self.repository.get(name, version)) == identity
+        except ServiceError:
+            return False
 
     async def unload(self, name: str) -> None:
         old = [k for k in self._batchers if k[0] == name]

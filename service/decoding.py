@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import multiprocessing
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -117,14 +119,43 @@ class Spool:
 
     def __init__(self) -> None:
         directory = SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK) else None
+        self._open(directory)
+        self.size = 0
+
+    def _open(self, directory: str | None) -> None:
         fd, name = tempfile.mkstemp(prefix="layerserve-body-", dir=directory)
         self.path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)
-        self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            self._spill(chunk)
         self.size += len(chunk)
+
+    def _spill(self, chunk: bytes) -> None:
+        """``/dev/shm`` is full (a container's is small): go on in the temporary
+        directory; when that is full too, the request is refused with 507."""
+        full, old = self.path, self._file
+        if Path(full).parent == Path(tempfile.gettempdir()):
+            raise errors.InsufficientStorage(
+                "the server has no room to take this request's body now; retry later"
+            )
+        try:
+            self._open(None)
+            with open(full, "rb") as written:
+                shutil.copyfileobj(written, self._file)
+            self._file.write(chunk)
+        except OSError as exc:
+            raise errors.InsufficientStorage(
+                "the server has no room to take this request's body now; retry later"
+            ) from exc
+        finally:
+            old.close()
+            full.unlink(missing_ok=True)
 
     def __enter__(self) -> Spool:
         return self

@@ -37,6 +37,10 @@ class Forbidden(ServiceError):
     while no admin token is configured."""
 
 
+class ReadOnlyRepository(Forbidden):
+    """A change to the model repository asked of a server that serves it read-only."""
+
+
 class IdempotencyKeyReused(ServiceError):
     """An ``Idempotency-Key`` already used for a different request to this model."""
 
@@ -63,6 +67,10 @@ class QueueTimeout(ServiceError):
 
 class PayloadTooLarge(ServiceError):
     """The body, or a tensor it describes, exceeds the size limit."""
+
+
+class InsufficientStorage(ServiceError):
+    """The server has no room (memory-backed or temporary files) to take a request now."""
 
 
 class NotSupported(ServiceError):

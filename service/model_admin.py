@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import functools
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -23,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from pydantic import ValidationError
-
 from layerserve.service import idempotency, storage
+from layerserve.service.cluster import Cluster
 from layerserve.service.conversion import ConversionLimits, detect_format
 from layerserve.service.conversion_process import (
     ConvertedFile,
@@ -35,20 +31,32 @@ from layerserve.service.conversion_process import (
 )
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import (
+    Conflict,
     InvalidInput,
     ModelLoadError,
     ModelNotFound,
     ModelRejected,
+    ReadOnlyRepository,
 )
 from layerserve.service.model_config import ModelConfig
+from layerserve.service.model_versions import (
+    UPLOAD_RECORD,
+    config_bytes,
+    describe,
+    parse_config,
+    parse_opset,
+    read_config,
+    required_file,
+    safe_stem,
+    stage_version,
+)
 from layerserve.service.protocols.multipart import Form, FormSpec, UploadedFile, read_form
 from layerserve.service.repository import MODEL_FILE, MODEL_NAME
+from layerserve.service.repository_scan import SETTLE_SECONDS
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 
 T = TypeVar("T")
-UPLOAD_RECORD = "upload.json"
-ORIGINAL_STEM = "original"
 CONVERSION_WORKERS = 2  # uploads and exports convert at most this many at once
 LOCK_POLL_SECONDS = 0.05  # while another process holds a model's lock
 NAME_RULE = (
@@ -104,10 +112,14 @@ def check_name(name: str) -> None:
 
 
 class ModelAdmin:
-    def __init__(self, plane: DataPlane, settings: Settings) -> None:
+    def __init__(
+        self, plane: DataPlane, settings: Settings, cluster: Cluster | None = None
+    ) -> None:
         self.plane = plane
         self.settings = settings
+        self.cluster = cluster or Cluster()
         self.root = Path(settings.model_repository)
+        self.read_only = settings.read_only or not storage.writable(self.root)
         self.limits = ConversionLimits(
             max_unpacked_bytes=settings.max_unpacked_bytes,
             max_config_bytes=settings.max_config_bytes,
@@ -138,11 +150,12 @@ class ModelAdmin:
         idempotency key (the header's values) that created a version already, that
         version is answered and nothing is converted or stored."""
         check_name(name)
+        self._check_writable("upload a model")
         key = idempotency.parse_key(idempotency_keys or [])
         staging = await asyncio.to_thread(storage.new_staging_dir, self.root)
         try:
             form = await self._read(body, staging, texts=("config",))
-            upload = _required_file(form)
+            upload = required_file(form)
             config = parse_config(form.texts.get("config"))
             keyed = None
             if key is not None:
@@ -153,11 +166,13 @@ class ModelAdmin:
                     return replay
             converted = await self._convert(upload, staging)
             staged = staging / "version"
-            record = await asyncio.to_thread(_stage_version, staged, upload, converted, keyed)
-            async with self._lock(name), self._keyed_lock(name, keyed is not None):
+            record = await asyncio.to_thread(stage_version, staged, upload, converted, keyed)
+            async with self.lock(name), self._keyed_lock(name, keyed is not None):
                 if keyed is not None and (replay := await self._replay(name, keyed)):
                     return replay  # a concurrent attempt with the key published first
-                return Uploaded(await self._publish(name, staged, config, record))
+                answer = await self._publish(name, staged, config, record)
+            await self.cluster.converge_siblings(name, trusted=(answer["version"],))
+            return Uploaded(answer)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
 
@@ -172,7 +187,7 @@ class ModelAdmin:
         try:
             model = self.plane.model(name, version)
         except ModelNotFound:  # published by another process, or unloaded here
-            config = await asyncio.to_thread(_read_config, self.root / name)
+            config = await asyncio.to_thread(read_config, self.root / name)
             path = self.root / name / version / MODEL_FILE
             resolved = config.resolved(self.settings)
             try:
@@ -205,7 +220,7 @@ class ModelAdmin:
     ) -> dict[str, Any]:
         model_dir = self.root / name
         effective = (
-            config if config is not None else await asyncio.to_thread(_read_config, model_dir)
+            config if config is not None else await asyncio.to_thread(read_config, model_dir)
         )
         # Loaded before it is published: a version that cannot serve never appears.
         try:
@@ -233,11 +248,22 @@ class ModelAdmin:
             except ModelLoadError as exc:
                 await self.plane.unload_version(name, version)
                 await asyncio.to_thread(self._undo, name, version, created, config, old_config)
+                await self.plane.converge(name, SETTLE_SECONDS)
                 raise ModelRejected(
                     f"the new config does not load the model's other versions {others}; "
                     f"nothing was stored: {exc}"
                 ) from exc
-            model = self.plane.model(name, version)
+        else:  # the version policy may retire older versions; versions being copied in
+            # by hand wait, as in a poll
+            await self.plane.converge(name, SETTLE_SECONDS, trusted=frozenset({version}))
+        if version not in self.plane.repository.served_versions(name):
+            await asyncio.to_thread(self._undo, name, version, created, config, old_config)
+            await self.plane.converge(name, SETTLE_SECONDS)
+            raise Conflict(
+                f"the version policy of model '{name}' does not select the new version "
+                f"{version}; nothing was stored: change version_policy in its config.json"
+            )
+        model = self.plane.model(name, version)
         return describe(model, record)
 
     def _write_and_rename(
@@ -249,6 +275,7 @@ class ModelAdmin:
         try:
             if config is not None:
                 storage.write_atomic(config_path, config_bytes(config))
+            storage.clear_unloaded(self.root, name)  # a new version serves
             version = storage.publish_version(self.root, name, staged)
         except BaseException:
             self._undo(name, None, created, config, old_config)
@@ -278,7 +305,7 @@ class ModelAdmin:
         workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="layerserve-export-"))
         try:
             form = await self._read(body, workdir, texts=("opset",))
-            upload = _required_file(form)
+            upload = required_file(form)
             opset = parse_opset(form.texts.get("opset"))
             source = await self._in_pool(detect_format, upload.path, upload.filename)
             if source == "onnx":
@@ -288,7 +315,7 @@ class ModelAdmin:
                 )
             converted = await self._convert(upload, workdir, opset=opset)
             data = await asyncio.to_thread(converted.onnx_path.read_bytes)
-            filename = f"{_safe_stem(upload.filename)}.onnx"
+            filename = f"{safe_stem(upload.filename)}.onnx"
             return Exported(data, converted.source_format, converted.parity, filename)
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
@@ -299,7 +326,8 @@ class ModelAdmin:
         queued or running on it, then remove its files."""
         if not MODEL_NAME.match(name):
             raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
-        async with self._lock(name):
+        self._check_writable("delete a model")
+        async with self.lock(name):
             model_dir = self.root / name
             served = {m.version for m in self.plane.loaded_models() if m.name == name}
             known = name in {s.name for s in self.plane.repository.states()}
@@ -321,6 +349,11 @@ class ModelAdmin:
                     await self.plane.unload_version(name, version)
                 if on_disk:
                     await asyncio.to_thread(storage.remove_dir, self.root, version_dir)
+            if version is None or not storage.numeric_entries(model_dir):
+                await asyncio.to_thread(storage.clear_unloaded, self.root, name)
+            else:  # the version policy may now select a version the delete left
+                await self.plane.converge(name)
+        await self.cluster.converge_siblings(name, settle_seconds=0.0)
         return {"name": name, "version": version, "deleted": True}
 
     async def open_onnx(self, name: str, version: str | None = None) -> OnnxFile:
@@ -346,13 +379,53 @@ class ModelAdmin:
     # ---- repository extension ---------------------------------------------------------
     async def load(self, name: str) -> None:
         """(Re)load a model from disk, in turn with uploads and deletes of the same name,
-        so that a load cannot bring back a version a delete is removing."""
-        async with self._lock(name):
+        so that a load cannot bring back a version a delete is removing. A read-only
+        server reloads too: that writes nothing."""
+        async with self.lock(name):
+            mark = self.root / storage.UNLOADED_DIR / name
+            if not self.read_only:
+                await asyncio.to_thread(storage.clear_unloaded, self.root, name)
+            elif await asyncio.to_thread(mark.exists):
+                raise ReadOnlyRepository(
+                    f"cannot load model '{name}': it was unloaded through a server that can "
+                    f"write the model repository (the mark {str(mark)!r}); load it there, "
+                    "or remove that file"
+                )
             await self.plane.load(name)
+        await self.cluster.converge_siblings(name, force=True, settle_seconds=0.0)
 
     async def unload(self, name: str) -> None:
-        async with self._lock(name):
+        """Stop serving a model, on every worker and replica sharing the repository: the
+        mark is on disk first."""
+        self._check_writable("unload a model")
+        async with self.lock(name):
+            if name not in {s.name for s in self.plane.repository.states()}:
+                raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
+            await asyncio.to_thread(storage.mark_unloaded, self.root, name)
             await self.plane.unload(name)
+        await self.cluster.converge_siblings(name)
+
+    async def converge(
+        self,
+        name: str,
+        settle_seconds: float = SETTLE_SECONDS,
+        force: bool = False,
+        trusted: frozenset[str] = frozenset(),
+    ) -> None:
+        """Serve what the repository holds for ``name`` now, in turn with this server's
+        own changes to it."""
+        async with self.lock(name):
+            await self.plane.converge(name, settle_seconds, force, trusted)
+
+    def _check_writable(self, action: str) -> None:
+        if self.read_only:
+            why = "--read-only is set" if self.settings.read_only else "it cannot be written"
+            raise ReadOnlyRepository(
+                f"cannot {action}: this server serves the model repository "
+                f"{str(self.root)!r} read-only ({why}); models come from that directory: "
+                "change them there (publish a version by renaming its folder into "
+                "<model>/<n>) and every server picks them up"
+            )
 
     async def _convert(
         self, upload: UploadedFile, output_dir: Path, opset: int | None = None
@@ -366,116 +439,6 @@ class ModelAdmin:
     async def _in_pool(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
-    def _lock(self, name: str) -> asyncio.Lock:
+    def lock(self, name: str) -> asyncio.Lock:
+        """The lock that serialises changes to one model within this process."""
         return self._locks.setdefault(name, asyncio.Lock())
-
-
-def _safe_stem(filename: str | None) -> str:
-    """The file name's stem if it is plain enough for a Content-Disposition header."""
-    stem = Path(filename or "").stem
-    return stem if stem and MODEL_NAME.match(stem) else "model"
-
-
-def _required_file(form: Form) -> UploadedFile:
-    upload = form.files.get("file")
-    if upload is None:
-        raise InvalidInput(
-            "the form has no 'file' part; expected the model file (.onnx, .keras, .h5 or "
-            "a layerserve saved model) in a multipart field named 'file'"
-        )
-    if upload.size == 0:
-        raise ModelRejected(f"the uploaded file '{upload.filename or 'file'}' is empty")
-    return upload
-
-
-def parse_config(text: str | None) -> ModelConfig | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        return ModelConfig.model_validate_json(text)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidInput(f"invalid 'config' field: {problems}") from exc
-
-
-def parse_opset(text: str | None) -> int | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"the 'opset' field must be an integer ONNX opset; received {text!r}"
-        ) from exc
-
-
-def config_bytes(config: ModelConfig) -> bytes:
-    return json.dumps(config.model_dump(exclude_none=True), indent=2).encode() + b"\n"
-
-
-def _read_config(model_dir: Path) -> ModelConfig:
-    return ModelConfig.read(model_dir) if model_dir.is_dir() else ModelConfig()
-
-
-def _stage_version(
-    staged: Path,
-    upload: UploadedFile,
-    converted: ConvertedFile,
-    keyed: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Fill ``staged`` with model.onnx, the original file and upload.json, all synced.
-    An uploaded .onnx is served byte for byte, so it is its own original."""
-    staged.mkdir()
-    if converted.source_format == "onnx":
-        original = MODEL_FILE
-        os.replace(upload.path, staged / MODEL_FILE)
-        onnx_sha256 = upload.sha256
-    else:
-        original = f"{ORIGINAL_STEM}{converted.original_suffix}"
-        os.replace(converted.onnx_path, staged / MODEL_FILE)
-        os.replace(upload.path, staged / original)
-        onnx_sha256 = _sha256(staged / MODEL_FILE)
-    record = {
-        "source_format": converted.source_format,
-        "original_filename": upload.filename,
-        "original_file": original,
-        "sha256": upload.sha256,
-        "size_bytes": upload.size,
-        "onnx_sha256": onnx_sha256,
-        "parity": converted.parity,
-        "uploaded_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    if keyed is not None:
-        record[idempotency.RECORD_FIELD] = keyed
-    storage.write_file(staged / UPLOAD_RECORD, json.dumps(record, indent=2).encode())
-    storage.sync_tree(staged)
-    return record
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def describe(model: LoadedModel, record: dict[str, Any]) -> dict[str, Any]:
-    """A served version as the upload answers it."""
-    return {
-        "name": model.name,
-        "version": model.version,
-        "source_format": record.get("source_format"),
-        "original_filename": record.get("original_filename"),
-        "sha256": record.get("sha256"),
-        "onnx_sha256": record.get("onnx_sha256"),
-        "inputs": [s.as_dict() for s in model.inputs],
-        "outputs": [s.as_dict() for s in model.outputs],
-        "mask_outputs": model.mask_outputs,
-        "providers": list(model.providers),
-        "parity": record.get("parity"),
-        "config": model.config.model_dump(),
-        "uploaded_at": record.get("uploaded_at"),
-    }

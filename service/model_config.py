@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from layerserve.service.errors import ModelLoadError
 from layerserve.service.settings import (
@@ -19,9 +19,65 @@ from layerserve.service.settings import (
     Settings,
 )
 
+MAX_VERSIONS = 10_000
+
+
+class Latest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    num_versions: int = Field(1, ge=1, le=MAX_VERSIONS)
+
+
+class Specific(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    versions: list[int] = Field(min_length=1, max_length=MAX_VERSIONS)
+
+
+class Everything(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VersionPolicy(BaseModel):
+    """Which of a model's versions on disk are served, in Triton's form (TensorFlow
+    Serving's ``model_version_policy`` has the same three): ``{"latest": {"num_versions":
+    N}}`` the N highest, ``{"all": {}}`` every one (layerserve's default), or
+    ``{"specific": {"versions": [1, 3]}}`` those listed that exist."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latest: Latest | None = None
+    all: Everything | None = None
+    specific: Specific | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VersionPolicy:
+        chosen = [k for k in ("latest", "all", "specific") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                "expected exactly one of 'latest', 'all' or 'specific'; received "
+                f"{chosen or 'none'}"
+            )
+        return self
+
+    def select(self, versions: list[str]) -> list[str]:
+        """The versions served among ``versions`` (numbers as strings), lowest first."""
+        ordered = sorted(versions, key=int)
+        if self.latest is not None:
+            return ordered[-self.latest.num_versions :]
+        if self.specific is not None:
+            wanted = set(self.specific.versions)
+            return [v for v in ordered if int(v) in wanted]
+        return ordered
+
+    def describe(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
+SERVE_ALL = VersionPolicy(all=Everything())
+
 
 class ModelConfig(BaseModel):
-    """Batching, providers and threads for one model; unset fields take the server's."""
+    """Batching, providers, threads and the version policy of one model; unset fields
+    take the server's."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,6 +89,7 @@ class ModelConfig(BaseModel):
     allow_cpu_fallback: bool | None = None
     instances: int | None = Field(None, ge=1, le=MAX_INSTANCES)
     intra_op_threads: int | None = Field(None, ge=0, le=MAX_THREADS)
+    version_policy: VersionPolicy | None = None
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelConfig:
@@ -40,12 +97,23 @@ class ModelConfig(BaseModel):
         if not path.exists():
             return cls()
         try:
-            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            return cls.parse(path.read_bytes(), path)
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+
+    @classmethod
+    def parse(cls, raw: bytes, path: Path) -> ModelConfig:
+        """The config in ``raw`` (the bytes of ``path``), or ModelLoadError naming it."""
+        try:
+            return cls.model_validate(json.loads(raw.decode("utf-8")))
         except (ValueError, ValidationError) as exc:
             raise ModelLoadError(f"invalid {path}: {exc}") from exc
 
+    def policy(self) -> VersionPolicy:
+        return self.version_policy or SERVE_ALL
+
     def resolved(self, settings: Settings) -> ResolvedConfig:
-        instances = self.instances or settings.instances
+        instances = self.instances or settings.default_instances()
         threads = self.intra_op_threads or settings.threads_per_run(instances)
         return ResolvedConfig(
             max_batch_size=_pick(self.max_batch_size, settings.max_batch_size),
@@ -56,6 +124,7 @@ class ModelConfig(BaseModel):
             allow_cpu_fallback=_pick(self.allow_cpu_fallback, settings.allow_cpu_fallback),
             instances=instances,
             intra_op_threads=threads,
+            version_policy=self.policy().describe(),
         )
 
 
@@ -68,6 +137,7 @@ class ResolvedConfig(BaseModel):
     allow_cpu_fallback: bool
     instances: int
     intra_op_threads: int
+    version_policy: dict = Field(default_factory=lambda: SERVE_ALL.describe())
 
 
 def _pick(value, default):  # noqa: ANN001, ANN202 - 0 and False are real values here

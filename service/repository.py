@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerserve.service.errors import ModelLoadError, ModelNotFound, ModelNotReady
-from layerserve.service.model_config import ModelConfig
+from layerserve.service.repository_scan import Fingerprint, scan_model
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 
@@ -24,23 +24,41 @@ UNLOADED = "unloaded"  # the reason of a model unloaded on request
 
 @dataclass
 class ModelState:
-    """What the repository knows of one model: its loaded versions and its state."""
+    """What the repository knows of one model: its loaded versions and its state, and
+    what they were loaded from (to see what changed on disk since)."""
 
     name: str
     versions: dict[str, LoadedModel] = field(default_factory=dict)
     state: str = "UNAVAILABLE"
     reason: str = ""
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    config_digest: str | None = None
+    # version -> (fingerprint, config digest) of a load that failed: not retried by a
+    # poll until one of them changes (an explicit load retries it).
+    failed: dict[str, tuple[Fingerprint, str]] = field(default_factory=dict)
+    optional: bool = False  # not needed for readiness until it served once
+    errors: list[str] = field(default_factory=list)  # of the latest convergence
+
+    @property
+    def settled(self) -> bool:
+        return self.state == "READY" or self.reason == UNLOADED or self.optional
 
     def latest(self) -> LoadedModel:
         return self.versions[max(self.versions, key=int)]
 
 
 class ModelRepository:
+    """The models served, converging to the repository on disk: :meth:`converge` loads
+    what appeared or changed there and unloads what went away or the version policy no
+    longer selects. Versions that still serve are never reloaded needlessly, and a
+    version that fails to reload keeps serving its old files."""
+
     def __init__(self, root: Path, settings: Settings) -> None:
         self.root = Path(root)
         self.settings = settings
         self._models: dict[str, ModelState] = {}
         self._lock = threading.Lock()
+        self._started = False  # load_all is done: models found later are optional
 
     # ---- discovery and loading ---------------------------------------------------
     def model_names_on_disk(self) -> list[str]:
@@ -52,47 +70,150 @@ class ModelRepository:
             if p.is_dir() and MODEL_NAME.match(p.name) and _versions(p)
         )
 
+    def names(self) -> list[str]:
+        """Every model on disk or served."""
+        with self._lock:
+            known = set(self._models)
+        return sorted(known | set(self.model_names_on_disk()))
+
     def load_all(self) -> None:
         names = self.model_names_on_disk()
         with self._lock:  # known at once, so that requests meanwhile get 503, not 404
             for name in names:
                 self._models.setdefault(name, ModelState(name, state="LOADING"))
         for name in names:
-            try:
-                self.load(name)
-            except ModelLoadError as exc:
-                log.error("model %s did not load: %s", name, exc)
+            self.converge(name)
+        self._started = True
 
     def load(self, name: str) -> ModelState:
-        """(Re)load every version of ``name``; the old versions serve until it is done."""
-        model_dir = self.root / name
-        if not MODEL_NAME.match(name) or not model_dir.is_dir() or not _versions(model_dir):
+        """(Re)load every version of ``name`` its policy selects; the old versions serve
+        until it is done. ModelLoadError when none loads."""
+        if not MODEL_NAME.match(name) or not _versions(self.root / name):
             raise ModelNotFound(
                 f"Request for unknown model: '{name}' is not found in the model repository"
             )
-        with self._lock:
-            state = self._models.setdefault(name, ModelState(name))
-            if not state.versions:
-                state.state, state.reason = "LOADING", ""
+        state = self.converge(name, force=True)
+        if state is None:
+            raise ModelNotFound(f"Request for unknown model: '{name}' went away")
+        if state.errors:  # what loaded serves, the failed versions keep their old files
+            raise ModelLoadError("; ".join(state.errors))
+        return state
+
+    def converge(
+        self,
+        name: str,
+        force: bool = False,
+        settle_seconds: float = 0.0,
+        trusted: frozenset[str] = frozenset(),
+    ) -> ModelState | None:
+        """Serve what ``<repo>/<name>`` holds now. ``force``: reload every selected
+        version (an explicit load); ``settle_seconds``: leave new or changed versions
+        whose files changed more recently than that for a later call (a copy may be in
+        progress), except the ``trusted`` ones (published by a layerserve server).
+
+        The version policy chooses among the versions that can serve: a version still
+        being copied, or one that fails to load, never retires the version it would
+        replace, and under ``latest`` the next lower version that loads takes its place
+        (so that every worker, restarted or not, serves the same versions)."""
         try:
-            config = ModelConfig.read(model_dir).resolved(self.settings)
-            loaded = {
-                v: LoadedModel.load(name, v, model_dir / v / MODEL_FILE, config)
-                for v in _versions(model_dir)
-            }
-        except ModelLoadError as exc:
-            with self._lock:
-                if not state.versions:
-                    state.state, state.reason = "UNAVAILABLE", str(exc)
-            raise
+            disk = scan_model(self.root, name) if MODEL_NAME.match(name) else None
+        except OSError as exc:  # unreadable is not deleted: what serves serves on
+            log.warning("cannot read model %s in the repository: %s", name, exc)
+            return self._models.get(name)
         with self._lock:
-            state.versions, state.state, state.reason = loaded, "READY", ""
-        log.info(
-            "model %s ready: versions %s on %s",
-            name,
-            sorted(loaded, key=int),
-            state.latest().providers,
-        )
+            state = self._models.get(name)
+            if disk is None:  # deleted, or never had a version
+                if state is not None:
+                    del self._models[name]
+                    log.info("model %s is gone from the repository", name)
+                return None
+            if state is None:
+                # Found after the start (not asked for): it must not make a serving
+                # replica unready while it loads, or if it never does.
+                state = ModelState(name, state="LOADING", optional=self._started and not force)
+                self._models[name] = state
+            if disk.unloaded:
+                if state.versions or state.reason != UNLOADED:
+                    log.info("model %s is unloaded", name)
+                state.versions, state.fingerprints, state.errors = {}, {}, []
+                state.state, state.reason = "UNAVAILABLE", UNLOADED
+                return state
+            current, fingerprints = dict(state.versions), dict(state.fingerprints)
+            config_changed = state.config_digest != disk.config_digest
+        if disk.config is None:
+            return self._failed(state, disk.config_error)
+        policy, resolved = disk.config.policy(), disk.config.resolved(self.settings)
+        loaded: dict[str, LoadedModel] = {}
+        errors: list[str] = []
+        unusable: set[str] = set()  # cannot serve now and nothing old serves in its place
+        tried: set[str] = set()
+        deferred = False
+        while True:
+            selected = policy.select([v for v in disk.versions if v not in unusable])
+            waiting = [v for v in selected if v not in tried]
+            if not waiting:
+                break
+            for version in waiting:
+                tried.add(version)
+                found = disk.versions[version]
+                unchanged = version in current and fingerprints.get(version) == found.fingerprint
+                if unchanged and not (force or config_changed):
+                    continue
+                memo = (found.fingerprint, disk.config_digest)
+                settled = force or version in trusted or found.quiet_for(settle_seconds)
+                if (not force and state.failed.get(version) == memo) or not settled:
+                    if version not in current:
+                        unusable.add(version)
+                    deferred = deferred or not settled  # a later call takes it, config too
+                    continue
+                try:
+                    path = found.path / MODEL_FILE
+                    loaded[version] = LoadedModel.load(name, version, path, resolved)
+                except ModelLoadError as exc:
+                    state.failed[version] = memo
+                    errors.append(f"version {version}: {exc}")
+                    log.error("model %s version %s did not load: %s", name, version, exc)
+                    if version not in current:
+                        unusable.add(version)
+        with self._lock:
+            # A new dict: readers keep the one they took.
+            state.versions = {v: loaded.get(v) or current[v] for v in selected}
+            state.errors = errors
+            state.fingerprints = {
+                v: disk.versions[v].fingerprint if v in loaded else fingerprints[v]
+                for v in state.versions
+            }
+            state.failed = {v: m for v, m in state.failed.items() if v in disk.versions}
+            if not deferred:
+                state.config_digest = disk.config_digest
+            if state.versions:
+                state.state, state.reason, state.optional = "READY", "", False
+            elif errors:
+                state.state, state.reason = "UNAVAILABLE", "; ".join(errors)
+            elif not disk.versions or not policy.select(list(disk.versions)):
+                state.state = "UNAVAILABLE"
+                state.reason = (
+                    f"its version policy {policy.describe()} selects none of the versions "
+                    f"{sorted(disk.versions, key=int)}"
+                )
+        if loaded or set(current) != set(state.versions):
+            log.info(
+                "model %s serves versions %s on %s",
+                name,
+                sorted(state.versions, key=int),
+                state.latest().providers if state.versions else "-",
+            )
+        return state
+
+    def _failed(self, state: ModelState, reason: str) -> ModelState:
+        """The model's config is unusable: what serves keeps serving (a bad edit must not
+        take a model down); with nothing loaded it is unavailable, saying why."""
+        with self._lock:
+            if state.reason != reason:
+                log.error("model %s: %s", state.name, reason)
+            state.reason, state.errors = reason, [reason]
+            if not state.versions:
+                state.state = "UNAVAILABLE"
         return state
 
     def unload(self, name: str) -> None:
@@ -105,11 +226,17 @@ class ModelRepository:
     def add_version(self, model: LoadedModel) -> None:
         """Serve ``model``, loaded from its published directory, beside the model's other
         versions, which serve on untouched."""
+        disk = scan_model(self.root, model.name)
+        found = disk.versions.get(model.version) if disk else None
         with self._lock:
             state = self._models.setdefault(model.name, ModelState(model.name))
             # A new dict, not an update: readers iterate over the one they took.
             state.versions = {**state.versions, model.version: model}
             state.state, state.reason = "READY", ""
+            if found is not None:
+                state.fingerprints[model.version] = found.fingerprint
+            if disk is not None and (state.config_digest is None or len(state.versions) == 1):
+                state.config_digest = disk.config_digest
         log.info("model %s version %s ready on %s", model.name, model.version, model.providers)
 
     def unload_version(self, name: str, version: str) -> None:
@@ -152,6 +279,11 @@ class ModelRepository:
             )
         return state.versions[version]
 
+    def served_versions(self, name: str) -> dict[str, LoadedModel]:
+        with self._lock:
+            state = self._models.get(name)
+            return dict(state.versions) if state else {}
+
     def states(self) -> list[ModelState]:
         with self._lock:
             return [self._models[n] for n in sorted(self._models)]
@@ -175,28 +307,23 @@ class ModelRepository:
 
     @property
     def all_ready(self) -> bool:
-        """Every model found on disk is loaded. An empty repository is ready (as in Triton):
-        the server answers, and models arrive by upload or load."""
-        states = {s.name: s for s in self.states()}
-        names = set(self.model_names_on_disk()) | set(states)
-        if not names:
+        """Every model found on disk at start-up, and every one known since, is loaded
+        (or unloaded on request). An empty repository is ready (as in Triton): the server
+        answers, and models arrive by upload, load or polling. A model copied into the
+        repository does not make a serving replica unready while it loads."""
+        states = self.states()
+        if not states:
             return True
-        settled = all(
-            n in states and (states[n].state == "READY" or states[n].reason == UNLOADED)
-            for n in names
-        )
-        return settled and any(s.versions for s in states.values())
+        return all(s.settled for s in states)
 
 
 def _versions(model_dir: Path) -> list[str]:
-    return sorted(
-        (
-            p.name
-            for p in model_dir.iterdir()
-            if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()
-        ),
-        key=int,
-    )
+    try:
+        folders = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    except OSError as exc:  # unreadable: not a model this server can serve now
+        log.warning("cannot read %s: %s", model_dir, exc)
+        return []
+    return sorted((p.name for p in folders if (p / MODEL_FILE).is_file()), key=int)
 
 
 def _not_ready_message(state: ModelState) -> str:

@@ -1,7 +1,7 @@
-"""Running the service on uvicorn, with a graceful SIGTERM drain.
+"""Running the service on uvicorn, with a graceful SIGTERM drain (``launch.serve``
+starts it: one process, or worker processes under a supervisor).
 
-The port is bound before any model loads, so a busy port fails in a second rather than
-after minutes of loading. On SIGTERM (or SIGINT) the server reports not ready at once and
+On SIGTERM (or SIGINT) the server reports not ready at once and
 keeps serving for ``drain_seconds`` (load balancers need a moment to stop sending), with
 ``Connection: close`` on every response so that clients leave their keep-alive
 connections; then it stops accepting connections, lets in-flight requests finish within
@@ -25,17 +25,14 @@ from fastapi import FastAPI
 from layerserve import __version__
 from layerserve.service.api.app import create_app
 from layerserve.service.api.shedding import ReleaseAdmissions, shedder
+from layerserve.service.cluster import Cluster
 from layerserve.service.http_protocol import ConnectionPolicy, GuardedHttpProtocol
+from layerserve.service.launch import LISTEN_BACKLOG, bind
 from layerserve.service.logs import configure_logging
 from layerserve.service.settings import Settings
 
 log = logging.getLogger("layerserve.service")
 SERVER_HEADER = f"layerserve/{__version__}"
-LISTEN_BACKLOG = 2048
-
-
-class PortUnavailable(RuntimeError):
-    """The address to listen on cannot be bound (in use, not local, no permission)."""
 
 
 class DrainingServer(uvicorn.Server):
@@ -106,8 +103,9 @@ def connection_policy(settings: Settings) -> ConnectionPolicy:
     )
 
 
-def build_server(settings: Settings) -> DrainingServer:
-    app = create_app(settings)
+def build_server(settings: Settings, cluster: Cluster | None = None) -> DrainingServer:
+    """A server for ``settings``; ``cluster`` when it is one worker of several."""
+    app = create_app(settings, cluster)
     policy = connection_policy(settings)
     policy.shed = shedder(app)
     config = uvicorn.Config(
@@ -130,31 +128,16 @@ def build_server(settings: Settings) -> DrainingServer:
     return DrainingServer(config, settings, policy, app)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``, or :class:`PortUnavailable` saying why."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
-    except OSError as exc:
-        sock.close()
-        hint = " (another server is listening there; choose --port)" if exc.errno == 98 else ""
-        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from exc
-    sock.set_inheritable(True)
-    return sock
-
-
-def serve(settings: Settings) -> None:
+def serve_worker(settings: Settings, cluster: Cluster) -> None:
+    """One worker process: it loads the models, then listens on its own socket for the
+    shared port, so that the kernel sends connections only to workers that serve."""
     configure_logging(settings.log_level, settings.log_format)
-    try:
-        sock = bind(settings.host, settings.port)  # before any model loads
-    except PortUnavailable as exc:
-        log.error("%s", exc)
-        raise SystemExit(1) from exc
-    build_server(settings).run(sockets=[sock])
+    server = build_server(settings, cluster)
+    sockets: list[socket.socket] = []
+
+    def listen() -> None:
+        sockets.append(bind(settings.host, settings.port, reuse_port=True))
+
+    server.app.state.on_started.append(listen)
+    # uvicorn listens on the sockets of this list once the lifespan startup is done.
+    server.run(sockets=sockets)

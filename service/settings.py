@@ -19,6 +19,8 @@ MAX_QUEUE_SIZE = 1_000_000
 MAX_QUEUE_TIMEOUT_MS = 3_600_000
 MAX_INSTANCES = 64
 MAX_THREADS = 256
+MAX_WORKERS = 256
+DEFAULT_INSTANCES = 2
 
 
 class Settings(BaseSettings):
@@ -39,14 +41,39 @@ class Settings(BaseSettings):
     allow_cpu_fallback: bool = Field(
         False, description="Serve on CPU when CUDA was asked for but is unavailable."
     )
-    instances: int = Field(
-        2, ge=1, le=MAX_INSTANCES, description="Concurrent runs per model version."
+    workers: int = Field(
+        0,
+        ge=0,
+        le=MAX_WORKERS,
+        description="Worker processes sharing the port, each with its own onnxruntime "
+        "sessions and batchers; 0: one per CPU this process may use (cgroup quota and "
+        "affinity); 1: a single process, no supervisor.",
+    )
+    repository_poll_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=86_400,
+        description="Every this many seconds each worker reads the model repository and "
+        "converges to it (new, removed and replaced versions, config.json edits); 0: only "
+        "on an explicit load and on changes made through this server.",
+    )
+    read_only: bool = Field(
+        False,
+        description="Serve the repository as it is on disk: upload, delete and unload "
+        "answer 403 (also set automatically when the repository cannot be written).",
+    )
+    instances: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INSTANCES,
+        description="Concurrent runs per model version; unset: 2, or 1 when a worker has "
+        "a single CPU.",
     )
     intra_op_threads: int = Field(
         0,
         ge=0,
         le=MAX_THREADS,
-        description="onnxruntime threads per run; 0: cores divided by instances.",
+        description="onnxruntime threads per run; 0: a worker's CPUs divided by instances.",
     )
     max_batch_size: int = Field(
         64, ge=0, le=MAX_BATCH, description="Rows per merged run; 0: no merging."
@@ -158,6 +185,12 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _demo_needs_writes(self) -> Settings:
+        if self.demo and self.read_only:
+            raise ValueError("demo writes the demo models into the repository: not with read_only")
+        return self
+
+    @model_validator(mode="after")
     def _read_token_files(self) -> Settings:
         pairs = (("admin_token", "admin_token_file"), ("api_token", "api_token_file"))
         for token_field, file_field in pairs:
@@ -177,10 +210,25 @@ class Settings(BaseSettings):
             setattr(self, token_field, SecretStr(token))
         return self
 
+    def worker_count(self) -> int:
+        """Worker processes: the setting, or one per available CPU."""
+        return self.workers or available_cpus()
+
+    def cpus_per_worker(self) -> int:
+        """A worker's share of the CPUs. ``serve`` resolves ``workers`` before building
+        a worker; a server built in-process with ``workers`` 0 is one process."""
+        return max(1, available_cpus() // max(1, self.workers))
+
+    def default_instances(self) -> int:
+        """Concurrent runs per model version when neither the server nor the model's
+        config sets them: 2, or 1 where a worker has one CPU, so that workers x
+        instances x threads never exceeds the cores."""
+        return self.instances or min(DEFAULT_INSTANCES, self.cpus_per_worker())
+
     def threads_per_run(self, instances: int) -> int:
         if self.intra_op_threads:
             return self.intra_op_threads
-        return max(1, available_cpus() // instances)
+        return max(1, self.cpus_per_worker() // instances)
 
 
 def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:

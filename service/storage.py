@@ -23,6 +23,9 @@ log = logging.getLogger("layerserve.service")
 STAGING = ".staging"
 VERSIONS_DIR = ".versions"  # <repo>/.versions/<name>: the highest version published
 CONFIG_FILE = "config.json"
+# <repo>/.unloaded/<name>: the model was unloaded through the API; every worker and
+# replica sharing the repository leaves it unloaded until a load removes the mark.
+UNLOADED_DIR = ".unloaded"
 # <repo>/.locks/<name>: locked (flock) while an upload with an idempotency key checks the
 # keys of the model's versions and publishes its own, also against other processes.
 LOCKS_DIR = ".locks"
@@ -221,3 +224,32 @@ def restore_file(path: Path, content: bytes | None) -> None:
         fsync_dir(path.parent)
     else:
         write_atomic(path, content)
+
+
+def mark_unloaded(repository: Path, name: str) -> None:
+    folder = Path(repository) / UNLOADED_DIR
+    folder.mkdir(exist_ok=True)
+    write_atomic(folder / name, b"")
+
+
+def clear_unloaded(repository: Path, name: str) -> None:
+    path = Path(repository) / UNLOADED_DIR / name
+    if path.exists():
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+
+def writable(repository: Path) -> bool:
+    """Whether this process can change the repository (or create it, when it is missing:
+    the nearest folder that exists decides)."""
+    path = Path(repository).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK) and not _mounted_read_only(path)
+
+
+def _mounted_read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -53,6 +53,8 @@ def other_value(name: str, field: Any, tmp_path: Path) -> tuple[list[str], Any]:
         return ([f"--no-{name.replace('_', '-')}"] if default else [option]), not default
     if kind in (int, float):
         step = 1 if kind is int else 0.5
+        if default is None:  # unset means "derived": any valid value differs
+            return [option, str(bounds[Ge].ge + step)], bounds[Ge].ge + step
         value = default + step
         if Le in bounds and value > bounds[Le].le:
             value = default - step

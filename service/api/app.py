@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,10 +23,12 @@ from layerserve.service.api import (
     tfserving,
     v2,
 )
+from layerserve.service.cluster import Cluster
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.metrics import ServiceMetrics
 from layerserve.service.model_admin import ModelAdmin
 from layerserve.service.settings import Settings
+from layerserve.service.watcher import RepositoryWatcher
 
 
 def freeze_heap() -> None:
@@ -35,18 +38,33 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, cluster: Cluster | None = None) -> FastAPI:
+    """The application; ``cluster`` when it is one worker of several."""
     settings = settings or Settings()
+    cluster = cluster or Cluster()
     metrics = ServiceMetrics()
     plane = DataPlane(settings, observer_factory=metrics.observer_for)
-    admin = ModelAdmin(plane, settings)
+    admin = ModelAdmin(plane, settings, cluster)
+    watcher = RepositoryWatcher(admin, settings.repository_poll_seconds)
+
+    async def snapshot(_: None) -> dict[str, Any]:
+        return metrics.snapshot(plane)
+
+    cluster.on("snapshot", snapshot)
+    cluster.on("converge", watcher.sibling_changed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await plane.start()
+        await plane.start(read_only=admin.read_only)
         admin.start()  # the converters' forkserver, in the background
+        await cluster.start()
+        watcher.start()
         freeze_heap()
+        for started in app.state.on_started:
+            started()
         yield
+        await watcher.stop()
+        await cluster.close()
         await asyncio.get_running_loop().run_in_executor(None, admin.close)
         await plane.stop()
 
@@ -65,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dataplane = plane
     app.state.model_admin = admin
     app.state.metrics = metrics
+    app.state.cluster = cluster
+    app.state.watcher = watcher
+    app.state.on_started = []  # called once the models are loaded (a worker listens then)
     errors.install(app)
     # Observability first: GET /v2/models/stats must win over GET /v2/models/{name}.
     app.include_router(observability.router)

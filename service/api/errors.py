@@ -28,6 +28,7 @@ STATUS: dict[type[Exception], int] = {
     errors.ModelNotFound: 404,
     errors.PayloadTooLarge: 413,
     errors.NotSupported: 501,
+    errors.InsufficientStorage: 507,
     errors.ModelNotReady: 503,
     errors.QueueFull: 503,
     errors.QueueTimeout: 504,

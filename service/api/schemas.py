@@ -404,6 +404,7 @@ class ModelConfiguration(ResponseBody):
             "platform": "onnxruntime_onnx",
             "backend": "onnxruntime",
             "max_batch_size": 64,
+            "version_policy": {"all": {}},
             "input": [{"name": "hidden_1_input", "data_type": "TYPE_FP32", "dims": [784]}],
             "output": [{"name": "probabilities", "data_type": "TYPE_FP32", "dims": [10]}],
             "dynamic_batching": {
@@ -425,6 +426,10 @@ class ModelConfiguration(ResponseBody):
     platform: str
     backend: str
     max_batch_size: int
+    version_policy: dict[str, dict[str, Any]] = Field(
+        description='Which versions on disk serve: {"latest": {"num_versions": N}}, '
+        '{"all": {}} (the default) or {"specific": {"versions": [...]}}.'
+    )
     input: list[ConfigTensor]
     output: list[ConfigTensor]
     dynamic_batching: DynamicBatching | None = Field(description="null when not batched.")

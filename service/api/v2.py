@@ -135,6 +135,7 @@ def _model_config(request: Request, name: str, version: str | None) -> dict[str,
         "platform": "onnxruntime_onnx",
         "backend": "onnxruntime",
         "max_batch_size": config.max_batch_size,
+        "version_policy": config.version_policy,
         "input": [
             {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)}
             for s in model.inputs

@@ -278,7 +278,10 @@ def _from_binary(
             f"input '{name}': binary_data_size {len(chunk)} does not match the "
             f"{expected} bytes that {datatype} {shape} takes"
         )
-    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+    # A view of the request body, no copy, where the machine is little-endian as the
+    # extension's data is (read-only: nothing downstream writes into inputs).
+    little = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
+    return little.astype(dtype, copy=False).reshape(shape)
 
 
 def _split_bytes(name: str, data: bytes) -> list[bytes]:

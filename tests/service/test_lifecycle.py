@@ -118,6 +118,9 @@ def test_sigterm_drains_not_ready_finishes_in_flight_requests_and_exits_0(tmp_pa
         "LAYERSERVE_MODEL_REPOSITORY": str(root),
         "LAYERSERVE_DRAIN_SECONDS": str(drain),
         "LAYERSERVE_EXIT_TIMEOUT_SECONDS": "20",
+        # One process, so that the queue is one queue (tests/service/test_workers.py
+        # drains several workers).
+        "LAYERSERVE_WORKERS": "1",
         "LAYERSERVE_ACCESS_LOG": "true",
         "PYTHONUNBUFFERED": "1",
     }

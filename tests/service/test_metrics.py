@@ -196,10 +196,19 @@ def test_exposition_uses_tritons_names_types_and_labels(server):
             assert re.search(rf'^{name}_bucket\{{le="\+Inf",{labels}\}} \d+$', text, re.M)
             assert re.search(rf"^{name}_count\{{{labels}\}} \d+$", text, re.M)
             assert re.search(rf"^{name}_sum\{{{labels}\}} [0-9.e+-]+$", text, re.M)
-    # every sample is labelled with exactly model and version (plus reason or le)
+    # the server's own series: one process, never restarted
+    assert (
+        "# HELP layerserve_worker_restarts Worker processes restarted after they died\n"
+        "# TYPE layerserve_worker_restarts counter\nlayerserve_worker_restarts 0\n"
+        "# HELP layerserve_workers Worker processes serving this port\n"
+        "# TYPE layerserve_workers gauge\nlayerserve_workers 1\n"
+    ) in text
+    # every other sample is labelled with exactly model and version (plus reason or le)
     families = list(text_string_to_metric_families(text))
     assert {f.name for f in families} >= set(TRITON_COUNTERS)
     for family in families:
+        if family.name in ("layerserve_worker_restarts", "layerserve_workers"):
+            continue
         for sample in family.samples:
             extra = set(sample.labels) - {"model", "version"}
             assert {"model", "version"} <= set(sample.labels)

@@ -176,8 +176,10 @@ def serving(repository: Path, crash: str | None = None) -> Iterator[tuple[str, s
     command = [sys.executable, "-c", SERVE_WITH_CRASH_POINT] if crash else [
         sys.executable, "-m", "layerserve.cli"
     ]  # fmt: skip
+    # One process: the crash point patches this interpreter, and the kill ends the server.
+    serve = ["serve", "--model-repository", str(repository), "--port", str(port), "--workers", "1"]
     process = subprocess.Popen(
-        [*command, "serve", "--model-repository", str(repository), "--port", str(port)],
+        [*command, *serve],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,0 +1,65 @@
+"""Starting the service: bind the port first (a busy port fails in a second, not after
+the models load), then serve in this process (one worker) or under a supervisor of
+worker processes. Kept apart from the application so that a supervisor, which serves
+nothing itself, does not import it."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from layerserve.service.logs import configure_logging
+from layerserve.service.settings import Settings
+
+log = logging.getLogger("layerserve.service")
+LISTEN_BACKLOG = 2048
+
+
+class PortUnavailable(RuntimeError):
+    """The address to listen on cannot be bound (in use, not local, no permission)."""
+
+
+def bind(host: str, port: int, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A listening socket on ``host:port``, or :class:`PortUnavailable` saying why.
+    ``reuse_port``: one of the workers' sockets, among which the kernel spreads the
+    connections; ``listen`` False only reserves the address (the supervisor's)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        hint = " (another server is listening there; choose --port)" if exc.errno == 98 else ""
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM: in this process with one worker, else under a supervisor."""
+    configure_logging(settings.log_level, settings.log_format)
+    workers = settings.worker_count()
+    settings = settings.model_copy(update={"workers": workers})
+    try:
+        # Before any model loads: a busy port fails in a second, not after the loading.
+        sock = bind(settings.host, settings.port, reuse_port=workers > 1, listen=workers == 1)
+    except PortUnavailable as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from exc
+    if workers == 1:
+        from layerserve.service.server import build_server
+
+        build_server(settings).run(sockets=[sock])
+        return
+    from layerserve.service.supervisor import Supervisor
+
+    raise SystemExit(Supervisor(settings, sock).run())

@@ -1,0 +1,207 @@
+"""The supervisor of a multi-worker server: it starts ``workers`` processes, restarts one
+that dies, forwards SIGTERM so that every worker drains, and exits non-zero only when
+workers keep crashing.
+
+Each worker is a fresh interpreter (``spawn``) with its own onnxruntime sessions and
+batchers. It loads the models first and only then listens, on its own ``SO_REUSEPORT``
+socket for the shared port: the kernel spreads new connections over the workers that
+listen, so a worker that is starting or restarting receives none. The supervisor holds
+the address (bound, not listening) from before the first worker starts until it exits, so
+no other server can take the port between restarts. Workers run in their own process
+group: a terminal's Ctrl-C reaches the supervisor alone, which turns it into one orderly
+drain; a worker whose supervisor is killed is sent SIGTERM by the kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from layerserve.service.cluster import Cluster, socket_path, write_restarts
+from layerserve.service.settings import Settings
+
+log = logging.getLogger("layerserve.service")
+CRASH_LIMIT = 5  # this many deaths within CRASH_WINDOW_SECONDS: the supervisor gives up
+CRASH_WINDOW_SECONDS = 60.0
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, reservation: socket.socket) -> None:
+        self.port = reservation.getsockname()[1]
+        # Workers take the resolved port (a port of 0 was chosen by the reservation).
+        self.settings = settings.model_copy(update={"port": self.port, "demo": False})
+        self.demo = settings.demo
+        self.reservation = reservation
+        self.count = settings.worker_count()
+        self.runtime_dir = runtime_directory(self.count)
+        self.context = multiprocessing.get_context("spawn")
+        self.processes: dict[int, Any] = {}  # index -> multiprocessing.Process
+        self.deaths: deque[float] = deque()
+        self.restarts = 0
+        self.stopping = False
+
+    def run(self) -> int:
+        """Serve until a signal asks to stop (0) or workers keep crashing (1)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        try:
+            if self.demo:  # once, here: the workers would race to write it
+                from layerserve.service.demo import ensure_demo_repository
+
+                ensure_demo_repository(self.settings.model_repository)
+            write_restarts(self.runtime_dir, 0)
+            log.info(
+                "layerserve supervisor [%d]: %d workers on port %d",
+                os.getpid(),
+                self.count,
+                self.port,
+            )
+            for index in range(self.count):
+                self._start(index)
+            return self._watch()
+        finally:
+            self._stop_all()
+            self.reservation.close()
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    def _on_signal(self, sig: int, frame: Any) -> None:
+        """Forwarded at once (handlers run in the main thread, between two steps of the
+        watch loop): the drain starts with the signal."""
+        if not self.stopping:
+            log.info("signal %s: every worker drains", sig)
+            self.stopping = True
+            self._send(signal.SIGTERM)
+        elif sig == signal.SIGINT:  # a second Ctrl-C: stop without waiting
+            self._send(signal.SIGINT)
+
+    def _start(self, index: int) -> None:
+        cluster = Cluster(index=index, workers=self.count, runtime_dir=self.runtime_dir)
+        process = self.context.Process(
+            target=run_worker,
+            args=(self.settings, cluster, os.getpid()),
+            name=f"layerserve-worker-{index}",
+            daemon=False,
+        )
+        process.start()
+        self.processes[index] = process
+        log.info("worker %d started (pid %d)", index, process.pid)
+        if self.stopping:  # a signal came while it started
+            self._send(signal.SIGTERM)
+
+    def _watch(self) -> int:
+        backoff: dict[int, float] = {}  # index -> when to restart it
+        while True:
+            if self.stopping and not self.processes:
+                log.info("every worker has stopped")
+                return 0
+            sentinels = {p.sentinel: i for i, p in self.processes.items()}
+            timeout = 0.2 if not backoff else max(0.0, min(backoff.values()) - time.monotonic())
+            for ready in multiprocessing.connection.wait(list(sentinels), min(timeout, 0.2)):
+                index = sentinels[ready]  # type: ignore[index]
+                process = self.processes.pop(index)
+                process.join()
+                if self.stopping:
+                    log.info("worker %d exited with %s", index, process.exitcode)
+                    continue
+                if self._crashed_too_often(index, process.exitcode):
+                    return 1
+                backoff[index] = time.monotonic() + min(
+                    MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (len(self.deaths) - 1)
+                )
+            for index, when in list(backoff.items()):
+                if self.stopping:
+                    backoff.clear()
+                elif time.monotonic() >= when:
+                    del backoff[index]
+                    self.restarts += 1
+                    write_restarts(self.runtime_dir, self.restarts)
+                    self._start(index)
+
+    def _crashed_too_often(self, index: int, exitcode: int | None) -> bool:
+        now = time.monotonic()
+        self.deaths.append(now)
+        while self.deaths and now - self.deaths[0] > CRASH_WINDOW_SECONDS:
+            self.deaths.popleft()
+        how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else exitcode
+        if len(self.deaths) >= CRASH_LIMIT:
+            log.error(
+                "worker %d died (%s): %d worker deaths within %.0f s; stopping the server",
+                index,
+                how,
+                len(self.deaths),
+                CRASH_WINDOW_SECONDS,
+            )
+            return True
+        log.error("worker %d died (%s); restarting it", index, how)
+        return False
+
+    def _send(self, sig: int) -> None:
+        for process in self.processes.values():
+            if process.pid is not None and process.exitcode is None:
+                try:
+                    os.kill(process.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def _stop_all(self) -> None:
+        """After the last worker, or on giving up: SIGTERM, the drain's time, SIGKILL."""
+        self._send(signal.SIGTERM)
+        deadline = (
+            time.monotonic()
+            + self.settings.drain_seconds
+            + self.settings.exit_timeout_seconds
+            + 10.0
+        )
+        for process in self.processes.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                log.error("worker pid %d did not stop; killing it", process.pid)
+                process.kill()
+                process.join()
+        self.processes.clear()
+
+
+def runtime_directory(workers: int) -> Path:
+    """A private directory for the workers' sockets, in TMPDIR, or in /tmp where TMPDIR
+    is too long for a Unix socket's path (108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="layerserve-workers-"))
+    if len(bytes(socket_path(path, workers))) < MAX_SOCKET_PATH:
+        return path
+    path.rmdir()
+    return Path(tempfile.mkdtemp(prefix="layerserve-workers-", dir="/tmp"))
+
+
+def run_worker(settings: Settings, cluster: Cluster, supervisor_pid: int) -> None:
+    """A worker process's entry point."""
+    os.setpgid(0, 0)  # out of the terminal's process group: Ctrl-C is the supervisor's
+    _die_with_parent(supervisor_pid)
+    from layerserve.service.server import serve_worker
+
+    serve_worker(settings, cluster)
+
+
+def _die_with_parent(supervisor_pid: int) -> None:
+    """Ask the kernel for SIGTERM when the supervisor dies (Linux), so that a killed
+    supervisor leaves no workers serving on their own."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor_pid:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,202 @@
+"""Worker processes (``layerserve serve --workers 2``), each a real process on the shared
+port: requests spread over them, ``/metrics`` and the statistics extension total over all
+of them whichever answers, a change made through one is served by all when its answer
+arrives, a version published from outside is served without a restart, a dead worker is
+restarted (counted) and comes back serving the repository's generation, SIGTERM drains
+them all, and workers that keep crashing stop the server with a non-zero status."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import numpy as np
+import pytest
+from live_server import write_model
+from metrics_text import parse, value
+from model_uploads import upload
+from workers import eventually, fresh, serving
+
+from layerserve import examples
+from layerserve.export import to_onnx
+
+MLP_INPUT = "hidden_1_input"
+CONNECTIONS = 24  # new connections per check: both workers get some (the kernel hashes)
+
+
+def mlp_body(x: np.ndarray) -> dict:
+    return {
+        "inputs": [
+            {
+                "name": MLP_INPUT,
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.ravel().tolist(),
+            }
+        ]
+    }
+
+
+def assert_mlp_answers(http, x: np.ndarray, name: str = "mlp", version: str | None = None):
+    route = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
+    response = http.post(route, json=mlp_body(x))
+    assert response.status_code == 200, response.text
+    got = np.array(response.json()["outputs"][0]["data"], np.float32).reshape(len(x), 10)
+    np.testing.assert_allclose(got, examples.mlp().predict(x), rtol=1e-5, atol=1e-6)
+    return response.json()["model_version"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repository")
+    write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 64})
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(repo, tmp_path_factory):
+    with serving(repo, tmp_path_factory.mktemp("server"), 2) as served:
+        yield served
+
+
+def test_requests_spread_over_the_workers_and_metrics_total_them(server):
+    rng = np.random.default_rng(0)
+    before = sum(_successes(s) for s in server.snapshots())
+    with fresh(server.url) as http:
+        for _ in range(CONNECTIONS):
+            assert_mlp_answers(http, rng.random((2, 784), dtype=np.float32))
+        per_worker = [_successes(s) for s in server.snapshots()]
+        assert len(per_worker) == 2 and all(n > 0 for n in per_worker), per_worker
+        assert sum(per_worker) - before == CONNECTIONS
+        for _ in range(6):  # whichever worker answers: the totals of both
+            samples = parse(http.get("/metrics").text)
+            total = value(samples, "nv_inference_request_success", model="mlp", version="1")
+            assert total == sum(per_worker)
+            assert value(samples, "nv_inference_count", model="mlp", version="1") == 2 * total
+            assert value(samples, "layerserve_workers") == 2
+            stats = http.get("/v2/models/mlp/stats").json()["model_stats"][0]
+            assert stats["inference_stats"]["success"]["count"] == total
+            assert stats["inference_count"] == 2 * total
+
+
+def _successes(snapshot: dict) -> int:
+    return sum(m["stats"]["success"] for m in snapshot["models"] if m["name"] == "mlp")
+
+
+def test_an_upload_is_served_by_every_worker_when_it_is_answered(server, tmp_path):
+    path = tmp_path / "model.onnx"
+    to_onnx(examples.mlp(), path)
+    response = upload(server.url, "uploaded", path)
+    assert response.status_code == 201, response.text
+    x = np.random.default_rng(1).random((1, 784), dtype=np.float32)
+    with fresh(server.url) as http:  # no waiting: the answer came after every worker loaded it
+        for _ in range(CONNECTIONS):
+            assert assert_mlp_answers(http, x, "uploaded") == "1"
+        assert http.post("/v2/repository/models/uploaded/unload").status_code == 200
+        for _ in range(CONNECTIONS):
+            assert http.get("/v2/models/uploaded/ready").status_code in (400, 404, 503)
+        assert http.post("/v2/repository/models/uploaded/load").status_code == 200
+        for _ in range(CONNECTIONS):
+            assert http.get("/v2/models/uploaded/ready").status_code == 200
+        assert http.delete("/v1/models/uploaded").status_code == 200
+        for _ in range(CONNECTIONS):
+            assert http.get("/v2/models/uploaded").status_code == 404
+
+
+def test_a_version_renamed_into_the_repository_is_served_without_a_restart(server, repo):
+    staged = repo / ".staging" / "by-hand"
+    staged.mkdir(parents=True)
+    to_onnx(examples.mlp(), staged / "model.onnx")
+    os.rename(staged, repo / "mlp" / "7")  # the publishing protocol: write elsewhere, rename
+    x = np.random.default_rng(2).random((1, 784), dtype=np.float32)
+    with fresh(server.url) as http:
+        eventually(
+            lambda: all(
+                http.get("/v2/models/mlp/versions/7/ready").status_code == 200
+                for _ in range(CONNECTIONS)
+            ),
+            "version 7 on every worker",
+            timeout=10,
+        )
+        for _ in range(CONNECTIONS):
+            assert assert_mlp_answers(http, x) == "7"  # the highest version, everywhere
+        shutil.rmtree(repo / "mlp" / "7")
+        eventually(
+            lambda: all(
+                http.get("/v2/models/mlp/versions/7/ready").status_code == 404
+                for _ in range(CONNECTIONS)
+            ),
+            "version 7 gone from every worker",
+            timeout=10,
+        )
+
+
+def test_a_killed_worker_is_restarted_and_serves_the_repository_generation(tmp_path):
+    repo = tmp_path / "repository"
+    write_model(
+        repo, "mlp", examples.mlp(), "1", {"version_policy": {"latest": {"num_versions": 1}}}
+    )
+    with serving(repo, tmp_path, 2) as served:
+        path = tmp_path / "model.onnx"
+        to_onnx(examples.mlp(), path)
+        assert upload(served.url, "mlp", path).status_code == 201  # version 2 retires 1
+        first = served.worker_pids()
+        os.kill(first[0], signal.SIGKILL)
+        # the other worker goes on serving meanwhile
+        x = np.random.default_rng(3).random((1, 784), dtype=np.float32)
+        with fresh(served.url) as http:
+            for _ in range(8):
+                assert assert_mlp_answers(http, x) == "2"
+        # kill its successor while it loads, then let the next one come up
+        successor = eventually(
+            lambda: [p for p in served.worker_pids() if p not in first], "a restarted worker"
+        )
+        os.kill(successor[0], signal.SIGKILL)
+        eventually(lambda: len(served.snapshots()) == 2, "both workers listening again")
+        with fresh(served.url) as http:
+            for _ in range(CONNECTIONS):
+                assert assert_mlp_answers(http, x) == "2"
+                assert http.get("/v2/models/mlp").json()["versions"] == ["2"]
+            restarts = value(parse(http.get("/metrics").text), "layerserve_worker_restarts")
+            assert restarts == 2
+        assert "died (signal 9); restarting it" in served.log.read_text()
+
+
+def test_sigterm_drains_every_worker_and_the_server_exits_0(repo, tmp_path):
+    with serving(repo, tmp_path, 2, LAYERSERVE_DRAIN_SECONDS="0.5") as served:
+        pids = served.worker_pids()
+        served.process.send_signal(signal.SIGTERM)
+        with fresh(served.url) as http:  # draining: not ready at once, whichever answers
+            for _ in range(4):
+                assert http.get("/v2/health/ready").status_code == 503
+        assert served.process.wait(30) == 0
+        for pid in pids:
+            assert not _alive(pid), f"worker {pid} outlived the server"
+        assert not list(
+            served.runtime_parent.glob("layerserve-workers-*")
+        )  # its runtime dir is gone
+
+
+def _alive(pid: int) -> str:
+    """The process's state line if it exists (a zombie included), else ''."""
+    try:
+        status = open(f"/proc/{pid}/status").read()
+        return status + open(f"/proc/{pid}/cmdline").read()
+    except OSError:
+        return ""
+
+
+def test_workers_that_keep_crashing_stop_the_server_with_status_1(repo, tmp_path):
+    with serving(repo, tmp_path, 2) as served:
+        deadline = time.monotonic() + 60
+        while served.process.poll() is None and time.monotonic() < deadline:
+            for pid in served.worker_pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        assert served.process.wait(5) == 1
+        assert "worker deaths within" in served.log.read_text()
