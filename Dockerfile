@@ -35,9 +35,13 @@ RUN useradd --system --uid 10001 --user-group --home-dir /home/layerserve --crea
     && mkdir -p /models \
     && chown layerserve:layerserve /models
 COPY --from=builder /opt/layerserve /opt/layerserve
+# ORT_DISABLE_TELEMETRY: onnxruntime would otherwise keep a telemetry device id under
+# ~/.cache, a write that a read-only root filesystem (Kubernetes) refuses with a warning
+# from every worker.
 ENV PATH=/opt/layerserve/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    ORT_DISABLE_TELEMETRY=1 \
     LAYERSERVE_MODEL_REPOSITORY=/models \
     LAYERSERVE_HOST=0.0.0.0 \
     LAYERSERVE_PORT=8080

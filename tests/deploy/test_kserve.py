@@ -1,0 +1,168 @@
+"""The KServe runtime and the example InferenceService, checked without a cluster: both
+validate against KServe's own CRD schemas (vendored in kserve_crds/, converted to JSON
+Schema, checked with check-jsonschema), before and after kustomize, and the runtime
+serves /mnt/models read-only over the V2 protocol that the InferenceService asks for."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from layerserve.service.settings import Settings
+
+KSERVE = Path(__file__).resolve().parents[2] / "docker" / "kubernetes" / "kserve"
+MANIFESTS = sorted(p.name for p in KSERVE.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@pytest.fixture(scope="module")
+def kserve(read_manifest) -> dict[str, dict[str, Any]]:
+    """kind -> the object, from the files as written."""
+    objects = [obj for name in MANIFESTS for obj in read_manifest(KSERVE / name)]
+    return {obj["kind"]: obj for obj in objects}
+
+
+def runtime_container(runtime: dict[str, Any]) -> dict[str, Any]:
+    (container,) = runtime["spec"]["containers"]
+    return container
+
+
+def env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def write(folder: Path, obj: dict[str, Any], name: str) -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(obj), encoding="utf-8")
+    return path
+
+
+def test_the_vendored_crds_are_the_kinds_used(kserve, kserve_schemas):
+    assert set(kserve) == {"ClusterServingRuntime", "InferenceService"}
+    assert set(kserve_schemas) >= set(kserve)
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_each_manifest_validates_against_its_crd(
+    read_manifest, kserve_schemas, jsonschema_check, name
+):
+    (obj,) = read_manifest(KSERVE / name)
+    done = jsonschema_check(kserve_schemas[obj["kind"]], KSERVE / name)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_kustomize_output_validates(kustomize, kserve_schemas, jsonschema_check, tmp_path):
+    objects = kustomize("kserve")
+    assert sorted(o["kind"] for o in objects) == ["ClusterServingRuntime", "InferenceService"]
+    for obj in objects:
+        instance = write(tmp_path, obj, f"{obj['kind']}.yaml")
+        done = jsonschema_check(kserve_schemas[obj["kind"]], instance)
+        assert done.returncode == 0, done.stdout + done.stderr
+    runtime = next(o for o in objects if o["kind"] == "ClusterServingRuntime")
+    assert runtime_container(runtime)["image"] == "layerserve:latest"  # images: applies
+
+
+def _misspell_model_field(isvc: dict[str, Any]) -> None:
+    isvc["spec"]["predictor"]["model"]["runtimeName"] = "layerserve"
+
+
+def _string_for_a_boolean(runtime: dict[str, Any]) -> None:
+    runtime["spec"]["supportedModelFormats"][0]["autoSelect"] = "yes"
+
+
+def _unknown_container_field(runtime: dict[str, Any]) -> None:
+    runtime_container(runtime)["readinessProbe"]["httpGet"]["paths"] = "/v2/health/ready"
+
+
+def _wrong_api_version(isvc: dict[str, Any]) -> None:
+    isvc["apiVersion"] = "serving.kserve.io/v1alpha1"
+
+
+@pytest.mark.parametrize(
+    ("kind", "mistake", "named"),
+    [
+        ("InferenceService", _misspell_model_field, "runtimeName"),
+        ("ClusterServingRuntime", _string_for_a_boolean, "autoSelect"),
+        ("ClusterServingRuntime", _unknown_container_field, "paths"),
+        ("InferenceService", _wrong_api_version, "apiVersion"),
+    ],
+    ids=["misspelt-field", "wrong-type", "unknown-nested-field", "wrong-api-version"],
+)
+def test_the_converted_schemas_refuse_mistakes(
+    kserve, kserve_schemas, jsonschema_check, tmp_path, kind, mistake, named
+):
+    broken = copy.deepcopy(kserve[kind])
+    mistake(broken)
+    done = jsonschema_check(kserve_schemas[kind], write(tmp_path, broken, "broken.yaml"))
+    assert done.returncode == 1
+    assert named in done.stdout + done.stderr
+
+
+def test_int_or_string_quantities_take_both_forms(
+    kserve, kserve_schemas, jsonschema_check, tmp_path
+):
+    isvc = copy.deepcopy(kserve["InferenceService"])
+    isvc["spec"]["predictor"]["model"]["resources"]["limits"]["cpu"] = 2  # a number, not "2"
+    done = jsonschema_check(kserve_schemas["InferenceService"], write(tmp_path, isvc, "i.yaml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_runtime_serves_mnt_models_read_only_over_v2(kserve):
+    runtime = kserve["ClusterServingRuntime"]
+    spec, container = runtime["spec"], runtime_container(runtime)
+    formats = {f["name"]: f for f in spec["supportedModelFormats"]}
+    assert set(formats) == {"onnx", "keras"}
+    # Triton claims onnx too: this runtime is chosen by name, never taken by surprise.
+    assert formats["onnx"]["autoSelect"] is False
+    assert spec["protocolVersions"] == ["v2"]
+    assert container["name"] == "kserve-container"  # where KServe mounts /mnt/models
+    assert container["command"] == ["layerserve", "serve"]
+    variables = env(container)
+    assert variables["LAYERSERVE_MODEL_REPOSITORY"] == "/mnt/models"
+    assert variables["LAYERSERVE_READ_ONLY"] == "true"
+    assert variables["LAYERSERVE_REPOSITORY_POLL_SECONDS"] == "0"
+    (port,) = container["ports"]
+    assert port["containerPort"] == int(variables["LAYERSERVE_PORT"]) == 8080  # KServe's port
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    assert spec["annotations"]["prometheus.kserve.io/port"] == variables["LAYERSERVE_PORT"]
+    assert spec["annotations"]["prometheus.kserve.io/path"] == "/metrics"
+
+
+def test_the_runtime_is_locked_down_with_its_scratch_space_mounted(kserve):
+    runtime = kserve["ClusterServingRuntime"]
+    container = runtime_container(runtime)
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    volumes = {v["name"]: v for v in runtime["spec"]["volumes"]}
+    mounted = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    assert set(mounted) == {"/tmp", "/dev/shm"}
+    assert mounted["/dev/shm"]["emptyDir"]["medium"] == "Memory"
+
+
+def test_the_inference_service_selects_the_runtime(kserve):
+    runtime, isvc = kserve["ClusterServingRuntime"], kserve["InferenceService"]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    declared = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    assert model["modelFormat"]["name"] in declared
+    assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]
+    assert model["storageUri"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"
+
+
+def test_the_runtime_environment_is_settings_the_server_accepts(kserve, monkeypatch):
+    variables = env(runtime_container(kserve["ClusterServingRuntime"]))
+    assert set(variables) <= {f"LAYERSERVE_{name.upper()}" for name in Settings.model_fields}
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.read_only is True
+    assert settings.repository_poll_seconds == 0
+    assert settings.workers == 0  # one per CPU of the container's limit
