@@ -20,6 +20,11 @@ repository in a temporary directory) and measures two things:
    then to the same MLP allowed 8192 rows a request (decoded in the worker process, and
    run). Printed: the answer, its time, and the median and worst liveness latency during
    it, beside the same probe on an idle server.
+
+The server is one process unless ``--workers`` asks for more (measured once every worker
+listens). With more, the queue size is each worker's, the kernel spreads the connections
+over the workers, and the probe and the large body may reach different workers: the stall
+figures then say how the server as a whole answers, not how one worker holds up.
 """
 
 from __future__ import annotations
@@ -27,20 +32,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import orjson
+import server_processes
 from rich.console import Console
 from rich.table import Table
 
@@ -53,19 +58,13 @@ INPUT = "hidden_1_input"
 
 
 # ---- the server ---------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as response:
         return orjson.loads(response.read())
 
 
 @contextlib.contextmanager
-def started_server(queue_size: int, log: Path) -> Iterator[tuple[str, int]]:
+def started_server(queue_size: int, workers: int, log: Path) -> Iterator[tuple[str, int]]:
     with tempfile.TemporaryDirectory(prefix="layerserve-overload-") as tmp:
         repository = Path(tmp) / "models"
         ensure_demo_repository(repository)
@@ -74,41 +73,9 @@ def started_server(queue_size: int, log: Path) -> Iterator[tuple[str, int]]:
         (large / "1").mkdir(parents=True)
         shutil.copy(repository / MODEL / "1" / "model.onnx", large / "1" / "model.onnx")
         (large / "config.json").write_text('{"max_batch_size": 8192}')
-        port = _free_port()
-        env = {
-            **os.environ,
-            "LAYERSERVE_LOG_LEVEL": "warning",
-            "LAYERSERVE_MAX_QUEUE_SIZE": str(queue_size),
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "layerserve.cli",
-            "serve",
-            "--model-repository",
-            str(repository),
-            "--port",
-            str(port),
-        ]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                with contextlib.suppress(OSError, ValueError):
-                    _get_json(base + "/v2/health/ready")
-                    break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start; see {log}")
-                time.sleep(0.2)
-            yield base, port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        overrides = {"LAYERSERVE_MAX_QUEUE_SIZE": str(queue_size)}
+        with server_processes.started_server(repository, workers, overrides, log) as (base, _):
+            yield base, urllib.parse.urlsplit(base).port
 
 
 # ---- a closed-loop client that keeps each answer's status and latency ------------------
@@ -321,18 +288,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per level")
-    parser.add_argument("--queue-size", type=int, default=8)
+    parser.add_argument("--queue-size", type=int, default=8, help="each worker's")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes of the server (default 1)"
+    )
     parser.add_argument("--levels", nargs="+", type=int, default=[8, 64, 256])
     parser.add_argument("--body-mb", type=float, default=60.0)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     log = Path(tempfile.gettempdir()) / "layerserve-overload-server.log"
-    with started_server(args.queue_size, log) as (base, port):
+    with started_server(args.queue_size, args.workers, log) as (base, port):
         overload = overload_rows(base, port, args.levels, args.duration)
         stall = stall_rows(port, args.body_mb)
     _table(
         f"Overload: batch-1 V2 JSON, max_queue_size {args.queue_size}, "
-        f"{args.duration:g} s per level",
+        f"{args.workers} worker{'s' if args.workers > 1 else ''}, {args.duration:g} s per level",
         [
             "connections",
             "after a 503 the client",
