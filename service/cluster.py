@@ -44,6 +44,9 @@ class Cluster:
     index: int = 0
     workers: int = 1
     runtime_dir: Path | None = None
+    # A worker restarted into a serving server: the models it finds decide its
+    # readiness as they do in the workers that were already running (see repository).
+    joining: bool = False
     handlers: dict[str, Handler] = field(default_factory=dict)
     _server: asyncio.AbstractServer | None = None
 
@@ -119,7 +122,7 @@ class Cluster:
                 try:
                     writer.write(request + b"\n")
                     await writer.drain()
-                    data = await reader.read(MAX_ANSWER_BYTES)
+                    data = await _read_to_end(reader)
                 finally:
                     writer.close()
         except (OSError, TimeoutError) as exc:
@@ -164,6 +167,18 @@ class Cluster:
             return int((self.runtime_dir / RESTARTS_FILE).read_text())
         except (OSError, ValueError):
             return 0
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
+    """The whole answer (a sibling closes the connection after it), at most
+    MAX_ANSWER_BYTES."""
+    chunks, size = [], 0
+    while chunk := await reader.read(1 << 20):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise OSError(f"an answer of more than {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def write_restarts(runtime_dir: Path, count: int) -> None:

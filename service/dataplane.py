@@ -36,9 +36,11 @@ EXTENSIONS = [
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, observer_factory: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, observer_factory: Any = None, joining: bool = False
+    ) -> None:
         self.settings = settings
-        self.repository = ModelRepository(settings.model_repository, settings)
+        self.repository = ModelRepository(settings.model_repository, settings, joining)
         self.started = False
         self.draining = False
         self._batchers: dict[tuple[str, str, int], DynamicBatcher] = {}

@@ -33,6 +33,7 @@ from layerserve.service import errors
 from layerserve.service.runtime import LoadedModel
 
 OFF_LOOP_BYTES = 1 << 20
+NO_ROOM = "the server has no room to take this request's body now; retry later"
 SHARED_MEMORY = "/dev/shm"
 T = TypeVar("T")
 
@@ -127,32 +128,34 @@ class Spool:
         self.path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)
 
-    def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: bytes) -> None:
+        """Append ``chunk`` whole (a nearly full filesystem may take part of a write)."""
+        rest = memoryview(chunk)
         try:
-            self._file.write(chunk)
+            while rest:
+                rest = rest[self._file.write(rest) :]
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
-            self._spill(chunk)
+            await asyncio.to_thread(self._spill, bytes(rest))
         self.size += len(chunk)
 
-    def _spill(self, chunk: bytes) -> None:
+    def _spill(self, rest: bytes) -> None:
         """``/dev/shm`` is full (a container's is small): go on in the temporary
-        directory; when that is full too, the request is refused with 507."""
+        directory with what it holds and ``rest``; when that is full too, the request is
+        refused with 507. Runs on a thread: it copies what was received so far."""
         full, old = self.path, self._file
-        if Path(full).parent == Path(tempfile.gettempdir()):
-            raise errors.InsufficientStorage(
-                "the server has no room to take this request's body now; retry later"
-            )
+        if full.parent == Path(tempfile.gettempdir()):
+            raise errors.InsufficientStorage(NO_ROOM)
         try:
             self._open(None)
             with open(full, "rb") as written:
                 shutil.copyfileobj(written, self._file)
-            self._file.write(chunk)
+            view = memoryview(rest)
+            while view:
+                view = view[self._file.write(view) :]
         except OSError as exc:
-            raise errors.InsufficientStorage(
-                "the server has no room to take this request's body now; retry later"
-            ) from exc
+            raise errors.InsufficientStorage(NO_ROOM) from exc
         finally:
             old.close()
             full.unlink(missing_ok=True)

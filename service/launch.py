@@ -51,7 +51,15 @@ def serve(settings: Settings) -> None:
     settings = settings.model_copy(update={"workers": workers})
     try:
         # Before any model loads: a busy port fails in a second, not after the loading.
-        sock = bind(settings.host, settings.port, reuse_port=workers > 1, listen=workers == 1)
+        if workers == 1:
+            sock = bind(settings.host, settings.port)
+        else:
+            # A plain bind first: SO_REUSEPORT alone would share the port with another
+            # server of this user instead of failing.
+            probe = bind(settings.host, settings.port, listen=False)
+            port = probe.getsockname()[1]
+            probe.close()
+            sock = bind(settings.host, port, reuse_port=True, listen=False)
     except PortUnavailable as exc:
         log.error("%s", exc)
         raise SystemExit(1) from exc

@@ -14,6 +14,7 @@ import functools
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -106,6 +107,12 @@ class OnnxFile:
     size: int
 
 
+def check_known_name(name: str) -> None:
+    """A name no model can have is not found (before any lock or file is touched)."""
+    if not MODEL_NAME.match(name):
+        raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
+
+
 def check_name(name: str) -> None:
     if not MODEL_NAME.match(name):
         raise InvalidInput(f"invalid model name {name!r}: expected {NAME_RULE}")
@@ -130,7 +137,7 @@ class ModelAdmin:
         # Conversions and first loads: bounded, and apart from the inference threads, so
         # that uploads never starve inference.
         self._pool = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def start(self) -> None:
         """Start the converters' forkserver in the background, so that the first upload
@@ -167,10 +174,17 @@ class ModelAdmin:
             converted = await self._convert(upload, staging)
             staged = staging / "version"
             record = await asyncio.to_thread(stage_version, staged, upload, converted, keyed)
-            async with self.lock(name), self._keyed_lock(name, keyed is not None):
-                if keyed is not None and (replay := await self._replay(name, keyed)):
-                    return replay  # a concurrent attempt with the key published first
-                answer = await self._publish(name, staged, config, record)
+            async with self.lock(name):
+                if keyed is not None:  # the key is looked for and published under one lock
+                    async with self._file_lock(name):
+                        if replay := await self._replay(name, keyed):
+                            return replay  # a concurrent attempt with the key published first
+                        loaded = await self._loads(name, staged, config)
+                        answer = await self._publish(name, staged, config, record, loaded)
+                else:  # a refused upload leaves not even a lock file behind
+                    loaded = await self._loads(name, staged, config)
+                    async with self._file_lock(name):
+                        answer = await self._publish(name, staged, config, record, loaded)
             await self.cluster.converge_siblings(name, trusted=(answer["version"],))
             return Uploaded(answer)
         finally:
@@ -200,13 +214,24 @@ class ModelAdmin:
         return Uploaded(describe(model, record), replayed=True)
 
     @contextlib.asynccontextmanager
-    async def _keyed_lock(self, name: str, needed: bool) -> AsyncIterator[None]:
-        """The model's lock file, held while a keyed upload looks for its key and
-        publishes, so that two processes sharing the repository cannot both publish a
-        version for one key. Polled, so that a cancelled request leaves no lock taken."""
-        if not needed:
-            yield
-            return
+    async def changing(self, name: str) -> AsyncIterator[None]:
+        """Held while this server deletes, loads or unloads model ``name``: the model's
+        lock in this process, then its lock file (uploads take the two themselves), so
+        that the workers and replicas sharing the repository change a model one at a
+        time (two deletes of one version, an upload's undo beside another's publish, a
+        keyed upload looking for its key). The file lock is polled, so that a cancelled
+        request leaves no lock taken; a read-only server changes nothing and takes no
+        file lock, nor does a change to a model that is not on disk."""
+        async with self.lock(name):
+            on_disk = await asyncio.to_thread((self.root / name).is_dir)
+            if self.read_only or not on_disk:  # not on disk: nothing there to change
+                yield
+                return
+            async with self._file_lock(name):
+                yield
+
+    @contextlib.asynccontextmanager
+    async def _file_lock(self, name: str) -> AsyncIterator[None]:
         descriptor = await asyncio.to_thread(storage.open_model_lock, self.root, name)
         try:
             while not storage.try_lock(descriptor):
@@ -215,16 +240,14 @@ class ModelAdmin:
         finally:
             os.close(descriptor)
 
-    async def _publish(
-        self, name: str, staged: Path, config: ModelConfig | None, record: dict[str, Any]
-    ) -> dict[str, Any]:
-        model_dir = self.root / name
+    async def _loads(self, name: str, staged: Path, config: ModelConfig | None) -> LoadedModel:
+        """The staged version loaded before it is published: a version that cannot serve
+        never appears."""
         effective = (
-            config if config is not None else await asyncio.to_thread(read_config, model_dir)
+            config if config is not None else await asyncio.to_thread(read_config, self.root / name)
         )
-        # Loaded before it is published: a version that cannot serve never appears.
         try:
-            loaded = await self._in_pool(
+            return await self._in_pool(
                 LoadedModel.load,
                 name,
                 "new",
@@ -236,12 +259,23 @@ class ModelAdmin:
             raise ModelRejected(
                 f"the uploaded model does not load in onnxruntime; nothing was stored: {cause}"
             ) from exc
+
+    async def _publish(
+        self,
+        name: str,
+        staged: Path,
+        config: ModelConfig | None,
+        record: dict[str, Any],
+        loaded: LoadedModel,
+    ) -> dict[str, Any]:
+        """Publish the staged version (under the model's locks) and serve it."""
+        model_dir = self.root / name
         others = [m.version for m in self.plane.loaded_models() if m.name == name]
         created, old_config, version = await asyncio.to_thread(
             self._write_and_rename, name, staged, config
         )
         model = dataclasses.replace(loaded, version=version, path=model_dir / version / MODEL_FILE)
-        self.plane.repository.add_version(model)
+        await asyncio.to_thread(self.plane.repository.add_version, model)
         if config is not None and others:
             try:  # the model's config changed: its other versions take it too
                 await self.plane.load(name)
@@ -327,19 +361,28 @@ class ModelAdmin:
         if not MODEL_NAME.match(name):
             raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
         self._check_writable("delete a model")
-        async with self.lock(name):
+        try:
+            return await self._delete(name, version)
+        finally:  # whatever happened on disk, every worker serves it
+            await self.cluster.converge_siblings(name, settle_seconds=0.0)
+
+    async def _delete(self, name: str, version: str | None) -> dict[str, Any]:
+        async with self.changing(name):
             model_dir = self.root / name
             served = {m.version for m in self.plane.loaded_models() if m.name == name}
             known = name in {s.name for s in self.plane.repository.states()}
             if version is None:
-                if not known and not model_dir.is_dir():
+                on_disk = await asyncio.to_thread(model_dir.is_dir)
+                if not known and not on_disk:
                     raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
                 await self.plane.forget(name)
-                if model_dir.is_dir():
+                if on_disk:
                     await asyncio.to_thread(storage.remove_dir, self.root, model_dir)
             else:
                 version_dir = model_dir / version
-                on_disk = version.isdigit() and version_dir.is_dir()
+                on_disk = storage.is_version_name(version) and (
+                    await asyncio.to_thread(version_dir.is_dir)
+                )
                 if version not in served and not on_disk:
                     raise ModelNotFound(
                         f"Request for unknown model: '{name}' version {version} is not "
@@ -349,11 +392,11 @@ class ModelAdmin:
                     await self.plane.unload_version(name, version)
                 if on_disk:
                     await asyncio.to_thread(storage.remove_dir, self.root, version_dir)
-            if version is None or not storage.numeric_entries(model_dir):
+            left = await asyncio.to_thread(storage.numeric_entries, model_dir)
+            if version is None or not left:
                 await asyncio.to_thread(storage.clear_unloaded, self.root, name)
             else:  # the version policy may now select a version the delete left
                 await self.plane.converge(name)
-        await self.cluster.converge_siblings(name, settle_seconds=0.0)
         return {"name": name, "version": version, "deleted": True}
 
     async def open_onnx(self, name: str, version: str | None = None) -> OnnxFile:
@@ -381,7 +424,14 @@ class ModelAdmin:
         """(Re)load a model from disk, in turn with uploads and deletes of the same name,
         so that a load cannot bring back a version a delete is removing. A read-only
         server reloads too: that writes nothing."""
-        async with self.lock(name):
+        check_known_name(name)
+        try:
+            await self._load(name)
+        finally:  # also after a failed load: what loaded here loads everywhere
+            await self.cluster.converge_siblings(name, force=True, settle_seconds=0.0)
+
+    async def _load(self, name: str) -> None:
+        async with self.changing(name):
             mark = self.root / storage.UNLOADED_DIR / name
             if not self.read_only:
                 await asyncio.to_thread(storage.clear_unloaded, self.root, name)
@@ -392,18 +442,20 @@ class ModelAdmin:
                     "or remove that file"
                 )
             await self.plane.load(name)
-        await self.cluster.converge_siblings(name, force=True, settle_seconds=0.0)
 
     async def unload(self, name: str) -> None:
         """Stop serving a model, on every worker and replica sharing the repository: the
         mark is on disk first."""
+        check_known_name(name)
         self._check_writable("unload a model")
-        async with self.lock(name):
+        async with self.changing(name):
             if name not in {s.name for s in self.plane.repository.states()}:
                 raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
-            await asyncio.to_thread(storage.mark_unloaded, self.root, name)
-            await self.plane.unload(name)
-        await self.cluster.converge_siblings(name)
+            try:
+                await asyncio.to_thread(storage.mark_unloaded, self.root, name)
+                await self.plane.unload(name)
+            finally:
+                await self.cluster.converge_siblings(name)
 
     async def converge(
         self,
@@ -440,5 +492,9 @@ class ModelAdmin:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
     def lock(self, name: str) -> asyncio.Lock:
-        """The lock that serialises changes to one model within this process."""
-        return self._locks.setdefault(name, asyncio.Lock())
+        """The lock that serialises changes to one model within this process (kept while
+        someone holds or awaits it, so that unknown names do not pile up)."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock

@@ -14,6 +14,7 @@ from layerserve.service.errors import ModelLoadError, ModelNotFound, ModelNotRea
 from layerserve.service.repository_scan import Fingerprint, scan_model
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
+from layerserve.service.storage import is_version_name
 
 log = logging.getLogger("layerserve.service")
 # \Z, not $: "$" also matches before a trailing newline ("abc\n").
@@ -31,8 +32,8 @@ class ModelState:
     versions: dict[str, LoadedModel] = field(default_factory=dict)
     state: str = "UNAVAILABLE"
     reason: str = ""
-    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
-    config_digest: str | None = None
+    # version -> (its files' fingerprint, the config.json digest it was loaded with)
+    fingerprints: dict[str, tuple[Fingerprint, str]] = field(default_factory=dict)
     # version -> (fingerprint, config digest) of a load that failed: not retried by a
     # poll until one of them changes (an explicit load retries it).
     failed: dict[str, tuple[Fingerprint, str]] = field(default_factory=dict)
@@ -53,12 +54,17 @@ class ModelRepository:
     longer selects. Versions that still serve are never reloaded needlessly, and a
     version that fails to reload keeps serving its old files."""
 
-    def __init__(self, root: Path, settings: Settings) -> None:
+    def __init__(self, root: Path, settings: Settings, joining: bool = False) -> None:
+        """``joining``: this is a worker restarted into a serving server, for which every
+        model is found after the server's start."""
         self.root = Path(root)
         self.settings = settings
         self._models: dict[str, ModelState] = {}
         self._lock = threading.Lock()
-        self._started = False  # load_all is done: models found later are optional
+        # Models found from now on are optional for readiness: load_all is done (or the
+        # server had started before this worker). Then a model that arrives broken never
+        # makes a serving server unready, in any worker.
+        self._started = joining
 
     # ---- discovery and loading ---------------------------------------------------
     def model_names_on_disk(self) -> list[str]:
@@ -80,7 +86,9 @@ class ModelRepository:
         names = self.model_names_on_disk()
         with self._lock:  # known at once, so that requests meanwhile get 503, not 404
             for name in names:
-                self._models.setdefault(name, ModelState(name, state="LOADING"))
+                self._models.setdefault(
+                    name, ModelState(name, state="LOADING", optional=self._started)
+                )
         for name in names:
             self.converge(name)
         self._started = True
@@ -139,7 +147,6 @@ class ModelRepository:
                 state.state, state.reason = "UNAVAILABLE", UNLOADED
                 return state
             current, fingerprints = dict(state.versions), dict(state.fingerprints)
-            config_changed = state.config_digest != disk.config_digest
         if disk.config is None:
             return self._failed(state, disk.config_error)
         policy, resolved = disk.config.policy(), disk.config.resolved(self.settings)
@@ -147,7 +154,6 @@ class ModelRepository:
         errors: list[str] = []
         unusable: set[str] = set()  # cannot serve now and nothing old serves in its place
         tried: set[str] = set()
-        deferred = False
         while True:
             selected = policy.select([v for v in disk.versions if v not in unusable])
             waiting = [v for v in selected if v not in tried]
@@ -156,15 +162,13 @@ class ModelRepository:
             for version in waiting:
                 tried.add(version)
                 found = disk.versions[version]
-                unchanged = version in current and fingerprints.get(version) == found.fingerprint
-                if unchanged and not (force or config_changed):
-                    continue
                 memo = (found.fingerprint, disk.config_digest)
+                if version in current and fingerprints.get(version) == memo and not force:
+                    continue  # its files and the config are those it serves with
                 settled = force or version in trusted or found.quiet_for(settle_seconds)
                 if (not force and state.failed.get(version) == memo) or not settled:
                     if version not in current:
                         unusable.add(version)
-                    deferred = deferred or not settled  # a later call takes it, config too
                     continue
                 try:
                     path = found.path / MODEL_FILE
@@ -179,13 +183,11 @@ class ModelRepository:
             # A new dict: readers keep the one they took.
             state.versions = {v: loaded.get(v) or current[v] for v in selected}
             state.errors = errors
+            now = {v: (disk.versions[v].fingerprint, disk.config_digest) for v in state.versions}
             state.fingerprints = {
-                v: disk.versions[v].fingerprint if v in loaded else fingerprints[v]
-                for v in state.versions
+                v: stamp if v in loaded else fingerprints.get(v, stamp) for v, stamp in now.items()
             }
             state.failed = {v: m for v, m in state.failed.items() if v in disk.versions}
-            if not deferred:
-                state.config_digest = disk.config_digest
             if state.versions:
                 state.state, state.reason, state.optional = "READY", "", False
             elif errors:
@@ -233,10 +235,8 @@ class ModelRepository:
             # A new dict, not an update: readers iterate over the one they took.
             state.versions = {**state.versions, model.version: model}
             state.state, state.reason = "READY", ""
-            if found is not None:
-                state.fingerprints[model.version] = found.fingerprint
-            if disk is not None and (state.config_digest is None or len(state.versions) == 1):
-                state.config_digest = disk.config_digest
+            if found is not None and disk is not None:
+                state.fingerprints[model.version] = (found.fingerprint, disk.config_digest)
         log.info("model %s version %s ready on %s", model.name, model.version, model.providers)
 
     def unload_version(self, name: str, version: str) -> None:
@@ -319,7 +319,7 @@ class ModelRepository:
 
 def _versions(model_dir: Path) -> list[str]:
     try:
-        folders = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        folders = [p for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name)]
     except OSError as exc:  # unreadable: not a model this server can serve now
         log.warning("cannot read %s: %s", model_dir, exc)
         return []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from layerserve.service.errors import ModelLoadError
 from layerserve.service.model_config import ModelConfig
-from layerserve.service.storage import CONFIG_FILE, UNLOADED_DIR
+from layerserve.service.storage import CONFIG_FILE, UNLOADED_DIR, is_version_name
 
 MODEL_FILE = "model.onnx"
 # A version found on disk whose files changed more recently than this waits: a copy may
@@ -77,7 +77,7 @@ def scan_model(root: Path, name: str) -> DiskModel | None:
     """``<root>/<name>`` as it is now; None when it has no version to serve."""
     model_dir = root / name
     try:
-        numbers = [e.name for e in os.scandir(model_dir) if e.name.isdigit() and e.is_dir()]
+        numbers = [e.name for e in os.scandir(model_dir) if is_version_name(e.name) and e.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         return None  # gone; other errors are raised: unreadable is not deleted
     versions = {n: v for n in numbers if (v := scan_version(model_dir / n)) is not None}

@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
 import shutil
+import socket
+import time
 from pathlib import Path
 
 log = logging.getLogger("layerserve.service")
@@ -43,10 +46,31 @@ def staging_root(repository: Path) -> Path:
 
 def new_staging_dir(repository: Path, kind: str = "upload") -> Path:
     """An empty private directory under ``.staging``; its name carries this process's id
-    so that start-up clean-up spares directories of other live processes."""
-    path = staging_root(repository) / f"{kind}-{os.getpid()}-{secrets.token_hex(8)}"
+    and host so that start-up clean-up spares directories of other live processes, here
+    and on the other replicas sharing the repository."""
+    path = staging_root(repository) / _staging_name(kind)
     path.mkdir()
     return path
+
+
+def _staging_name(kind: str) -> str:
+    return f"{kind}-{os.getpid()}-{HOST}-{secrets.token_hex(8)}"
+
+
+def _this_host() -> str:
+    """This machine and process namespace, as 12 hex digits: replicas sharing a volume
+    have their own pid namespaces, where the same pid means another process."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return hashlib.sha256(f"{socket.gethostname()}/{namespace}".encode()).hexdigest()[:12]
+
+
+HOST = _this_host()
+# Another host's leftovers: its process may still be writing them; removed only when
+# nothing in them changed for this long (longer than any upload or conversion).
+FOREIGN_STALE_SECONDS = 24 * 3600
 
 
 def remove_stale_staging(repository: Path) -> list[str]:
@@ -57,7 +81,7 @@ def remove_stale_staging(repository: Path) -> list[str]:
         return []
     removed = []
     for entry in sorted(root.iterdir()):
-        if _owner_alive(entry.name):
+        if _owner_alive(entry):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():
@@ -73,10 +97,17 @@ def remove_stale_staging(repository: Path) -> list[str]:
     return removed
 
 
-def _owner_alive(name: str) -> bool:
-    parts = name.split("-")
-    if len(parts) < 3 or not parts[1].isdigit():
+def _owner_alive(entry: Path) -> bool:
+    """Whether the process that made ``entry`` may still be using it: a live process of
+    this host, or another host's entry that changed within FOREIGN_STALE_SECONDS."""
+    parts = entry.name.split("-")
+    if len(parts) < 4 or not is_version_name(parts[1]):  # a pid: ASCII digits
         return False
+    if parts[2] != HOST:
+        try:
+            return time.time() - entry.stat().st_mtime < FOREIGN_STALE_SECONDS
+        except OSError:
+            return False
     pid = int(parts[1])
     if pid == os.getpid():  # a restarted container often gets the same pid again
         return False
@@ -130,12 +161,17 @@ def sync_tree(path: Path) -> None:
         fsync_dir(Path(root))
 
 
+def is_version_name(name: str) -> bool:
+    """A version folder's name: ASCII digits only ("²" is a digit to str.isdigit)."""
+    return name.isascii() and name.isdigit()
+
+
 def numeric_entries(model_dir: Path) -> list[int]:
     """Every all-digit name in ``model_dir``, loaded or not: a new version never reuses
     one, so a rename can only collide with a version that is being published."""
     if not model_dir.is_dir():
         return []
-    return [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+    return [int(p.name) for p in model_dir.iterdir() if is_version_name(p.name)]
 
 
 def ensure_model_dir(repository: Path, name: str) -> tuple[Path, bool]:
@@ -205,8 +241,11 @@ def try_lock(descriptor: int) -> bool:
 def remove_dir(repository: Path, path: Path) -> None:
     """Take ``path`` out of the repository in one rename, then delete it: a crash leaves
     either the whole directory in place or a leftover in ``.staging``."""
-    trash = staging_root(repository) / f"trash-{os.getpid()}-{secrets.token_hex(8)}"
-    os.rename(path, trash)
+    trash = staging_root(repository) / _staging_name("trash")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:  # removed meanwhile (by hand): nothing left to do
+        return
     fsync_dir(path.parent)
     shutil.rmtree(trash, ignore_errors=True)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -54,6 +55,9 @@ class Supervisor:
         self.deaths: deque[float] = deque()
         self.restarts = 0
         self.stopping = False
+        # After the signal: the drain, the requests in flight, a margin; then SIGKILL.
+        self.stop_grace = settings.drain_seconds + settings.exit_timeout_seconds + 10.0
+        self.stop_deadline = 0.0
 
     def run(self) -> int:
         """Serve until a signal asks to stop (0) or workers keep crashing (1)."""
@@ -85,12 +89,15 @@ class Supervisor:
         if not self.stopping:
             log.info("signal %s: every worker drains", sig)
             self.stopping = True
+            self.stop_deadline = time.monotonic() + self.stop_grace
             self._send(signal.SIGTERM)
-        elif sig == signal.SIGINT:  # a second Ctrl-C: stop without waiting
-            self._send(signal.SIGINT)
+        elif sig == signal.SIGINT:  # a second Ctrl-C: stop now
+            self.stop_deadline = time.monotonic()
 
-    def _start(self, index: int) -> None:
-        cluster = Cluster(index=index, workers=self.count, runtime_dir=self.runtime_dir)
+    def _start(self, index: int, joining: bool = False) -> None:
+        cluster = Cluster(
+            index=index, workers=self.count, runtime_dir=self.runtime_dir, joining=joining
+        )
         process = self.context.Process(
             target=run_worker,
             args=(self.settings, cluster, os.getpid()),
@@ -109,6 +116,9 @@ class Supervisor:
             if self.stopping and not self.processes:
                 log.info("every worker has stopped")
                 return 0
+            if self.stopping and time.monotonic() > self.stop_deadline:
+                log.error("workers still running %.0f s after the signal", self.stop_grace)
+                return 0  # _stop_all kills what is left
             sentinels = {p.sentinel: i for i, p in self.processes.items()}
             timeout = 0.2 if not backoff else max(0.0, min(backoff.values()) - time.monotonic())
             for ready in multiprocessing.connection.wait(list(sentinels), min(timeout, 0.2)):
@@ -130,7 +140,7 @@ class Supervisor:
                     del backoff[index]
                     self.restarts += 1
                     write_restarts(self.runtime_dir, self.restarts)
-                    self._start(index)
+                    self._start(index, joining=True)
 
     def _crashed_too_often(self, index: int, exitcode: int | None) -> bool:
         now = time.monotonic()
@@ -161,12 +171,7 @@ class Supervisor:
     def _stop_all(self) -> None:
         """After the last worker, or on giving up: SIGTERM, the drain's time, SIGKILL."""
         self._send(signal.SIGTERM)
-        deadline = (
-            time.monotonic()
-            + self.settings.drain_seconds
-            + self.settings.exit_timeout_seconds
-            + 10.0
-        )
+        deadline = min(time.monotonic() + self.stop_grace, self.stop_deadline or math.inf)
         for process in self.processes.values():
             process.join(max(0.0, deadline - time.monotonic()))
             if process.exitcode is None:

@@ -44,8 +44,13 @@ while IFS= read -r line; do
     esac
 done <<<"$spec"
 [ ${#command[@]} -gt 0 ] && [ -n "$url" ] || { echo "check-image: no command or probe" >&2; exit 1; }
+# A server stopped just before (CI's first container check) may still be draining.
+for _ in $(seq 60); do
+    curl -s -o /dev/null --max-time 2 "$url" || break
+    sleep 0.5
+done
 if curl -s -o /dev/null --max-time 2 "$url"; then
-    echo "check-image: something already answers $url; stop it first" >&2
+    echo "check-image: something still answers $url after 30 s; stop it first" >&2
     exit 1
 fi
 

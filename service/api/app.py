@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     settings = settings or Settings()
     cluster = cluster or Cluster()
     metrics = ServiceMetrics()
-    plane = DataPlane(settings, observer_factory=metrics.observer_for)
+    plane = DataPlane(settings, observer_factory=metrics.observer_for, joining=cluster.joining)
     admin = ModelAdmin(plane, settings, cluster)
     watcher = RepositoryWatcher(admin, settings.repository_poll_seconds)
 
@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
         await plane.start(read_only=admin.read_only)
         admin.start()  # the converters' forkserver, in the background
         await cluster.start()
+        if cluster.runtime_dir is not None:
+            # changes siblings made while this worker loaded, before it could hear them
+            await watcher.converge_all()
         watcher.start()
         freeze_heap()
         for started in app.state.on_started:

@@ -72,7 +72,7 @@ async def decode_inference_body(
             async for chunk in request.stream():
                 if spool.size + len(chunk) > limit.size:
                     raise too_large(limit.size, limit.reason)
-                spool.write(chunk)
+                await spool.write(chunk)
             return await plane.decoder.decode_file(function, spool.path, *args)
     body = await read_body(request, limit.size, limit.reason)
     return await plane.decoder.decode(function, body, *args, json_bytes=json_bytes)

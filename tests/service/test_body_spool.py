@@ -4,6 +4,7 @@ refused with 507, never a 500. Real tmpfs mounts of a few KiB stand in for full 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -33,25 +34,36 @@ def tiny_tmpfs(path: Path, size: int = ROOM):
         subprocess.run(["umount", str(path)], check=True)
 
 
-def chunks(total: int, size: int = 16 * 1024) -> list[bytes]:
+def chunks(total: int, size: int) -> list[bytes]:
     data = os.urandom(total)
     return [data[i : i + size] for i in range(0, total, size)]
 
 
+def spool_all(parts: list[bytes]) -> tuple[Path, bytes, int]:
+    """Spool ``parts``; where the file was, what it held and the size counted."""
+
+    async def write() -> tuple[Path, bytes, int]:
+        with decoding.Spool() as spool:
+            for part in parts:
+                await spool.write(part)
+            return spool.path, spool.path.read_bytes(), spool.size
+
+    return asyncio.run(write())
+
+
+@pytest.mark.parametrize("size", [16 * 1024, 10_000])  # 10,000: a write is cut short
 def test_a_body_larger_than_shared_memory_is_spooled_whole_to_the_temporary_directory(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, size
 ):
     with tiny_tmpfs(tmp_path / "shm") as shm:
         monkeypatch.setattr(decoding, "SHARED_MEMORY", str(shm))
-        parts = chunks(4 * ROOM)
-        with decoding.Spool() as spool:
-            for part in parts:
-                spool.write(part)
-            assert spool.path.parent == Path(tempfile.gettempdir())
-            assert spool.path.read_bytes() == b"".join(parts)
-            assert spool.size == 4 * ROOM
-            assert not list(shm.iterdir())  # the shared-memory file is gone
-        assert not spool.path.exists()
+        parts = chunks(4 * ROOM, size)
+        path, held, counted = spool_all(parts)
+        assert path.parent == Path(tempfile.gettempdir())
+        assert held == b"".join(parts)
+        assert counted == 4 * ROOM
+        assert not list(shm.iterdir())  # the shared-memory file is gone
+        assert not path.exists()
 
 
 def test_with_no_room_anywhere_the_request_is_refused_with_507(tmp_path, monkeypatch):
@@ -59,8 +71,6 @@ def test_with_no_room_anywhere_the_request_is_refused_with_507(tmp_path, monkeyp
         monkeypatch.setattr(decoding, "SHARED_MEMORY", str(shm))
         monkeypatch.setattr(tempfile, "tempdir", str(tmp))
         with pytest.raises(InsufficientStorage, match="no room") as refused:
-            with decoding.Spool() as spool:
-                for part in chunks(4 * ROOM):
-                    spool.write(part)
+            spool_all(chunks(4 * ROOM, 16 * 1024))
         assert status_of(refused.value) == 507
         assert not list(shm.iterdir()) and not list(tmp.iterdir())  # nothing left behind

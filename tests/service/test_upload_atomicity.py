@@ -117,20 +117,27 @@ def test_start_up_clean_up_spares_directories_of_live_processes(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    host, other = storage.HOST, "0123456789ab"  # another replica's host id
     try:
         staging = tmp_path / storage.STAGING
         names = {
-            "dead": f"upload-{dead.pid}-aaaa",
-            "own": f"trash-{os.getpid()}-bbbb",
-            "alive": f"upload-{alive.pid}-cccc",
+            "dead": f"upload-{dead.pid}-{host}-aaaa",
+            "own": f"trash-{os.getpid()}-{host}-bbbb",
+            "alive": f"upload-{alive.pid}-{host}-cccc",
+            # another replica's: its pid means nothing here; spared while it changes
+            "other host, busy": f"upload-{dead.pid}-{other}-dddd",
+            "other host, a day old": f"upload-{alive.pid}-{other}-eeee",
             "foreign": "left-by-hand",
         }
         for name in names.values():
             (staging / name).mkdir(parents=True)
             (staging / name / "model.onnx").write_bytes(b"partial")
+        day_ago = time.time() - storage.FOREIGN_STALE_SECONDS - 60
+        os.utime(staging / names["other host, a day old"], (day_ago, day_ago))
         removed = storage.remove_stale_staging(tmp_path)
-        assert sorted(removed) == sorted([names["dead"], names["own"], names["foreign"]])
-        assert staging_entries(tmp_path) == [names["alive"]]
+        gone = ["dead", "own", "other host, a day old", "foreign"]
+        assert sorted(removed) == sorted(names[k] for k in gone)
+        assert staging_entries(tmp_path) == sorted([names["alive"], names["other host, busy"]])
     finally:
         alive.kill()
         alive.wait()

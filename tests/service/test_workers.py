@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -200,3 +204,46 @@ def test_workers_that_keep_crashing_stop_the_server_with_status_1(repo, tmp_path
             time.sleep(0.05)
         assert served.process.wait(5) == 1
         assert "worker deaths within" in served.log.read_text()
+
+
+def _serve(port: int, repo, tmp_path, workers: int) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "layerserve.cli", "serve", "--model-repository"]
+    arguments = [str(repo), "--port", str(port), "--workers", str(workers)]
+    return subprocess.run(
+        [*command, *arguments], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+
+
+@pytest.mark.parametrize("holder", ["a plain listener", "another multi-worker server"])
+def test_a_busy_port_fails_at_once_with_several_workers(repo, tmp_path, holder):
+    if holder == "a plain listener":
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            result = _serve(taken.getsockname()[1], repo, tmp_path, 2)
+    else:
+        with serving(repo, tmp_path, 2) as served:
+            result = _serve(int(served.url.rsplit(":", 1)[1]), repo, tmp_path, 2)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot listen on 127.0.0.1" in result.stdout + result.stderr
+
+
+def test_concurrent_deletes_through_two_workers_answer_200_or_404(repo, tmp_path):
+    root = tmp_path / "own"
+    for version in ("1", "2", "3"):
+        write_model(root, "m", examples.mlp(), version)
+    with serving(root, tmp_path, 2) as served:
+
+        def delete(route: str) -> int:
+            with fresh(served.url) as http:
+                return http.delete(route).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            versions = list(pool.map(delete, ["/v1/models/m/versions/2"] * 8))
+            models = list(pool.map(delete, ["/v1/models/m"] * 8))
+        assert versions.count(200) >= 1 and set(versions) <= {200, 404}, versions
+        assert models.count(200) >= 1 and set(models) <= {200, 404}, models
+        assert not (root / "m").exists()
+        with fresh(served.url) as http:
+            for _ in range(CONNECTIONS):
+                assert http.get("/v2/models/m").status_code == 404

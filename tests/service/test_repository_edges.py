@@ -1,0 +1,54 @@
+"""Repository edge cases: folder names that look like numbers only to Unicode, names that
+are paths, and readiness as a worker restarted into a serving server sees it."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+from live_server import running_server, write_model
+
+from layerserve import examples
+from layerserve.service.repository import ModelRepository
+from layerserve.service.settings import Settings
+
+
+def test_a_folder_named_with_a_unicode_digit_is_not_a_version(tmp_path):
+    write_model(tmp_path, "m", examples.mlp(), "1")
+    write_model(tmp_path, "m", examples.mlp(), "²")  # "²".isdigit() is True, int("²") fails
+    repository = ModelRepository(tmp_path, Settings(model_repository=tmp_path))
+    repository.load_all()
+    assert list(repository.served_versions("m")) == ["1"]
+    assert repository.all_ready
+
+
+def test_paths_as_model_names_are_not_found_and_change_nothing(tmp_path):
+    write_model(tmp_path, "m", examples.mlp(), "1")
+    (tmp_path / ".unloaded").mkdir()
+    settings = Settings(model_repository=tmp_path, repository_poll_seconds=0)
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+        for name in ("%2E%2E", "%2E", ".unloaded"):
+            for action in ("load", "unload"):
+                answer = http.post(f"/v2/repository/models/{name}/{action}")
+                assert answer.status_code == 404, (name, action, answer.text)
+                assert "error" in answer.json()
+        assert (tmp_path / ".unloaded").is_dir()
+        x = np.random.default_rng(0).random((1, 784), dtype=np.float32)
+        body = {"inputs": [{"name": "hidden_1_input", "shape": [1, 784], "datatype": "FP32",
+                            "data": x.ravel().tolist()}]}  # fmt: skip
+        assert http.post("/v2/models/m/infer", json=body).status_code == 200
+
+
+def test_a_restarted_worker_is_ready_beside_a_model_that_does_not_load(tmp_path):
+    """The workers already serving found the broken model after their start, so it does
+    not make them unready; a worker restarted among them must answer the same."""
+    write_model(tmp_path, "good", examples.mlp(), "1")
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    (tmp_path / "broken" / "1" / "model.onnx").write_bytes(b"not a model")
+    settings = Settings(model_repository=tmp_path)
+    first = ModelRepository(tmp_path, settings)  # a server's first start: strict
+    first.load_all()
+    assert not first.all_ready
+    joining = ModelRepository(tmp_path, settings, joining=True)
+    joining.load_all()
+    assert joining.all_ready
+    assert list(joining.served_versions("good")) == ["1"]
