@@ -24,6 +24,7 @@ from fastapi import FastAPI
 
 from layerserve import __version__
 from layerserve.service.api.app import create_app
+from layerserve.service.api.fast_lane import FastLane
 from layerserve.service.api.shedding import ReleaseAdmissions, shedder
 from layerserve.service.cluster import Cluster
 from layerserve.service.http_protocol import ConnectionPolicy, GuardedHttpProtocol
@@ -109,7 +110,7 @@ def build_server(settings: Settings, cluster: Cluster | None = None) -> Draining
     policy = connection_policy(settings)
     policy.shed = shedder(app)
     config = uvicorn.Config(
-        ReleaseAdmissions(app),
+        ReleaseAdmissions(FastLane(app)),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -62,17 +62,20 @@ def service_error_response(exc: errors.ServiceError) -> JSONResponse:
     return error_response(status_of(exc), str(exc), getattr(exc, "problems", None))
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(errors.ServiceError)
-    async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
-        status = status_of(exc)
-        if status >= 500 and status not in (501, 503):
-            log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return service_error_response(exc)
+async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
+    status = status_of(exc)
+    if status >= 500 and status not in (501, 503):
+        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+    return service_error_response(exc)
 
-    @app.exception_handler(LayerserveError)
-    async def library_error(request: Request, exc: LayerserveError) -> JSONResponse:
-        return error_response(400, str(exc))
+
+async def library_error(request: Request, exc: LayerserveError) -> JSONResponse:
+    return error_response(400, str(exc))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.ServiceError, service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(LayerserveError, library_error)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
