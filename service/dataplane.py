@@ -134,10 +134,12 @@ class DataPlane:
         return batcher
 
     async def load(self, name: str) -> None:
-        """(Re)load a model off the event loop; the old versions drain afterwards."""
-        old = [k for k in self._batchers if k[0] == name]
-        await asyncio.get_running_loop().run_in_executor(None, self.repository.load, name)
-        await self._retire(old)
+        """(Re)load a model off the event loop; the old versions drain afterwards, also
+        those a partly failed load replaced."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.repository.load, name)
+        finally:
+            await self._retire_stale(name)
         gc.collect()
         gc.freeze()  # as at start-up: keep the new session's objects out of full collections
 
@@ -152,6 +154,27 @@ class DataPlane:
         ``ModelRepository.converge``); versions replaced or gone drain, then close."""
         converge = functools.partial(self.repository.converge, name, force, settle_seconds, trusted)
         await asyncio.get_running_loop().run_in_executor(None, converge)
+        await self._retire_stale(name)
+
+    async def unload(self, name: str) -> None:
+        self.repository.unload(name)
+        await self._retire_stale(name)
+
+    async def unload_version(self, name: str, version: str) -> None:
+        """Stop serving one version; requests queued or running on it finish first."""
+        self.repository.unload_version(name, version)
+        await self._retire_stale(name)
+
+    async def forget(self, name: str) -> None:
+        """Stop serving every version of ``name`` (unknown afterwards, not unavailable);
+        requests queued or running on it finish first."""
+        self.repository.forget(name)
+        await self._retire_stale(name)
+
+    async def _retire_stale(self, name: str) -> None:
+        """Close, once their work is done, the batchers of ``name`` whose model version
+        is no longer the one served (replaced, unloaded or gone). A batcher holds its
+        model, so the id in its key cannot be reused while it exists."""
         await self._retire([k for k in self._batchers if k[0] == name and not self._serving(k)])
 
     def _serving(self, key: tuple[str, str, int]) -> bool:
@@ -160,24 +183,6 @@ class DataPlane:
             return id(self.repository.get(name, version)) == identity
         except ServiceError:
             return False
-
-    async def unload(self, name: str) -> None:
-        old = [k for k in self._batchers if k[0] == name]
-        self.repository.unload(name)
-        await self._retire(old)
-
-    async def unload_version(self, name: str, version: str) -> None:
-        """Stop serving one version; requests queued or running on it finish first."""
-        old = [k for k in self._batchers if k[:2] == (name, version)]
-        self.repository.unload_version(name, version)
-        await self._retire(old)
-
-    async def forget(self, name: str) -> None:
-        """Stop serving every version of ``name`` (unknown afterwards, not unavailable);
-        requests queued or running on it finish first."""
-        old = [k for k in self._batchers if k[0] == name]
-        self.repository.forget(name)
-        await self._retire(old)
 
     async def _retire(self, keys: list[tuple[str, str, int]]) -> None:
         batchers = [self._batchers.pop(k) for k in keys if k in self._batchers]

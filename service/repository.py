@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerserve.service.errors import ModelLoadError, ModelNotFound, ModelNotReady
-from layerserve.service.repository_scan import Fingerprint, scan_model
+from layerserve.service.repository_scan import MODEL_FILE, Fingerprint, scan_model
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 from layerserve.service.storage import is_version_name
@@ -19,7 +19,6 @@ from layerserve.service.storage import is_version_name
 log = logging.getLogger("layerserve.service")
 # \Z, not $: "$" also matches before a trailing newline ("abc\n").
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")  # never "." or ".."
-MODEL_FILE = "model.onnx"
 UNLOADED = "unloaded"  # the reason of a model unloaded on request
 
 
@@ -77,10 +76,15 @@ class ModelRepository:
         )
 
     def names(self) -> list[str]:
-        """Every model on disk or served."""
+        """Every model folder on disk, and every model served: what a poll converges.
+        Folders are not searched for versions here; converging each one reads it once."""
         with self._lock:
             known = set(self._models)
-        return sorted(known | set(self.model_names_on_disk()))
+        try:
+            folders = {p.name for p in self.root.iterdir() if MODEL_NAME.match(p.name)}
+        except OSError:  # missing or unreadable: converge what is known
+            folders = set()
+        return sorted(known | folders)
 
     def load_all(self) -> None:
         names = self.model_names_on_disk()

@@ -14,7 +14,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import onnxruntime as ort
 import pytest
 from live_server import running_server, write_model
 from model_uploads import listing
-from published import tiny
+from published import POLL, eventually, tiny
 from pydantic import ValidationError
 
 from layerserve.export import to_onnx
@@ -32,10 +31,7 @@ from layerserve.models import Sequential
 from layerserve.saving import save_model
 from layerserve.service import storage
 from layerserve.service.settings import Settings
-from layerserve.service.watcher import SETTLE_SECONDS
 
-POLL = 0.1
-BOUND = SETTLE_SECONDS + 2 * POLL + 3.0  # settle time, two polls, margin for a busy machine
 ATOL = 1e-5
 X = np.random.default_rng(2).standard_normal((2, 4)).astype(np.float32)
 STALE = ".staging/upload-1-0123456789abcdef"  # left by a process that is gone
@@ -53,13 +49,6 @@ def assert_serves(http: httpx.Client, name: str, expected: str) -> None:
     assert response.json()["model_version"] == expected
     values = np.asarray(response.json()["outputs"][0]["data"], np.float32).reshape(2, 3)
     np.testing.assert_allclose(values, tiny(int(expected)).predict(X), rtol=0, atol=ATOL)
-
-
-def eventually(probe, expected, timeout: float = BOUND) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while (value := probe()) != expected:
-        assert time.monotonic() < deadline, f"after {timeout:.1f} s: {value!r} != {expected!r}"
-        time.sleep(0.05)
 
 
 def versions(http: httpx.Client, name: str) -> list[str] | int:

@@ -3,11 +3,16 @@ are paths, and readiness as a worker restarted into a serving server sees it."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import numpy as np
+import pytest
 from live_server import running_server, write_model
 
 from layerserve import examples
+from layerserve.service.dataplane import DataPlane
+from layerserve.service.errors import ModelLoadError
 from layerserve.service.repository import ModelRepository
 from layerserve.service.settings import Settings
 
@@ -52,3 +57,26 @@ def test_a_restarted_worker_is_ready_beside_a_model_that_does_not_load(tmp_path)
     joining.load_all()
     assert joining.all_ready
     assert list(joining.served_versions("good")) == ["1"]
+
+
+def test_a_load_that_fails_for_one_version_retires_the_batchers_it_replaced(tmp_path):
+    """Version 1 reloads, version 2 (now corrupt) keeps its old session: the load fails,
+    and no batcher is left on a session that no longer serves."""
+    write_model(tmp_path, "m", examples.mlp(), "1")
+    write_model(tmp_path, "m", examples.mlp(), "2")
+    x = np.random.default_rng(1).random((1, 784), dtype=np.float32)
+
+    async def scenario():
+        plane = DataPlane(Settings(model_repository=tmp_path))
+        await plane.start()
+        try:
+            for version in ("1", "2"):
+                await plane.infer(plane.model("m", version), {"hidden_1_input": x})
+            (tmp_path / "m" / "2" / "model.onnx").write_bytes(b"not a model")
+            with pytest.raises(ModelLoadError, match="version 2"):
+                await plane.load("m")
+            return [plane.repository.serves(b.model) for b in plane.batchers()]
+        finally:
+            await plane.stop()
+
+    assert asyncio.run(scenario()) == [True]  # version 2's batcher; version 1's old one went

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import onnxruntime as ort
 import pytest
 from live_server import running_server, write_model
 from model_uploads import upload
-from published import publish, tiny
+from published import BOUND, POLL, eventually, publish, tiny
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -39,10 +39,8 @@ from layerserve.export import to_onnx
 from layerserve.service.settings import Settings
 from layerserve.service.watcher import SETTLE_SECONDS
 
-POLL = 0.1
 # A change is served after the settle time and at most two polls; the rest is margin
 # for a busy two-core machine.
-BOUND = SETTLE_SECONDS + 2 * POLL + 3.0
 ATOL = 1e-5
 X = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
 
@@ -102,14 +100,6 @@ def assert_serves(
     values = np.asarray(response.json()["outputs"][0]["data"], np.float32).reshape(3, 3)
     model = tiny(expected if seed is None else seed)
     np.testing.assert_allclose(values, model.predict(X), rtol=0, atol=ATOL)
-
-
-def eventually(probe: Callable[[], Any], expected: Any, timeout: float = BOUND) -> None:
-    """Until ``probe()`` answers ``expected``, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while (value := probe()) != expected:
-        assert time.monotonic() < deadline, f"after {timeout:.1f} s: {value!r} != {expected!r}"
-        time.sleep(0.05)
 
 
 def load_failures(caplog: pytest.LogCaptureFixture, name: str, version: str) -> int:

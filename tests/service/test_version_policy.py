@@ -25,14 +25,11 @@ import numpy as np
 import pytest
 from live_server import running_server, write_model
 from model_uploads import upload
-from published import publish, tiny
+from published import BOUND, POLL, eventually, publish, tiny
 
 from layerserve.export import to_onnx
 from layerserve.service.settings import Settings
-from layerserve.service.watcher import SETTLE_SECONDS
 
-POLL = 0.1
-BOUND = SETTLE_SECONDS + 2 * POLL + 3.0  # settle time, two polls, margin for a busy machine
 ATOL = 1e-5
 X = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
 LATEST_1 = {"latest": {"num_versions": 1}}
@@ -88,13 +85,6 @@ def index_of(http: httpx.Client, name: str) -> list[dict]:
 def tried(http: httpx.Client, name: str) -> bool:
     """The server has read ``name`` (the index no longer says it is merely on disk)."""
     return [e.get("reason") for e in index_of(http, name)] not in ([], ["not loaded"])
-
-
-def eventually(probe, expected, timeout: float = BOUND) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while (value := probe()) != expected:
-        assert time.monotonic() < deadline, f"after {timeout:.1f} s: {value!r} != {expected!r}"
-        time.sleep(0.05)
 
 
 def onnx_file(folder: Path, version: int) -> Path:

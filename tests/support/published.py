@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from layerserve import initializers
 from layerserve.layers import Dense
 from layerserve.models import Sequential
+from layerserve.service.repository_scan import SETTLE_SECONDS
+
+POLL = 0.1  # the servers of these tests read the repository this often
+BOUND = SETTLE_SECONDS + 2 * POLL + 3.0  # settle time, two polls, margin for a busy machine
 
 
 def tiny(version: int) -> Sequential:
@@ -28,3 +35,11 @@ def publish(repo: Path, name: str, version: str, content: bytes) -> Path:
     target.parent.mkdir(exist_ok=True)
     os.rename(incoming, target)
     return target
+
+
+def eventually(probe: Callable[[], Any], expected: Any, timeout: float = BOUND) -> None:
+    """Until ``probe()`` answers ``expected``, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (value := probe()) != expected:
+        assert time.monotonic() < deadline, f"after {timeout:.1f} s: {value!r} != {expected!r}"
+        time.sleep(0.05)
