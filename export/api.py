@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from layerserve import __version__
@@ -49,8 +50,10 @@ def to_onnx(
     mask_outputs = {}
     renamed: dict[str, str] = {}
     for tensor, (name, mask_name) in zip(model.outputs, output_names, strict=True):
-        _bind_output(builder, values[id(tensor)], name, tensor, renamed)
         mask = masks.get(id(tensor))
+        if mask is not None:
+            mask = _with_batch_axis(builder, mask, values[id(tensor)])
+        _bind_output(builder, values[id(tensor)], name, tensor, renamed)
         if mask is not None:
             _bind_output(builder, mask, mask_name, KerasTensor(mask.shape, "bool"), renamed)
             mask_outputs[name] = mask_name
@@ -79,6 +82,46 @@ def _reserve_outputs(builder: GraphBuilder, model: Any) -> list[tuple[str, str]]
     return [
         (builder.reserve(name), builder.reserve(name + MASK_SUFFIX)) for name in output_names(model)
     ]
+
+
+def exported_mask(mask: Any, rows: int) -> np.ndarray:
+    """What the exported graph gives for a Keras mask of a ``rows``-row output: the same
+    mask, repeated along the batch axis where Keras's has a leading 1 (see
+    :func:`_with_batch_axis`)."""
+    mask = np.asarray(mask)
+    if mask.ndim and mask.shape[0] == 1 and rows != 1:
+        return np.broadcast_to(mask, (rows, *mask.shape[1:]))
+    return mask
+
+
+def _with_batch_axis(builder: GraphBuilder, mask: Value, value: Value) -> Value:
+    """The mask with its value's batch axis. Keras gives some masks a leading 1 instead
+    (MultiHeadAttention's scores under a causal mask alone); a served model's outputs are
+    split by rows, so the graph repeats such a mask for every row."""
+    if not mask.shape or mask.shape[0] != 1 or value.shape[:1] == (1,):
+        return mask
+    name = mask.name
+    rows = builder.op(
+        "Slice",
+        [
+            builder.op("Shape", [value.name], f"{name}_value_shape"),
+            builder.int64s([0], f"{name}_zero"),
+            builder.int64s([1], f"{name}_one"),
+        ],
+        f"{name}_rows",
+    )
+    rest = builder.op(
+        "Slice",
+        [
+            builder.op("Shape", [name], f"{name}_shape"),
+            builder.int64s([1], f"{name}_from"),
+            builder.int64s([len(mask.shape)], f"{name}_to"),
+        ],
+        f"{name}_rest",
+    )
+    target = builder.op("Concat", [rows, rest], f"{name}_batched_shape", axis=0)
+    expanded = builder.op("Expand", [name, target], f"{name}_batched")
+    return Value(expanded, (None, *mask.shape[1:]), mask.dtype)
 
 
 def _bind_output(

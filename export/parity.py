@@ -10,7 +10,7 @@ import onnx
 
 from layerserve.errors import LayerCallError, ShapeError
 from layerserve.export import api
-from layerserve.export.api import MASK_SUFFIX, output_names
+from layerserve.export.api import MASK_SUFFIX, exported_mask, output_names
 
 
 @dataclass
@@ -114,7 +114,8 @@ def compare(
                 report.max_abs_error = max(report.max_abs_error, float(diff.max()))
             if mask is not None:
                 got_mask = got.get(name + MASK_SUFFIX)
-                if got_mask is None or not np.array_equal(got_mask, mask):
+                want = exported_mask(mask, len(actual))
+                if got_mask is None or not np.array_equal(got_mask, want):
                     report.masks_equal = False
     return report
 

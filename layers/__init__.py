@@ -8,6 +8,7 @@ ops that compute masks) live apart in :data:`OP_CLASSES`, since their class name
 
 from layerserve.layers import (
     activations,
+    attention,
     convolutional,
     core,
     merging,
@@ -20,6 +21,7 @@ from layerserve.layers import (
     rnn,
 )
 from layerserve.layers.activations import *  # noqa: F403
+from layerserve.layers.attention import *  # noqa: F403
 from layerserve.layers.base import Layer, Variable
 from layerserve.layers.convolutional import *  # noqa: F403
 from layerserve.layers.core import *  # noqa: F403
@@ -44,6 +46,7 @@ FAMILIES = (
     regularization,
     preprocessing,
     rnn,
+    attention,
 )
 LAYER_CLASSES: dict[str, type[Layer]] = {
     cls.__name__: cls for family in FAMILIES for cls in family.LAYERS
@@ -65,6 +68,7 @@ __all__ = [
     "Variable",
 ]
 __all__ += activations.__all__
+__all__ += attention.__all__
 __all__ += convolutional.__all__
 __all__ += core.__all__
 __all__ += merging.__all__

@@ -125,6 +125,9 @@ class Layer:
     # Layers with weights compute in their dtype and cast numeric inputs to it.
     casts_inputs = False
     name_prefix: str | None = None
+    # Keras 3 ``.weights.h5`` sub-objects of this layer in weight order, where their names
+    # do not sort that way (wrappers, attention); the loader reads the others sorted.
+    keras3_weight_entries: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

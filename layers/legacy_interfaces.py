@@ -172,6 +172,24 @@ _CONV_ND = {
     for rank in (2, 3)
 }
 
+# Keras 1 names of the recurrent layers' arguments (Keras 2.2 legacy_recurrent_support).
+_RECURRENT = LegacyInterface(
+    (
+        ("output_dim", "units"),
+        ("init", "kernel_initializer"),
+        ("inner_init", "recurrent_initializer"),
+        ("inner_activation", "recurrent_activation"),
+        ("W_regularizer", "kernel_regularizer"),
+        ("b_regularizer", "bias_regularizer"),
+        ("U_regularizer", "recurrent_regularizer"),
+        ("dropout_W", "dropout"),
+        ("dropout_U", "recurrent_dropout"),
+        ("consume_less", "implementation"),
+    ),
+    {"consume_less": {"cpu": 0, "mem": 1, "gpu": 2}},
+    _recurrent,
+)
+
 INTERFACES: dict[str, LegacyInterface] = {
     "Dense": LegacyInterface((("output_dim", "units"), *_WEIGHT_OPTIONS)),
     "Dropout": LegacyInterface((("p", "rate"),)),
@@ -233,22 +251,10 @@ INTERFACES: dict[str, LegacyInterface] = {
     "GlobalAveragePooling2D": _GLOBAL_POOL,
     "GlobalMaxPooling3D": _GLOBAL_POOL,
     "GlobalAveragePooling3D": _GLOBAL_POOL,
-    "LSTM": LegacyInterface(
-        (
-            ("output_dim", "units"),
-            ("init", "kernel_initializer"),
-            ("inner_init", "recurrent_initializer"),
-            ("inner_activation", "recurrent_activation"),
-            ("W_regularizer", "kernel_regularizer"),
-            ("b_regularizer", "bias_regularizer"),
-            ("U_regularizer", "recurrent_regularizer"),
-            ("dropout_W", "dropout"),
-            ("dropout_U", "recurrent_dropout"),
-            ("consume_less", "implementation"),
-        ),
-        {"consume_less": {"cpu": 0, "mem": 1, "gpu": 2}},
-        _recurrent,
-    ),
+    # Keras 2.2 converts the same Keras 1 names for every recurrent layer.
+    "SimpleRNN": _RECURRENT,
+    "GRU": _RECURRENT,
+    "LSTM": _RECURRENT,
 }
 
 

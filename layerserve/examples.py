@@ -13,6 +13,7 @@ import numpy as np
 from layerserve import backend as K
 from layerserve import initializers
 from layerserve.layers import LSTM, Conv2D, Dense, Dropout, Flatten, Input, Lambda, Masking
+from layerserve.layers.rnn.gru import GRU
 from layerserve.models import Model, Sequential
 
 
@@ -74,6 +75,46 @@ def masking_lstm(timesteps: int = 10, features: int = 8) -> Sequential:
         ],
         name="masking_lstm",
     )
+
+
+def _recurrent_32(kind: str, masked: bool, timesteps: int, features: int) -> Sequential:
+    """LSTM(32) or GRU(32) over (timesteps, features), behind Masking or not: the same
+    seeded weights either way, so the two differ only by the mask."""
+    layer_class = {"lstm": LSTM, "gru": GRU}[kind]
+    # The tf.keras / Keras 3 defaults, whatever the semantics version in effect.
+    options = {"reset_after": True} if kind == "gru" else {}
+    recurrent = layer_class(
+        32,
+        recurrent_activation="sigmoid",
+        **options,
+        kernel_initializer=_glorot(12),
+        recurrent_initializer=initializers.Orthogonal(seed=13),
+        name=kind,
+    )
+    if not masked:
+        return Sequential([Input((timesteps, features), name="x"), recurrent], name=f"{kind}")
+    masking = Masking(mask_value=0.0, input_shape=(timesteps, features), name="masking")
+    return Sequential([masking, recurrent], name=f"masking_{kind}")
+
+
+def lstm_unmasked(timesteps: int = 10, features: int = 8) -> Sequential:
+    """LSTM(32) with the weights of :func:`masked_lstm`, and no mask."""
+    return _recurrent_32("lstm", False, timesteps, features)
+
+
+def masked_lstm(timesteps: int = 10, features: int = 8) -> Sequential:
+    """Masking then LSTM(32): all-zero timesteps, wherever they are, are skipped."""
+    return _recurrent_32("lstm", True, timesteps, features)
+
+
+def gru_unmasked(timesteps: int = 10, features: int = 8) -> Sequential:
+    """GRU(32) with the weights of :func:`masked_gru`, and no mask."""
+    return _recurrent_32("gru", False, timesteps, features)
+
+
+def masked_gru(timesteps: int = 10, features: int = 8) -> Sequential:
+    """Masking then GRU(32): all-zero timesteps, wherever they are, are skipped."""
+    return _recurrent_32("gru", True, timesteps, features)
 
 
 def masking_sequence(timesteps: int = 5, features: int = 3) -> Sequential:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
@@ -34,6 +35,8 @@ WARMUP_LENGTHS = (1, 4, 8, 16, 32, 64)
 # NumPy's limit on dimensions (NPY_MAXDIMS): client-given shapes are checked against it
 # before NumPy sees them, which would raise ValueError (a 500) for more.
 MAX_RANK = 64
+# onnxruntime aborts the whole process (SIGABRT) when these ops get an empty batch.
+RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
 # The largest byte size NumPy can address (a shape with a zero dimension still needs
 # its other dimensions to fit).
 MAX_TENSOR_BYTES = np.iinfo(np.intp).max
@@ -74,6 +77,9 @@ class LoadedModel:
     providers: list[str]
     fell_back_to_cpu: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
+    # An empty batch would abort the process in onnxruntime: it runs on one row of zeros
+    # instead, and the outputs are cut back to zero rows.
+    empty_batch_aborts: bool = False
 
     @classmethod
     def load(cls, name: str, version: str, path: Path, config: ResolvedConfig) -> LoadedModel:
@@ -113,6 +119,7 @@ class LoadedModel:
             fell_back,
             metadata,
         )
+        model.empty_batch_aborts = _has_recurrent_op(path)
         model.warm_up()
         return model
 
@@ -304,6 +311,13 @@ class LoadedModel:
         names = output_names or [s.name for s in self.outputs]
         # onnxruntime would store bytes elements of string tensors as their repr.
         feeds = {k: _text(v) if v.dtype.kind == "O" else v for k, v in feeds.items()}
+        empty = (
+            self.batched
+            and self.empty_batch_aborts
+            and any(v.shape[:1] == (0,) for v in feeds.values())
+        )
+        if empty:
+            feeds = {k: _one_row(v) for k, v in feeds.items()}
         try:
             values = self.session.run(names, feeds)
         except InvalidArgument as exc:
@@ -312,7 +326,38 @@ class LoadedModel:
             ) from exc
         except Exception as exc:  # noqa: BLE001
             raise InferenceFailed(f"model '{self.name}' failed to run: {exc}") from exc
+        if empty:
+            values = [v[:0] for v in values]
         return dict(zip(names, values, strict=True))
+
+
+def _one_row(array: np.ndarray) -> np.ndarray:
+    """One row of zeros (empty strings) shaped like ``array``'s rows."""
+    if array.dtype.kind in "OU":
+        return np.full((1, *array.shape[1:]), "", dtype=array.dtype)
+    return np.zeros((1, *array.shape[1:]), dtype=array.dtype)
+
+
+def _has_recurrent_op(path: Path) -> bool:
+    """Whether the graph holds an LSTM, GRU or RNN op anywhere. layerserve's exporter
+    guards its own with an ``If`` on the batch size, but an uploaded graph may claim to be
+    one of them: every such graph runs empty batches as one row."""
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - onnxruntime loaded it; assume the worst
+        return True
+
+    def search(graph: onnx.GraphProto) -> bool:
+        for node in graph.node:
+            if node.op_type in RECURRENT_OPS:
+                return True
+            for attribute in node.attribute:
+                subgraphs = [attribute.g] if attribute.HasField("g") else list(attribute.graphs)
+                if any(search(sub) for sub in subgraphs):
+                    return True
+        return False
+
+    return search(proto.graph)
 
 
 class _WarmUpTimeout(ModelLoadError):

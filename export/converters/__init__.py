@@ -2,8 +2,10 @@
 
 from layerserve.export.converters import (  # noqa: F401
     activations,
+    attention,
     convolutional,
     dense,
+    einsum_dense,
     embedding,
     lambda_layer,
     masking,
@@ -16,4 +18,5 @@ from layerserve.export.converters import (  # noqa: F401
     regularization,
     reshaping,
     rnn,
+    wrappers,
 )

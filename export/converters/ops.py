@@ -31,6 +31,7 @@ from layerserve.layers.ops.elementwise import (
 from layerserve.layers.ops.shaping import (
     CastOp,
     ConcatenateOp,
+    ConvertToTensorOp,
     ExpandDimsOp,
     OnesLikeOp,
     SqueezeOp,
@@ -167,3 +168,12 @@ def convert_cast(conversion: Conversion) -> Converted:
     layer, builder = conversion.layer, conversion.builder
     (x,) = _arguments(conversion)
     return Converted([builder.op("Cast", [x.name], layer.name, to=onnx_type(layer.cast_dtype))])
+
+
+@converter(ConvertToTensorOp)
+def convert_convert_to_tensor(conversion: Conversion) -> Converted:
+    layer, builder = conversion.layer, conversion.builder
+    (x,) = _arguments(conversion)
+    if layer.convert_dtype is None or layer.convert_dtype == x.dtype:
+        return Converted([x.name], masks=[None])  # the same values, without a Keras mask
+    return Converted([builder.op("Cast", [x.name], layer.name, to=onnx_type(layer.convert_dtype))])

@@ -15,6 +15,7 @@ from layerserve.layers.ops.reductions import AllOp, AnyOp, BooleanReduction
 from layerserve.layers.ops.shaping import (
     CastOp,
     ConcatenateOp,
+    ConvertToTensorOp,
     ExpandDimsOp,
     OnesLikeOp,
     SqueezeOp,
@@ -33,6 +34,7 @@ LAYERS = (
     ZerosLikeOp,
     OnesLikeOp,
     CastOp,
+    ConvertToTensorOp,
 )
 
 __all__ = ["LAYERS", "BinaryOp", "BooleanReduction", "KerasOp"]

@@ -147,3 +147,39 @@ class CastOp(KerasOp):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dtype": self.cast_dtype}
+
+
+class ConvertToTensorOp(KerasOp):
+    """``keras.ops.convert_to_tensor(x, dtype=None, sparse=None, ragged=None)`` on a
+    symbolic tensor (Keras 3's attention layers convert their output mask with it).
+
+    On a dense tensor it is the identity, or a cast to ``dtype`` when given (the Keras
+    backends cast then: ``jnp.asarray(x, dtype)``, ``tf.cast``). ``sparse`` and ``ragged``
+    only say whether sparse and ragged tensors stay so; ``None`` and ``False`` are the
+    identity on dense tensors. ``True`` is refused: it keeps sparse or ragged tensors,
+    which layerserve has none of (and the JAX backend rejects ``ragged=True``).
+    """
+
+    def __init__(self, dtype: Any = None, sparse: Any = None, ragged: Any = None, **kwargs: Any):
+        for key, value in (("sparse", sparse), ("ragged", ragged)):
+            if value is not None and value is not False:
+                raise ConfigError(
+                    f"ConvertToTensor: expected `{key}` to be null or false (layerserve "
+                    "computes on dense tensors only). " + received(key, value)
+                )
+        self.convert_dtype = normalize_dtype(dtype)
+        super().__init__(**kwargs)
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        return x if self.convert_dtype is None else x.astype(self.convert_dtype)
+
+    def output_shape_of(self, x: Shape) -> Shape:
+        return tuple(x)
+
+    def output_dtype(self, input_dtype: str) -> str:
+        return self.convert_dtype or input_dtype
+
+    def get_config(self) -> dict[str, Any]:
+        # `sparse` and `ragged` are always null or false here: left out (the defaults).
+        return {**super().get_config(), "dtype": self.convert_dtype}

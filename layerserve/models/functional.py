@@ -14,6 +14,7 @@ from layerserve.layers.base import Layer, Variable, unique_name
 from layerserve.layers.core.input_layer import InputLayer
 from layerserve.layers.tensor import NOT_GIVEN, KerasTensor, Node, flatten, pack_like
 from layerserve.models import graph
+from layerserve.models.mask_removal import remove_masks_as_keras_runs
 from layerserve.saving.keras_json import LIST_OF_ONE
 from layerserve.serialization import version_string
 
@@ -64,6 +65,9 @@ class Model(Layer):
                     + received("outputs", tensor)
                 )
         self._nodes = graph.topological_nodes(self.inputs, self.outputs)
+        if remove_masks_as_keras_runs(self._nodes):
+            # Keras 3 MultiHeadAttention removes its inputs' masks for the layers after it.
+            self._nodes = graph.topological_nodes(self.inputs, self.outputs)
         self._layers = graph.keras_layer_order(self._nodes, self.outputs)
         names = [layer.name for layer in self._layers]
         for layer_name in names:
@@ -74,6 +78,21 @@ class Model(Layer):
                 )
         self.input_layers = [t.history[0] for t in self.inputs]
         self.built = True
+
+    def remove_input_masks_as_keras_runs(self, input_masks: dict[int, Any]) -> bool:
+        """Rewire the graph for the masks an outer model sets on its inputs (by id of the
+        input tensor) when it calls this model nested: Keras 3's attention layers remove
+        them for the layers after them (see :mod:`layerserve.models.mask_removal`).
+        True if it was rewired."""
+        if not remove_masks_as_keras_runs(self._nodes, input_masks):
+            return False
+        self._nodes = graph.topological_nodes(self.inputs, self.outputs)
+        order = {id(layer): index for index, layer in enumerate(self._layers)}
+        self._layers = sorted(
+            graph.keras_layer_order(self._nodes, self.outputs),
+            key=lambda layer: order.get(id(layer), len(order)),
+        )
+        return True
 
     @property
     def layers(self) -> list[Layer]:
@@ -219,7 +238,7 @@ class Model(Layer):
     def _symbolic_outputs(self, tensors: list[KerasTensor], mask: Any) -> tuple[list, Any]:
         masks = self._standardize_masks(mask)
         feeds = {
-            id(t): KerasTensor(new.shape, new.dtype, new.name, m or new.mask)
+            id(t): KerasTensor(new.shape, new.dtype, new.name, new.mask if m is None else m)
             for t, new, m in zip(self.inputs, tensors, masks, strict=True)
         }
         graph.propagate_symbolic(self._nodes, feeds)
@@ -281,15 +300,21 @@ class Model(Layer):
             return [layer.name, index_of[id(layer.inbound_nodes[node_index])], tensor_index]
 
         def node_refs(node: Node) -> list[list[Any]]:
-            kwargs = dict(node.call_kwargs)
-            if isinstance(node.input_structure, (list, tuple)) and len(node.inputs) == 1:
+            # Tensor call arguments (attention_mask) are written as references; they
+            # follow the input structure's tensors in ``node.inputs``.
+            kwargs = {
+                key: ref(value) if isinstance(value, KerasTensor) else value
+                for key, value in node.call_kwargs.items()
+            }
+            inputs = node.inputs[: len(flatten(node.input_structure))]
+            if isinstance(node.input_structure, (list, tuple)) and len(inputs) == 1:
                 kwargs[LIST_OF_ONE] = True
             if node.call_masks is not NOT_GIVEN:
                 kwargs["mask"] = pack_like(
                     node.call_masks,
                     [None if m is None else ref(m) for m in flatten(node.call_masks)],
                 )
-            return [[*ref(t), kwargs if i == 0 else {}] for i, t in enumerate(node.inputs)]
+            return [[*ref(t), kwargs if i == 0 else {}] for i, t in enumerate(inputs)]
 
         layer_configs = []
         for layer in self._layers:

@@ -50,12 +50,13 @@ def run_nodes(nodes: list[Node], feeds: dict[int, tuple[Any, Any]], training: bo
             continue
         values = [feeds[id(t)] for t in node.inputs]
         args = pack_like(node.input_structure, [v for v, _ in values])
-        propagated = _propagated(node, [m for _, m in values])
+        propagated = propagated_masks(node, [m for _, m in values])
         mask, previous = node.masks_for_call(propagated, lambda t: feeds[id(t)][0])
         node_training = node.call_kwargs.get("training", training)
+        options = call_options(node, lambda t: feeds[id(t)][0])
         try:
             outputs, output_mask = node.layer.run(
-                args, training=node_training, mask=mask, previous_mask=previous
+                args, training=node_training, mask=mask, previous_mask=previous, **options
             )
         except (LayerserveError, MemoryError, RecursionError):
             raise
@@ -76,29 +77,41 @@ def propagate_symbolic(nodes: list[Node], feeds: dict[int, KerasTensor]) -> None
         tensors = [feeds[id(t)] for t in node.inputs]
         args = pack_like(node.input_structure, tensors)
         shapes = pack_like(node.input_structure, [t.shape for t in tensors])
-        propagated = _propagated(node, [t.mask for t in tensors])
+        propagated = propagated_masks(node, [t.mask for t in tensors])
         _, previous = node.masks_for_call(propagated, lambda t: feeds[id(t)])
-        out_shapes = node.layer.compute_output_shape(shapes)
-        out_mask = node.layer.compute_mask(args, previous)
+        options = call_options(node, lambda t: feeds[id(t)])
+        out_shapes = node.layer.compute_output_shape(shapes, **options)
+        out_mask = node.layer.compute_mask(args, previous, **options)
         shape_list = out_shapes if isinstance(out_shapes, list) else [out_shapes]
-        mask_list = _mask_list(out_mask, len(shape_list))
-        for tensor, shape, mask in zip(node.outputs, shape_list, mask_list, strict=True):
+        masks = mask_list(out_mask, len(shape_list))
+        for tensor, shape, mask in zip(node.outputs, shape_list, masks, strict=True):
             feeds[id(tensor)] = KerasTensor(shape, tensor.dtype, tensor.name, mask)
 
 
-def _propagated(node: Node, masks: list[Any]) -> Any:
+def call_options(node: Node, value_of: Any) -> dict[str, Any]:
+    """The call arguments a node recorded besides ``training`` (the attention layers'
+    ``return_attention_scores``, ``attention_mask`` ...), tensors mapped by
+    ``value_of``; empty for every other layer."""
+    return {
+        key: value_of(value) if isinstance(value, KerasTensor) else value
+        for key, value in node.call_kwargs.items()
+        if key != "training"
+    }
+
+
+def propagated_masks(node: Node, masks: list[Any]) -> Any:
     """The masks the inputs carry, in the call's input structure (None if none has one)."""
     return None if all(m is None for m in masks) else pack_like(node.input_structure, masks)
 
 
 def _store(node: Node, outputs: Any, output_mask: Any, feeds: dict[int, tuple[Any, Any]]) -> None:
     values = flatten(outputs) if len(node.outputs) > 1 else [outputs]
-    masks = _mask_list(output_mask, len(values))
+    masks = mask_list(output_mask, len(values))
     for tensor, value, mask in zip(node.outputs, values, masks, strict=True):
         feeds[id(tensor)] = (value, mask)
 
 
-def _mask_list(mask: Any, count: int) -> list[Any]:
+def mask_list(mask: Any, count: int) -> list[Any]:
     if isinstance(mask, (list, tuple)):
         return list(mask)
     return [mask] * count
@@ -120,16 +133,27 @@ def keras_layer_order(nodes: list[Node], outputs: list[KerasTensor]) -> list[Any
     for tensor in outputs:
         layer, node_index, _ = tensor.history
         visit(layer.inbound_nodes[node_index], set())
+    layer_depth = _depths(nodes)[1]
+    layers = {id(node.layer): node.layer for node in nodes}
+    return sorted(
+        layers.values(), key=lambda layer: (-layer_depth[id(layer)], first_seen.get(id(layer), 0))
+    )
+
+
+def keras_node_depths(nodes: list[Node]) -> dict[int, int]:
+    """Each node's depth (by id) as Keras computes it: 0 for the outputs' nodes, else one
+    more than the deepest node reading its outputs, and a shared layer's nodes no
+    shallower than its deepest. Keras runs a graph by decreasing depth."""
+    return _depths(nodes)[0]
+
+
+def _depths(nodes: list[Node]) -> tuple[dict[int, int], dict[int, int]]:
     node_depth: dict[int, int] = {}
     layer_depth: dict[int, int] = {}
-    layers: dict[int, Any] = {}
     for node in reversed(nodes):  # nodes are parents-first, so this walks outputs first
         depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
         layer_depth[id(node.layer)] = depth
         node_depth[id(node)] = depth
-        layers[id(node.layer)] = node.layer
         for parent in node.parents:
             node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
-    return sorted(
-        layers.values(), key=lambda layer: (-layer_depth[id(layer)], first_seen.get(id(layer), 0))
-    )
+    return node_depth, layer_depth

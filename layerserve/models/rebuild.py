@@ -12,8 +12,9 @@ from layerserve.errors import (
     UnknownLayerError,
 )
 from layerserve.layers import LAYER_ALIASES, LAYER_CLASSES, OP_CLASSES, Layer
+from layerserve.layers.rnn.refused import REFUSED_LAYERS
 from layerserve.layers.tensor import KerasTensor
-from layerserve.saving.keras_json import LIST_OF_ONE, short_repr
+from layerserve.saving.keras_json import KEYWORD_INPUTS, LIST_OF_ONE, short_repr
 from layerserve.serialization import custom_objects
 
 
@@ -48,10 +49,12 @@ def unknown_layers_error(layers: list[str], operations: list[str]) -> UnknownLay
             + ("s: " if len(operations) > 1 else ": ")
             + _names(operations)
         )
+    # Classes refused on purpose say why (ConvLSTM2D: layers/rnn/refused.py).
+    reasons = "".join(f" {n}: {REFUSED_LAYERS[n]}." for n in layers if n in REFUSED_LAYERS)
     known = ", ".join(sorted([*LAYER_CLASSES, "Sequential", "Functional"]))
     return UnknownLayerError(
-        "; ".join(parts) + f". layerserve implements: {known}. Pass custom layers in "
-        "`custom_objects`.",
+        "; ".join(parts) + f".{reasons} layerserve implements: {known}. Pass custom "
+        "layers in `custom_objects`.",
         layers,
         operations,
     )
@@ -188,16 +191,21 @@ def _resolve(layer: Layer, node: Any, produced: dict) -> tuple[Any, dict] | None
     refs = node if isinstance(node, list) else []
     tensors, kwargs = [], {}
     for ref in refs:
+        if len(ref) > 3 and isinstance(ref[3], dict):
+            kwargs.update(ref[3])
+        if isinstance(ref, list) and ref and ref[0] == KEYWORD_INPUTS:
+            continue
         tensor = _lookup(ref, produced)
         if tensor is None:
             return None
         tensors.append(tensor)
-        if len(ref) > 3 and isinstance(ref[3], dict):
-            kwargs.update(ref[3])
-    if not tensors:
-        raise ModelFormatError(f"Layer {layer.name!r} has a recorded call without inputs.")
-    call: dict[str, Any] = {}
     as_list = bool(kwargs.pop(LIST_OF_ONE, False))
+    if not tensors:
+        keyword = _keyword_inputs(layer, kwargs, produced)
+        if keyword is None:
+            return None
+        tensors, as_list = keyword
+    call: dict[str, Any] = {}
     if "training" in kwargs:
         training = kwargs.pop("training")
         if training is not None and not isinstance(training, bool):
@@ -212,6 +220,15 @@ def _resolve(layer: Layer, node: Any, produced: dict) -> tuple[Any, dict] | None
         if mask is _PENDING:
             return None
         call["mask"] = mask
+    for key in [k for k in kwargs if k in getattr(layer, "call_arguments", ())]:
+        # Arguments the layer's call declares (attention: return_attention_scores,
+        # use_causal_mask, the attention_mask tensor); tensors arrive as references.
+        value = kwargs.pop(key)
+        if _is_tensor_ref(value):
+            value = _lookup(value, produced)
+            if value is None:
+                return None
+        call[key] = value
     if kwargs:
         raise NotSupportedError(
             f"Layer {layer.name!r} ({type(layer).__name__}) is called with the argument(s) "
@@ -222,6 +239,31 @@ def _resolve(layer: Layer, node: Any, produced: dict) -> tuple[Any, dict] | None
 
 
 _PENDING = object()
+
+
+def _keyword_inputs(layer: Layer, kwargs: dict, produced: dict) -> tuple[list, bool] | None:
+    """The inputs of a call that names its first argument (``first_call_argument``,
+    ``inputs`` unless the layer says otherwise: MultiHeadAttention's ``query``), taken out
+    of ``kwargs``; None while one of its tensors is not produced yet."""
+    name = getattr(layer, "first_call_argument", "inputs")
+    if name not in kwargs:
+        raise ModelFormatError(
+            f"Layer {layer.name!r} has a recorded call without inputs: expected its first "
+            f"call argument `{name}` among the call's arguments. Received: "
+            + short_repr(sorted(kwargs))
+        )
+    value = kwargs[name]
+    refs = [value] if _is_tensor_ref(value) else value
+    if not (isinstance(refs, list) and refs and all(_is_tensor_ref(r) for r in refs)):
+        raise ModelFormatError(
+            f"Layer {layer.name!r}: expected the call argument `{name}` to be a tensor or a "
+            f"list of tensors. Received: {short_repr(value)}"
+        )
+    tensors = [_lookup(ref, produced) for ref in refs]
+    if any(t is None for t in tensors):
+        return None
+    del kwargs[name]
+    return tensors, not _is_tensor_ref(value)
 
 
 def _lookup(ref: Any, produced: dict) -> KerasTensor | None:
@@ -282,8 +324,10 @@ def _tensor(ref: list, produced: dict) -> KerasTensor:
 
 def _renumber_nested(entries: list[dict], input_refs: Any, output_refs: Any) -> tuple:
     """Keras 2 numbers a nested model's calls from 1 (its node 0 is its own graph),
-    Keras 3 from 0. A nested model listed with k calls is referred to as 0..k-1 or as
-    1..k, so the config itself tells which; refs are renumbered from 0."""
+    Keras 3 from 0 in the layers' calls but from 1 in ``output_layers`` (its
+    ``get_config`` counts the nested model's own node there, ``serialize_node`` does
+    not). A nested model listed with k calls is referred to as 0..k-1 or as 1..k, so
+    each part of the config tells which; refs are renumbered from 0."""
     nested = {
         e.get("name"): len(e.get("inbound_nodes", []))
         for e in entries
@@ -291,17 +335,24 @@ def _renumber_nested(entries: list[dict], input_refs: Any, output_refs: Any) -> 
     }
     if not nested:
         return entries, input_refs, output_refs
+    calls = _offsets(nested, [e.get("inbound_nodes", []) for e in entries])
+    outputs = _offsets(nested, output_refs)
+    if not calls and not outputs:
+        return entries, input_refs, output_refs
+    shifted = [{**e, "inbound_nodes": _shift(e.get("inbound_nodes", []), calls)} for e in entries]
+    return shifted, _shift(input_refs, calls), _shift(output_refs, outputs)
+
+
+def _offsets(nested: dict[str, int], refs: Any) -> dict[str, int]:
+    """1 for each nested model that ``refs`` number from 1 (a call index that reaches
+    the number of its calls)."""
     referenced: dict[str, list[int]] = {}
-    _collect_refs([e.get("inbound_nodes", []) for e in entries] + [output_refs], referenced)
-    offsets = {
+    _collect_refs(refs, referenced)
+    return {
         name: 1
         for name, calls in nested.items()
         if referenced.get(name) and max(referenced[name]) >= calls > 0
     }
-    if not offsets:
-        return entries, input_refs, output_refs
-    shifted = [{**e, "inbound_nodes": _shift(e.get("inbound_nodes", []), offsets)} for e in entries]
-    return shifted, _shift(input_refs, offsets), _shift(output_refs, offsets)
 
 
 def _is_ref(value: Any) -> bool:
@@ -316,14 +367,19 @@ def _is_ref(value: Any) -> bool:
 def _collect_refs(value: Any, found: dict[str, list[int]]) -> None:
     if _is_ref(value):
         found.setdefault(value[0], []).append(value[1])
-    elif isinstance(value, list):
-        for item in value:
+        _collect_refs(value[2:], found)
+    elif isinstance(value, (list, dict)):
+        # call arguments hold references too (tf.keras: MultiHeadAttention's `value`)
+        for item in value.values() if isinstance(value, dict) else value:
             _collect_refs(item, found)
 
 
 def _shift(value: Any, offsets: dict[str, int]) -> Any:
     if _is_ref(value):
-        return [value[0], value[1] - offsets.get(value[0], 0), *value[2:]]
+        rest = [_shift(item, offsets) for item in value[2:]]
+        return [value[0], value[1] - offsets.get(value[0], 0), *rest]
     if isinstance(value, list):
         return [_shift(item, offsets) for item in value]
+    if isinstance(value, dict):
+        return {key: _shift(item, offsets) for key, item in value.items()}
     return value

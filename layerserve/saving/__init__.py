@@ -20,7 +20,12 @@ import h5py
 from layerserve.activations import any_version_names
 from layerserve.errors import ModelFormatError
 from layerserve.saving import keras_json, native, weights_h5
-from layerserve.serialization import custom_object_scope, keras_semantics, safe_mode_scope
+from layerserve.serialization import (
+    custom_object_scope,
+    keras_semantics,
+    parse_version,
+    safe_mode_scope,
+)
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -164,7 +169,8 @@ def _load_keras_archive(archive: zipfile.ZipFile, custom_objects: Any, safe_mode
     except OSError as exc:
         raise ModelFormatError(f"The .keras archive's weights are unreadable: {exc}") from exc
     with handle:
-        weights_h5.load_keras3_weights(handle, model.layers)
+        keras2 = parse_version(version) < (3, 0, 0)  # tf.keras writes .keras files too
+        weights_h5.load_keras3_weights(handle, model.layers, keras2)
     return model
 
 

@@ -175,13 +175,13 @@ def _is_keras_op(entry: dict[str, Any]) -> bool:
     if isinstance(module, str):
         return module.startswith("keras.src.ops")
     # Keras 3's legacy .h5 writes no module: an operation's config, unlike every
-    # layer's, has neither `trainable` nor `dtype`.
+    # layer's (Layer.get_config), has no `trainable`; some hold a `dtype` (Cast,
+    # ConvertToTensor, ZerosLike).
     config = entry.get("config")
     nodes = entry.get("inbound_nodes") or []
     return (
         isinstance(config, dict)
         and "trainable" not in config
-        and "dtype" not in config
         and bool(nodes)
         and all(isinstance(node, dict) for node in nodes)
     )
@@ -196,6 +196,9 @@ def _normalize_op(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 OP_SUFFIX = "Op"
+# The pseudo-reference of a Keras 3 call without positional arguments: its kwargs hold
+# the call arguments, the layer's first (its inputs) among them by name.
+KEYWORD_INPUTS = "__keyword_inputs__"
 # A call argument of layerserve's own configs: the call's one input tensor was a list.
 LIST_OF_ONE = "list_input"
 
@@ -217,7 +220,8 @@ def _shift_refs(value: Any, offsets: dict[str, int]) -> Any:
     """``[layer, node, tensor, ...]`` refs (alone, in lists or dicts) renumbered from 0."""
     if isinstance(value, list) and len(value) >= 2 and isinstance(value[0], str):
         node = value[1] - offsets.get(value[0], 0) if isinstance(value[1], int) else value[1]
-        return [value[0], node, *value[2:]]
+        # the call's arguments (value[3]) may hold refs too: MultiHeadAttention's `value`
+        return [value[0], node, *[_shift_refs(item, offsets) for item in value[2:]]]
     if isinstance(value, list):
         return [_shift_refs(item, offsets) for item in value]
     if isinstance(value, dict):
@@ -226,8 +230,9 @@ def _shift_refs(value: Any, offsets: dict[str, int]) -> Any:
 
 
 def _reachable(layers: list[dict[str, Any]], output_layers: Any) -> list[dict[str, Any]]:
-    """The layers the outputs are computed from (through their inputs and the masks
-    their calls were given), plus every InputLayer."""
+    """The layers the outputs are computed from (through their inputs and the tensors
+    their calls were given: masks, attention's ``value``/``attention_mask``), plus every
+    InputLayer."""
     by_name = {entry["name"]: entry for entry in layers}
     needed: set[str] = set()
     stack = _ref_names(output_layers)
@@ -240,7 +245,8 @@ def _reachable(layers: list[dict[str, Any]], output_layers: Any) -> list[dict[st
             for ref in node:
                 stack.append(ref[0])
                 if len(ref) > 3 and isinstance(ref[3], dict):
-                    stack.extend(_ref_names(ref[3].get("mask")))
+                    # tensors in call arguments: masks, attention's value/key/attention_mask
+                    stack.extend(_ref_names(list(ref[3].values())))
     return [
         entry for entry in layers if entry["name"] in needed or entry["class_name"] == "InputLayer"
     ]
@@ -271,7 +277,7 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
     if isinstance(node, list):
         if op:
             raise ModelFormatError("A Keras operation entry needs a Keras 3 node.")
-        return [list(ref) for ref in node]
+        return [list(ref) for ref in _flat_refs(node)]
     if not isinstance(node, dict):
         raise ModelFormatError(f"Unreadable inbound node: {node!r}"[:300])
     histories: list[list[Any]] = []
@@ -307,8 +313,23 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
     if len(histories) == 1 and isinstance(template[0], list):
         call[LIST_OF_ONE] = True  # `Concatenate()([x])`: the input stays a list
     refs = [[*h, {}] for h in histories]
-    if refs:
-        refs[0][3] = call
+    if not refs:
+        # `mha(query=x, value=y)`: Keras 3 records the first call argument by keyword
+        # too (tf.keras moves it to the inputs); the layer's rebuild picks it from there.
+        refs = [[KEYWORD_INPUTS, 0, 0, {}]]
+    refs[0][3] = call
+    return refs
+
+
+def _flat_refs(node: list[Any]) -> list[Any]:
+    """A Keras 2 node's references in order; tf.keras nests the initial states of a
+    stack of cells per cell (``[x, [h, c], h2]``)."""
+    refs: list[Any] = []
+    for item in node:
+        if isinstance(item, list) and item and isinstance(item[0], list):
+            refs += _flat_refs(item)
+        else:
+            refs.append(item)
     return refs
 
 
@@ -353,9 +374,38 @@ def short_repr(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+# Wrappers hold whole layer configs (spec 13.1): normalised like top-level layers.
+_NESTED_LAYER_KEYS = ("layer", "backward_layer", "cell")
+# Layers that honour `zero_output_for_mask` themselves instead of refusing True.
+_HONOUR_ZERO_OUTPUT = ("RNN", "LSTM", "GRU", "SimpleRNN")
+
+
+def _normalize_nested(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Nested layer configs normalised; Bidirectional's halves lose the
+    `zero_output_for_mask` it sets on them itself (tf.keras writes the forced value)."""
+    for key in (*_NESTED_LAYER_KEYS, "cells"):
+        value = config.get(key)
+        if isinstance(value, list):
+            config[key] = [_nested_entry(class_name, item) for item in value]
+        elif isinstance(value, dict) and "class_name" in value:
+            config[key] = _nested_entry(class_name, value)
+    return config
+
+
+def _nested_entry(owner: str, entry: Any) -> Any:
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        return entry
+    if owner == "Bidirectional":
+        entry = {**entry, "config": dict(entry["config"])}
+        entry["config"].pop("zero_output_for_mask", None)
+    return normalize_layer(entry)
+
+
 def _normalize_layer_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
-    config = dict(config)
+    config = _normalize_nested(class_name, dict(config))
     for key, neutral in _NEUTRAL_KEYS.items():
+        if key == "zero_output_for_mask" and class_name in _HONOUR_ZERO_OUTPUT:
+            continue
         if key in config:
             value = config.pop(key)
             if value not in neutral:

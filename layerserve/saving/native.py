@@ -35,7 +35,8 @@ def write_archive(model: Any, handle: Any) -> None:
         archive.writestr("model.json", model.to_json(indent=1))
         for index, array in enumerate(weights):
             buffer = io.BytesIO()
-            np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            # order="C", not ascontiguousarray: that makes a 0-d weight (Attention.scale) 1-d
+            np.save(buffer, np.asarray(array, order="C"), allow_pickle=False)
             archive.writestr(f"weights/{index:05d}.npy", buffer.getvalue())
 
 

@@ -14,6 +14,8 @@ import numpy as np
 
 from layerserve.errors import ModelFormatError, WeightsError
 from layerserve.layers.base import Layer
+from layerserve.saving.cudnn_weights import convert_keras2_rnn_weights
+from layerserve.serialization import parse_version
 
 
 def _text(value: Any) -> str:
@@ -57,13 +59,23 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
             f"({[n for n, _ in stored]}), but the model has {len(targets)} layers with weights "
             f"({[layer.name for layer in targets]})."
         )
+    keras2 = _written_by_keras2(group)
     for layer, (name, arrays) in zip(targets, stored, strict=True):
         try:
+            if keras2:  # Keras 2 converts cuDNN-layout RNN weights; Keras 3 never does
+                arrays = convert_keras2_rnn_weights(layer, arrays)
             layer.set_weights(arrays)
         except WeightsError as exc:
             raise WeightsError(
                 f"Loading weights of file layer {name!r} into layer {layer.name!r}: {exc}"
             ) from exc
+
+
+def _written_by_keras2(group: h5py.Group) -> bool:
+    """Whether the group's (else the file's) ``keras_version`` is before 3; files that
+    state none predate Keras 3."""
+    version = group.attrs.get("keras_version", group.file.attrs.get("keras_version"))
+    return version is None or parse_version(_text(version)) < (3, 0, 0)
 
 
 def keras3_keys(layers: list[Layer]) -> list[str]:
@@ -89,8 +101,10 @@ def _keras3_snake(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def load_keras3_weights(group: h5py.Group, layers: list[Layer]) -> None:
-    """Keras 3 layout: ``layers/<key>/vars/0..n`` (sub-objects such as ``cell``)."""
+def load_keras3_weights(group: h5py.Group, layers: list[Layer], keras2: bool = False) -> None:
+    """Keras 3 layout: ``layers/<key>/vars/0..n`` (sub-objects such as ``cell``).
+    ``keras2``: tf.keras wrote it (its ``.keras`` format), so cuDNN-layout RNN weights
+    (its CuDNNGRU/CuDNNLSTM layers' own) are converted."""
     if "layers" not in group:
         raise ModelFormatError(
             "The weights file has no 'layers' group: not a Keras 3 .weights.h5 file."
@@ -106,23 +120,34 @@ def load_keras3_weights(group: h5py.Group, layers: list[Layer]) -> None:
         entry = group["layers"][key]
         sublayers = getattr(layer, "layers", None)
         if sublayers is not None and "layers" in entry:
-            load_keras3_weights(entry, sublayers)
+            load_keras3_weights(entry, sublayers, keras2)
             continue
-        arrays = _collect_vars(entry)
+        arrays = _collect_vars(entry, getattr(layer, "keras3_weight_entries", ()))
         try:
+            if keras2:
+                arrays = convert_keras2_rnn_weights(layer, arrays)
             layer.set_weights(arrays)
         except WeightsError as exc:
             raise WeightsError(f"Loading weights of layer {layer.name!r}: {exc}") from exc
 
 
-def _collect_vars(entry: h5py.Group) -> list[np.ndarray]:
+def _collect_vars(entry: h5py.Group, order: tuple[str, ...] = ()) -> list[np.ndarray]:
+    """The arrays of one Keras 3 entry: its own ``vars``, then its sub-objects'. A layer
+    whose sub-objects' names do not sort in weight order (Bidirectional's
+    ``forward_layer`` before ``backward_layer``, MultiHeadAttention's ``query_dense``
+    before ``key_dense``) names them in order in ``keras3_weight_entries``, as keys or
+    paths (a stack of cells: ``cell/cells/lstm_cell``, ``cell/cells/gru_cell``)."""
     arrays = []
     if "vars" in entry:
         variables = entry["vars"]
         arrays += [np.asarray(variables[k]) for k in sorted(variables, key=int)]
-    for key in sorted(entry):
-        if key != "vars" and isinstance(entry[key], h5py.Group):
-            arrays += _collect_vars(entry[key])
+    groups = [k for k in entry if k != "vars" and isinstance(entry[k], h5py.Group)]
+    # An ordered key may be a path into a sub-object (RNN: "cell/cells/gru_cell"); the
+    # sub-object it starts with is then read through the paths only.
+    ordered = [k for k in order if k in entry and isinstance(entry[k], h5py.Group)]
+    covered = {k.split("/")[0] for k in ordered}
+    for key in ordered + sorted(k for k in groups if k not in covered):
+        arrays += _collect_vars(entry[key])
     return arrays
 
 

@@ -81,6 +81,13 @@ CASES = [
     (T, T, F, "none", "hard_sigmoid", "relu", T, 13),
     (T, T, F, "none", "sigmoid", "gelu", T, "max"),
     (T, T, T, "none", "hard_sigmoid_k3", "gelu", F, 13),
+    # The masked fast path (fused op + sequence_lens) under every output/direction combo.
+    (F, F, T, "first_step", "sigmoid", "relu", T, "max"),
+    (T, F, F, "trailing", "hard_sigmoid", "relu", T, 13),
+    (T, T, T, "interior", "sigmoid", "tanh", T, "max"),
+    (F, T, T, "interior", "hard_sigmoid", "gelu", T, 13),
+    (T, T, F, "trailing", "sigmoid", "swish", T, "max"),
+    (F, T, F, "whole_sample", "hard_sigmoid_k3", "relu", F, 13),
 ]
 
 
@@ -91,9 +98,11 @@ def _case_id(case: tuple) -> str:
 
 
 def _strategy(mask: str, activation: str) -> str:
+    """The fused op (with sequence_lens under a mask) for functions it has, else a Scan."""
+    native = activation in ("tanh", "relu")
     if mask != "none":
-        return "scan_masked"
-    return "native" if activation in ("tanh", "relu") else "scan"
+        return "native_masked" if native else "scan_masked"
+    return "native" if native else "scan"
 
 
 # -------------------------------------------------------------------------- helpers
@@ -212,6 +221,17 @@ def assert_matches_reference(
             )
 
 
+def lstm_uses_sequence_lens(graph: onnx.GraphProto) -> bool:
+    """Whether the (single) LSTM node, wherever it sits, is given ``sequence_lens``."""
+    for node in graph.node:
+        if node.op_type == "LSTM":
+            return len(node.input) > 4 and node.input[4] != ""
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH and "LSTM" in op_types(attribute.g):
+                return lstm_uses_sequence_lens(attribute.g)
+    raise AssertionError("no LSTM node")
+
+
 def op_types(graph: onnx.GraphProto) -> set[str]:
     """Every op type in ``graph`` and its subgraphs."""
     found = set()
@@ -243,8 +263,10 @@ def test_lstm_matches_reference(case: tuple) -> None:
     check_graph(model, shapes)
 
     ops = op_types(model.graph)
-    if _strategy(mask_kind, act) == "native":
+    strategy = _strategy(mask_kind, act)
+    if strategy.startswith("native"):
         assert "LSTM" in ops and "Scan" not in ops
+        assert lstm_uses_sequence_lens(model.graph) is (strategy == "native_masked")
     else:
         assert "Scan" in ops and "LSTM" not in ops
 
@@ -265,7 +287,7 @@ def test_table_covers() -> None:
     triples = {(c[3], c[2], c[0]) for c in CASES}
     assert triples == set(itertools.product(MASKS, (F, T), (F, T)))
     quads = {(_strategy(c[3], c[5]), c[0], c[1], c[2]) for c in CASES}
-    strategies = ("native", "scan", "scan_masked")
+    strategies = ("native", "native_masked", "scan", "scan_masked")
     assert quads == set(itertools.product(strategies, (F, T), (F, T), (F, T)))
 
 

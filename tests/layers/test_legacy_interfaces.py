@@ -60,6 +60,14 @@ CASES = {
              {"units": 4, "recurrent_initializer": "zeros", "recurrent_activation": "sigmoid",
               "recurrent_regularizer": "l2", "dropout": 0.1, "recurrent_dropout": 0.2,
               "implementation": 1, "unit_forget_bias": True}),
+    "gru": (L.GRU, {"output_dim": 3, "init": "ones", "inner_activation": "tanh",
+                    "W_regularizer": "l1", "dropout_U": 0.3, "consume_less": "gpu"},
+            {"units": 3, "kernel_initializer": "ones", "recurrent_activation": "tanh",
+             "kernel_regularizer": "l1", "recurrent_dropout": 0.3, "implementation": 2}),
+    "simple_rnn": (L.SimpleRNN, {"output_dim": 5, "inner_init": "zeros", "b_regularizer": "l2",
+                                 "dropout_W": 0.5},
+                   {"units": 5, "recurrent_initializer": "zeros", "bias_regularizer": "l2",
+                    "dropout": 0.5}),
 }  # fmt: skip
 
 

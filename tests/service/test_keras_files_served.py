@@ -1,7 +1,8 @@
-"""Keras-written files served: each case of every family's ``keras_cases.py`` (and the
-zoo, in every format both Keras flavours write) is uploaded to a real server and queried
-with tritonclient; outputs and masks equal what Keras computed. A case layerserve refuses
-is refused by the upload with a 4xx saying why, and nothing is served."""
+"""Keras-written files served: each case of every family's ``keras_cases*.py`` (and the
+two zoos, in every format both Keras flavours write) is uploaded to a real server and
+queried with tritonclient at 7, 1, 64 (the recorded rows repeated) and 0 rows; outputs and
+masks equal what Keras computed. A case layerserve refuses is refused by the upload with a
+4xx saying why, and nothing is served."""
 
 from __future__ import annotations
 
@@ -15,28 +16,35 @@ import tritonclient.http as triton
 from keras_oracle import load_cases, load_file
 from live_server import running_server
 from model_uploads import upload
-from oracle_case import FORMATS
+from oracle_case import BATCH, FORMATS
 
 from layerserve.export import to_onnx
+from layerserve.export.api import exported_mask
 from layerserve.service.settings import Settings
 
 TESTS = Path(__file__).resolve().parents[1]
-ZOO = TESTS / "zoo" / "keras_cases.py"
-KERAS_CASES = sorted(TESTS.glob("**/keras_cases.py"))
-# The zoo in every format; the family cases in one format per flavour (the loaders are
+ZOOS = (TESTS / "zoo" / "keras_cases.py", TESTS / "zoo" / "sequence_cases.py")
+KERAS_CASES = sorted({*TESTS.glob("**/keras_cases*.py"), *ZOOS})
+# The zoos in every format; the family cases in one format per flavour (the loaders are
 # checked format by format by each family's own Keras tests).
 ONE_FORMAT = {"keras3": "keras", "tf_keras": "h5"}
+ROW_COUNTS = (BATCH, 1, 64, 0)
+# tf.keras's masked GroupNormalization couples the rows of a batch (its (N, T) mask is
+# broadcast onto (N, T, C) from the right): only Keras's own batch has Keras's numbers.
+BATCH_COUPLED = {("normalization", "tf_keras", "gn_masked")}
 RTOL = ATOL = 1e-5
 
 
 def parameters() -> list:
     found = []
     for module in KERAS_CASES:
-        key = "zoo" if module == ZOO else module.parent.name
+        key = module.stem if module in ZOOS else module.parent.name
+        if module.stem.startswith("keras_cases_"):
+            key += "-" + module.stem.removeprefix("keras_cases_")
         for case in load_cases(module).values():
             for flavour in case.flavours:
                 formats = case.formats_for(flavour)
-                if module != ZOO:
+                if module not in ZOOS:
                     formats = tuple(f for f in formats if f == ONE_FORMAT[flavour])
                 for fmt in formats:
                     found.append(
@@ -88,24 +96,36 @@ def test_keras_file_is_served_with_keras_numbers(
     data = np.load(case_dir / "data.npz")
     client = triton.InferenceServerClient(server.removeprefix("http://"))
     metadata = client.get_model_metadata(name)
-    inputs = []
-    for spec, index in zip(metadata["inputs"], range(meta["inputs"]), strict=True):
-        array = data[f"x{index}"].astype(np.dtype(triton.triton_to_np_dtype(spec["datatype"])))
-        tensor = triton.InferInput(spec["name"], list(array.shape), spec["datatype"])
-        tensor.set_data_from_numpy(array, binary_data=True)
-        inputs.append(tensor)
     names = [o["name"] for o in metadata["outputs"]]
-    # every output asked for: mask outputs come back only when asked for
-    asked = [triton.InferRequestedOutput(n, binary_data=True) for n in names]
-    result = client.infer(name, inputs, outputs=asked)
     masks = {n for n in names if n.endswith("_mask") and n.removesuffix("_mask") in names}
     values = [n for n in names if n not in masks]
     assert len(values) == meta["outputs"]
-    for index, output in enumerate(values):
-        np.testing.assert_allclose(
-            result.as_numpy(output), data[f"y{index}"], rtol=RTOL, atol=ATOL, err_msg=output
-        )
-        if meta["masks"][index]:
-            np.testing.assert_array_equal(result.as_numpy(output + "_mask"), data[f"m{index}"])
-        else:
-            assert output + "_mask" not in masks
+    coupled = (module.parent.name, flavour, case_id) in BATCH_COUPLED
+    for rows in (BATCH,) if coupled else ROW_COUNTS:
+        picked = np.arange(rows) % BATCH  # 64 rows: the recorded seven, repeated
+        inputs = []
+        for spec, index in zip(metadata["inputs"], range(meta["inputs"]), strict=True):
+            datatype = np.dtype(triton.triton_to_np_dtype(spec["datatype"]))
+            array = data[f"x{index}"][picked].astype(datatype)
+            tensor = triton.InferInput(spec["name"], list(array.shape), spec["datatype"])
+            tensor.set_data_from_numpy(array, binary_data=True)
+            inputs.append(tensor)
+        # every output asked for: mask outputs come back only when asked for
+        asked = [triton.InferRequestedOutput(n, binary_data=True) for n in names]
+        result = client.infer(name, inputs, outputs=asked)
+        for index, output in enumerate(values):
+            what = f"{output}, {rows} rows"
+            np.testing.assert_allclose(
+                result.as_numpy(output),
+                data[f"y{index}"][picked],
+                rtol=RTOL,
+                atol=ATOL,
+                err_msg=what,
+            )
+            if meta["masks"][index]:
+                mask = exported_mask(data[f"m{index}"], BATCH)
+                np.testing.assert_array_equal(
+                    result.as_numpy(output + "_mask"), mask[picked], err_msg=what
+                )
+            else:
+                assert output + "_mask" not in masks

@@ -224,7 +224,7 @@ def assert_export_matches(
     import onnx
 
     from layerserve.export import to_onnx
-    from layerserve.export.api import MASK_SUFFIX, output_names
+    from layerserve.export.api import MASK_SUFFIX, exported_mask, output_names
     from layerserve.export.parity import session
 
     onnx_model = to_onnx(model)
@@ -238,7 +238,8 @@ def assert_export_matches(
         if masks[index] is None:
             assert name + MASK_SUFFIX not in got
         else:
-            np.testing.assert_array_equal(got[name + MASK_SUFFIX], masks[index])
+            want = exported_mask(masks[index], len(outputs[index]))
+            np.testing.assert_array_equal(got[name + MASK_SUFFIX], want)
 
 
 def collected_case_modules(items: Iterable[Any]) -> set[Path]:

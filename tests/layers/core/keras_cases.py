@@ -1,4 +1,4 @@
-"""Embedding and Identity built by real Keras 3 (JAX) and tf_keras."""
+"""Embedding, Identity and EinsumDense built by real Keras 3 (JAX) and tf_keras."""
 
 from oracle_case import Case, ints
 
@@ -29,6 +29,22 @@ def embedding_options(k, L):
     }
     tokens = k.Input((2, 3), dtype="int64")
     return k.Model(tokens, L.Embedding(7, 5, **options)(tokens))
+
+
+def einsum_dense(k, L):
+    """EinsumDense: plain, with heads, ellipsis on the left and on the right."""
+    a, b, c = k.Input((3,)), k.Input((5, 3)), k.Input((5, 2, 3))
+    return k.Model(
+        [a, b, c],
+        [
+            L.EinsumDense("ab,bc->ac", 4, bias_axes="c", activation="relu")(a),
+            L.EinsumDense("abc,cd->abd", (None, 4), bias_axes="d")(b),
+            L.EinsumDense("abc,cde->abde", (5, 2, 3), bias_axes="de")(b),
+            L.EinsumDense("...b,bc->...c", 4, bias_axes="c", activation="tanh")(c),
+            L.EinsumDense("abc...,cd->abd...", (5, 4), bias_axes="d")(c),
+            L.EinsumDense("abc,dc->abd", (5, 2))(b),
+        ],
+    )
 
 
 CASES = [
@@ -70,4 +86,5 @@ CASES = [
         "identity_floats",
         lambda k, L: k.Sequential([k.Input((3, 2)), L.Identity(), L.Dense(2)]),
     ),
+    Case("einsum_dense", einsum_dense),
 ]

@@ -1,4 +1,4 @@
-"""Embedding and Identity in files written by Keras 3 and tf_keras."""
+"""Embedding, Identity and EinsumDense in files written by Keras 3 and tf_keras."""
 
 from pathlib import Path
 

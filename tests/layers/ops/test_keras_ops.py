@@ -26,6 +26,7 @@ from layerserve.layers.ops.reductions import AllOp, AnyOp
 from layerserve.layers.ops.shaping import (
     CastOp,
     ConcatenateOp,
+    ConvertToTensorOp,
     ExpandDimsOp,
     OnesLikeOp,
     SqueezeOp,
@@ -121,6 +122,22 @@ CASES = {
         lambda: unary(lambda x: CastOp(dtype="float32")(masks_of(x))),
         lambda x: (x != 0).astype("float32"),
     ),
+    "convert_to_tensor_identity": (
+        lambda: unary(
+            lambda x: ConvertToTensorOp(dtype=None, sparse=None, ragged=None)(
+                GreaterOp(arguments=[T, 0.0])(x)
+            )
+        ),
+        lambda x: x > 0,
+    ),
+    "convert_to_tensor_mask_unchanged": (
+        lambda: unary(lambda x: ConvertToTensorOp(sparse=False, ragged=False)(masks_of(x))),
+        lambda x: x != 0,
+    ),
+    "convert_to_tensor_dtype": (
+        lambda: unary(lambda x: ConvertToTensorOp(dtype="int32")(x)),
+        lambda x: x.astype("int32"),
+    ),
 }
 
 
@@ -182,3 +199,17 @@ def test_errors():
         SqueezeOp(axis=1)(x)
     with pytest.raises(ShapeError, match="broadcast"):
         GreaterOp()([Input((5, 3)), Input((4, 3))])
+
+
+@pytest.mark.parametrize("key", ["sparse", "ragged"])
+def test_convert_to_tensor_refuses_sparse_and_ragged(key):
+    with pytest.raises(ConfigError, match=f"expected `{key}` to be null or false"):
+        ConvertToTensorOp(**{key: True})
+
+
+@pytest.mark.parametrize("batch", [0, 1, 7, 64])
+def test_convert_to_tensor_batches(batch):
+    model = unary(lambda x: ConvertToTensorOp(dtype="int32")(x))
+    (x,) = sample(model, batch=batch)
+    np.testing.assert_array_equal(model.predict(x), x.astype("int32"))
+    assert_matches_reference(model, to_onnx(model), batch_sizes=(batch,))
