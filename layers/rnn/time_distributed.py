@@ -120,17 +120,25 @@ class TimeDistributed(Layer):
     def build(self, input_shape: Any) -> None:
         shape = step_shape(_single(self.name, input_shape))
         self.layer._maybe_build(shape)
-        if consumes_mask(self.layer):
-            # A layer computing its own mask per step: Keras 3 drops it, tf.keras
-            # returns it; neither is reproduced, so it is refused.
-            probe = self.layer.compute_mask(KerasTensor(shape), KerasTensor(shape[:2], "bool"))
-            if probe is not None:
-                raise NotSupportedError(
-                    f"TimeDistributed {self.name} cannot distribute "
-                    f"{type(self.layer).__name__} {self.layer.name!r}: it computes a mask of "
-                    "its own, which Keras 3 and tf.keras treat differently. Expected a "
-                    "layer that returns no mask or passes its input mask on."
-                )
+        # A layer computing a mask of its own from its values (Masking, Embedding with
+        # mask_zero): Keras 3 drops it, tf.keras returns it; neither is reproduced.
+        self._refuse_own_mask(shape, None)
+
+    def _refuse_own_mask(self, shape: tuple, mask: Any) -> None:
+        """Refuse an inner layer that returns a mask per step (given ``mask``, a step's
+        mask or None): Keras 3 and tf.keras treat that mask differently. An RNN returning
+        sequences passes a mask on only when it is given one, so it is refused only then."""
+        if not consumes_mask(self.layer):
+            return
+        probe = self.layer.compute_mask(KerasTensor(shape), mask)
+        if probe is not None:
+            raise NotSupportedError(
+                f"TimeDistributed {self.name} cannot distribute "
+                f"{type(self.layer).__name__} {self.layer.name!r} here: it returns a mask of "
+                "its own, which Keras 3 and tf.keras treat differently. Expected a layer "
+                "that returns no mask or passes its input mask on"
+                + ("." if mask is None else ", or no input mask.")
+            )
 
     def call(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         x = inputs
@@ -157,6 +165,8 @@ class TimeDistributed(Layer):
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         if mask is None:
             return None
+        step_mask = KerasTensor((None, *tuple(mask.shape[2:])), "bool")
+        self._refuse_own_mask(step_shape(tuple(inputs.shape)), step_mask)
         if is_model(self.layer):
             raise NotSupportedError(
                 f"TimeDistributed {self.name} does not pass masks into the nested model "

@@ -336,6 +336,15 @@ def wrappers_first_in_sequential(k, L):
     )
 
 
+def time_distributed_rnns(k, L):
+    """A hierarchical sequence model: an LSTM returning sequences and a GRU over the
+    words of every sentence (no mask flows into them)."""
+    document = k.Input((3, 5, 4))
+    words = L.TimeDistributed(L.LSTM(6, return_sequences=True))(document)
+    sentences = L.TimeDistributed(L.GRU(4))(words)
+    return k.Model(document, [words, L.LSTM(3)(sentences)])
+
+
 CASES = [
     Case("bidirectional_merge_modes", bidirectional_merge_modes),
     Case("bidirectional_return_state", bidirectional_return_state),
@@ -371,4 +380,5 @@ CASES = [
     Case("time_distributed_bidirectional", time_distributed_bidirectional, inputs=[ints(0, 6)]),
     Case("time_distributed_batch_norm", time_distributed_batch_norm),
     Case("time_distributed_sequential", time_distributed_sequential),
+    Case("time_distributed_rnns", time_distributed_rnns),
 ]
