@@ -60,6 +60,7 @@ def serve(settings: Settings) -> None:
             port = probe.getsockname()[1]
             probe.close()
             sock = bind(settings.host, port, reuse_port=True, listen=False)
+        grpc_reservation = reserve_grpc_port(settings, workers)
     except PortUnavailable as exc:
         log.error("%s", exc)
         raise SystemExit(1) from exc
@@ -70,4 +71,23 @@ def serve(settings: Settings) -> None:
         return
     from layerserve.service.supervisor import Supervisor
 
-    raise SystemExit(Supervisor(settings, sock).run())
+    try:
+        raise SystemExit(Supervisor(settings, sock).run())
+    finally:
+        if grpc_reservation is not None:
+            grpc_reservation.close()
+
+
+def reserve_grpc_port(settings: Settings, workers: int) -> socket.socket | None:
+    """Fail now when the gRPC port is taken. Several workers: the address stays held
+    (bound, not listening, ``SO_REUSEPORT``) while the server runs, as the HTTP port is, and
+    each worker listens beside it; one process binds it itself a moment later."""
+    if not settings.grpc_port:
+        return None
+    try:
+        bind(settings.host, settings.grpc_port, listen=False).close()
+    except PortUnavailable as exc:
+        raise PortUnavailable(str(exc).replace("--port", "--grpc-port")) from exc
+    if workers == 1:
+        return None
+    return bind(settings.host, settings.grpc_port, reuse_port=True, listen=False)

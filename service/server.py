@@ -82,6 +82,8 @@ class DrainingServer(uvicorn.Server):
                     pending.append(connection)
         for server in self.servers:
             server.close()
+        if getattr(self.app.state, "grpc", None) is not None:
+            self.app.state.grpc.begin_stop()  # gRPC stops accepting with HTTP
         loop = asyncio.get_running_loop()
         for connection in pending:
             connection.setblocking(False)

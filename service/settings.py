@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on.")
+    grpc_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="Port of the Open Inference Protocol's gRPC service "
+        "(inference.GRPCInferenceService, with grpc.health.v1 and reflection); 0: no gRPC.",
+    )
+    grpc_max_message_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        le=2**31 - 1,
+        description="Largest gRPC message received or sent, in bytes; past it a call is "
+        "answered RESOURCE_EXHAUSTED.",
+    )
     demo: bool = Field(False, description="Fill an empty repository with the demo models.")
     providers: list[Provider] = Field(
         default_factory=lambda: ["cpu"],

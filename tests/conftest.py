@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# Servers started by tests listen for gRPC only where a test asks for a port: the default
+# 8081 would be shared by every test server (and test run) on the machine.
+os.environ.setdefault("LAYERSERVE_GRPC_PORT", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

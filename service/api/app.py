@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        grpc = app.state.grpc
+        if grpc is not None and cluster.runtime_dir is None:
+            await grpc.start()  # one process: live over gRPC while the models load
         await plane.start(read_only=admin.read_only)
         admin.start()  # the converters' forkserver, in the background
         await cluster.start()
@@ -65,7 +68,11 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
         freeze_heap()
         for started in app.state.on_started:
             started()
+        if grpc is not None:
+            await grpc.start()  # a worker listens once its models are loaded
         yield
+        if grpc is not None:
+            await grpc.stop()  # begun with the HTTP server's (DrainingServer.shutdown)
         await watcher.stop()
         await cluster.close()
         await asyncio.get_running_loop().run_in_executor(None, admin.close)
@@ -102,6 +109,12 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     documentation.install(app)
     app.router.routes[:0] = [*v2.FAST_ROUTES, *tfserving.FAST_ROUTES]
     access.install(app)
+    app.state.grpc = None
+    if settings.grpc_port:
+        from layerserve.service.grpc.server import GrpcServer
+
+        worker = cluster.runtime_dir is not None
+        app.state.grpc = GrpcServer(app, app.state.access_policy, worker=worker)
     # Added last, so it runs first: every response, a 401/403 from access control
     # included, carries X-Request-ID and gets its log line.
     observability.install(app)

@@ -123,48 +123,7 @@ async def model_version_config(
 
 
 def _model_config(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    model = dataplane(request).model(name, version)
-    config = model.config
-    batched = model.batched
-
-    def dims(spec: Any) -> list[int]:
-        return list(spec.shape[1:] if batched else spec.shape)
-
-    return {
-        "name": model.name,
-        "platform": "onnxruntime_onnx",
-        "backend": "onnxruntime",
-        "max_batch_size": config.max_batch_size,
-        "version_policy": config.version_policy,
-        "input": [
-            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)}
-            for s in model.inputs
-        ],
-        "output": [
-            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)}
-            for s in model.outputs
-        ],
-        "dynamic_batching": {
-            "max_queue_delay_microseconds": config.max_queue_delay_us,
-            "default_queue_policy": {
-                "max_queue_size": config.max_queue_size,
-                "default_timeout_microseconds": config.queue_timeout_ms * 1000,
-                "allow_timeout_override": True,
-            },
-        }
-        if batched
-        else None,
-        "instance_group": [
-            {
-                "count": config.instances,
-                "kind": "KIND_GPU" if "CUDAExecutionProvider" in model.providers else "KIND_CPU",
-            }
-        ],
-        "parameters": {
-            "intra_op_thread_count": {"string_value": str(config.intra_op_threads)},
-            "execution_providers": {"string_value": ",".join(model.providers)},
-        },
-    }
+    return v2.model_configuration(dataplane(request).model(name, version))
 
 
 # ---- inference -----------------------------------------------------------------------

@@ -120,6 +120,25 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool | None:
     return value
 
 
+def input_dtype(
+    model: LoadedModel, name: str, shape: list[int], datatype: str, limit: int
+) -> np.dtype:
+    """The NumPy dtype of a V2 input (REST or gRPC), once its datatype, rank and size are
+    checked against the model and the byte ``limit``, before any data is read."""
+    if datatype == "BF16":
+        raise InvalidInput(f"input '{name}': BF16 is not supported by this server")
+    dtype = numpy_dtype(datatype)
+    model.check_rank(name, len(shape))
+    count = math.prod(shape)
+    if dtype.kind != "O" and count * dtype.itemsize > limit:
+        raise PayloadTooLarge(
+            f"input '{name}' of shape {shape} ({count * dtype.itemsize} "
+            f"bytes) exceeds the maximum allowed input size of {limit} bytes"
+        )
+    model.check_shape(name, shape, dtype.itemsize)
+    return dtype
+
+
 def _decode_input(
     entry: Any, binary: memoryview, offset: int, limit: int, model: LoadedModel
 ) -> tuple[str, np.ndarray, int]:
@@ -136,17 +155,7 @@ def _decode_input(
         )
     if not isinstance(datatype, str):
         raise InvalidInput(f"input '{name}' has no 'datatype' string")
-    if datatype == "BF16":
-        raise InvalidInput(f"input '{name}': BF16 is not supported by this server")
-    dtype = numpy_dtype(datatype)
-    model.check_rank(name, len(shape))
-    count = math.prod(shape)
-    if dtype.kind != "O" and count * dtype.itemsize > limit:
-        raise PayloadTooLarge(
-            f"input '{name}' of shape {shape} ({count * dtype.itemsize} "
-            f"bytes) exceeds the maximum allowed input size of {limit} bytes"
-        )
-    model.check_shape(name, shape, dtype.itemsize)
+    dtype = input_dtype(model, name, shape, datatype, limit)
     size = _parameters(entry.get("parameters"), f"input '{name}'").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -433,4 +442,49 @@ def tensor_metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
         "platform": "onnxruntime_onnx",
         "inputs": [s.as_dict() for s in model.inputs],
         "outputs": [s.as_dict() for s in model.outputs],
+    }
+
+
+def model_configuration(model: LoadedModel) -> dict[str, Any]:
+    """The model configuration in Triton's ModelConfig JSON form (REST and gRPC)."""
+    config = model.config
+    batched = model.batched
+
+    def dims(spec: Any) -> list[int]:
+        return list(spec.shape[1:] if batched else spec.shape)
+
+    return {
+        "name": model.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "max_batch_size": config.max_batch_size,
+        "version_policy": config.version_policy,
+        "input": [
+            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)}
+            for s in model.inputs
+        ],
+        "output": [
+            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)}
+            for s in model.outputs
+        ],
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": config.max_queue_delay_us,
+            "default_queue_policy": {
+                "max_queue_size": config.max_queue_size,
+                "default_timeout_microseconds": config.queue_timeout_ms * 1000,
+                "allow_timeout_override": True,
+            },
+        }
+        if batched
+        else None,
+        "instance_group": [
+            {
+                "count": config.instances,
+                "kind": "KIND_GPU" if "CUDAExecutionProvider" in model.providers else "KIND_CPU",
+            }
+        ],
+        "parameters": {
+            "intra_op_thread_count": {"string_value": str(config.intra_op_threads)},
+            "execution_providers": {"string_value": ",".join(model.providers)},
+        },
     }

@@ -1,0 +1,1 @@
+"""Generated from ../protos (see its README.md); do not edit."""

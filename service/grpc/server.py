@@ -1,0 +1,126 @@
+"""The gRPC server: ``inference.GRPCInferenceService``, the standard health service
+(``grpc.health.v1``, SERVING while the server is ready, for Kubernetes gRPC probes) and
+server reflection (for ``grpcurl``), on ``grpc_port``, in the event loop and process of the
+HTTP server, sharing its data plane.
+
+A single process listens at start-up, so that ServerLive answers while the models load;
+a worker of several listens once its models are loaded, on its own ``SO_REUSEPORT``
+socket, as it does for HTTP (``service/server.py``). On shutdown the server stops
+accepting calls and lets those in flight finish within ``exit_timeout_seconds``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from layerserve.service.access import AccessPolicy
+from layerserve.service.grpc.generated import grpc_service_pb2 as pb
+from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+from layerserve.service.grpc.pool import POOL
+from layerserve.service.grpc.servicer import InferenceServicer
+
+log = logging.getLogger("layerserve.service")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+HEALTH_POLL_SECONDS = 0.2  # how soon the health service follows readiness (drain, loads)
+
+
+class ReadinessHealth(health.aio.HealthServicer):
+    """The standard health service; a Check reads the readiness at that moment (a Watch
+    follows it within ``HEALTH_POLL_SECONDS``)."""
+
+    def __init__(self, plane: Any) -> None:
+        super().__init__()
+        self.plane = plane
+
+    async def follow_readiness(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.plane.ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            await self.set(service, status)
+
+    async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        await self.follow_readiness()
+        return await super().Check(request, context)
+
+
+class GrpcServer:
+    def __init__(self, app: Any, policy: AccessPolicy, worker: bool) -> None:
+        self.app = app
+        self.settings = app.state.settings
+        self.policy = policy
+        self.worker = worker
+        self.server: grpc.aio.Server | None = None
+        self.health = ReadinessHealth(app.state.dataplane)
+        self._health_task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        host = self.settings.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"{host}:{self.settings.grpc_port}"
+
+    async def start(self) -> None:
+        """Listen (once); a port that cannot be bound fails the start-up."""
+        if self.server is not None:
+            return
+        limit = self.settings.grpc_max_message_bytes
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            # Workers share the port; a single server must not share it with another.
+            ("grpc.so_reuseport", 1 if self.worker else 0),
+        ]
+        server = grpc.aio.server(options=options)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(self.app, self.policy), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+        reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server, POOL)
+        try:
+            server.add_insecure_port(self.address)
+        except RuntimeError as exc:
+            hint = " (another server is listening there; choose --grpc-port)"
+            raise RuntimeError(f"cannot listen for gRPC on {self.address}: {exc}{hint}") from exc
+        await server.start()
+        self.server = server
+        await self.health.follow_readiness()
+        self._health_task = asyncio.create_task(self._follow_readiness())
+        log.info("gRPC (inference.GRPCInferenceService) on %s", self.address)
+
+    async def _follow_readiness(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_POLL_SECONDS)
+            await self.health.follow_readiness()
+
+    def begin_stop(self) -> asyncio.Task[None] | None:
+        """Stop accepting calls now; those in flight finish within the exit timeout."""
+        if self.server is None:
+            return None
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop())
+        return self._stopping
+
+    async def _stop(self) -> None:
+        assert self.server is not None
+        await self.health.enter_graceful_shutdown()  # NOT_SERVING for every service
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self.server.stop(self.settings.exit_timeout_seconds or None)
+
+    async def stop(self) -> None:
+        task = self.begin_stop()
+        if task is not None:
+            await task

@@ -1,0 +1,285 @@
+"""``inference.GRPCInferenceService``: thin methods over the data plane, as the REST routes
+of ``service/api/v2.py`` are. One wrapper per call does what REST's middleware does: the
+access check (Bearer token in the ``authorization`` metadata, the levels of
+``service/access.py``), the request id (``x-request-id`` metadata, echoed in the trailing
+metadata), one access-log line, and the mapping of domain errors to gRPC status codes with
+their messages unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from layerserve.errors import LayerserveError
+from layerserve.service import errors
+from layerserve.service.access import AccessPolicy, Level, client_address
+from layerserve.service.api.request_log import incoming_id, new_request_id
+from layerserve.service.grpc import codec
+from layerserve.service.grpc.generated import grpc_service_pb2 as pb
+from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+from layerserve.service.metrics import (
+    RequestContext,
+    VersionCounts,
+    current_request,
+    statistics_json,
+    totals,
+)
+from layerserve.service.protocols import v2
+
+log = logging.getLogger("layerserve.service")
+request_log = logging.getLogger("layerserve.service.requests")
+access_log = logging.getLogger("layerserve.service.access")
+
+# In the order of the exception's MRO: the first class found decides (ModelRefusedInput
+# is an InvalidInput before it is an InferenceFailed; ReadOnlyRepository a Forbidden).
+STATUS: dict[type[Exception], grpc.StatusCode] = {
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
+    errors.Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Conflict: grpc.StatusCode.ABORTED,
+    errors.ParityFailed: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.IdempotencyKeyReused: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ModelLoadError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.NotSupported: grpc.StatusCode.UNIMPLEMENTED,
+    errors.InsufficientStorage: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.ModelNotReady: grpc.StatusCode.UNAVAILABLE,
+    errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.QueueTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.InferenceFailed: grpc.StatusCode.INTERNAL,
+}
+FORWARDING = frozenset({"x-forwarded-for", "forwarded"})
+INTERNAL_MESSAGE = "internal server error; see the server log"
+
+
+def status_of(error: Exception) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    if isinstance(error, LayerserveError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.INTERNAL
+
+
+Handler = Callable[[Any, Any, Any], Awaitable[Any]]
+
+
+def rpc(level: Level) -> Callable[[Handler], Handler]:
+    """A servicer method with REST's access level, request id, log line and errors."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def method(self: InferenceServicer, request: Any, context: Any) -> Any:
+            return await self.call(handler, level, request, context)
+
+        return method
+
+    return decorate
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, app: Any, policy: AccessPolicy) -> None:
+        state = app.state
+        self.plane = state.dataplane
+        self.admin = state.model_admin
+        self.metrics = state.metrics
+        self.cluster = state.cluster
+        self.settings = state.settings
+        self.policy = policy
+
+    async def call(self, handler: Handler, level: Level, request: Any, context: Any) -> Any:
+        started = time.perf_counter()
+        metadata = context.invocation_metadata() or ()
+        request_id = incoming_id((k.encode(), v.encode()) for k, v in _text(metadata))
+        request_id = request_id or new_request_id()
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        peer = _peer_host(context.peer())
+        forwarded = [
+            (k.encode(), v.encode("latin-1")) for k, v in _text(metadata) if k in FORWARDING
+        ]
+        host = client_address(peer, forwarded) if forwarded else peer
+        request_context = RequestContext(request_id)
+        token = current_request.set(request_context)
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            if level == "admin" or (level == "api" and self.policy.checks_api):
+                self._check_access(level, metadata, host, handler.__name__)
+            return await handler(self, request, context)
+        except errors.ServiceError as exc:
+            code, message = status_of(exc), str(exc)
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("gRPC %s failed: %s", handler.__name__, exc)
+            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                self._count_invalid(request, request_context, exc)
+        except LayerserveError as exc:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except asyncio.CancelledError:  # the client left or the server stopped: no answer
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:  # noqa: BLE001 - the last line of defence, as REST's
+            log.exception("unexpected error in gRPC %s", handler.__name__)
+            code, message = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+        finally:
+            current_request.reset(token)
+            if self.settings.access_log and request_log.isEnabledFor(logging.INFO):
+                _log_call(request_id, handler.__name__, code, started, host)
+        # raises: the call ends with this status (and the id, which abort would drop)
+        await context.abort(code, message, (("x-request-id", request_id),))
+
+    def _check_access(self, level: Level, metadata: Any, host: str | None, name: str) -> None:
+        authorization = next((v for k, v in _text(metadata) if k == "authorization"), None)
+        try:
+            self.policy.check(
+                level, None if authorization is None else authorization.encode(), host
+            )
+        except (errors.Unauthorized, errors.Forbidden) as exc:
+            access_log.info(
+                "access denied: gRPC %s from %s: %s", name, host or "-", type(exc).__name__
+            )
+            raise
+
+    def _count_invalid(self, request: Any, context: RequestContext, error: Exception) -> None:
+        """An inference refused before the batcher took it counts as a failure (OTHER)
+        of its model version, as REST counts its 400 and 413 answers."""
+        if isinstance(request, pb.ModelInferRequest) and not context.accounted:
+            self.plane.count_failure(request.model_name, request.model_version or None, "OTHER")
+
+    # ---- server --------------------------------------------------------------------------
+    @rpc("open")
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return pb.ServerLiveResponse(live=self.plane.live)
+
+    @rpc("open")
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=self.plane.ready)
+
+    @rpc("open")
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        return pb.ServerMetadataResponse(**self.plane.server_metadata())
+
+    # ---- models --------------------------------------------------------------------------
+    @rpc("api")
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        """False for an unknown or loading model (the HTTP client's ``is_model_ready``
+        says False for REST's 404 and 503 too)."""
+        try:
+            self.plane.model(request.name, request.version or None)
+        except (errors.ModelNotFound, errors.ModelNotReady):
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
+    @rpc("api")
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        model = self.plane.model(request.name, request.version or None)
+        return codec.model_metadata(v2.tensor_metadata(model, self._versions(request.name)))
+
+    @rpc("api")
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
+        model = self.plane.model(request.name, request.version or None)
+        return codec.model_config(v2.model_configuration(model))
+
+    @rpc("api")
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:
+        """This worker's versions (all, one model's, or one version), with the totals of
+        every worker, as REST's statistics extension."""
+        name, version = request.name or None, request.version or None
+        if name is None and version is not None:
+            raise errors.InvalidInput("statistics of a version need the model's name")
+        models = self.plane.loaded_models(name, version)
+        local = self.metrics.snapshot(self.plane)
+        summed = {c.key: c for c in totals([local, *await self.cluster.peer_snapshots()])}
+        versions = [
+            summed.get((m.name, m.version)) or VersionCounts(m.name, m.version) for m in models
+        ]
+        return codec.model_statistics(statistics_json(versions))
+
+    def _versions(self, name: str) -> list[str]:
+        for state in self.plane.repository.states():
+            if state.name == name:
+                return sorted(state.versions, key=int)
+        return []
+
+    # ---- inference -----------------------------------------------------------------------
+    @rpc("api")
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        plane = self.plane
+        model = plane.model(request.model_name, request.model_version or None)
+        place = plane.admit(model)
+        try:
+            parsed = codec.decode_request(request, model, self.settings.grpc_max_message_bytes)
+            outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us)
+            return codec.encode_response(model, parsed, outputs)
+        finally:
+            place.release()
+
+    # ---- repository extension ------------------------------------------------------------
+    @rpc("api")
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+        entries = self.plane.repository.index()
+        if request.ready:
+            entries = [e for e in entries if e["state"] == "READY"]
+        return codec.repository_index(entries)
+
+    @rpc("admin")
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        overrides = sorted(k for k in request.parameters if k == "config" or k.startswith("file:"))
+        if overrides:
+            raise errors.NotSupported(
+                f"load parameters {overrides} are not supported: this server loads models "
+                "from the repository directory only"
+            )
+        await self.admin.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @rpc("admin")
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        await self.admin.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def _text(metadata: Any) -> list[tuple[str, str]]:
+    """The text entries of the invocation metadata (binary ``-bin`` values skipped)."""
+    return [(k.lower(), v) for k, v in metadata if isinstance(v, str)]
+
+
+def _peer_host(peer: str | None) -> str | None:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> the address; None otherwise
+    (a Unix socket peer is not loopback for the admin check, as for REST)."""
+    if not peer:
+        return None
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return None
+
+
+def _log_call(
+    request_id: str, method: str, code: grpc.StatusCode, started: float, host: str | None
+) -> None:
+    duration = round((time.perf_counter() - started) * 1000, 2)
+    fields = {
+        "request_id": request_id,
+        "method": "gRPC",
+        "path": f"/inference.GRPCInferenceService/{method}",
+        "status": code.name,
+        "duration_ms": duration,
+        "client": host or "-",
+    }
+    request_log.info(
+        "request_id=%s method=gRPC path=%s status=%s duration_ms=%.2f client=%s",
+        request_id,
+        fields["path"],
+        code.name,
+        duration,
+        fields["client"],
+        extra={"fields": fields},
+    )
