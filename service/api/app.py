@@ -83,7 +83,10 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
         version=__version__,
         lifespan=lifespan,
         description="Keras-style models served with onnxruntime over the Open "
-        "Inference Protocol (V2) and TensorFlow Serving REST.",
+        "Inference Protocol (V2) and TensorFlow Serving REST. The same models answer the "
+        "Open Inference Protocol over gRPC (`inference.GRPCInferenceService`, with the "
+        "`grpc.health.v1` health service and server reflection) on `--grpc-port` "
+        "(default 8081), which this HTTP document does not describe.",
         openapi_tags=schemas.OPENAPI_TAGS,
         generate_unique_id_function=documentation.operation_id,
         docs_url=None,  # documentation.install serves both pages without a CDN
