@@ -1,5 +1,6 @@
 # layerserve, CPU image: `docker build -t layerserve .` then
-# `docker run -p 8080:8080 -v layerserve-models:/models -e LAYERSERVE_ADMIN_TOKEN=<token> layerserve`
+# `docker run -p 8080:8080 -p 8081:8081 -v layerserve-models:/models \
+#     -e LAYERSERVE_ADMIN_TOKEN=<token> layerserve` (8080 HTTP, 8081 gRPC)
 # (or LAYERSERVE_ADMIN_TOKEN_FILE=/run/secrets/<file>). Without an admin token, uploads
 # and the other admin endpoints answer loopback clients only, which outside the container
 # means nobody. /models is served as it is: add LAYERSERVE_DEMO=true to fill an empty one
@@ -44,11 +45,14 @@ ENV PATH=/opt/layerserve/bin:$PATH \
     ORT_DISABLE_TELEMETRY=1 \
     LAYERSERVE_MODEL_REPOSITORY=/models \
     LAYERSERVE_HOST=0.0.0.0 \
-    LAYERSERVE_PORT=8080
+    LAYERSERVE_PORT=8080 \
+    LAYERSERVE_GRPC_PORT=8081
 USER layerserve
 WORKDIR /home/layerserve
 VOLUME ["/models"]
-EXPOSE 8080
+# 8080: HTTP (REST, /metrics); 8081: every gRPC service (inference.GRPCInferenceService,
+# TF Serving's, grpc.health.v1, reflection). LAYERSERVE_GRPC_PORT=0 turns gRPC off.
+EXPOSE 8080 8081
 # Ready: every model loaded and warmed, not draining (503 until then). Loading (or the
 # demo export at the first start) takes a few seconds, hence the start period.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \

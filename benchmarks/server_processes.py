@@ -75,9 +75,17 @@ def wait_listening(
 def started_server(
     repository: Path, workers: int, env_overrides: dict[str, str], log: Path
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``layerserve serve --workers N`` on a free loopback port, once every worker listens."""
+    """``layerserve serve --workers N`` on a free loopback port, once every worker listens
+    (on the gRPC port too: a free one unless ``env_overrides`` names LAYERSERVE_GRPC_PORT;
+    the default 8081 may be taken on a shared machine)."""
     port = free_port()
-    env = {**os.environ, "LAYERSERVE_LOG_LEVEL": "warning", **env_overrides}
+    env = {
+        **os.environ,
+        "LAYERSERVE_LOG_LEVEL": "warning",
+        "LAYERSERVE_GRPC_PORT": str(free_port()),
+        **env_overrides,
+    }
+    grpc_port = int(env["LAYERSERVE_GRPC_PORT"])
     command = [
         sys.executable,
         "-m",
@@ -98,6 +106,8 @@ def started_server(
     try:
         wait_ready(base, process)
         wait_listening(process, port, workers)
+        if grpc_port:
+            wait_listening(process, grpc_port, workers)
         yield base, process
     finally:
         process.terminate()  # the supervisor forwards it: every worker drains

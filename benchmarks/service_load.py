@@ -9,9 +9,12 @@ running server given with ``--url``. A load generator in a separate process
 (``layerserve.loadgen``: asyncio, uvloop when installed, raw keep-alive HTTP/1.1
 connections with pre-encoded requests, so that it costs little CPU; ``--generators`` more
 of them where one core cannot drive many workers) keeps ``concurrency`` requests in flight
-for a fixed time, for each protocol (V2 JSON, V2 binary tensor data extension), batch size
-and concurrency. Every response's status is checked, and one response per protocol and
-batch size is compared with onnxruntime's own output.
+for a fixed time, for each protocol (V2 JSON, V2 binary tensor data extension, and V2 gRPC
+``ModelInfer`` with raw contents: pre-serialised requests on grpc.aio channels, responses
+kept as bytes, ``--grpc-connections`` HTTP/2 connections carrying the concurrent streams),
+batch size and concurrency. Every response's status is checked, and one response per
+protocol and batch size is compared with onnxruntime's own output. A server given with
+``--url`` gets gRPC rows only with ``--grpc-target HOST:PORT``.
 
 Printed per row: requests/s, samples/s (rows), p50 and p99 latency of every request in the
 measuring window; the CPU used by the server (the process started and every process under
@@ -21,7 +24,10 @@ other CPU only for a server this script started: other load makes the numbers wo
 beside them in-process onnxruntime's samples/s (``session.run`` in a loop, default session
 options, same batch size, measured once per batch size, beside the first server while it
 is idle).
-Under the table: each worker's resident memory after its runs, and the verdicts.
+Under the table: each worker's resident memory after its runs, and the verdicts, among
+them gRPC's two targets: batch-64 gRPC raw samples/s at least HTTP binary's (best
+concurrency of each), and batch-1 gRPC requests/s at 64 concurrent streams at least HTTP
+JSON's at 64 connections, per worker count, from the same run.
 """
 
 from __future__ import annotations
@@ -36,15 +42,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 from server_processes import (
     Memory,
+    free_port,
     get_json,
     machine_busy_seconds,
     memory_of,
@@ -54,18 +61,20 @@ from server_processes import (
     wait_ready,
     worker_pids,
 )
+from service_verdicts import Row, verdicts
 
-from layerserve.loadgen import (
-    V2_TO_NUMPY,
-    Run,
-    build_request,
-    decode_response,
+from layerserve.grpc_loadgen import (
+    GRPC_MODEL_INFER,
+    decode_grpc_response,
     generator_process,
-    http_request,
+    grpc_infer_request,
 )
+from layerserve.loadgen import V2_TO_NUMPY, Run, build_request, decode_response, http_request
 from layerserve.service.demo import ensure_demo_repository
 
-FORMATS = ("json", "binary")
+FORMATS = ("json", "binary", "grpc")
+LABELS = {"json": "V2 json", "binary": "V2 binary", "grpc": "V2 gRPC raw"}
+DEFAULT_GRPC_CONNECTIONS = 16
 DEFAULT_WORKERS = [1, 2]
 
 
@@ -122,11 +131,41 @@ class Generators:
         self, host: str, port: int, payload: bytes, concurrency: int, warmup: float, duration: float
     ) -> dict[str, Any]:
         """One level: latencies (ms) of all generators, errors and client CPU summed."""
+        return self._gather(
+            concurrency, lambda share: (host, port, payload, share, warmup, duration)
+        )
+
+    def run_grpc(
+        self,
+        target: str,
+        request: bytes,
+        concurrency: int,
+        connections: int,
+        warmup: float,
+        duration: float,
+    ) -> dict[str, Any]:
+        """One gRPC level; each generator opens its share of ``connections`` (at least one)."""
+        count = len(self.pipes)
+        per_generator = max(1, -(-connections // count))
+
+        def command(share: int) -> dict[str, Any]:
+            return {
+                "target": target,
+                "request": request,
+                "concurrency": share,
+                "connections": per_generator,
+                "warmup": warmup,
+                "duration": duration,
+            }
+
+        return self._gather(concurrency, command)
+
+    def _gather(self, concurrency: int, command: Any) -> dict[str, Any]:
         count = len(self.pipes)
         shares = [concurrency // count + (i < concurrency % count) for i in range(count)]
         busy = [(pipe, share) for pipe, share in zip(self.pipes, shares, strict=True) if share]
         for pipe, share in busy:
-            pipe.send((host, port, payload, share, warmup, duration))
+            pipe.send(command(share))
         results = [pipe.recv() for pipe, _ in busy]
         for result in results:
             if isinstance(result, Exception):
@@ -139,15 +178,6 @@ class Generators:
 
 
 # ---- main --------------------------------------------------------------------------
-@dataclass
-class Row:
-    """One measured level of one server: ``workers`` None for a server given by URL."""
-
-    workers: int | None
-    run: Run
-    worker_cpu: list[float] = field(default_factory=list)  # cores, each worker's own tree
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,6 +203,19 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per row")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    parser.add_argument(
+        "--grpc-target",
+        metavar="HOST:PORT",
+        help="the gRPC port of the server given with --url (without it, no gRPC rows there)",
+    )
+    parser.add_argument(
+        "--grpc-connections",
+        type=int,
+        default=DEFAULT_GRPC_CONNECTIONS,
+        help="HTTP/2 connections the gRPC streams share, at most one per stream "
+        f"(default {DEFAULT_GRPC_CONNECTIONS}: several, as worker processes share the port "
+        "by connection)",
+    )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 16, 64])
     parser.add_argument(
@@ -192,8 +235,10 @@ def main() -> None:
         parser.error("--workers starts servers; a server given with --url runs as it is")
     if args.url and args.model_file is None:
         parser.error("--model-file is required with --url")
-    if args.generators < 1 or any(w < 1 for w in args.workers or []):
-        parser.error("--generators and --workers take counts of 1 or more")
+    if args.generators < 1 or args.grpc_connections < 1 or any(w < 1 for w in args.workers or []):
+        parser.error("--generators, --grpc-connections and --workers take counts of 1 or more")
+    if args.grpc_target and not args.url:
+        parser.error("--grpc-target goes with --url; a started server's gRPC port is known")
     console = Console(width=160, stderr=True)
     overrides = dict(item.split("=", 1) for item in args.server_env)
 
@@ -202,7 +247,8 @@ def main() -> None:
             base = args.url.rstrip("/")
             wait_ready(base, None, 30)
             inputs, reference = prepare(args, base, args.model_file, console)
-            rows = measure(args, base, None, None, args.model_file, inputs, generators, console)
+            targets = (base, args.grpc_target)
+            rows = measure(args, targets, None, None, args.model_file, inputs, generators, console)
             memory = []
         else:
             rows, reference, memory = measure_servers(args, overrides, generators, console)
@@ -223,7 +269,9 @@ def measure_servers(
         model_file = args.model_file or repository / args.model / "1" / "model.onnx"
         for workers in args.workers or DEFAULT_WORKERS:
             log = Path(tempfile.gettempdir()) / f"layerserve-bench-server-{workers}w.log"
-            with started_server(repository, workers, overrides, log) as (base, process):
+            settings = {"LAYERSERVE_GRPC_PORT": str(free_port()), **overrides}
+            grpc_port = int(settings["LAYERSERVE_GRPC_PORT"])
+            with started_server(repository, workers, settings, log) as (base, process):
                 console.print(
                     f"server {base}, {workers} worker(s) (log: {log}), "
                     f"settings: {overrides or 'defaults'}"
@@ -231,8 +279,9 @@ def measure_servers(
                 if prepared is None:
                     prepared = prepare(args, base, model_file, console)
                 inputs = prepared[0]
+                targets = (base, f"127.0.0.1:{grpc_port}" if grpc_port else None)
                 rows += measure(
-                    args, base, process, workers, model_file, inputs, generators, console
+                    args, targets, process, workers, model_file, inputs, generators, console
                 )
                 memory.append(memory_of(process, workers))
     return rows, prepared[1] if prepared else {}, memory
@@ -267,7 +316,7 @@ def print_results(
         run = row.run
         table.add_row(
             "-" if row.workers is None else str(row.workers),
-            "V2 " + run.protocol,
+            LABELS.get(run.protocol, "V2 " + run.protocol),
             str(run.batch),
             str(run.concurrency),
             f"{run.rps:,.0f}",
@@ -321,7 +370,7 @@ def prepare(
 
 def measure(
     args: argparse.Namespace,
-    base: str,
+    targets: tuple[str, str | None],
     process: subprocess.Popen | None,
     workers: int | None,
     model_file: Path,
@@ -329,6 +378,9 @@ def measure(
     generators: Generators,
     console: Console,
 ) -> list[Row]:
+    """Every protocol, batch size and concurrency against one server: ``targets`` is its
+    HTTP base URL and its gRPC HOST:PORT (None: no gRPC rows)."""
+    base, grpc_target = targets
     parsed = urllib.parse.urlsplit(base)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     metadata = get_json(f"{base}/v2/models/{args.model}")
@@ -338,16 +390,34 @@ def measure(
     pids = worker_pids(process.pid) if process is not None else []
     rows = []
     for protocol in args.formats:
+        if protocol == "grpc" and grpc_target is None:
+            console.print("no gRPC target (--grpc-target, or gRPC off): no gRPC rows")
+            continue
         for batch in args.batches:
-            body, headers = build_request(protocol, {input_name: inputs[batch]}, output_names)
-            check_outputs(base + path, body, headers, model_file, inputs[batch])
-            payload = http_request(host, port, path, body, headers)
+            if protocol == "grpc":
+                assert grpc_target is not None
+                request = grpc_infer_request(args.model, {input_name: inputs[batch]}, output_names)
+                check_grpc_outputs(grpc_target, request, model_file, inputs[batch])
+            else:
+                body, headers = build_request(protocol, {input_name: inputs[batch]}, output_names)
+                check_outputs(base + path, body, headers, model_file, inputs[batch])
+                payload = http_request(host, port, path, body, headers)
             for concurrency in args.concurrency:
                 before = process_table()
                 busy_before, began = machine_busy_seconds(), time.perf_counter()
-                result = generators.run(
-                    host, port, payload, concurrency, args.warmup, args.duration
-                )
+                if protocol == "grpc":
+                    result = generators.run_grpc(
+                        grpc_target,
+                        request,
+                        concurrency,
+                        args.grpc_connections,
+                        args.warmup,
+                        args.duration,
+                    )
+                else:
+                    result = generators.run(
+                        host, port, payload, concurrency, args.warmup, args.duration
+                    )
                 elapsed = time.perf_counter() - began
                 after = process_table()
                 machine_cpu = (machine_busy_seconds() - busy_before) / elapsed
@@ -395,64 +465,15 @@ def check_outputs(
         np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def _label(workers: int | None) -> str:
-    return "" if workers is None else f", {workers} worker{'s' if workers > 1 else ''}"
-
-
-def verdicts(rows: list[Row], reference: dict[int, float]) -> list[str]:
-    lines = []
-    for row in rows:
-        run = row.run
-        if (run.protocol, run.batch, run.concurrency) == ("json", 1, 64):
-            ok = run.rps >= 2000 and run.percentile(99) < 50
-            lines.append(
-                f"target batch-1 JSON at concurrency 64 >= 2,000 requests/s with p99 < 50 ms"
-                f"{_label(row.workers)}: {'met' if ok else 'MISSED'} ({run.rps:,.0f} "
-                f"requests/s, p99 {run.percentile(99):.1f} ms)"
-            )
-    binary64 = [r for r in rows if r.run.protocol == "binary" and r.run.batch == 64]
-    if binary64 and 64 in reference:
-        best = max(binary64, key=lambda r: r.run.rps)
-        share = best.run.rps * 64 / reference[64]
-        lines.append(
-            f"target batch-64 binary >= half of in-process onnxruntime's samples/s: "
-            f"{'met' if share >= 0.5 else 'MISSED'} (best: {best.run.rps * 64:,.0f} samples/s "
-            f"at concurrency {best.run.concurrency}{_label(best.workers)} = {share:.0%} of "
-            f"{reference[64]:,.0f})"
-        )
-    return lines + worker_verdicts(rows, reference)
-
-
-def worker_verdicts(rows: list[Row], reference: dict[int, float]) -> list[str]:
-    """The two figures that say whether a second worker pays on two cores: batch-64 binary
-    against in-process onnxruntime, and batch-1 JSON against one worker of the same run."""
-    lines = []
-    binary = [
-        r.run for r in rows if r.workers == 2 and (r.run.protocol, r.run.batch) == ("binary", 64)
-    ]
-    if binary and 64 in reference:
-        best = max(binary, key=lambda run: run.rps)
-        share = best.rps * 64 / reference[64]
-        lines.append(
-            f"batch-64 binary, 2 workers: {best.rps * 64:,.0f} samples/s = {share:.0%} of "
-            f"in-process onnxruntime ({reference[64]:,.0f}; target 60%, best at concurrency "
-            f"{best.concurrency}): {'met' if share >= 0.6 else 'MISSED'}"
-        )
-    json64 = {
-        r.workers: r.run
-        for r in rows
-        if (r.run.protocol, r.run.batch, r.run.concurrency) == ("json", 1, 64)
-    }
-    if 1 in json64 and 2 in json64 and json64[1].rps > 0:
-        one, two = json64[1], json64[2]
-        ratio = two.rps / one.rps
-        ok = ratio >= 1.6 and two.percentile(99) <= one.percentile(99)
-        lines.append(
-            f"batch-1 JSON c64: 2 workers {two.rps:,.0f} req/s = {ratio:.2f} x 1 worker "
-            f"(target 1.6x), p99 {two.percentile(99):.1f} ms vs {one.percentile(99):.1f} ms "
-            f"(target: no worse): {'met' if ok else 'MISSED'}"
-        )
-    return lines
+def check_grpc_outputs(target: str, request: bytes, model_file: Path, x: np.ndarray) -> None:
+    """One ModelInfer call: the server's outputs must equal onnxruntime's."""
+    with grpc.insecure_channel(target) as channel:
+        infer = channel.unary_unary(GRPC_MODEL_INFER)
+        got = decode_grpc_response(infer(request, timeout=30))
+    expected = in_process_outputs(model_file, x)
+    assert set(got) == set(expected), (sorted(got), sorted(expected))
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 if __name__ == "__main__":

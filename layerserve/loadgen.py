@@ -332,16 +332,7 @@ async def drive(
     finally:
         for connection in connections:
             connection.transport.close()
-    return {
-        "latencies": np.asarray(state["latencies"], dtype=np.float64) * 1e3,
-        "failed": state["errors"],
-        "errors": state["errors"] + state["errors_outside"],
-        "client_cpu": cpu_used / duration,
-        "sent": state["sent"],
-        "received": sum(state["statuses"].values()),
-        "statuses": dict(state["statuses"]),
-        "first_error": state["first_error"],
-    }
+    return level_result(state, cpu_used, duration)
 
 
 async def _sleep_until(deadline: float, begin: float, tick: Callable[[float], None] | None) -> None:
@@ -387,3 +378,17 @@ def generator_process(conn: Any) -> None:
             conn.send(run_level(*command))
         except Exception as exc:  # noqa: BLE001 - reported to the parent
             conn.send(exc)
+
+
+def level_result(state: dict[str, Any], cpu_used: float, duration: float) -> dict[str, Any]:
+    """What one load level measured (HTTP or gRPC): latencies in ms, counts, client CPU."""
+    return {
+        "latencies": np.asarray(state["latencies"], dtype=np.float64) * 1e3,
+        "failed": state["errors"],
+        "errors": state["errors"] + state["errors_outside"],
+        "client_cpu": cpu_used / duration,
+        "sent": state["sent"],
+        "received": sum(state["statuses"].values()),
+        "statuses": dict(state["statuses"]),
+        "first_error": state["first_error"],
+    }

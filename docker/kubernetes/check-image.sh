@@ -4,9 +4,10 @@
 # (../shared/tools/container-check: buildah, host network, no volumes; needs root).
 # Before the Deployment's command starts, check_in_image.py (run in the image) fills its
 # model repository with the demo models, makes it read-only, starts the command on a spare
-# port and checks that inference answers as onnxruntime does and that upload and delete
-# answer 403, and that SIGTERM drains and exits 0. container-check then waits for the
-# readiness probe's URL.
+# port and checks that inference answers as onnxruntime does, that the gRPC health service
+# answers SERVING, that upload and delete answer 403, and that SIGTERM drains and exits 0.
+# container-check then waits for the readiness probe's URL (for a gRPC readiness probe,
+# /v2/health/ready on the http port: the same readiness, and container-check asks URLs).
 #   usage: docker/kubernetes/check-image.sh [OVERLAY]   (default: overlays/read-only)
 # CONTAINER_CHECK names another container-check; KUBECTL and PYTHON another kubectl or a
 # Python with PyYAML (default: the repository's .venv, which has both).
@@ -31,9 +32,15 @@ for e in container.get("env", []):
     print("ENV " + e["name"] + "=" + e["value"])
 for arg in container.get("command", []) + container.get("args", []):
     print("CMD " + arg)
-probe = container["readinessProbe"]["httpGet"]
+probe = container["readinessProbe"]
 ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
-print("URL http://127.0.0.1:%s%s" % (ports.get(probe["port"], probe["port"]), probe["path"]))
+if "grpc" in probe:
+    # container-check waits for a URL: /v2/health/ready answers 200 exactly when the gRPC
+    # health service answers SERVING (check_in_image.py asks the latter itself).
+    print("URL http://127.0.0.1:%s/v2/health/ready" % ports["http"])
+else:
+    get = probe["httpGet"]
+    print("URL http://127.0.0.1:%s%s" % (ports.get(get["port"], get["port"]), get["path"]))
 ')
 envs=() command=() url=
 while IFS= read -r line; do

@@ -1,10 +1,11 @@
 """Run inside the image by check-image.sh, as ``python3 -c <this file> COMMAND...`` with the
 read-only overlay's environment: fill LAYERSERVE_MODEL_REPOSITORY with the demo models and
 make it read-only, start COMMAND (the Deployment's) on a spare port and check that it
-serves them (answers equal to onnxruntime's in this process) and refuses every write
-with 403, stop it with SIGTERM (it must drain and exit 0), check that it wrote nothing the
-Deployment's read-only root filesystem would refuse, then exec COMMAND with the
-environment unchanged for container-check to probe its readiness."""
+serves them (answers equal to onnxruntime's in this process), that its gRPC health
+service answers SERVING, and that it refuses every write with 403, stop it with SIGTERM (it
+must drain and exit 0), check that it wrote nothing the Deployment's read-only root
+filesystem would refuse, then exec COMMAND with the environment unchanged for
+container-check to probe its readiness."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnxruntime as ort
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from layerserve.service.demo import ensure_demo_repository
 
@@ -116,6 +119,16 @@ def check_inference(base: str, root: Path) -> None:
     say(f"{MODEL}: {len(expected)} output(s) equal onnxruntime's for a batch of 3")
 
 
+def check_grpc_health(port: int) -> None:
+    """The gRPC health service (what the Deployment's readiness probe asks) answers SERVING
+    for the overall service once HTTP says ready."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING, answer
+    say(f"gRPC health on port {port}: SERVING")
+
+
 def check_refusals(base: str) -> None:
     """Writes answer 403 (no admin token is set: loopback clients are admins, so a 403
     says read-only, not unauthorised)."""
@@ -138,12 +151,18 @@ def main(command: list[str]) -> None:
     marker = Path("/tmp") / f"check-in-image-{os.getpid()}"
     marker.touch()
     base = f"http://127.0.0.1:{free_port()}"
-    env = {**os.environ, "LAYERSERVE_PORT": base.rsplit(":", 1)[1]}
+    grpc_port = free_port()
+    env = {
+        **os.environ,
+        "LAYERSERVE_PORT": base.rsplit(":", 1)[1],
+        "LAYERSERVE_GRPC_PORT": str(grpc_port),
+    }
     say(f"{' '.join(command)} on {base}, models read-only from {root}")
     server = subprocess.Popen(command, env=env)
     try:
         wait_ready(base, server)
         check_inference(base, root)
+        check_grpc_health(grpc_port)
         check_refusals(base)
         assert call("GET", f"{base}/metrics")[0] == 200
     finally:

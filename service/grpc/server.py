@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from layerserve.service.access import AccessPolicy
+from layerserve.service.grpc import tfserving as tfserving_grpc
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from layerserve.service.grpc.pool import POOL
@@ -84,8 +85,10 @@ class GrpcServer:
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(self.app, self.policy), server
         )
+        tfserving_names = tfserving_grpc.add_to_server(self.app, self.policy, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        names = (SERVICE_NAME, *tfserving_names, health_name)
         reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server, POOL)
         try:
             server.add_insecure_port(self.address)

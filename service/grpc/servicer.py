@@ -94,7 +94,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.settings = state.settings
         self.policy = policy
 
-    async def call(self, handler: Handler, level: Level, request: Any, context: Any) -> Any:
+    async def call(
+        self,
+        handler: Handler,
+        level: Level,
+        request: Any,
+        context: Any,
+        service: str = "inference.GRPCInferenceService",
+    ) -> Any:
+        """Run ``handler`` as REST's middleware runs a route; ``service`` names it in the
+        access log."""
         started = time.perf_counter()
         metadata = context.invocation_metadata() or ()
         request_id = incoming_id((k.encode(), v.encode()) for k, v in _text(metadata))
@@ -129,7 +138,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         finally:
             current_request.reset(token)
             if self.settings.access_log and request_log.isEnabledFor(logging.INFO):
-                _log_call(request_id, handler.__name__, code, started, host)
+                _log_call(request_id, f"/{service}/{handler.__name__}", code, started, host)
         # raises: the call ends with this status (and the id, which abort would drop)
         await context.abort(code, message, (("x-request-id", request_id),))
 
@@ -263,13 +272,13 @@ def _peer_host(peer: str | None) -> str | None:
 
 
 def _log_call(
-    request_id: str, method: str, code: grpc.StatusCode, started: float, host: str | None
+    request_id: str, path: str, code: grpc.StatusCode, started: float, host: str | None
 ) -> None:
     duration = round((time.perf_counter() - started) * 1000, 2)
     fields = {
         "request_id": request_id,
         "method": "gRPC",
-        "path": f"/inference.GRPCInferenceService/{method}",
+        "path": path,
         "status": code.name,
         "duration_ms": duration,
         "client": host or "-",

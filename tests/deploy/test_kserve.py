@@ -19,10 +19,32 @@ MANIFESTS = sorted(p.name for p in KSERVE.glob("*.yaml") if p.name != "kustomiza
 
 
 @pytest.fixture(scope="module")
-def kserve(read_manifest) -> dict[str, dict[str, Any]]:
-    """kind -> the object, from the files as written."""
-    objects = [obj for name in MANIFESTS for obj in read_manifest(KSERVE / name)]
-    return {obj["kind"]: obj for obj in objects}
+def manifests(read_manifest) -> list[dict[str, Any]]:
+    """Every object, from the files as written."""
+    return [obj for name in MANIFESTS for obj in read_manifest(KSERVE / name)]
+
+
+@pytest.fixture(scope="module")
+def kserve(manifests) -> dict[str, dict[str, Any]]:
+    """kind -> the object: the runtime and the InferenceService served over REST (v2)."""
+    return {
+        obj["kind"]: obj
+        for obj in manifests
+        if obj["kind"] != "InferenceService"
+        or obj["spec"]["predictor"]["model"]["protocolVersion"] == "v2"
+    }
+
+
+@pytest.fixture(scope="module")
+def grpc_isvc(manifests) -> dict[str, Any]:
+    """The InferenceService served over gRPC (grpc-v2)."""
+    (isvc,) = [
+        obj
+        for obj in manifests
+        if obj["kind"] == "InferenceService"
+        and obj["spec"]["predictor"]["model"]["protocolVersion"] == "grpc-v2"
+    ]
+    return isvc
 
 
 def runtime_container(runtime: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +62,12 @@ def write(folder: Path, obj: dict[str, Any], name: str) -> Path:
     return path
 
 
-def test_the_vendored_crds_are_the_kinds_used(kserve, kserve_schemas):
+def test_the_vendored_crds_are_the_kinds_used(manifests, kserve, kserve_schemas):
+    assert sorted(o["kind"] for o in manifests) == [
+        "ClusterServingRuntime",
+        "InferenceService",
+        "InferenceService",
+    ]
     assert set(kserve) == {"ClusterServingRuntime", "InferenceService"}
     assert set(kserve_schemas) >= set(kserve)
 
@@ -56,9 +83,10 @@ def test_each_manifest_validates_against_its_crd(
 
 def test_the_kustomize_output_validates(kustomize, kserve_schemas, jsonschema_check, tmp_path):
     objects = kustomize("kserve")
-    assert sorted(o["kind"] for o in objects) == ["ClusterServingRuntime", "InferenceService"]
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == ["ClusterServingRuntime", "InferenceService", "InferenceService"]
     for obj in objects:
-        instance = write(tmp_path, obj, f"{obj['kind']}.yaml")
+        instance = write(tmp_path, obj, f"{obj['kind']}-{obj['metadata']['name']}.yaml")
         done = jsonschema_check(kserve_schemas[obj["kind"]], instance)
         assert done.returncode == 0, done.stdout + done.stderr
     runtime = next(o for o in objects if o["kind"] == "ClusterServingRuntime")
@@ -117,12 +145,16 @@ def test_the_runtime_serves_mnt_models_read_only_over_v2(kserve):
     assert set(formats) == {"onnx", "keras"}
     # Triton claims onnx too: this runtime is chosen by name, never taken by surprise.
     assert formats["onnx"]["autoSelect"] is False
-    assert spec["protocolVersions"] == ["v2"]
+    assert spec["protocolVersions"] == ["v2", "grpc-v2"]
     assert container["name"] == "kserve-container"  # where KServe mounts /mnt/models
     assert container["command"] == ["layerserve", "serve"]
     variables = env(container)
     assert variables["LAYERSERVE_MODEL_REPOSITORY"] == "/mnt/models"
     assert variables["LAYERSERVE_READ_ONLY"] == "true"
+    # Knative routes one port: the runtime's is HTTP; gRPC is the InferenceService's choice.
+    (port,) = container["ports"]
+    assert (port["name"], port["containerPort"]) == ("http1", int(variables["LAYERSERVE_PORT"]))
+    assert int(variables["LAYERSERVE_GRPC_PORT"]) != port["containerPort"]
     assert variables["LAYERSERVE_REPOSITORY_POLL_SECONDS"] == "0"
     (port,) = container["ports"]
     assert port["containerPort"] == int(variables["LAYERSERVE_PORT"]) == 8080  # KServe's port
@@ -166,3 +198,24 @@ def test_the_runtime_environment_is_settings_the_server_accepts(kserve, monkeypa
     assert settings.read_only is True
     assert settings.repository_poll_seconds == 0
     assert settings.workers == 0  # one per CPU of the container's limit
+
+
+def test_the_grpc_inference_service_routes_the_grpc_port_as_h2c(kserve, grpc_isvc):
+    """KServe (and Knative) route gRPC to the container port named h2c; readiness asks the
+    gRPC health service there, liveness stays the runtime's HTTP one (SERVING waits for the
+    models, liveness must not)."""
+    runtime = kserve["ClusterServingRuntime"]
+    variables = env(runtime_container(runtime))
+    model = grpc_isvc["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]
+    (port,) = model["ports"]
+    assert port["name"] == "h2c"
+    assert port["containerPort"] == int(variables["LAYERSERVE_GRPC_PORT"])
+    assert model["readinessProbe"]["grpc"]["port"] == port["containerPort"]
+    assert "livenessProbe" not in model
+    assert runtime_container(runtime)["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    # The same model as the REST example: only the protocol differs.
+    rest = kserve["InferenceService"]["spec"]["predictor"]["model"]
+    assert model["storageUri"] == rest["storageUri"]
+    assert model["modelFormat"] == rest["modelFormat"]

@@ -94,6 +94,8 @@ def test_kustomize_output_validates(kustomize, build, version):
         # A misspelt field (the kind of slip strict validation is for) and a wrong type.
         (("securityContext", "readOnlyRootFileSystem"), True),
         (("readinessProbe", "periodSeconds"), "five"),
+        # A gRPC probe takes the port's number: Kubernetes allows no name there.
+        (("readinessProbe", "grpc"), {"port": "grpc"}),
     ],
 )
 def test_validation_refuses_a_broken_deployment(kustomize, path, wrong):
@@ -131,19 +133,30 @@ def test_the_pod_runs_unprivileged_on_a_read_only_root(kustomize, build):
 @pytest.mark.parametrize("build", BUILDS)
 def test_probes_ask_the_v2_health_endpoints_on_the_served_port(kustomize, build):
     container = server(kustomize(build))
-    (port,) = container["ports"]
-    assert port["containerPort"] == int(env(container)["LAYERSERVE_PORT"])
+    ports = {p["name"]: p for p in container["ports"]}
+    assert set(ports) == {"http", "grpc"}
+    assert ports["http"]["containerPort"] == int(env(container)["LAYERSERVE_PORT"])
     paths = {
         probe: (container[probe]["httpGet"]["path"], container[probe]["httpGet"]["port"])
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+        for probe in ("startupProbe", "livenessProbe")
     }
-    assert paths == {
-        "startupProbe": (V2_LIVE, port["name"]),
-        "livenessProbe": (V2_LIVE, port["name"]),
-        "readinessProbe": (V2_READY, port["name"]),
-    }
+    assert paths == {"startupProbe": (V2_LIVE, "http"), "livenessProbe": (V2_LIVE, "http")}
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60  # models may load long
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_readiness_asks_the_grpc_health_service_on_the_grpc_port(kustomize, build):
+    """grpc.health.v1 answers SERVING exactly when /v2/health/ready answers 200 (the server's
+    tests show it); the probe asks the overall service ("", Kubernetes' default)."""
+    container = server(kustomize(build))
+    ports = {p["name"]: p for p in container["ports"]}
+    grpc_port = int(env(container)["LAYERSERVE_GRPC_PORT"])
+    assert ports["grpc"]["containerPort"] == grpc_port != ports["http"]["containerPort"]
+    readiness = container["readinessProbe"]
+    assert readiness["grpc"]["port"] == grpc_port
+    assert readiness["grpc"].get("service", "") == ""
+    assert "httpGet" not in readiness
 
 
 @pytest.mark.parametrize("build", BUILDS)
@@ -170,8 +183,13 @@ def test_the_objects_find_each_other(kustomize, build):
     assert "replicas" not in deployment["spec"]  # the autoscaler owns the count
     service = only(objects, "Service")
     assert service["spec"]["selector"].items() <= labels.items()
-    (service_port,) = service["spec"]["ports"]
-    assert service_port["targetPort"] == server(objects)["ports"][0]["name"]
+    container_ports = {p["name"]: p for p in server(objects)["ports"]}
+    service_ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(service_ports) == set(container_ports) == {"http", "grpc"}
+    for name, service_port in service_ports.items():
+        assert service_port["targetPort"] == name
+        assert service_port["port"] == container_ports[name]["containerPort"]
+    assert service_ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"  # HTTP/2 cleartext
     pdb = only(objects, "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     hpa = only(objects, "HorizontalPodAutoscaler")
@@ -217,6 +235,7 @@ def test_every_variable_is_a_setting_the_server_accepts(kustomize, build, monkey
     settings = Settings()
     assert str(settings.model_repository) == variables["LAYERSERVE_MODEL_REPOSITORY"]
     assert settings.port == int(variables["LAYERSERVE_PORT"])
+    assert settings.grpc_port == int(variables["LAYERSERVE_GRPC_PORT"])
 
 
 def test_the_base_shares_a_writable_volume_and_polls_it(kustomize):
@@ -273,3 +292,24 @@ def test_the_compose_file_validates_against_the_compose_specification():
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "docker/Dockerfile.cuda"])
+def test_the_images_expose_the_ports_the_deployment_serves(kustomize, dockerfile):
+    text = (REPO / dockerfile).read_text()
+    (exposed,) = re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)
+    variables = env(server(kustomize("base")))
+    ports = {variables["LAYERSERVE_PORT"], variables["LAYERSERVE_GRPC_PORT"]}
+    assert set(exposed.split()) == ports
+    for name in ("LAYERSERVE_PORT", "LAYERSERVE_GRPC_PORT"):
+        assert re.search(rf"^\s+{name}={variables[name]}\b", text, re.MULTILINE), name
+
+
+def test_compose_publishes_http_and_grpc_of_every_service_on_distinct_host_ports(read_manifest):
+    (compose,) = read_manifest(REPO / "docker" / "compose.yaml")
+    host_ports = []
+    for name, service in compose["services"].items():
+        published = dict(mapping.split(":")[::-1] for mapping in service["ports"])
+        assert set(published) == {"8080", "8081"}, name  # container ports: HTTP, gRPC
+        host_ports += published.values()
+    assert len(host_ports) == len(set(host_ports))  # the services can run side by side

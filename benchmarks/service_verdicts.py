@@ -1,0 +1,119 @@
+"""The rows ``service_load.py`` measures and the verdicts printed under its table: the
+service's targets (batch-1 JSON at concurrency 64, batch-64 binary against in-process
+onnxruntime), what a second worker pays on two cores, and gRPC against HTTP in the same
+run (batch-64 raw contents against the binary extension, batch-1 at 64 streams against
+JSON at 64 connections)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from layerserve.loadgen import Run
+
+
+@dataclass
+class Row:
+    """One measured level of one server: ``workers`` None for a server given by URL."""
+
+    workers: int | None
+    run: Run
+    worker_cpu: list[float] = field(default_factory=list)  # cores, each worker's own tree
+
+
+def _label(workers: int | None) -> str:
+    return "" if workers is None else f", {workers} worker{'s' if workers > 1 else ''}"
+
+
+def verdicts(rows: list[Row], reference: dict[int, float]) -> list[str]:
+    lines = []
+    for row in rows:
+        run = row.run
+        if (run.protocol, run.batch, run.concurrency) == ("json", 1, 64):
+            ok = run.rps >= 2000 and run.percentile(99) < 50
+            lines.append(
+                f"target batch-1 JSON at concurrency 64 >= 2,000 requests/s with p99 < 50 ms"
+                f"{_label(row.workers)}: {'met' if ok else 'MISSED'} ({run.rps:,.0f} "
+                f"requests/s, p99 {run.percentile(99):.1f} ms)"
+            )
+    binary64 = [r for r in rows if r.run.protocol == "binary" and r.run.batch == 64]
+    if binary64 and 64 in reference:
+        best = max(binary64, key=lambda r: r.run.rps)
+        share = best.run.rps * 64 / reference[64]
+        lines.append(
+            f"target batch-64 binary >= half of in-process onnxruntime's samples/s: "
+            f"{'met' if share >= 0.5 else 'MISSED'} (best: {best.run.rps * 64:,.0f} samples/s "
+            f"at concurrency {best.run.concurrency}{_label(best.workers)} = {share:.0%} of "
+            f"{reference[64]:,.0f})"
+        )
+    return lines + worker_verdicts(rows, reference) + grpc_verdicts(rows)
+
+
+def worker_verdicts(rows: list[Row], reference: dict[int, float]) -> list[str]:
+    """The two figures that say whether a second worker pays on two cores: batch-64 binary
+    against in-process onnxruntime, and batch-1 JSON against one worker of the same run."""
+    lines = []
+    binary = [
+        r.run for r in rows if r.workers == 2 and (r.run.protocol, r.run.batch) == ("binary", 64)
+    ]
+    if binary and 64 in reference:
+        best = max(binary, key=lambda run: run.rps)
+        share = best.rps * 64 / reference[64]
+        lines.append(
+            f"batch-64 binary, 2 workers: {best.rps * 64:,.0f} samples/s = {share:.0%} of "
+            f"in-process onnxruntime ({reference[64]:,.0f}; target 60%, best at concurrency "
+            f"{best.concurrency}): {'met' if share >= 0.6 else 'MISSED'}"
+        )
+    json64 = {
+        r.workers: r.run
+        for r in rows
+        if (r.run.protocol, r.run.batch, r.run.concurrency) == ("json", 1, 64)
+    }
+    if 1 in json64 and 2 in json64 and json64[1].rps > 0:
+        one, two = json64[1], json64[2]
+        ratio = two.rps / one.rps
+        ok = ratio >= 1.6 and two.percentile(99) <= one.percentile(99)
+        lines.append(
+            f"batch-1 JSON c64: 2 workers {two.rps:,.0f} req/s = {ratio:.2f} x 1 worker "
+            f"(target 1.6x), p99 {two.percentile(99):.1f} ms vs {one.percentile(99):.1f} ms "
+            f"(target: no worse): {'met' if ok else 'MISSED'}"
+        )
+    return lines
+
+
+def grpc_verdicts(rows: list[Row]) -> list[str]:
+    """gRPC against HTTP, per worker count, same run: batch-64 samples/s (raw contents
+    against the binary extension, best concurrency of each) and batch-1 requests/s at 64
+    concurrent streams against JSON at 64 connections."""
+    lines = []
+    for workers in sorted({r.workers or 0 for r in rows}):
+        mine = [r.run for r in rows if (r.workers or 0) == workers]
+
+        def best(protocol: str, batch: int, runs: list[Run] = mine) -> Run | None:
+            found = [r for r in runs if (r.protocol, r.batch) == (protocol, batch)]
+            return max(found, key=lambda run: run.rps) if found else None
+
+        def at(protocol: str, batch: int, concurrency: int, runs: list[Run] = mine) -> Run | None:
+            key = (protocol, batch, concurrency)
+            found = [r for r in runs if (r.protocol, r.batch, r.concurrency) == key]
+            return found[0] if found else None
+
+        label = _label(workers or None)
+        grpc64, binary64 = best("grpc", 64), best("binary", 64)
+        if grpc64 and binary64:
+            ok = grpc64.rps >= binary64.rps
+            lines.append(
+                f"target batch-64 gRPC raw samples/s >= HTTP binary's{label}: "
+                f"{'met' if ok else 'MISSED'} ({grpc64.rps * 64:,.0f} at concurrency "
+                f"{grpc64.concurrency} vs {binary64.rps * 64:,.0f} at concurrency "
+                f"{binary64.concurrency})"
+            )
+        grpc1, json1 = at("grpc", 1, 64), at("json", 1, 64)
+        if grpc1 and json1:
+            ok = grpc1.rps >= json1.rps
+            lines.append(
+                f"target batch-1 gRPC requests/s at 64 streams >= HTTP JSON's at 64 "
+                f"connections{label}: {'met' if ok else 'MISSED'} ({grpc1.rps:,.0f} vs "
+                f"{json1.rps:,.0f} requests/s; p99 {grpc1.percentile(99):.1f} ms vs "
+                f"{json1.percentile(99):.1f} ms)"
+            )
+    return lines

@@ -1,0 +1,1 @@
+"""Generated from service/grpc/protos/tfserving (see its README.md); do not edit."""
