@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from layerserve.loadgen import (
     _binary,
     _split_bytes,
     level_result,
+    new_level_state,
     run_level,
     v2_datatype,
 )
@@ -89,14 +89,7 @@ async def drive_grpc(
         for _ in range(max(1, min(connections, concurrency)))
     ]
     calls = [channel.unary_unary(GRPC_MODEL_INFER) for channel in channels]
-    state: dict[str, Any] = {
-        "latencies": [],
-        "errors": 0,
-        "errors_outside": 0,
-        "sent": 0,
-        "statuses": Counter(),
-        "first_error": None,
-    }
+    state = new_level_state()
     try:
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), timeout=30)

@@ -302,12 +302,7 @@ async def drive(
     loop = asyncio.get_running_loop()
     state: dict[str, Any] = {
         "payload": payload,
-        "latencies": [],
-        "errors": 0,
-        "errors_outside": 0,
-        "sent": 0,
-        "statuses": Counter(),
-        "first_error": None,
+        **new_level_state(),
         "start": float("inf"),
         "stop": float("inf"),
     }
@@ -391,4 +386,16 @@ def level_result(state: dict[str, Any], cpu_used: float, duration: float) -> dic
         "received": sum(state["statuses"].values()),
         "statuses": dict(state["statuses"]),
         "first_error": state["first_error"],
+    }
+
+
+def new_level_state() -> dict[str, Any]:
+    """The counters of one load level (HTTP or gRPC), read by :func:`level_result`."""
+    return {
+        "latencies": [],
+        "errors": 0,
+        "errors_outside": 0,
+        "sent": 0,
+        "statuses": Counter(),
+        "first_error": None,
     }

@@ -260,20 +260,13 @@ class RecurrentLayer(Layer):
         """``initial_state`` starts the recurrence from those states instead of zeros;
         as in Keras 2, the states become inputs 1, 2, ... of the call."""
         if initial_state is not None:
-            states = self._initial_state_list(initial_state)
-            if isinstance(inputs, (list, tuple)):
-                raise ShapeError(
-                    f"{type(self).__name__} {self.name} received its initial state twice: "
-                    "as inputs and as `initial_state`."
-                )
-            inputs = [inputs, *states]
-            if mask is not NOT_GIVEN and mask is not None and not isinstance(mask, list):
-                mask = [mask] + [None] * len(states)
-            elif mask is NOT_GIVEN and self.keras_version >= (3, 0, 0):
-                # Keras 3 hands a call's mask over only when its inputs are one tensor
-                # argument; with `initial_state` the steps run unmasked (the output
-                # still carries the input's mask).
-                mask = None
+            inputs, mask = states_as_inputs(
+                f"{type(self).__name__} {self.name}",
+                inputs,
+                self._initial_state_list(initial_state),
+                mask,
+                keras3=self.keras_version >= (3, 0, 0),
+            )
         return super().__call__(inputs, training=training, mask=mask)
 
     def _initial_state_list(self, initial_state: Any) -> list[Any]:
@@ -410,3 +403,21 @@ class RecurrentLayer(Layer):
         if self.seed is not None:  # Keras 3 stores the dropout seed; Keras 2 has none
             config["seed"] = self.seed
         return config
+
+
+def states_as_inputs(
+    label: str, inputs: Any, states: list[Any], mask: Any, keras3: bool
+) -> tuple[list[Any], Any]:
+    """A call's ``initial_state`` as Keras 2 records it: inputs ``[x, *states]``, and the
+    mask of ``x`` given as ``[mask, None, ...]``. ``keras3``: Keras 3 hands a call's mask
+    over only when its inputs are one tensor argument, so with ``initial_state`` and no
+    explicit mask the steps run unmasked (the output still carries the input's mask)."""
+    if isinstance(inputs, (list, tuple)):
+        raise ShapeError(
+            f"{label} received its initial state twice: as inputs and as `initial_state`."
+        )
+    if mask is not NOT_GIVEN and mask is not None and not isinstance(mask, list):
+        mask = [mask] + [None] * len(states)
+    elif mask is NOT_GIVEN and keras3:
+        mask = None
+    return [inputs, *states], mask

@@ -9,6 +9,7 @@ import numpy as np
 from layerserve.errors import ConfigError, NotSupportedError, ShapeError, received
 from layerserve.layers.base import Layer, Variable
 from layerserve.layers.input_spec import InputSpec
+from layerserve.layers.rnn.base_rnn import states_as_inputs
 from layerserve.layers.rnn.nested import (
     build_nested,
     copy_layer,
@@ -174,17 +175,13 @@ class Bidirectional(Layer):
                 "recurrent layers take none. " + received("constants", constants)
             )
         if initial_state is not None:
-            if isinstance(inputs, (list, tuple)):
-                raise ShapeError(
-                    f"Bidirectional {self.name} received its initial state twice: as inputs "
-                    "and as `initial_state`."
-                )
             states = (
                 list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
             )
-            inputs = [inputs, *states]
-            if mask is not NOT_GIVEN and mask is not None and not isinstance(mask, list):
-                mask = [mask] + [None] * len(states)
+            # a mask not given stays so here, in every Keras version
+            inputs, mask = states_as_inputs(
+                f"Bidirectional {self.name}", inputs, states, mask, keras3=False
+            )
         return super().__call__(inputs, training=training, mask=mask)
 
     def _split(self, inputs: Any) -> tuple[Any, list[Any]]:

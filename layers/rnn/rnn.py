@@ -15,6 +15,7 @@ from layerserve.layers.rnn.base_rnn import (
     ZEROS_BY_TIME,
     RecurrentLayer,
     rnn_forward,
+    states_as_inputs,
 )
 from layerserve.layers.rnn.cells import RecurrentCell
 from layerserve.layers.rnn.nested import keras3_item_keys, nested_config
@@ -144,19 +145,12 @@ class RNN(Layer):
                 f"RNN {self.name} does not support `constants`. " + received("constants", constants)
             )
         if initial_state is not None:
-            if isinstance(inputs, (list, tuple)):
-                raise ShapeError(
-                    f"RNN {self.name} received its initial state twice: as inputs and as "
-                    "`initial_state`."
-                )
             states = (
                 list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
             )
-            inputs = [inputs, *states]
-            if mask is not NOT_GIVEN and mask is not None and not isinstance(mask, list):
-                mask = [mask] + [None] * len(states)
-            elif mask is NOT_GIVEN and self.keras_version >= (3, 0, 0):
-                mask = None  # Keras 3 runs unmasked with `initial_state` (spec 10.3)
+            inputs, mask = states_as_inputs(
+                f"RNN {self.name}", inputs, states, mask, keras3=self.keras_version >= (3, 0, 0)
+            )
         return super().__call__(inputs, training=training, mask=mask)
 
     def _split(self, inputs: Any) -> tuple[Any, list[Any]]:

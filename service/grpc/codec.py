@@ -79,14 +79,7 @@ def decode_request(request: Any, model: LoadedModel, limit: int) -> GrpcRequest:
             raise InvalidInput(f"input '{name}' is given more than once")
         inputs[name] = _decode_input(tensor, raw[index] if raw else None, model, limit)
     parameters = parameters_dict(request.parameters)
-    timeout = parameters.get("timeout")
-    if timeout is not None and not (
-        isinstance(timeout, int) and not isinstance(timeout, bool) and timeout >= 0
-    ):
-        raise InvalidInput(
-            f"request parameter 'timeout' must be a non-negative integer number of "
-            f"microseconds, got {timeout!r}"
-        )
+    v2.timeout_parameter(parameters)
     return GrpcRequest(request.id, inputs, _requested_outputs(request.outputs, model), parameters)
 
 

@@ -29,6 +29,7 @@ from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
 )
 from layerserve.service.metrics import current_request
 from layerserve.service.protocols import tfserving, tfserving_models
+from layerserve.service.protocols.tfserving import check_input_names
 
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
@@ -105,7 +106,7 @@ class PredictionServicer(_TFServing, prediction_service_pb2_grpc.PredictionServi
         try:
             limit = self.settings.grpc_max_message_bytes
             given = request.inputs
-            codec.check_input_names(given, model)
+            check_input_names(given, model)
             inputs = {
                 s.name: codec.decode_tensor(s.name, given[s.name], model, limit)
                 for s in model.inputs

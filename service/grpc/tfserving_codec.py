@@ -68,24 +68,6 @@ def dtype_name(dtype: int) -> str:
 
 
 # ---- request tensors --------------------------------------------------------------------
-def check_input_names(given: Any, model: LoadedModel) -> None:
-    """The ``inputs`` map names the model's inputs, all of them: REST's checks of a
-    columnar ``inputs`` object, in its words."""
-    names = [s.name for s in model.inputs]
-    unknown = sorted(set(given) - set(names))
-    if unknown:
-        raise InvalidInput(
-            f"unexpected input {unknown[0]!r} in 'inputs' for model '{model.name}'; "
-            f"expected inputs: {names}"
-        )
-    for name in names:
-        if name not in given:
-            raise InvalidInput(
-                f"Missing named input: '{name}' in 'inputs' object for model "
-                f"'{model.name}'; expected inputs: {names}"
-            )
-
-
 def decode_tensor(name: str, tensor: Any, model: LoadedModel, limit: int) -> np.ndarray:
     """The array of request input ``name`` for ``model``; ``limit`` bounds its bytes."""
     model.input_spec(name)  # an unknown input is named before its values are read

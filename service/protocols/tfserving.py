@@ -180,19 +180,26 @@ def _from_inputs(inputs: Any, model: LoadedModel) -> dict[str, np.ndarray]:
                 f"'{model.name}' has {len(names)} inputs: {names}"
             )
         return {names[0]: _to_array(inputs, model.inputs[0], model, rows=False)}
-    unknown = sorted(set(inputs) - set(names))
+    check_input_names(inputs, model)
+    return {s.name: _to_array(inputs[s.name], s, model, rows=False) for s in model.inputs}
+
+
+def check_input_names(given: Any, model: LoadedModel) -> None:
+    """The columnar ``inputs`` (REST) or ``inputs`` map (gRPC) names the model's inputs,
+    all of them."""
+    names = [s.name for s in model.inputs]
+    unknown = sorted(set(given) - set(names))
     if unknown:
         raise InvalidInput(
             f"unexpected input {unknown[0]!r} in 'inputs' for model '{model.name}'; "
             f"expected inputs: {names}"
         )
     for name in names:
-        if name not in inputs:
+        if name not in given:
             raise InvalidInput(
                 f"Missing named input: '{name}' in 'inputs' object for model "
                 f"'{model.name}'; expected inputs: {names}"
             )
-    return {s.name: _to_array(inputs[s.name], s, model, rows=False) for s in model.inputs}
 
 
 def _is_b64(value: Any) -> bool:

@@ -88,14 +88,7 @@ def decode_request(
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")
-    timeout = parameters.get("timeout")
-    if timeout is not None and not (
-        isinstance(timeout, int) and not isinstance(timeout, bool) and timeout >= 0
-    ):
-        raise InvalidInput(
-            f"request parameter 'timeout' must be a non-negative integer number of "
-            f"microseconds, got {timeout!r}"
-        )
+    timeout_parameter(parameters)
     return V2Request(
         request_id,
         inputs,
@@ -118,6 +111,19 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise InvalidInput(f"parameter '{key}' of the {where} must be true or false, got {value!r}")
     return value
+
+
+def timeout_parameter(parameters: dict[str, Any]) -> int | None:
+    """The request's ``timeout`` parameter (microseconds; REST and gRPC), checked."""
+    timeout = parameters.get("timeout")
+    if timeout is not None and not (
+        isinstance(timeout, int) and not isinstance(timeout, bool) and timeout >= 0
+    ):
+        raise InvalidInput(
+            f"request parameter 'timeout' must be a non-negative integer number of "
+            f"microseconds, got {timeout!r}"
+        )
+    return timeout
 
 
 def input_dtype(
