@@ -212,15 +212,17 @@ class DataPlane:
         model: LoadedModel,
         inputs: dict[str, np.ndarray],
         timeout_us: int | None = None,
+        admission: Admission | None = None,
     ) -> dict[str, np.ndarray]:
-        """Validate, queue and wait on ``model`` (from :meth:`model`); all its outputs."""
+        """Validate, queue and wait on ``model`` (from :meth:`model`); all its outputs.
+        ``admission`` (from :meth:`admit`): the request is queued even if the queue is full."""
         if not self.started:
             raise ModelNotReady("the server is still loading its models")
         rows = model.validate(inputs)
         mark_accounted()  # from here on the batcher counts the outcome
         batcher = self._batcher(model)
         try:
-            return await batcher.submit(inputs, rows, timeout_us)
+            return await batcher.submit(inputs, rows, timeout_us, admission)
         finally:
             if not self.repository.serves(model):
                 await self._retire_straggler(model, batcher)

@@ -103,8 +103,9 @@ class Settings(BaseSettings):
         1024,
         ge=1,
         le=MAX_QUEUE_SIZE,
-        description="Requests queued per model version; past it, and past what the model "
-        "can queue and run at once, a request is answered 503 from its head.",
+        description="Requests queued per model version: while it is reached, or the model "
+        "has as many requests as it can queue and run at once, a request is answered 503 "
+        "from its head. A request admitted from its head is queued once read, even past it.",
     )
     queue_timeout_ms: int = Field(
         30_000,

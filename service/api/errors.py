@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layerserve.errors import LayerserveError
 from layerserve.service import errors
+from layerserve.service.http_protocol import RETRY_AFTER_SECONDS
 
 log = logging.getLogger("layerserve.service")
 
@@ -34,7 +35,6 @@ STATUS: dict[type[Exception], int] = {
     errors.QueueTimeout: 504,
     errors.InferenceFailed: 500,
 }
-RETRY_AFTER_SECONDS = "1"
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left; only the access log sees it
 
@@ -47,7 +47,7 @@ def status_of(error: Exception) -> int:
 
 
 def error_response(status: int, message: str, problems: list[str] | None = None) -> JSONResponse:
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else {}
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="layerserve"'
     content: dict[str, object] = {"error": message}

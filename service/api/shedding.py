@@ -14,6 +14,7 @@ client without the API token learns nothing here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import sys
@@ -28,10 +29,16 @@ from layerserve.service.api.request_log import incoming_id, new_request_id
 from layerserve.service.batcher import Admission
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import ServiceError
-from layerserve.service.http_protocol import ADMISSION_KEY, Headers, Shedder
+from layerserve.service.http_protocol import (
+    ADMISSION_KEY,
+    RETRY_AFTER_SECONDS,
+    Headers,
+    Shedder,
+)
 
 log = logging.getLogger("layerserve.service.requests")
 _V2 = re.compile(rb"^/v2/models/([^/?#%]+)(?:/versions/([^/?#%]+))?/infer(?:\?.*)?$")
+RETRY_AFTER = b"%d" % RETRY_AFTER_SECONDS
 _TF_SERVING = re.compile(rb"^/v1/models/([^/?#%:]+)(?:/versions/([^/?#%:]+))?:predict(?:\?.*)?$")
 
 
@@ -64,10 +71,16 @@ def shedder(app: FastAPI) -> Shedder:
         request_id = incoming_id(headers) or new_request_id()
         if access_log:
             log.info("request_id=%s path=%s status=503", request_id, url.decode())
-        body = orjson.dumps({"error": str(error)})
-        return 503, body, [(b"retry-after", b"1"), (b"x-request-id", request_id.encode())]
+        body = _error_body(str(error))
+        return 503, body, [(b"retry-after", RETRY_AFTER), (b"x-request-id", request_id.encode())]
 
     return shed
+
+
+@functools.lru_cache(maxsize=256)
+def _error_body(message: str) -> bytes:
+    """The JSON body of a refusal (a model's refusals all say the same)."""
+    return orjson.dumps({"error": message})
 
 
 class GilHandoff:

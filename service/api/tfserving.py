@@ -193,7 +193,7 @@ async def _predict(
     place = admission(request, model)
     try:
         parsed = await decode_inference_body(request, model, tfserving.decode_predict, model)
-        outputs = await plane.infer(model, parsed.inputs)
+        outputs = await plane.infer(model, parsed.inputs, admission=place)
         content = tfserving.encode_predict(model, parsed, outputs)
     finally:
         place.release()

@@ -206,7 +206,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     place = admission(request, model)
     try:
         parsed = await read_v2_request(request, model)
-        outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us)
+        outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us, place)
         content, json_length = v2.encode_response(model, parsed, outputs)
     finally:
         place.release()

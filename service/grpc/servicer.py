@@ -223,7 +223,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         place = plane.admit(model)
         try:
             parsed = codec.decode_request(request, model, self.settings.grpc_max_message_bytes)
-            outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us)
+            outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us, place)
             return codec.encode_response(model, parsed, outputs)
         finally:
             place.release()

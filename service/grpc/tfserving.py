@@ -112,7 +112,7 @@ class PredictionServicer(_TFServing, prediction_service_pb2_grpc.PredictionServi
                 for s in model.inputs
             }
             names = tfserving._output_filter(list(request.output_filter) or None, model)
-            outputs = await self.plane.infer(model, inputs)
+            outputs = await self.plane.infer(model, inputs, admission=place)
         except errors.ServiceError as exc:
             self._count_invalid(model, exc)
             raise

@@ -6,10 +6,12 @@ however a request ends, so a full model frees up. (The figures under load are in
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -21,6 +23,7 @@ from slow_model import FEATURES, OUTPUTS, slow_reference, write_slow_model
 from layerserve import examples
 from layerserve.service.api.shedding import GilHandoff
 from layerserve.service.body_limits import ALLOWANCE_BYTES, JSON_BYTES_PER_VALUE
+from layerserve.service.http_protocol import REPEATED_REFUSAL_PAUSE_SECONDS
 from layerserve.service.settings import Settings
 
 QUEUE = 2
@@ -28,6 +31,9 @@ QUEUE = 2
 SLOW = {"max_batch_size": 0, "instances": 1, "intra_op_threads": 1, "max_queue_size": QUEUE}
 WINDOW = QUEUE + 1
 MLP_ROWS = 8
+# Requests wait up to 600 ms to be merged, and one may wait: a model that holds its queue
+# full while more requests arrive. It admits 1 + 8 requests at once.
+GATHERING = {"max_batch_size": 8, "max_queue_delay_us": 600_000, "max_queue_size": 1}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +41,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("overload")
     write_slow_model(root, "slow", SLOW)
     write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": MLP_ROWS})
+    write_model(root, "gathering", examples.mlp(), "1", GATHERING)
     with running_server(Settings(model_repository=root)) as url:
         yield url
 
@@ -49,25 +56,75 @@ def slow_body(x: np.ndarray) -> dict:
 
 def head_only(url: str, path: str, content_length: int) -> tuple[int, dict[str, str], dict, float]:
     """Send a POST's head and no body; the answer, its headers and how long it took."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with socket.create_connection(_address(url), timeout=10) as sock:
         started = time.monotonic()
         sock.sendall(
             f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {content_length}\r\n"
             f"X-Request-ID: early-{content_length}\r\n\r\n".encode()
         )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, "closed without an answer"
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        headers = dict(line.lower().split(": ", 1) for line in head.decode().split("\r\n")[1:])
-        while len(body) < int(headers["content-length"]):
-            body += sock.recv(65536)
+        status, headers, document = read_answer(sock)
         took = time.monotonic() - started
-    return int(head.split()[1]), headers, orjson.loads(body), took
+    return status, headers, document, took
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], dict]:
+    """One answer on a keep-alive connection: its status, headers and JSON body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "closed without an answer"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(head.split()[1]), headers, orjson.loads(body)
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def mlp_body(x: np.ndarray) -> bytes:
+    return orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "hidden_1_input",
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "data": x.ravel().tolist(),
+                }
+            ]
+        }
+    )
+
+
+def infer_head(model: str, body: bytes) -> bytes:
+    return (
+        b"POST /v2/models/%s/infer HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % (model.encode(), len(body))
+    )
+
+
+@contextlib.contextmanager
+def gathering_held_full(url: str, body: bytes) -> Iterator[None]:
+    """While one request waits in the 'gathering' queue (for up to 600 ms), which it fills."""
+    held = threading.Thread(
+        target=lambda: httpx.post(url + "/v2/models/gathering/infer", content=body, timeout=30)
+    )
+    held.start()
+    deadline = time.monotonic() + 10
+    while pending(httpx.get(url + "/metrics").text, "gathering") < 1:
+        assert time.monotonic() < deadline, "the request was never queued"
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        held.join(timeout=30)
 
 
 def failures(url: str, model: str) -> int:
@@ -119,6 +176,57 @@ def test_a_full_model_answers_503_from_the_head_before_the_body_is_sent(server):
     assert again.status_code == 200  # every admission was given back
     got = np.asarray(again.json()["outputs"][0]["data"], np.float32).reshape(3, OUTPUTS)
     np.testing.assert_allclose(got, slow_reference(x[:3]), rtol=1e-4, atol=1e-5)
+
+
+def test_requests_admitted_from_their_heads_are_never_refused_once_read(server):
+    """Three heads reach a model whose queue holds one while its queue is empty: all three
+    are admitted. Their bodies, sent only then, are queued although the first fills the
+    queue, and all three are served (a refusal now would throw away the reading and
+    decoding it was admitted for)."""
+    xs = [np.random.default_rng(10 + i).random((1, 784), dtype=np.float32) for i in range(3)]
+    bodies = [mlp_body(x) for x in xs]
+    socks = [socket.create_connection(_address(server), timeout=10) for _ in bodies]
+    try:
+        for sock, body in zip(socks, bodies, strict=True):
+            sock.sendall(infer_head("gathering", body))
+        time.sleep(0.3)  # every head is read and admitted; no body has come
+        for sock, body in zip(socks, bodies, strict=True):
+            sock.sendall(body)
+        answers = [read_answer(sock) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    reference = examples.mlp().predict(np.concatenate(xs))
+    for (status, _, document), expected in zip(answers, reference, strict=True):
+        assert status == 200, document
+        got = np.asarray(document["outputs"][0]["data"], np.float32)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # and once they are answered, the queue refuses as before: one waits, the next is 503
+    with gathering_held_full(server, bodies[0]):
+        refused = httpx.post(server + "/v2/models/gathering/infer", content=bodies[1])
+    assert refused.status_code == 503, refused.text
+    assert "'gathering' exceeds maximum queue size 1" in refused.json()["error"]
+
+
+def test_a_client_that_resends_at_once_is_paced(server):
+    """While a request fills the model, a keep-alive client resends at once after each
+    503: its first and second requests are answered at once, and its third is read only
+    after REPEATED_REFUSAL_PAUSE_SECONDS, since the second came within Retry-After of the
+    first (it did not wait)."""
+    body = mlp_body(np.random.default_rng(20).random((1, 784), dtype=np.float32))
+    sent, answers = [], []
+    with gathering_held_full(server, body):
+        with socket.create_connection(_address(server), timeout=10) as sock:
+            for _ in range(3):  # all within the 600 ms the queued request waits
+                sent.append(time.monotonic())
+                sock.sendall(infer_head("gathering", body) + body)
+                answers.append((*read_answer(sock), time.monotonic()))
+    for status, headers, document, _ in answers:
+        assert status == 503, document
+        assert headers["retry-after"] == "1"
+        assert "'gathering' exceeds maximum queue size 1" in document["error"]
+    # the third request waited in the socket for the pause that followed the second
+    assert answers[2][3] - sent[1] >= REPEATED_REFUSAL_PAUSE_SECONDS
 
 
 @pytest.mark.parametrize(

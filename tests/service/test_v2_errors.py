@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import struct
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import pytest
 import tritonclient.http as triton
-from live_server import running_server, write_model
+from live_server import pending, running_server, write_model
 from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
@@ -661,23 +661,25 @@ def test_request_timeout_parameter_shortens_the_queue_timeout(url, http):
 
 # ---- 503 queue full ---------------------------------------------------------------------
 def test_queue_full_is_a_503_with_retry_after(url):
-    """max_queue_size 1, and the batcher keeps the first request queued for 600 ms:
-    of three simultaneous requests exactly one is served, the others are refused."""
-    barrier = threading.Barrier(3)
+    """max_queue_size 1, and the batcher keeps the first request queued for 600 ms: the
+    requests sent while it waits are refused, and the queued one is served."""
 
     def send(value: float) -> httpx.Response:
         with httpx.Client(base_url=url, timeout=30) as http:
-            barrier.wait()
             return http.post("/v2/models/tiny_queue/infer", json=identity_request(value))
 
-    with ThreadPoolExecutor(3) as pool:
-        responses = list(pool.map(send, [10.0, 20.0, 30.0]))
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [200, 503, 503], [r.text for r in responses]
-    for response, value in zip(responses, [10.0, 20.0, 30.0], strict=True):
-        if response.status_code == 200:
-            assert response.json()["outputs"][0]["data"] == [value, value + 1, value + 2]
-        else:
-            assert response.headers["retry-after"].isdigit()
-            message = response.json()["error"]
-            assert "'tiny_queue' exceeds maximum queue size 1" in message
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(send, 10.0)
+        deadline = time.monotonic() + 10
+        while pending(httpx.get(url + "/metrics").text, "tiny_queue") < 1:
+            assert time.monotonic() < deadline, "the first request was never queued"
+            time.sleep(0.01)
+        refused = [send(20.0), send(30.0)]
+        served = first.result()
+    assert served.status_code == 200, served.text
+    assert served.json()["outputs"][0]["data"] == [10.0, 11.0, 12.0]
+    for response in refused:
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"].isdigit()
+        message = response.json()["error"]
+        assert "'tiny_queue' exceeds maximum queue size 1" in message
