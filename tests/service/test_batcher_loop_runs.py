@@ -1,0 +1,127 @@
+"""Where the dynamic batcher runs a batch: on the event loop when the model's last run was
+within ``LOOP_RUN_BUDGET_S`` (no thread handoff), on an executor thread otherwise, and
+never so that the loop is held by a long run. Real onnxruntime sessions; the outputs are
+checked against the NumPy references."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live_server import write_model
+from slow_model import FEATURES, slow_reference, write_slow_model
+
+from layerserve import examples
+from layerserve.service import batcher as batcher_module
+from layerserve.service.batcher import LOOP_RUN_BUDGET_S, DynamicBatcher
+from layerserve.service.model_config import ModelConfig
+from layerserve.service.runtime import LoadedModel
+from layerserve.service.settings import Settings
+
+
+@dataclass
+class RecordingModel(LoadedModel):
+    """A loaded model that notes the thread each of its runs took place on."""
+
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def run(self, feeds):  # noqa: ANN001, ANN201 - LoadedModel.run's signature
+        self.threads.append(threading.current_thread())
+        return super().run(feeds)
+
+
+def load(path: Path, name: str, **config) -> RecordingModel:
+    resolved = ModelConfig(**config).resolved(Settings(model_repository=path.parent.parent))
+    model = LoadedModel.load(name, "1", path, resolved)
+    return RecordingModel(**{f: getattr(model, f) for f in LoadedModel.__dataclass_fields__})
+
+
+def test_runs_within_the_budget_take_place_on_the_event_loop(tmp_path, monkeypatch):
+    """With a budget every run fits, all runs but the first (timed on a thread) take place
+    on the loop's thread; with a budget none fits, they go back to threads."""
+    model = load(write_model(tmp_path, "mlp", examples.mlp()), "mlp", instances=1)
+    xs = [np.random.default_rng(i).random((2, 784), dtype=np.float32) for i in range(12)]
+
+    async def serve() -> list[dict[str, np.ndarray]]:
+        outputs = []
+        with ThreadPoolExecutor(2) as executor:
+            batcher = DynamicBatcher(model, executor)
+            for i, x in enumerate(xs):
+                if i == 6:
+                    monkeypatch.setattr(batcher_module, "LOOP_RUN_BUDGET_S", 0.0)
+                outputs.append(await batcher.submit({"hidden_1_input": x}, 2))
+            await batcher.close()
+        return outputs
+
+    monkeypatch.setattr(batcher_module, "LOOP_RUN_BUDGET_S", 10.0)
+    outputs = asyncio.run(serve())
+    main = threading.main_thread()
+    assert model.threads[0] is not main
+    assert model.threads[1:6] == [main] * 5
+    assert main not in model.threads[6:]
+    reference = examples.mlp()
+    for x, output in zip(xs, outputs, strict=True):
+        np.testing.assert_allclose(
+            next(iter(output.values())), reference.predict(x), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_long_runs_stay_on_threads_and_the_loop_goes_on(tmp_path):
+    write_slow_model(tmp_path, "slow", {"max_batch_size": 0, "instances": 1})
+    model = load(tmp_path / "slow" / "1" / "model.onnx", "slow", max_batch_size=0, instances=1)
+    xs = [np.random.default_rng(i).random((1024, FEATURES), dtype=np.float32) for i in range(3)]
+
+    async def serve() -> tuple[list[dict[str, np.ndarray]], float]:
+        lag = 0.0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal lag
+            while not done:
+                before = time.monotonic()
+                await asyncio.sleep(0.001)
+                lag = max(lag, time.monotonic() - before)
+
+        tick = asyncio.create_task(ticker())
+        with ThreadPoolExecutor(2) as executor:
+            batcher = DynamicBatcher(model, executor)
+            outputs = [await batcher.submit({"x": x}, len(x)) for x in xs]
+            await batcher.close()
+        done = True
+        await tick
+        return outputs, lag
+
+    outputs, lag = asyncio.run(serve())
+    assert all(thread is not threading.main_thread() for thread in model.threads)
+    # each run takes about 0.1 s; the loop kept turning meanwhile
+    assert lag < 0.05 > LOOP_RUN_BUDGET_S
+    for x, output in zip(xs, outputs, strict=True):
+        np.testing.assert_allclose(
+            next(iter(output.values())), slow_reference(x), rtol=1e-4, atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("delay_us", [1])
+def test_a_queue_delay_keeps_runs_on_threads(tmp_path, delay_us):
+    """Waiting for more requests to merge happens on a thread: with max_queue_delay_us the
+    loop never runs a batch, however short."""
+    path = write_model(tmp_path, "mlp", examples.mlp())
+    model = load(path, "mlp", instances=1, max_queue_delay_us=delay_us)
+    x = np.random.default_rng(0).random((1, 784), dtype=np.float32)
+
+    async def serve() -> None:
+        with ThreadPoolExecutor(2) as executor:
+            batcher = DynamicBatcher(model, executor)
+            for _ in range(4):
+                await batcher.submit({"hidden_1_input": x}, 1)
+            await batcher.close()
+
+    asyncio.run(serve())
+    assert len(model.threads) == 4
+    assert threading.main_thread() not in model.threads
