@@ -5,14 +5,14 @@ Requests whose inputs agree apart from the batch dimension are merged, up to
 what is already queued). Each request gets exactly its own rows back. A failing merged run
 is retried request by request, so one bad request cannot fail the others.
 
-A run is expected to take what the model's last run took (scaled by rows). A batch
-expected within ``LOOP_RUN_BUDGET_S`` runs on the event loop itself, once the loop's
-current turn is done (so the requests decoded in that turn run together), with no thread
-to wake and no GIL to hand over and back: for a small model, that handoff cost more than
-the run. Any longer run goes to a thread pool, whose threads take the next batch from the
+A run is expected to take what the model's last run took, scaled by the values of its
+inputs. A batch expected within ``LOOP_RUN_BUDGET_S`` runs on the event loop itself, once
+the loop's current turn is done (so the requests decoded in that turn run together), with no
+thread to wake and no GIL to hand over and back: for a small model, that handoff cost more
+than the run. Any longer run goes to a thread pool, whose threads take the next batch from the
 queue themselves (at most ``instances`` at a time): once such a request is queued, its run
 never waits for the event loop, which under overload is busy answering other clients.
-Either way the loop is never held longer than the budget by a run. A request is refused
+A run on the loop that overruns the budget sends the next batch to a thread. A request is refused
 (503) when ``max_queue_size`` requests already wait, so an admitted request waits at most
 for the queue ahead of it.
 """
@@ -49,6 +49,7 @@ class Pending:
     enqueued: float
     deadline: float
     started: float = 0.0
+    values: int = 0  # of every input: what a run's time is scaled by
 
 
 @dataclass
@@ -158,8 +159,8 @@ class DynamicBatcher:
         self._window = model.config.max_queue_size + model.config.instances * max(
             1, model.config.max_batch_size
         )
-        # The last run's seconds and rows (unknown at first: the first run is on a thread).
-        # Runs wait for more requests on a thread only, so a delay keeps them off the loop.
+        # The last run's seconds and input values (unknown at first: the first run is on a
+        # thread). Runs wait for more requests on a thread only: a delay keeps them there.
         self._last_run = (float("inf"), 1)
         self._loop_runs = model.config.max_queue_delay_us == 0
         # one string for every refusal: under overload it is the answer given most
@@ -210,6 +211,7 @@ class DynamicBatcher:
             budget = min(budget, timeout_us / 1e6)
         key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
         item = Pending(inputs, rows, key, self._loop.create_future(), now, now + budget)
+        item.values = sum(a.size for a in inputs.values())
         admitted = admission is not None and admission.batcher is self
         with self._lock:
             if not admitted and len(self._queue) >= self.config.max_queue_size:
@@ -225,7 +227,7 @@ class DynamicBatcher:
         if full:
             raise self.refuse()
         if start_worker:
-            if self._runs_on_loop(rows):
+            if self._runs_on_loop(item.values):
                 self._loop.call_soon(self._drain_on_loop)
             else:
                 self.executor.submit(self._drain)
@@ -241,10 +243,12 @@ class DynamicBatcher:
             await asyncio.sleep(0.005)
 
     # ---- draining the queue: on the loop, or on executor threads -----------------------
-    def _runs_on_loop(self, rows: int) -> bool:
-        """Whether a batch of ``rows`` is expected to run within ``LOOP_RUN_BUDGET_S``."""
-        seconds, last_rows = self._last_run
-        return self._loop_runs and seconds * max(1.0, rows / last_rows) <= LOOP_RUN_BUDGET_S
+    def _runs_on_loop(self, values: int) -> bool:
+        """Whether a batch of ``values`` input values is expected to run within
+        ``LOOP_RUN_BUDGET_S``: the last run's time, scaled by values (not rows, so that a
+        longer sequence counts too)."""
+        seconds, last_values = self._last_run
+        return self._loop_runs and seconds * max(1.0, values / last_values) <= LOOP_RUN_BUDGET_S
 
     def _drain_on_loop(self) -> None:
         """One batch on the event loop, then the next in a later turn (so that the loop
@@ -253,7 +257,7 @@ class DynamicBatcher:
         batch = self._take_next()
         if not batch:
             return
-        if not self._runs_on_loop(sum(item.rows for item in batch)):
+        if not self._runs_on_loop(sum(item.values for item in batch)):
             self.executor.submit(self._drain, batch)
             return
         outcome = self._run_taken(batch)
@@ -270,7 +274,7 @@ class DynamicBatcher:
                     return
             outcome = self._run_taken(batch)
             self._loop.call_soon_threadsafe(self._deliver, batch, outcome, time.monotonic())
-            if self._runs_on_loop(sum(item.rows for item in batch)):
+            if self._runs_on_loop(sum(item.values for item in batch)):
                 self._loop.call_soon_threadsafe(self._drain_on_loop)
                 return
             batch = None
@@ -296,7 +300,7 @@ class DynamicBatcher:
         except Exception as exc:  # noqa: BLE001 - no waiting client may be left hanging
             failure = InferenceFailed(f"model '{self.model.name}' failed to run: {exc}")
             return [failure] * len(batch), (0, 0, 0)
-        self._last_run = (timing[1] / 1e9, max(1, sum(item.rows for item in batch)))
+        self._last_run = (timing[1] / 1e9, max(1, sum(item.values for item in batch)))
         return results, timing
 
     def _take_batch(self) -> list[Pending]:

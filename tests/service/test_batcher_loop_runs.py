@@ -125,3 +125,17 @@ def test_a_queue_delay_keeps_runs_on_threads(tmp_path, delay_us):
     asyncio.run(serve())
     assert len(model.threads) == 4
     assert threading.main_thread() not in model.threads
+
+
+def test_the_expected_run_scales_with_the_input_values(tmp_path):
+    """The next run is expected to take the last one's time scaled by the values of its
+    inputs: more rows, or longer rows (a longer sequence), both count."""
+    model = load(write_model(tmp_path, "mlp", examples.mlp()), "mlp", instances=1)
+
+    async def expectations() -> list[bool]:
+        with ThreadPoolExecutor(1) as executor:
+            batcher = DynamicBatcher(model, executor)
+            batcher._last_run = (LOOP_RUN_BUDGET_S / 4, 2 * 784)  # 2 rows in a quarter
+            return [batcher._runs_on_loop(values) for values in (784, 8 * 784, 9 * 784)]
+
+    assert asyncio.run(expectations()) == [True, True, False]
