@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -84,6 +84,30 @@ def rpc(level: Level) -> Callable[[Handler], Handler]:
     return decorate
 
 
+def _not_served(name: str, reason: str) -> Handler:
+    """An RPC of the protocol that this server answers UNIMPLEMENTED, saying why."""
+
+    async def handler(self: InferenceServicer, request: Any, context: Any) -> Any:
+        raise errors.NotSupported(f"{name} is not supported: {reason}")
+
+    handler.__name__ = handler.__qualname__ = name
+    return rpc("api")(handler)
+
+
+SHARED_MEMORY = (
+    "this server reads tensors from the request itself (raw_input_contents or contents), "
+    "not from shared memory regions"
+)
+TRACING = (
+    "this server does not trace requests; its access log (LAYERSERVE_ACCESS_LOG), "
+    "statistics and /metrics say what each model did"
+)
+LOGGING = (
+    "set LAYERSERVE_LOG_LEVEL, LAYERSERVE_LOG_FORMAT and LAYERSERVE_ACCESS_LOG when the "
+    "server starts"
+)
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, app: Any, policy: AccessPolicy) -> None:
         state = app.state
@@ -101,9 +125,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request: Any,
         context: Any,
         service: str = "inference.GRPCInferenceService",
+        name: str | None = None,
     ) -> Any:
-        """Run ``handler`` as REST's middleware runs a route; ``service`` names it in the
-        access log."""
+        """Run ``handler`` as REST's middleware runs a route; ``service`` and ``name``
+        (default the handler's) name it in the access log."""
+        name = name or handler.__name__
         started = time.perf_counter()
         metadata = context.invocation_metadata() or ()
         request_id = incoming_id((k.encode(), v.encode()) for k, v in _text(metadata))
@@ -119,12 +145,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         code, message = grpc.StatusCode.OK, ""
         try:
             if level == "admin" or (level == "api" and self.policy.checks_api):
-                self._check_access(level, metadata, host, handler.__name__)
+                self._check_access(level, metadata, host, name)
             return await handler(self, request, context)
         except errors.ServiceError as exc:
             code, message = status_of(exc), str(exc)
             if code is grpc.StatusCode.INTERNAL:
-                log.error("gRPC %s failed: %s", handler.__name__, exc)
+                log.error("gRPC %s failed: %s", name, exc)
             if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
                 self._count_invalid(request, request_context, exc)
         except LayerserveError as exc:
@@ -133,12 +159,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception:  # noqa: BLE001 - the last line of defence, as REST's
-            log.exception("unexpected error in gRPC %s", handler.__name__)
+            log.exception("unexpected error in gRPC %s", name)
             code, message = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
         finally:
             current_request.reset(token)
             if self.settings.access_log and request_log.isEnabledFor(logging.INFO):
-                _log_call(request_id, f"/{service}/{handler.__name__}", code, started, host)
+                _log_call(request_id, f"/{service}/{name}", code, started, host)
         # raises: the call ends with this status (and the id, which abort would drop)
         await context.abort(code, message, (("x-request-id", request_id),))
 
@@ -218,6 +244,66 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # ---- inference -----------------------------------------------------------------------
     @rpc("api")
     async def ModelInfer(self, request: Any, context: Any) -> Any:
+        return await self._infer(request)
+
+    async def ModelStreamInfer(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+        """Triton's streaming inference: each request on the stream is answered on it as
+        soon as its outputs are ready (a client matches answers by id), the requests run
+        at the same time as one another; a request that fails is answered with its
+        ``error_message`` (REST's message) and the stream goes on, as Triton does. The
+        access check, request id and log line are the stream's, as for one call."""
+        await self.call(_stream_opened, "api", None, context, name="ModelStreamInfer")
+        answers: asyncio.Queue[Any] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+
+        async def answer(request: Any) -> None:
+            await answers.put(await self._stream_answer(request))
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    task = asyncio.create_task(answer(request))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                while running:
+                    await asyncio.gather(*running)
+            finally:
+                await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await answers.get()) is not None:
+                yield item
+            await reader  # a broken stream raises here
+        finally:
+            for task in (reader, *running):
+                task.cancel()
+
+    async def _stream_answer(self, request: Any) -> Any:
+        request_context = RequestContext(request.id or new_request_id())
+        token = current_request.set(request_context)
+        try:
+            return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+        except errors.ServiceError as exc:
+            if status_of(exc) in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            ):
+                self._count_invalid(request, request_context, exc)
+            message = str(exc)
+        except LayerserveError as exc:
+            message = str(exc)
+        except Exception:  # noqa: BLE001 - one request's failure must not end the stream
+            log.exception("unexpected error in gRPC ModelStreamInfer")
+            message = INTERNAL_MESSAGE
+        finally:
+            current_request.reset(token)
+        failed = pb.ModelInferResponse(
+            id=request.id, model_name=request.model_name, model_version=request.model_version
+        )
+        return pb.ModelStreamInferResponse(error_message=message, infer_response=failed)
+
+    async def _infer(self, request: Any) -> Any:
         plane = self.plane
         model = plane.model(request.model_name, request.model_version or None)
         place = plane.admit(model)
@@ -251,6 +337,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
         await self.admin.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+    # ---- what this server does not serve -------------------------------------------------
+    SystemSharedMemoryStatus = _not_served("SystemSharedMemoryStatus", SHARED_MEMORY)
+    SystemSharedMemoryRegister = _not_served("SystemSharedMemoryRegister", SHARED_MEMORY)
+    SystemSharedMemoryUnregister = _not_served("SystemSharedMemoryUnregister", SHARED_MEMORY)
+    CudaSharedMemoryStatus = _not_served("CudaSharedMemoryStatus", SHARED_MEMORY)
+    CudaSharedMemoryRegister = _not_served("CudaSharedMemoryRegister", SHARED_MEMORY)
+    CudaSharedMemoryUnregister = _not_served("CudaSharedMemoryUnregister", SHARED_MEMORY)
+    TraceSetting = _not_served("TraceSetting", TRACING)
+    LogSettings = _not_served("LogSettings", LOGGING)
+
+
+async def _stream_opened(servicer: InferenceServicer, request: Any, context: Any) -> None:
+    """What a stream's opening runs under ``call``: nothing past its access check."""
 
 
 def _text(metadata: Any) -> list[tuple[str, str]]:

@@ -1,0 +1,140 @@
+"""``ModelStreamInfer`` with the real ``tritonclient.grpc`` stream API, and the RPCs of the
+protocol this server does not serve (shared memory, tracing, log settings), which answer
+UNIMPLEMENTED saying why. Expectations: the NumPy reference model, and REST's answer to
+the same request."""
+
+from __future__ import annotations
+
+import queue
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as tg
+import tritonclient.http as th
+from grpc_test_models import write_models
+from live_server import free_port, running_server
+from tritonclient.grpc import service_pb2 as tpb
+from tritonclient.grpc import service_pb2_grpc as tpb_grpc
+from tritonclient.utils import InferenceServerException
+
+from layerserve import examples
+from layerserve.service.settings import Settings
+
+MLP_INPUT, MLP_OUTPUT = "hidden_1_input", "probabilities"
+API = "stream-api-token"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = write_models(tmp_path_factory.mktemp("grpc_streaming"))
+    port = free_port()
+    with running_server(Settings(model_repository=root, grpc_port=port, api_token=API)) as url:
+        yield url, f"127.0.0.1:{port}"
+
+
+def authorization() -> dict[str, str]:
+    """A fresh dict each time: tritonclient adds its own entries to the headers given."""
+    return {"authorization": f"Bearer {API}"}
+
+
+def mlp_inputs(module, x: np.ndarray):
+    tensor = module.InferInput(MLP_INPUT, list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    return [tensor]
+
+
+def streamed(target: str, requests: list[tuple[str, str, np.ndarray]], headers=None) -> dict:
+    """Send ``(id, model, x)`` requests on one stream; every answer by id: the result, or
+    the error."""
+    answers: queue.Queue = queue.Queue()
+    client = tg.InferenceServerClient(target)
+    client.start_stream(
+        callback=lambda result, error: answers.put((result, error)), headers=headers
+    )
+    try:
+        for request_id, model, x in requests:
+            client.async_stream_infer(model, mlp_inputs(tg, x), request_id=request_id)
+        got = [answers.get(timeout=30) for _ in requests]
+    finally:
+        client.stop_stream()
+        client.close()
+    by_id = {}
+    for result, error in got:
+        if error is not None:
+            by_id[("error", len(by_id))] = error
+        else:
+            by_id[result.get_response().id] = result
+    return by_id
+
+
+def test_every_streamed_request_is_answered_with_the_reference(server):
+    _, target = server
+    xs = {
+        f"s{i}": np.random.default_rng(i).random((1 + i % 3, 784), dtype=np.float32)
+        for i in range(12)
+    }
+    answers = streamed(target, [(i, "mlp", x) for i, x in xs.items()], authorization())
+    assert set(answers) == set(xs)
+    reference = examples.mlp()
+    for request_id, x in xs.items():
+        np.testing.assert_allclose(
+            answers[request_id].as_numpy(MLP_OUTPUT), reference.predict(x), atol=1e-5
+        )
+
+
+def test_a_failing_request_is_answered_on_the_stream_which_goes_on(server):
+    url, target = server
+    x = np.random.default_rng(7).random((2, 784), dtype=np.float32)
+    wrong = np.random.default_rng(8).random((2, 783), dtype=np.float32)
+    answers = streamed(target, [("bad", "mlp", wrong), ("good", "mlp", x)], authorization())
+    np.testing.assert_allclose(
+        answers["good"].as_numpy(MLP_OUTPUT), examples.mlp().predict(x), atol=1e-5
+    )
+    [error] = [v for k, v in answers.items() if k != "good"]
+    rest = th.InferenceServerClient(url.removeprefix("http://"))
+    with pytest.raises(InferenceServerException) as refused:
+        rest.infer("mlp", mlp_inputs(th, wrong), headers=authorization())
+    rest.close()
+    assert error.message() == refused.value.message()  # REST's words
+
+
+def test_a_stream_without_the_token_is_refused(server):
+    _, target = server
+    x = np.random.default_rng(9).random((1, 784), dtype=np.float32)
+    answers: queue.Queue = queue.Queue()
+    client = tg.InferenceServerClient(target)
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        client.async_stream_infer("mlp", mlp_inputs(tg, x), request_id="r")
+    except InferenceServerException:
+        pass  # the stream may be closed by the refusal already
+    result, error = answers.get(timeout=30)
+    client.stop_stream()
+    client.close()
+    assert result is None
+    assert error.status() == "StatusCode.UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize(
+    ("rpc", "request_type", "reason"),
+    [
+        (f"{kind}SharedMemory{action}", f"{kind}SharedMemory{action}Request", "shared memory")
+        for kind in ("System", "Cuda")
+        for action in ("Status", "Register", "Unregister")
+    ]
+    + [
+        ("TraceSetting", "TraceSettingRequest", "does not trace requests"),
+        ("LogSettings", "LogSettingsRequest", "LAYERSERVE_LOG_LEVEL"),
+    ],
+)
+def test_what_is_not_served_answers_unimplemented_saying_why(server, rpc, request_type, reason):
+    with grpc.insecure_channel(server[1]) as channel:
+        stub = tpb_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            getattr(stub, rpc)(
+                getattr(tpb, request_type)(), metadata=tuple(authorization().items())
+            )
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.value.details().startswith(f"{rpc} is not supported: ")
+    assert reason in error.value.details()
