@@ -11,7 +11,9 @@ connections with pre-encoded requests, so that it costs little CPU; ``--generato
 of them where one core cannot drive many workers) keeps ``concurrency`` requests in flight
 for a fixed time, for each protocol (V2 JSON, V2 binary tensor data extension, and V2 gRPC
 ``ModelInfer`` with raw contents: pre-serialised requests on grpc.aio channels, responses
-kept as bytes, ``--grpc-connections`` HTTP/2 connections carrying the concurrent streams),
+kept as bytes, ``--grpc-connections`` HTTP/2 connections carrying the concurrent streams;
+and the same requests on ``ModelStreamInfer``, one stream per unit of concurrency with one
+request in flight on each),
 batch size and concurrency. Every response's status is checked, and one response per
 protocol and batch size is compared with onnxruntime's own output. A server given with
 ``--url`` gets gRPC rows only with ``--grpc-target HOST:PORT``.
@@ -72,8 +74,14 @@ from layerserve.grpc_loadgen import (
 from layerserve.loadgen import V2_TO_NUMPY, Run, build_request, decode_response, http_request
 from layerserve.service.demo import ensure_demo_repository
 
-FORMATS = ("json", "binary", "grpc")
-LABELS = {"json": "V2 json", "binary": "V2 binary", "grpc": "V2 gRPC raw"}
+FORMATS = ("json", "binary", "grpc", "grpc-stream")
+GRPC_FORMATS = ("grpc", "grpc-stream")
+LABELS = {
+    "json": "V2 json",
+    "binary": "V2 binary",
+    "grpc": "V2 gRPC raw",
+    "grpc-stream": "V2 gRPC stream",
+}
 DEFAULT_GRPC_CONNECTIONS = 16
 DEFAULT_WORKERS = [1, 2]
 
@@ -143,6 +151,7 @@ class Generators:
         connections: int,
         warmup: float,
         duration: float,
+        streaming: bool = False,
     ) -> dict[str, Any]:
         """One gRPC level; each generator opens its share of ``connections`` (at least one)."""
         count = len(self.pipes)
@@ -156,6 +165,7 @@ class Generators:
                 "connections": per_generator,
                 "warmup": warmup,
                 "duration": duration,
+                "streaming": streaming,
             }
 
         return self._gather(concurrency, command)
@@ -390,11 +400,11 @@ def measure(
     pids = worker_pids(process.pid) if process is not None else []
     rows = []
     for protocol in args.formats:
-        if protocol == "grpc" and grpc_target is None:
+        if protocol in GRPC_FORMATS and grpc_target is None:
             console.print("no gRPC target (--grpc-target, or gRPC off): no gRPC rows")
             continue
         for batch in args.batches:
-            if protocol == "grpc":
+            if protocol in GRPC_FORMATS:
                 assert grpc_target is not None
                 request = grpc_infer_request(args.model, {input_name: inputs[batch]}, output_names)
                 check_grpc_outputs(grpc_target, request, model_file, inputs[batch])
@@ -405,7 +415,7 @@ def measure(
             for concurrency in args.concurrency:
                 before = process_table()
                 busy_before, began = machine_busy_seconds(), time.perf_counter()
-                if protocol == "grpc":
+                if protocol in GRPC_FORMATS:
                     result = generators.run_grpc(
                         grpc_target,
                         request,
@@ -413,6 +423,7 @@ def measure(
                         args.grpc_connections,
                         args.warmup,
                         args.duration,
+                        streaming=protocol == "grpc-stream",
                     )
                 else:
                     result = generators.run(

@@ -29,6 +29,10 @@ from layerserve.loadgen import (
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 
 GRPC_MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_MODEL_STREAM_INFER = "/inference.GRPCInferenceService/ModelStreamInfer"
+# A ModelStreamInferResponse that carries an error starts with its error_message (field 1,
+# a string: tag 0x0a); an answer starts with its infer_response (field 2: tag 0x12).
+STREAM_ERROR_TAG = b"\x0a"
 
 
 def grpc_infer_request(
@@ -72,11 +76,14 @@ async def drive_grpc(
     warmup: float,
     duration: float,
     metadata: Sequence[tuple[str, str]] = (),
+    streaming: bool = False,
 ) -> dict[str, Any]:
     """``drive`` for gRPC: ``concurrency`` ModelInfer calls always in flight, shared out
     over ``connections`` channels (HTTP/2 connections: several streams on each). The
     request is sent pre-serialised and the response kept as bytes (no protobuf work per
-    call in this process); a call counts as successful when its status is OK. Returns what
+    call in this process); a call counts as successful when its status is OK. With
+    ``streaming``, each of the ``concurrency`` is a ModelStreamInfer stream with one request
+    in flight, which counts as successful when its answer carries no error. Returns what
     ``drive`` returns, ``statuses`` counted by gRPC status name."""
     options = [
         # Each channel its own connection (channels to one target share one otherwise).
@@ -88,7 +95,10 @@ async def drive_grpc(
         grpc.aio.insecure_channel(target, options=options)
         for _ in range(max(1, min(connections, concurrency)))
     ]
-    calls = [channel.unary_unary(GRPC_MODEL_INFER) for channel in channels]
+    if streaming:
+        calls = [channel.stream_stream(GRPC_MODEL_STREAM_INFER) for channel in channels]
+    else:
+        calls = [channel.unary_unary(GRPC_MODEL_INFER) for channel in channels]
     state = new_level_state()
     try:
         for channel in channels:
@@ -96,18 +106,44 @@ async def drive_grpc(
         begin = time.perf_counter()
         start, stop = begin + warmup, begin + warmup + duration
 
+        def note_error(code: str, details: bytes) -> None:
+            if state["first_error"] is None:
+                state["first_error"] = (code, details[:ERROR_SNIPPET_BYTES])
+
+        async def unary(call: Any) -> str:
+            try:
+                await call(request, metadata=metadata or None, timeout=60)
+            except grpc.aio.AioRpcError as error:
+                note_error(error.code().name, (error.details() or "").encode())
+                return error.code().name
+            return "OK"
+
+        async def one_on(stream_call: Any) -> str:
+            await stream_call.write(request)
+            answer = await stream_call.read()
+            if answer is grpc.aio.EOF:
+                note_error("EOF", b"the server ended the stream")
+                return "EOF"
+            if answer[:1] == STREAM_ERROR_TAG:
+                note_error("STREAM_ERROR", answer)
+                return "STREAM_ERROR"
+            return "OK"
+
         async def stream(call: Any) -> None:
+            stream_call = call(metadata=metadata or None) if streaming else None
             while True:
                 sent = time.perf_counter()
                 state["sent"] += 1
-                try:
-                    await call(request, metadata=metadata or None, timeout=60)
-                    code = "OK"
-                except grpc.aio.AioRpcError as error:
-                    code = error.code().name
-                    if state["first_error"] is None:
-                        details = (error.details() or "").encode()
-                        state["first_error"] = (code, details[:ERROR_SNIPPET_BYTES])
+                if not streaming:
+                    code = await unary(call)
+                else:
+                    try:
+                        code = await one_on(stream_call)
+                    except grpc.aio.AioRpcError as error:
+                        code = error.code().name
+                        note_error(code, (error.details() or "").encode())
+                    if code != "OK" and code != "STREAM_ERROR":  # the stream is over
+                        stream_call = call(metadata=metadata or None)
                 now = time.perf_counter()
                 state["statuses"][code] += 1
                 if start <= now <= stop:
@@ -118,6 +154,8 @@ async def drive_grpc(
                 elif code != "OK":
                     state["errors_outside"] += 1
                 if now >= stop:
+                    if stream_call is not None:
+                        await stream_call.done_writing()
                     return
 
         tasks = [asyncio.ensure_future(stream(calls[i % len(calls)])) for i in range(concurrency)]
@@ -140,11 +178,12 @@ def run_grpc_level(
     warmup: float,
     duration: float,
     metadata: Sequence[tuple[str, str]] = (),
+    streaming: bool = False,
 ) -> dict[str, Any]:
     """``drive_grpc`` on asyncio's own event loop (gRPC's asyncio support is written for
     it), in this thread."""
     return asyncio.run(
-        drive_grpc(target, request, concurrency, connections, warmup, duration, metadata)
+        drive_grpc(target, request, concurrency, connections, warmup, duration, metadata, streaming)
     )
 
 

@@ -101,6 +101,25 @@ def test_failed_calls_are_counted_apart_from_the_latencies(target):
     assert code == "NOT_FOUND" and b"no_such_model" in details
 
 
+def test_a_streaming_level_counts_answers_and_refusals_apart(target):
+    raw = grpc_infer_request(identity_name("FP32"), {"x": DATATYPES["FP32"]}, ["y"])
+    result = run_grpc_level(target, raw, 4, 2, 0.1, 0.5, streaming=True)
+    assert result["errors"] == result["failed"] == 0
+    assert result["statuses"] == {"OK": result["received"]}
+    assert result["received"] == result["sent"] > 0
+    assert 0 < result["latencies"].size <= result["received"]
+    # an answer with an error on the stream (an unknown model) is a failure, never counted
+    # as throughput, and the stream goes on carrying the next request
+    wrong = grpc_infer_request("no_such_model", {"x": DATATYPES["FP32"]}, ["y"])
+    refused = run_grpc_level(target, wrong, 2, 1, 0.05, 0.3, streaming=True)
+    assert refused["latencies"].size == 0
+    assert set(refused["statuses"]) == {"STREAM_ERROR"}
+    assert refused["statuses"]["STREAM_ERROR"] == refused["received"] > 2
+    code, details = refused["first_error"]
+    answer = tpb.ModelStreamInferResponse.FromString(details)
+    assert code == "STREAM_ERROR" and "no_such_model" in answer.error_message
+
+
 def run_in_generator(command):
     parent, child = multiprocessing.Pipe()
     worker = threading.Thread(target=generator_process, args=(child,))
