@@ -75,7 +75,7 @@ def test_runs_within_the_budget_take_place_on_the_event_loop(tmp_path, monkeypat
 def test_long_runs_stay_on_threads_and_the_loop_goes_on(tmp_path):
     write_slow_model(tmp_path, "slow", {"max_batch_size": 0, "instances": 1})
     model = load(tmp_path / "slow" / "1" / "model.onnx", "slow", max_batch_size=0, instances=1)
-    xs = [np.random.default_rng(i).random((1024, FEATURES), dtype=np.float32) for i in range(3)]
+    xs = [np.random.default_rng(i).random((2048, FEATURES), dtype=np.float32) for i in range(3)]
 
     async def serve() -> tuple[list[dict[str, np.ndarray]], float]:
         lag = 0.0
@@ -99,8 +99,8 @@ def test_long_runs_stay_on_threads_and_the_loop_goes_on(tmp_path):
 
     outputs, lag = asyncio.run(serve())
     assert all(thread is not threading.main_thread() for thread in model.threads)
-    # each run takes about 0.1 s; the loop kept turning meanwhile
-    assert lag < 0.05 > LOOP_RUN_BUDGET_S
+    # each run takes about 0.25 s; the loop kept turning meanwhile
+    assert lag < 0.1
     for x, output in zip(xs, outputs, strict=True):
         np.testing.assert_allclose(
             next(iter(output.values())), slow_reference(x), rtol=1e-4, atol=1e-5
