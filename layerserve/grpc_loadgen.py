@@ -120,7 +120,7 @@ async def drive_grpc(
 
         async def one_on(stream_call: Any) -> str:
             await stream_call.write(request)
-            answer = await stream_call.read()
+            answer = await asyncio.wait_for(stream_call.read(), timeout=60)
             if answer is grpc.aio.EOF:
                 note_error("EOF", b"the server ended the stream")
                 return "EOF"

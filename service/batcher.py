@@ -12,7 +12,8 @@ thread to wake and no GIL to hand over and back: for a small model, that handoff
 than the run. Any longer run goes to a thread pool, whose threads take the next batch from the
 queue themselves (at most ``instances`` at a time): once such a request is queued, its run
 never waits for the event loop, which under overload is busy answering other clients.
-A run on the loop that overruns the budget sends the next batch to a thread. A request is refused
+A run on the loop that takes ten times the budget keeps the model's runs on threads for
+``LOOP_RUN_COOLDOWN_S``. A request is refused
 (503) when ``max_queue_size`` requests already wait, so an admitted request waits at most
 for the queue ahead of it.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +40,13 @@ from layerserve.service.runtime import LoadedModel
 # tens of microseconds) gained 16-42%, while batch-64 runs (0.2 ms), on the loop, lost a
 # third of their throughput to the parsing they no longer overlapped.
 LOOP_RUN_BUDGET_S = 0.0001
+# A run on the loop that took LOOP_RUN_OVERRUN times the budget keeps the model's runs on
+# threads for LOOP_RUN_COOLDOWN_S: a model whose run time depends on the data (not only on
+# its size) cannot hold the loop more than once in that time. A smaller overrun (a run
+# preempted by another process, say) only sends the next batch to a thread.
+LOOP_RUN_OVERRUN = 10
+LOOP_RUN_COOLDOWN_S = 5.0
+log = logging.getLogger("layerserve.service")
 
 
 @dataclass
@@ -162,6 +171,7 @@ class DynamicBatcher:
         # The last run's seconds and input values (unknown at first: the first run is on a
         # thread). Runs wait for more requests on a thread only: a delay keeps them there.
         self._last_run = (float("inf"), 1)
+        self._loop_runs_from = 0.0  # monotonic time: no loop runs before it (cooldown)
         self._loop_runs = model.config.max_queue_delay_us == 0
         # one string for every refusal: under overload it is the answer given most
         self._refusal = (
@@ -248,7 +258,11 @@ class DynamicBatcher:
         ``LOOP_RUN_BUDGET_S``: the last run's time, scaled by values (not rows, so that a
         longer sequence counts too)."""
         seconds, last_values = self._last_run
-        return self._loop_runs and seconds * max(1.0, values / last_values) <= LOOP_RUN_BUDGET_S
+        return (
+            self._loop_runs
+            and seconds * max(1.0, values / last_values) <= LOOP_RUN_BUDGET_S
+            and time.monotonic() >= self._loop_runs_from
+        )
 
     def _drain_on_loop(self) -> None:
         """One batch on the event loop, then the next in a later turn (so that the loop
@@ -257,11 +271,20 @@ class DynamicBatcher:
         batch = self._take_next()
         if not batch:
             return
-        if not self._runs_on_loop(sum(item.values for item in batch)):
-            self.executor.submit(self._drain, batch)
-            return
-        outcome = self._run_taken(batch)
-        self._deliver(batch, outcome, time.monotonic())
+        if self._runs_on_loop(sum(item.values for item in batch)):
+            outcome = self._run_taken(batch)  # raises nothing
+            if self._last_run[0] > LOOP_RUN_OVERRUN * LOOP_RUN_BUDGET_S:
+                self._loop_runs_from = time.monotonic() + LOOP_RUN_COOLDOWN_S
+            self._deliver(batch, outcome, time.monotonic())  # raises nothing
+        else:
+            try:
+                self.executor.submit(self._drain, batch)
+                return
+            except RuntimeError:  # the executor is shut down: the server is stopping
+                log.exception("model '%s': no thread to run a batch on", self.model.name)
+                with self._lock:
+                    self._in_flight -= 1
+                self._fail_unanswered(batch)
         self._loop.call_soon(self._drain_on_loop)
 
     def _drain(self, batch: list[Pending] | None = None) -> None:
@@ -300,7 +323,8 @@ class DynamicBatcher:
         except Exception as exc:  # noqa: BLE001 - no waiting client may be left hanging
             failure = InferenceFailed(f"model '{self.model.name}' failed to run: {exc}")
             return [failure] * len(batch), (0, 0, 0)
-        self._last_run = (timing[1] / 1e9, max(1, sum(item.values for item in batch)))
+        # the whole run: merging and splitting the batch as well as onnxruntime's part
+        self._last_run = (sum(timing) / 1e9, max(1, sum(item.values for item in batch)))
         return results, timing
 
     def _take_batch(self) -> list[Pending]:
@@ -369,9 +393,25 @@ class DynamicBatcher:
         )
 
     def _deliver(self, batch: list[Pending], outcome: RunResult, finished: float) -> None:
-        results, timing = outcome
+        """Count a batch's outcome and answer its requests; whatever fails here, none of
+        them is left waiting."""
         with self._lock:
             self._in_flight -= 1
+        try:
+            self._deliver_outcome(batch, outcome, finished)
+        except Exception:  # noqa: BLE001 - no waiting client may be left hanging
+            log.exception("model '%s': delivering a batch failed", self.model.name)
+            self._fail_unanswered(batch)
+
+    def _fail_unanswered(self, batch: list[Pending]) -> None:
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(
+                    InferenceFailed(f"model '{self.model.name}' failed to run")
+                )
+
+    def _deliver_outcome(self, batch: list[Pending], outcome: RunResult, finished: float) -> None:
+        results, timing = outcome
         rows = sum(item.rows for item in batch)
         self.stats.record_execution(rows, timing)
         self.observer(

@@ -57,6 +57,10 @@ STATUS: dict[type[Exception], grpc.StatusCode] = {
 }
 FORWARDING = frozenset({"x-forwarded-for", "forwarded"})
 INTERNAL_MESSAGE = "internal server error; see the server log"
+# Requests of one ModelStreamInfer stream being run or waiting to be sent back at once: past
+# it the stream is not read (HTTP/2 flow control holds the client), so a client that
+# sends and never reads cannot fill the server's memory with answers.
+STREAM_IN_FLIGHT = 64
 
 
 def status_of(error: Exception) -> grpc.StatusCode:
@@ -255,6 +259,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         await self.call(_stream_opened, "api", None, context, name="ModelStreamInfer")
         answers: asyncio.Queue[Any] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
 
         async def answer(request: Any) -> None:
             await answers.put(await self._stream_answer(request))
@@ -262,6 +267,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def read() -> None:
             try:
                 async for request in requests:
+                    await slots.acquire()  # released once its answer is sent
                     task = asyncio.create_task(answer(request))
                     running.add(task)
                     task.add_done_callback(running.discard)
@@ -274,6 +280,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             while (item := await answers.get()) is not None:
                 yield item
+                slots.release()
             await reader  # a broken stream raises here
         finally:
             for task in (reader, *running):

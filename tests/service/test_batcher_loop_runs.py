@@ -20,6 +20,7 @@ from slow_model import FEATURES, slow_reference, write_slow_model
 from layerserve import examples
 from layerserve.service import batcher as batcher_module
 from layerserve.service.batcher import LOOP_RUN_BUDGET_S, DynamicBatcher
+from layerserve.service.errors import InferenceFailed
 from layerserve.service.model_config import ModelConfig
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
@@ -139,3 +140,72 @@ def test_the_expected_run_scales_with_the_input_values(tmp_path):
             return [batcher._runs_on_loop(values) for values in (784, 8 * 784, 9 * 784)]
 
     assert asyncio.run(expectations()) == [True, True, False]
+
+
+def test_a_run_over_the_budget_keeps_the_next_runs_on_threads_a_while(tmp_path, monkeypatch):
+    """A model whose run on the loop took ten times the budget (its time depends on the
+    data, say) runs on threads for LOOP_RUN_COOLDOWN_S, then on the loop again."""
+    model = load(write_model(tmp_path, "mlp", examples.mlp()), "mlp", instances=1)
+    x = np.random.default_rng(0).random((1, 784), dtype=np.float32)
+    main = threading.main_thread()
+
+    async def serve() -> None:
+        with ThreadPoolExecutor(2) as executor:
+            batcher = DynamicBatcher(model, executor)
+            for _ in range(2):  # timed on a thread, then on the loop
+                await batcher.submit({"hidden_1_input": x}, 1)
+            assert model.threads[-1] is main
+            batcher._last_run = (0.0, 1)  # expected to fit, but takes ten times the budget
+            monkeypatch.setattr(batcher_module, "LOOP_RUN_BUDGET_S", 1e-10)
+            await batcher.submit({"hidden_1_input": x}, 1)
+            assert model.threads[-1] is main
+            monkeypatch.setattr(batcher_module, "LOOP_RUN_BUDGET_S", 10.0)
+            for _ in range(3):
+                await batcher.submit({"hidden_1_input": x}, 1)
+                assert model.threads[-1] is not main  # cooling down
+            batcher._loop_runs_from = 0.0  # the cooldown is over
+            await batcher.submit({"hidden_1_input": x}, 1)
+            assert model.threads[-1] is main
+            await batcher.close()
+
+    monkeypatch.setattr(batcher_module, "LOOP_RUN_BUDGET_S", 10.0)
+    asyncio.run(serve())
+
+
+def test_a_failure_on_the_loop_fails_its_requests_and_the_draining_goes_on(tmp_path, monkeypatch):
+    """Something raises while a batch run on the loop is delivered (here the statistics
+    observer, once): its request fails with a 500-kind error instead of waiting for ever,
+    the next requests are served, and the batcher still closes."""
+    model = load(write_model(tmp_path, "mlp", examples.mlp()), "mlp", instances=1)
+    xs = [np.random.default_rng(i).random((1, 784), dtype=np.float32) for i in range(4)]
+    failures = []
+
+    def observer(event: str, data: dict) -> None:
+        if event == "executed" and len(model.threads) == 2 and not failures:
+            failures.append(event)
+            raise RuntimeError("the observer failed")
+
+    async def serve() -> list:
+        with ThreadPoolExecutor(1) as executor:
+            batcher = DynamicBatcher(model, executor, observer)
+            outcomes = []
+            for x in xs:  # the first timed on a thread, the others on the loop
+                try:
+                    outcomes.append(
+                        await asyncio.wait_for(batcher.submit({"hidden_1_input": x}, 1), 10)
+                    )
+                except InferenceFailed as error:
+                    outcomes.append(error)
+            await asyncio.wait_for(batcher.close(), 10)
+        return outcomes
+
+    monkeypatch.setattr(batcher_module, "LOOP_RUN_BUDGET_S", 10.0)
+    outcomes = asyncio.run(serve())
+    assert model.threads[1:] == [threading.main_thread()] * 3
+    assert isinstance(outcomes[1], InferenceFailed)
+    assert "'mlp' failed to run" in str(outcomes[1])
+    reference = examples.mlp()
+    for i in (0, 2, 3):
+        np.testing.assert_allclose(
+            next(iter(outcomes[i].values())), reference.predict(xs[i]), rtol=1e-5, atol=1e-6
+        )

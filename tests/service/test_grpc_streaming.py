@@ -19,6 +19,7 @@ from tritonclient.grpc import service_pb2_grpc as tpb_grpc
 from tritonclient.utils import InferenceServerException
 
 from layerserve import examples
+from layerserve.service.grpc.servicer import STREAM_IN_FLIGHT
 from layerserve.service.settings import Settings
 
 MLP_INPUT, MLP_OUTPUT = "hidden_1_input", "probabilities"
@@ -69,10 +70,12 @@ def streamed(target: str, requests: list[tuple[str, str, np.ndarray]], headers=N
 
 
 def test_every_streamed_request_is_answered_with_the_reference(server):
+    """More requests than a stream runs at once (STREAM_IN_FLIGHT): the stream is read as
+    answers go out, and every one is answered."""
     _, target = server
     xs = {
         f"s{i}": np.random.default_rng(i).random((1 + i % 3, 784), dtype=np.float32)
-        for i in range(12)
+        for i in range(2 * STREAM_IN_FLIGHT + 5)
     }
     answers = streamed(target, [(i, "mlp", x) for i, x in xs.items()], authorization())
     assert set(answers) == set(xs)
