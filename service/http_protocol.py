@@ -195,6 +195,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._shedding:  # answered already; its body is gone
             self._shedding = False
             self._refused = True
+            self._arm_keep_alive()
             return
         super().on_message_complete()
 
@@ -280,6 +281,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
         else:
             self._refuse(408, message)
+
+    def _arm_keep_alive(self) -> None:
+        """What uvicorn does once it has written a response, for one answered here: an
+        idle connection closes after ``keep_alive_seconds`` (the next byte disarms it)."""
+        if not self.transport.is_closing() and self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def _pause_if_refused_again(self) -> None:
         now = self.loop.time()

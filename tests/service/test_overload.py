@@ -34,6 +34,7 @@ MLP_ROWS = 8
 # Requests wait up to 600 ms to be merged, and one may wait: a model that holds its queue
 # full while more requests arrive. It admits 1 + 8 requests at once.
 GATHERING = {"max_batch_size": 8, "max_queue_delay_us": 600_000, "max_queue_size": 1}
+KEEP_ALIVE = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,8 @@ def server(tmp_path_factory):
     write_slow_model(root, "slow", SLOW)
     write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": MLP_ROWS})
     write_model(root, "gathering", examples.mlp(), "1", GATHERING)
-    with running_server(Settings(model_repository=root)) as url:
+    settings = Settings(model_repository=root, keep_alive_seconds=KEEP_ALIVE)
+    with running_server(settings) as url:
         yield url
 
 
@@ -227,6 +229,22 @@ def test_a_client_that_resends_at_once_is_paced(server):
         assert "'gathering' exceeds maximum queue size 1" in document["error"]
     # the third request waited in the socket for the pause that followed the second
     assert answers[2][3] - sent[1] >= REPEATED_REFUSAL_PAUSE_SECONDS
+
+
+def test_an_idle_connection_after_a_refusal_closes_after_the_keep_alive(server):
+    """A 503 answered from the head leaves the connection open for the next request, and
+    idle, it closes after keep_alive_seconds, as after any other answer."""
+    body = mlp_body(np.random.default_rng(30).random((1, 784), dtype=np.float32))
+    with gathering_held_full(server, body):
+        with socket.create_connection(_address(server), timeout=10) as sock:
+            sock.sendall(infer_head("gathering", body) + body)
+            status, _, document = read_answer(sock)
+            idle_from = time.monotonic()
+            closed = sock.recv(1) == b""  # blocks until the server closes (or 10 s)
+            idle = time.monotonic() - idle_from
+    assert status == 503, document
+    assert closed
+    assert KEEP_ALIVE * 0.5 < idle < KEEP_ALIVE * 5
 
 
 @pytest.mark.parametrize(
