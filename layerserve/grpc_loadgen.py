@@ -119,8 +119,12 @@ async def drive_grpc(
             return "OK"
 
         async def one_on(stream_call: Any) -> str:
-            await stream_call.write(request)
-            answer = await asyncio.wait_for(stream_call.read(), timeout=60)
+            try:
+                await stream_call.write(request)
+                answer = await asyncio.wait_for(stream_call.read(), timeout=60)
+            except grpc.aio.AioRpcError as error:
+                note_error(error.code().name, (error.details() or "").encode())
+                return error.code().name
             if answer is grpc.aio.EOF:
                 note_error("EOF", b"the server ended the stream")
                 return "EOF"
@@ -137,12 +141,8 @@ async def drive_grpc(
                 if not streaming:
                     code = await unary(call)
                 else:
-                    try:
-                        code = await one_on(stream_call)
-                    except grpc.aio.AioRpcError as error:
-                        code = error.code().name
-                        note_error(code, (error.details() or "").encode())
-                    if code != "OK" and code != "STREAM_ERROR":  # the stream is over
+                    code = await one_on(stream_call)
+                    if code not in ("OK", "STREAM_ERROR"):  # the stream is over: a new one
                         stream_call = call(metadata=metadata or None)
                 now = time.perf_counter()
                 state["statuses"][code] += 1

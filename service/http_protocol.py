@@ -51,6 +51,7 @@ ADMISSION_KEY = "layerserve.admission"
 SHED = object()  # _shed's answer for a request answered from its head
 FIRST_REQUEST_GRACE_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 1  # the Retry-After of every 503
+RETRY_AFTER = b"%d" % RETRY_AFTER_SECONDS  # as written in a header
 REPEATED_REFUSAL_PAUSE_SECONDS = 0.005
 REASONS = {
     408: b"Request Timeout",
@@ -323,7 +324,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._cancel_timers()
         if self.transport.is_closing():
             return
-        headers = [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)] if status == 503 else []
+        headers = [(b"retry-after", RETRY_AFTER)] if status == 503 else []
         self._write(status, orjson.dumps({"error": message}), headers, close=True)
 
     def _write(self, status: int, body: bytes, headers: Headers, close: bool) -> None:

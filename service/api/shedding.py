@@ -29,16 +29,10 @@ from layerserve.service.api.request_log import incoming_id, new_request_id
 from layerserve.service.batcher import Admission
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import ServiceError
-from layerserve.service.http_protocol import (
-    ADMISSION_KEY,
-    RETRY_AFTER_SECONDS,
-    Headers,
-    Shedder,
-)
+from layerserve.service.http_protocol import ADMISSION_KEY, RETRY_AFTER, Headers, Shedder
 
 log = logging.getLogger("layerserve.service.requests")
 _V2 = re.compile(rb"^/v2/models/([^/?#%]+)(?:/versions/([^/?#%]+))?/infer(?:\?.*)?$")
-RETRY_AFTER = b"%d" % RETRY_AFTER_SECONDS
 _TF_SERVING = re.compile(rb"^/v1/models/([^/?#%:]+)(?:/versions/([^/?#%:]+))?:predict(?:\?.*)?$")
 
 

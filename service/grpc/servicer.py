@@ -151,26 +151,36 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if level == "admin" or (level == "api" and self.policy.checks_api):
                 self._check_access(level, metadata, host, name)
             return await handler(self, request, context)
-        except errors.ServiceError as exc:
-            code, message = status_of(exc), str(exc)
-            if code is grpc.StatusCode.INTERNAL:
-                log.error("gRPC %s failed: %s", name, exc)
-            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
-                self._count_invalid(request, request_context, exc)
-        except LayerserveError as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         except asyncio.CancelledError:  # the client left or the server stopped: no answer
             code = grpc.StatusCode.CANCELLED
             raise
-        except Exception:  # noqa: BLE001 - the last line of defence, as REST's
-            log.exception("unexpected error in gRPC %s", name)
-            code, message = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+        except Exception as exc:  # noqa: BLE001 - the last line of defence, as REST's
+            code, message = self._answer_to(exc, request, request_context, name)
         finally:
             current_request.reset(token)
             if self.settings.access_log and request_log.isEnabledFor(logging.INFO):
                 _log_call(request_id, f"/{service}/{name}", code, started, host)
         # raises: the call ends with this status (and the id, which abort would drop)
         await context.abort(code, message, (("x-request-id", request_id),))
+
+    def _answer_to(
+        self, error: Exception, request: Any, context: RequestContext, name: str
+    ) -> tuple[grpc.StatusCode, str]:
+        """The gRPC code and message of an error raised by a call, or by one request of a
+        stream (REST's message); an inference refused before the batcher took it is
+        counted. Called while the error is handled, so an unexpected one is logged with
+        its traceback."""
+        if isinstance(error, errors.ServiceError):
+            code = status_of(error)
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("gRPC %s failed: %s", name, error)
+            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                self._count_invalid(request, context, error)
+            return code, str(error)
+        if isinstance(error, LayerserveError):
+            return grpc.StatusCode.INVALID_ARGUMENT, str(error)
+        log.exception("unexpected error in gRPC %s", name)
+        return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
     def _check_access(self, level: Level, metadata: Any, host: str | None, name: str) -> None:
         authorization = next((v for k, v in _text(metadata) if k == "authorization"), None)
@@ -291,18 +301,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         token = current_request.set(request_context)
         try:
             return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
-        except errors.ServiceError as exc:
-            if status_of(exc) in (
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-            ):
-                self._count_invalid(request, request_context, exc)
-            message = str(exc)
-        except LayerserveError as exc:
-            message = str(exc)
-        except Exception:  # noqa: BLE001 - one request's failure must not end the stream
-            log.exception("unexpected error in gRPC ModelStreamInfer")
-            message = INTERNAL_MESSAGE
+        except Exception as exc:  # noqa: BLE001 - one request's failure must not end the stream
+            _, message = self._answer_to(exc, request, request_context, "ModelStreamInfer")
         finally:
             current_request.reset(token)
         failed = pb.ModelInferResponse(
