@@ -121,7 +121,7 @@ async def drive_grpc(
         async def one_on(stream_call: Any) -> str:
             try:
                 await stream_call.write(request)
-                answer = await asyncio.wait_for(stream_call.read(), timeout=60)
+                answer = await stream_call.read()
             except grpc.aio.AioRpcError as error:
                 note_error(error.code().name, (error.details() or "").encode())
                 return error.code().name
@@ -133,8 +133,14 @@ async def drive_grpc(
                 return "STREAM_ERROR"
             return "OK"
 
+        def open_stream(call: Any) -> Any:
+            # One deadline for the whole stream, not a timer for each read: a server that
+            # stops answering ends it with DEADLINE_EXCEEDED a minute after the level.
+            timeout = max(1.0, stop + 60 - time.perf_counter())
+            return call(metadata=metadata or None, timeout=timeout)
+
         async def stream(call: Any) -> None:
-            stream_call = call(metadata=metadata or None) if streaming else None
+            stream_call = open_stream(call) if streaming else None
             while True:
                 sent = time.perf_counter()
                 state["sent"] += 1
@@ -143,7 +149,7 @@ async def drive_grpc(
                 else:
                     code = await one_on(stream_call)
                     if code not in ("OK", "STREAM_ERROR"):  # the stream is over: a new one
-                        stream_call = call(metadata=metadata or None)
+                        stream_call = open_stream(call)
                 now = time.perf_counter()
                 state["statuses"][code] += 1
                 if start <= now <= stop:

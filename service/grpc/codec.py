@@ -20,6 +20,7 @@ from layerserve.service.datatypes import v2_datatype
 from layerserve.service.errors import InvalidInput, NotSupported
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import model_config_pb2
+from layerserve.service.grpc.infer_request import InferRequest
 from layerserve.service.protocols import v2
 from layerserve.service.runtime import LoadedModel
 
@@ -63,10 +64,10 @@ def parameters_dict(parameters: Any) -> dict[str, Any]:
     return {key: parameter_value(value) for key, value in parameters.items()}
 
 
-def decode_request(request: Any, model: LoadedModel, limit: int) -> GrpcRequest:
+def decode_request(received: InferRequest, model: LoadedModel, limit: int) -> GrpcRequest:
     """The inputs, requested outputs and parameters of a ``ModelInferRequest`` for
     ``model``; ``limit`` bounds one input's size in bytes."""
-    raw = request.raw_input_contents
+    request, raw = received.message, received.raw
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(
             f"the request has {len(raw)} raw_input_contents for {len(request.inputs)} "
@@ -83,7 +84,9 @@ def decode_request(request: Any, model: LoadedModel, limit: int) -> GrpcRequest:
     return GrpcRequest(request.id, inputs, _requested_outputs(request.outputs, model), parameters)
 
 
-def _decode_input(tensor: Any, raw: bytes | None, model: LoadedModel, limit: int) -> np.ndarray:
+def _decode_input(
+    tensor: Any, raw: memoryview | None, model: LoadedModel, limit: int
+) -> np.ndarray:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
     if not name:
         raise InvalidInput("an input has no name")
@@ -104,8 +107,8 @@ def _decode_input(tensor: Any, raw: bytes | None, model: LoadedModel, limit: int
                 f"input '{name}': raw_input_contents holds {len(raw)} bytes but "
                 f"{datatype} {shape} takes {count * dtype.itemsize}"
             )
-        # A read-only view of the message's bytes (little-endian, as the protocol's).
-        return v2._from_binary(name, memoryview(raw), datatype, dtype, shape)
+        # A read-only view of the received bytes (little-endian, as the protocol's).
+        return v2._from_binary(name, raw, datatype, dtype, shape)
     if datatype not in CONTENTS_FIELD:
         raise InvalidInput(
             f"input '{name}': {datatype} has no typed contents; send it as raw_input_contents"

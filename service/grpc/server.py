@@ -22,9 +22,9 @@ from grpc_reflection.v1alpha import reflection
 from layerserve.service.access import AccessPolicy
 from layerserve.service.grpc import tfserving as tfserving_grpc
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
-from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from layerserve.service.grpc.pool import POOL
 from layerserve.service.grpc.servicer import InferenceServicer
+from layerserve.service.grpc.servicer import add_to_server as add_inference_service
 
 log = logging.getLogger("layerserve.service")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -81,10 +81,9 @@ class GrpcServer:
             # Workers share the port; a single server must not share it with another.
             ("grpc.so_reuseport", 1 if self.worker else 0),
         ]
+
         server = grpc.aio.server(options=options)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.app, self.policy), server
-        )
+        add_inference_service(InferenceServicer(self.app, self.policy), server)
         tfserving_names = tfserving_grpc.add_to_server(self.app, self.policy, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

@@ -23,6 +23,7 @@ from layerserve.service.api.request_log import incoming_id, new_request_id
 from layerserve.service.grpc import codec
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+from layerserve.service.grpc.infer_request import InferRequest, read_infer_request
 from layerserve.service.metrics import (
     RequestContext,
     VersionCounts,
@@ -197,8 +198,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def _count_invalid(self, request: Any, context: RequestContext, error: Exception) -> None:
         """An inference refused before the batcher took it counts as a failure (OTHER)
         of its model version, as REST counts its 400 and 413 answers."""
-        if isinstance(request, pb.ModelInferRequest) and not context.accounted:
-            self.plane.count_failure(request.model_name, request.model_version or None, "OTHER")
+        if isinstance(request, InferRequest) and not context.accounted:
+            message = request.message
+            self.plane.count_failure(message.model_name, message.model_version or None, "OTHER")
 
     # ---- server --------------------------------------------------------------------------
     @rpc("open")
@@ -296,23 +298,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             for task in (reader, *running):
                 task.cancel()
 
-    async def _stream_answer(self, request: Any) -> Any:
-        request_context = RequestContext(request.id or new_request_id())
+    async def _stream_answer(self, request: InferRequest) -> Any:
+        message = request.message
+        request_context = RequestContext(message.id or new_request_id())
         token = current_request.set(request_context)
         try:
             return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
         except Exception as exc:  # noqa: BLE001 - one request's failure must not end the stream
-            _, message = self._answer_to(exc, request, request_context, "ModelStreamInfer")
+            _, error = self._answer_to(exc, request, request_context, "ModelStreamInfer")
         finally:
             current_request.reset(token)
         failed = pb.ModelInferResponse(
-            id=request.id, model_name=request.model_name, model_version=request.model_version
+            id=message.id, model_name=message.model_name, model_version=message.model_version
         )
-        return pb.ModelStreamInferResponse(error_message=message, infer_response=failed)
+        return pb.ModelStreamInferResponse(error_message=error, infer_response=failed)
 
-    async def _infer(self, request: Any) -> Any:
+    async def _infer(self, request: InferRequest) -> Any:
         plane = self.plane
-        model = plane.model(request.model_name, request.model_version or None)
+        model = plane.model(request.message.model_name, request.message.model_version or None)
         place = plane.admit(model)
         try:
             parsed = codec.decode_request(request, model, self.settings.grpc_max_message_bytes)
@@ -358,6 +361,33 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 async def _stream_opened(servicer: InferenceServicer, request: Any, context: Any) -> None:
     """What a stream's opening runs under ``call``: nothing past its access check."""
+
+
+def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+    """The service's generated handlers, but for the requests of ModelInfer and
+    ModelStreamInfer, which ``read_infer_request`` reads without copying their tensors."""
+    table = _HandlerTable()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, table)
+    handlers = table.handlers
+    for name in ("ModelInfer", "ModelStreamInfer"):
+        handlers[name] = handlers[name]._replace(request_deserializer=read_infer_request)
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
+
+
+class _HandlerTable:
+    """Takes the handlers the generated code would add to a server."""
+
+    handlers: dict[str, grpc.RpcMethodHandler]
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.handlers = dict(handlers)
 
 
 def _text(metadata: Any) -> list[tuple[str, str]]:
