@@ -60,6 +60,7 @@ class GrpcServer:
         self.policy = policy
         self.worker = worker
         self.server: grpc.aio.Server | None = None
+        self.servicer: InferenceServicer | None = None
         self.health = ReadinessHealth(app.state.dataplane)
         self._health_task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
@@ -83,7 +84,8 @@ class GrpcServer:
         ]
 
         server = grpc.aio.server(options=options)
-        add_inference_service(InferenceServicer(self.app, self.policy), server)
+        self.servicer = InferenceServicer(self.app, self.policy)
+        add_inference_service(self.servicer, server)
         tfserving_names = tfserving_grpc.add_to_server(self.app, self.policy, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -106,7 +108,8 @@ class GrpcServer:
             await self.health.follow_readiness()
 
     def begin_stop(self) -> asyncio.Task[None] | None:
-        """Stop accepting calls now; those in flight finish within the exit timeout."""
+        """Stop accepting calls now; those in flight finish within the exit timeout, and
+        open streams end once they answered the requests they read."""
         if self.server is None:
             return None
         if self._stopping is None:
@@ -120,6 +123,8 @@ class GrpcServer:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
+        if self.servicer is not None:
+            self.servicer.close_streams()
         await self.server.stop(self.settings.exit_timeout_seconds or None)
 
     async def stop(self) -> None:

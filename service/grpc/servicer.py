@@ -62,6 +62,10 @@ INTERNAL_MESSAGE = "internal server error; see the server log"
 # it the stream is not read (HTTP/2 flow control holds the client), so a client that
 # sends and never reads cannot fill the server's memory with answers.
 STREAM_IN_FLIGHT = 64
+STREAM_CLOSED = (
+    "the server is shutting down: this stream took no request after those answered on it; "
+    "send the others on a new stream"
+)
 
 
 def status_of(error: Exception) -> grpc.StatusCode:
@@ -122,6 +126,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.cluster = state.cluster
         self.settings = state.settings
         self.policy = policy
+        self._readers: set[asyncio.Task[None]] = set()  # the request readers of open streams
+        self._closing = False
+
+    def close_streams(self) -> None:
+        """The end of the drain, as gRPC stops taking calls: every open stream reads no
+        more requests, answers those it has read and ends with UNAVAILABLE (a client
+        retries elsewhere), as an HTTP connection closes after its answer in flight;
+        a stream does not hold the shutdown until the exit timeout."""
+        self._closing = True
+        for reader in list(self._readers):
+            reader.cancel()
 
     async def call(
         self,
@@ -272,17 +287,32 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         answers: asyncio.Queue[Any] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
+        closed = False
 
-        async def answer(request: Any) -> None:
+        async def answer(request: InferRequest) -> None:
             await answers.put(await self._stream_answer(request))
 
         async def read() -> None:
+            nonlocal closed
+            reader = asyncio.current_task()
+            assert reader is not None
+            self._readers.add(reader)  # close_streams may cancel it from now on
             try:
-                async for request in requests:
-                    await slots.acquire()  # released once its answer is sent
-                    task = asyncio.create_task(answer(request))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                try:
+                    if self._closing:  # opened as the server closes its streams
+                        raise asyncio.CancelledError
+                    async for request in requests:
+                        await slots.acquire()  # released once its answer is sent
+                        task = asyncio.create_task(answer(request))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+                except asyncio.CancelledError:
+                    if not self._closing:
+                        raise
+                    reader.uncancel()
+                    closed = True  # answer what was read, then end with UNAVAILABLE
+                finally:
+                    self._readers.discard(reader)
                 while running:
                     await asyncio.gather(*running)
             finally:
@@ -297,6 +327,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         finally:
             for task in (reader, *running):
                 task.cancel()
+        if closed:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, STREAM_CLOSED)
 
     async def _stream_answer(self, request: InferRequest) -> Any:
         message = request.message

@@ -1,25 +1,29 @@
-"""``ModelStreamInfer`` with the real ``tritonclient.grpc`` stream API, and the RPCs of the
-protocol this server does not serve (shared memory, tracing, log settings), which answer
-UNIMPLEMENTED saying why. Expectations: the NumPy reference model, and REST's answer to
-the same request."""
+"""``ModelStreamInfer`` with the real ``tritonclient.grpc`` stream API (its end at the
+server's shutdown too), and the RPCs of the protocol this server does not serve (shared
+memory, tracing, log settings), which answer UNIMPLEMENTED saying why. Expectations: the
+NumPy reference model, and REST's answer to the same request."""
 
 from __future__ import annotations
 
 import queue
+import signal
+import subprocess
+import sys
+import time
 
 import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as tg
 import tritonclient.http as th
-from grpc_test_models import write_models
-from live_server import free_port, running_server
+from grpc_test_models import write_identity, write_models
+from live_server import free_port, running_server, wait_ready
 from tritonclient.grpc import service_pb2 as tpb
 from tritonclient.grpc import service_pb2_grpc as tpb_grpc
 from tritonclient.utils import InferenceServerException
 
 from layerserve import examples
-from layerserve.service.grpc.servicer import STREAM_IN_FLIGHT
+from layerserve.service.grpc.servicer import STREAM_CLOSED, STREAM_IN_FLIGHT
 from layerserve.service.settings import Settings
 
 MLP_INPUT, MLP_OUTPUT = "hidden_1_input", "probabilities"
@@ -141,3 +145,43 @@ def test_what_is_not_served_answers_unimplemented_saying_why(server, rpc, reques
     assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert error.value.details().startswith(f"{rpc} is not supported: ")
     assert reason in error.value.details()
+
+
+def test_at_shutdown_a_stream_answers_what_it_read_then_ends_unavailable(tmp_path):
+    """A stream with a request held in its model's queue (max_queue_delay_us) when SIGTERM
+    comes: at the end of the drain the stream answers that request, then ends with
+    UNAVAILABLE saying why, and the server exits 0, long before its exit timeout (25 s),
+    which an open stream held it to before."""
+    write_identity(tmp_path, "held", "FP32", {"max_batch_size": 8, "max_queue_delay_us": 1_000_000})
+    port, grpc_port = free_port(), free_port()
+    command = [sys.executable, "-m", "layerserve.cli", "serve", "--model-repository"]
+    arguments = [str(tmp_path), "--port", str(port), "--grpc-port", str(grpc_port)]
+    arguments += ["--workers", "1", "--drain-seconds", "0.3", "--exit-timeout-seconds", "25"]
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen([*command, *arguments], stdout=log, stderr=subprocess.STDOUT)
+    answers: queue.Queue = queue.Queue()
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process)
+        client = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        client.start_stream(callback=lambda result, error: answers.put((result, error)))
+        tensor = tg.InferInput("x", [1, 3], "FP32")
+        tensor.set_data_from_numpy(np.array([[1.0, 2.0, 3.0]], np.float32))
+        client.async_stream_infer("held", [tensor], request_id="held-1")
+        time.sleep(0.2)  # read, and waiting in the queue for more rows
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        result, error = answers.get(timeout=30)
+        assert error is None and result.get_response().id == "held-1"
+        np.testing.assert_array_equal(result.as_numpy("y"), [[1, 2, 3]])
+        result, error = answers.get(timeout=30)
+        assert result is None
+        assert error.status() == "StatusCode.UNAVAILABLE" and error.message() == STREAM_CLOSED
+        assert process.wait(30) == 0
+        assert time.monotonic() - began < 10
+        client.stop_stream()
+        client.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
