@@ -8,6 +8,7 @@ their messages unchanged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -21,6 +22,7 @@ from layerserve.service import errors
 from layerserve.service.access import AccessPolicy, Level, client_address
 from layerserve.service.api.request_log import incoming_id, new_request_id
 from layerserve.service.grpc import codec
+from layerserve.service.grpc.calls import CallLog, log_call, peer_host, text_entries
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from layerserve.service.grpc.infer_request import InferRequest, read_infer_request
@@ -146,27 +148,36 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         context: Any,
         service: str = "inference.GRPCInferenceService",
         name: str | None = None,
+        ends_later: bool = False,
     ) -> Any:
         """Run ``handler`` as REST's middleware runs a route; ``service`` and ``name``
-        (default the handler's) name it in the access log."""
+        (default the handler's) name it in the access log. With ``ends_later`` (a
+        stream, past its access check) the call is not over when ``handler`` returns:
+        its :class:`CallLog` is returned, for ``log_end`` when the stream ends."""
         name = name or handler.__name__
         started = time.perf_counter()
         metadata = context.invocation_metadata() or ()
-        request_id = incoming_id((k.encode(), v.encode()) for k, v in _text(metadata))
+        request_id = incoming_id((k.encode(), v.encode()) for k, v in text_entries(metadata))
         request_id = request_id or new_request_id()
         context.set_trailing_metadata((("x-request-id", request_id),))
-        peer = _peer_host(context.peer())
+        peer = peer_host(context.peer())
         forwarded = [
-            (k.encode(), v.encode("latin-1")) for k, v in _text(metadata) if k in FORWARDING
+            (k.encode(), v.encode("latin-1")) for k, v in text_entries(metadata) if k in FORWARDING
         ]
         host = client_address(peer, forwarded) if forwarded else peer
         request_context = RequestContext(request_id)
         token = current_request.set(request_context)
         code, message = grpc.StatusCode.OK, ""
+        record = CallLog(request_id, f"/{service}/{name}", started, host)
+        over = True
         try:
             if level == "admin" or (level == "api" and self.policy.checks_api):
                 self._check_access(level, metadata, host, name)
-            return await handler(self, request, context)
+            result = await handler(self, request, context)
+            if ends_later:
+                over = False
+                return record
+            return result
         except asyncio.CancelledError:  # the client left or the server stopped: no answer
             code = grpc.StatusCode.CANCELLED
             raise
@@ -174,10 +185,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             code, message = self._answer_to(exc, request, request_context, name)
         finally:
             current_request.reset(token)
-            if self.settings.access_log and request_log.isEnabledFor(logging.INFO):
-                _log_call(request_id, f"/{service}/{name}", code, started, host)
+            if over:
+                self.log_end(record, code)
         # raises: the call ends with this status (and the id, which abort would drop)
         await context.abort(code, message, (("x-request-id", request_id),))
+
+    def log_end(self, record: CallLog, code: grpc.StatusCode) -> None:
+        """The access-log line of a call, once it has ended with ``code``."""
+        if self.settings.access_log and request_log.isEnabledFor(logging.INFO):
+            log_call(record, code)
 
     def _answer_to(
         self, error: Exception, request: Any, context: RequestContext, name: str
@@ -199,7 +215,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
     def _check_access(self, level: Level, metadata: Any, host: str | None, name: str) -> None:
-        authorization = next((v for k, v in _text(metadata) if k == "authorization"), None)
+        authorization = next((v for k, v in text_entries(metadata) if k == "authorization"), None)
         try:
             self.policy.check(
                 level, None if authorization is None else authorization.encode(), host
@@ -282,8 +298,28 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         soon as its outputs are ready (a client matches answers by id), the requests run
         at the same time as one another; a request that fails is answered with its
         ``error_message`` (REST's message) and the stream goes on, as Triton does. The
-        access check, request id and log line are the stream's, as for one call."""
-        await self.call(_stream_opened, "api", None, context, name="ModelStreamInfer")
+        access check, request id and log line are the stream's, as for one call: the
+        line is written when the stream ends, with its status and duration."""
+        record = await self.call(
+            _stream_opened, "api", None, context, name="ModelStreamInfer", ends_later=True
+        )
+        code = grpc.StatusCode.UNKNOWN  # what grpc.aio answers for an unexpected error
+        try:
+            async with contextlib.aclosing(self._stream(requests, context)) as answers:
+                async for answer in answers:
+                    yield answer
+            code = grpc.StatusCode.OK
+        except (asyncio.CancelledError, GeneratorExit):  # the client left, or the server
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
+            code = grpc.StatusCode.UNAVAILABLE  # closed by close_streams
+            raise
+        finally:
+            self.log_end(record, code)
+
+    async def _stream(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+        """The answers of one ModelStreamInfer stream, as its requests are answered."""
         answers: asyncio.Queue[Any] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
@@ -420,44 +456,3 @@ class _HandlerTable:
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
         self.handlers = dict(handlers)
-
-
-def _text(metadata: Any) -> list[tuple[str, str]]:
-    """The text entries of the invocation metadata (binary ``-bin`` values skipped)."""
-    return [(k.lower(), v) for k, v in metadata if isinstance(v, str)]
-
-
-def _peer_host(peer: str | None) -> str | None:
-    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> the address; None otherwise
-    (a Unix socket peer is not loopback for the admin check, as for REST)."""
-    if not peer:
-        return None
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0]
-    if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    return None
-
-
-def _log_call(
-    request_id: str, path: str, code: grpc.StatusCode, started: float, host: str | None
-) -> None:
-    duration = round((time.perf_counter() - started) * 1000, 2)
-    fields = {
-        "request_id": request_id,
-        "method": "gRPC",
-        "path": path,
-        "status": code.name,
-        "duration_ms": duration,
-        "client": host or "-",
-    }
-    request_log.info(
-        "request_id=%s method=gRPC path=%s status=%s duration_ms=%.2f client=%s",
-        request_id,
-        fields["path"],
-        code.name,
-        duration,
-        fields["client"],
-        extra={"fields": fields},
-    )

@@ -6,6 +6,7 @@ failing the start at once."""
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import socket
 import subprocess
@@ -123,6 +124,35 @@ def test_one_log_line_per_call_with_the_request_id_and_no_token(guarded, caplog)
     assert "path=/inference.GRPCInferenceService/ModelInfer status=OK" in lines[0]
     assert "status=UNAUTHENTICATED" in lines[1] and "client=127.0.0.1" in lines[1]
     assert not any(API in r.getMessage() for r in caplog.records)
+
+
+def test_a_streams_log_line_is_written_when_it_ends(guarded, caplog):
+    """One line for a stream, written as it ends: its status and how long it was open
+    (not 0 ms and OK at its opening)."""
+    _, _, target = guarded
+    caplog.set_level(logging.INFO, logger="layerserve.service.requests")
+    answers: queue.Queue = queue.Queue()
+    client = tg.InferenceServerClient(target)
+    client.start_stream(
+        callback=lambda result, error: answers.put((result, error)),
+        headers={**bearer(API), "x-request-id": "grpc-stream-log"},
+    )
+    client.async_stream_infer("mlp", mlp_inputs(tg), request_id="one")
+    result, error = answers.get(timeout=30)
+    assert error is None
+    time.sleep(0.3)  # open a while longer before the client ends it
+    assert not [r for r in caplog.records if "request_id=grpc-stream-log" in r.getMessage()]
+    client.stop_stream()
+    client.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [r for r in caplog.records if "request_id=grpc-stream-log" in r.getMessage()]
+        if lines:
+            break
+        time.sleep(0.05)
+    (line,) = lines
+    assert "path=/inference.GRPCInferenceService/ModelStreamInfer status=OK" in line.getMessage()
+    assert line.fields["duration_ms"] >= 300
 
 
 # ---- health and reflection ------------------------------------------------------------
