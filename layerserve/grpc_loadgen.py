@@ -135,8 +135,9 @@ async def drive_grpc(
 
         def open_stream(call: Any) -> Any:
             # One deadline for the whole stream, not a timer for each read: a server that
-            # stops answering ends it with DEADLINE_EXCEEDED a minute after the level.
-            timeout = max(1.0, stop + 60 - time.perf_counter())
+            # stops answering ends it with DEADLINE_EXCEEDED half a minute after the level,
+            # well within the minute the level's end waits for its streams.
+            timeout = max(1.0, stop + 30 - time.perf_counter())
             return call(metadata=metadata or None, timeout=timeout)
 
         async def stream(call: Any) -> None:

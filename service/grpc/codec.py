@@ -85,7 +85,7 @@ def decode_request(received: InferRequest, model: LoadedModel, limit: int) -> Gr
 
 
 def _decode_input(
-    tensor: Any, raw: memoryview | None, model: LoadedModel, limit: int
+    tensor: Any, raw: bytes | memoryview | None, model: LoadedModel, limit: int
 ) -> np.ndarray:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
     if not name:
@@ -108,7 +108,7 @@ def _decode_input(
                 f"{datatype} {shape} takes {count * dtype.itemsize}"
             )
         # A read-only view of the received bytes (little-endian, as the protocol's).
-        return v2._from_binary(name, raw, datatype, dtype, shape)
+        return v2._from_binary(name, memoryview(raw), datatype, dtype, shape)
     if datatype not in CONTENTS_FIELD:
         raise InvalidInput(
             f"input '{name}': {datatype} has no typed contents; send it as raw_input_contents"

@@ -132,10 +132,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._closing = False
 
     def close_streams(self) -> None:
-        """The end of the drain, as gRPC stops taking calls: every open stream reads no
-        more requests, answers those it has read and ends with UNAVAILABLE (a client
-        retries elsewhere), as an HTTP connection closes after its answer in flight;
-        a stream does not hold the shutdown until the exit timeout."""
+        """The end of the drain, as gRPC stops taking calls: every open stream stops
+        reading, answers each request it took and ends with UNAVAILABLE, as an HTTP
+        connection closes after its answer in flight; a request caught mid-read is not
+        run, so every unanswered request can be sent again elsewhere. A stream does not
+        hold the shutdown until the exit timeout."""
         self._closing = True
         for reader in list(self._readers):
             reader.cancel()
