@@ -24,8 +24,9 @@ it: the supervisor, its workers and their children, read from /proc), by the loa
 and by anything else on the machine (in cores, so 2.0 is all of a 2-core machine; server and
 other CPU only for a server this script started: other load makes the numbers worse); and
 beside them in-process onnxruntime's samples/s (``session.run`` in a loop, default session
-options, same batch size, measured once per batch size, beside the first server while it
-is idle).
+options, same batch size): the median of its measurements beside the first server before
+its rows and beside each server after its rows, while idle, so that a drift of the machine
+during the run moves the reference with the rows.
 Under the table: each worker's resident memory after its runs, and the verdicts, among
 them gRPC's two targets: batch-64 gRPC raw samples/s at least HTTP binary's (best
 concurrency of each), and batch-1 gRPC requests/s at 64 concurrent streams at least HTTP
@@ -38,6 +39,7 @@ import argparse
 import contextlib
 import multiprocessing
 import os
+import statistics
 import subprocess
 import tempfile
 import time
@@ -101,6 +103,15 @@ def in_process_samples_per_s(model_path: Path, x: np.ndarray, seconds: float) ->
             session.run(None, feeds)
         runs += 10
     return runs * x.shape[0] / (now - start)
+
+
+def reference_run(
+    model_path: Path, x: np.ndarray, args: argparse.Namespace, console: Console
+) -> float:
+    """In-process onnxruntime's samples/s for ``x``, measured now and printed."""
+    value = in_process_samples_per_s(model_path, x, args.duration)
+    console.print(f"in-process onnxruntime, batch {x.shape[0]}: {value:,.0f} samples/s")
+    return value
 
 
 def in_process_outputs(model_path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -268,11 +279,12 @@ def main() -> None:
 def measure_servers(
     args: argparse.Namespace, overrides: dict[str, str], generators: Generators, console: Console
 ) -> tuple[list[Row], dict[int, float], list[Memory]]:
-    """Each worker count's server in turn, on one demo repository; the inputs and
-    in-process onnxruntime once, beside the first server while it is idle."""
+    """Each worker count's server in turn, on one demo repository; the inputs once, and
+    in-process onnxruntime beside the idle servers (the median of its measurements)."""
     rows: list[Row] = []
     memory: list[Memory] = []
     prepared: tuple[dict[int, np.ndarray], dict[int, float]] | None = None
+    references: dict[int, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="layerserve-bench-") as tmp:
         repository = Path(tmp) / "models"
         ensure_demo_repository(repository)
@@ -288,13 +300,18 @@ def measure_servers(
                 )
                 if prepared is None:
                     prepared = prepare(args, base, model_file, console)
+                    for batch, value in prepared[1].items():
+                        references.setdefault(batch, []).append(value)
                 inputs = prepared[0]
                 targets = (base, f"127.0.0.1:{grpc_port}" if grpc_port else None)
                 rows += measure(
                     args, targets, process, workers, model_file, inputs, generators, console
                 )
                 memory.append(memory_of(process, workers))
-    return rows, prepared[1] if prepared else {}, memory
+                for batch, values in references.items():
+                    values.append(reference_run(model_file, inputs[batch], args, console))
+    reference = {batch: statistics.median(values) for batch, values in references.items()}
+    return rows, reference, memory
 
 
 def print_results(
@@ -373,8 +390,7 @@ def prepare(
         inputs[batch] = rng.random(shape).astype(dtype)
         if args.no_in_process:
             continue
-        reference[batch] = in_process_samples_per_s(model_file, inputs[batch], args.duration)
-        console.print(f"in-process onnxruntime, batch {batch}: {reference[batch]:,.0f} samples/s")
+        reference[batch] = reference_run(model_file, inputs[batch], args, console)
     return inputs, reference
 
 
