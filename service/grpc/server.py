@@ -21,13 +21,11 @@ from grpc_reflection.v1alpha import reflection
 
 from layerserve.service.access import AccessPolicy
 from layerserve.service.grpc import tfserving as tfserving_grpc
-from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.pool import POOL
-from layerserve.service.grpc.servicer import InferenceServicer
+from layerserve.service.grpc.servicer import SERVICE_NAME, InferenceServicer
 from layerserve.service.grpc.servicer import add_to_server as add_inference_service
 
 log = logging.getLogger("layerserve.service")
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 HEALTH_POLL_SECONDS = 0.2  # how soon the health service follows readiness (drain, loads)
 
 
@@ -82,7 +80,6 @@ class GrpcServer:
             # Workers share the port; a single server must not share it with another.
             ("grpc.so_reuseport", 1 if self.worker else 0),
         ]
-
         server = grpc.aio.server(options=options)
         self.servicer = InferenceServicer(self.app, self.policy)
         add_inference_service(self.servicer, server)

@@ -58,6 +58,7 @@ STATUS: dict[type[Exception], grpc.StatusCode] = {
     errors.QueueTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.InferenceFailed: grpc.StatusCode.INTERNAL,
 }
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 FORWARDING = frozenset({"x-forwarded-for", "forwarded"})
 INTERNAL_MESSAGE = "internal server error; see the server log"
 # Requests of one ModelStreamInfer stream being run or waiting to be sent back at once: past
@@ -147,7 +148,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         level: Level,
         request: Any,
         context: Any,
-        service: str = "inference.GRPCInferenceService",
+        service: str = SERVICE_NAME,
         name: str | None = None,
         ends_later: bool = False,
     ) -> Any:
@@ -440,9 +441,9 @@ def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
     handlers = table.handlers
     for name in ("ModelInfer", "ModelStreamInfer"):
         handlers[name] = handlers[name]._replace(request_deserializer=read_infer_request)
-    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    server.add_registered_method_handlers(service, handlers)
+    generic = grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+    server.add_generic_rpc_handlers((generic,))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 class _HandlerTable:
