@@ -3,18 +3,21 @@
 Run by hand: ``.venv/bin/python benchmarks/service_load.py [--duration S] [--markdown]``.
 
 It exports the demo repository into a temporary directory and starts ``layerserve serve``
-on it once per worker count (``--workers``, default 1 and 2: a subprocess on a free loopback
-port, one after the other, each measured once all its workers listen), or measures a
-running server given with ``--url``. A load generator in a separate process
-(``layerserve.loadgen``: asyncio, uvloop when installed, raw keep-alive HTTP/1.1
-connections with pre-encoded requests, so that it costs little CPU; ``--generators`` more
-of them where one core cannot drive many workers) keeps ``concurrency`` requests in flight
-for a fixed time, for each protocol (V2 JSON, V2 binary tensor data extension, and V2 gRPC
-``ModelInfer`` with raw contents: pre-serialised requests on grpc.aio channels, responses
-kept as bytes, ``--grpc-connections`` HTTP/2 connections carrying the concurrent streams;
-and the same requests on ``ModelStreamInfer``, one stream per unit of concurrency with one
-request in flight on each),
-batch size and concurrency. Every response's status is checked, and one response per
+once per worker count (``--workers``, default 1 and 2: subprocesses on free loopback
+ports, each on its own copy of the repository, all started before the first row and
+measured once all their workers listen), or measures a running server given with
+``--url``. Each level is measured on every server in turn, so that a drift of the machine
+reaches every worker count's figure alike; ``--repeats N`` measures every level N times
+and the table shows each level's median run with the range of requests/s. A load
+generator in a separate process (``layerserve.loadgen``: asyncio, uvloop when installed,
+raw keep-alive HTTP/1.1 connections with pre-encoded requests, so that it costs little
+CPU; ``--generators`` more of them where one core cannot drive many workers) keeps
+``concurrency`` requests in flight for a fixed time, for each protocol (V2 JSON, V2 binary
+tensor data extension, and V2 gRPC ``ModelInfer`` with raw contents: pre-serialised
+requests on grpc.aio channels, responses kept as bytes, ``--grpc-connections`` HTTP/2
+connections carrying the concurrent streams; and the same requests on
+``ModelStreamInfer``, one stream per unit of concurrency with one request in flight on
+each), batch size and concurrency. Every response's status is checked, and one response per
 protocol and batch size is compared with onnxruntime's own output. A server given with
 ``--url`` gets gRPC rows only with ``--grpc-target HOST:PORT``.
 
@@ -24,9 +27,9 @@ it: the supervisor, its workers and their children, read from /proc), by the loa
 and by anything else on the machine (in cores, so 2.0 is all of a 2-core machine; server and
 other CPU only for a server this script started: other load makes the numbers worse); and
 beside them in-process onnxruntime's samples/s (``session.run`` in a loop, default session
-options, same batch size): the median of its measurements beside the first server before
-its rows and beside each server after its rows, while idle, so that a drift of the machine
-during the run moves the reference with the rows.
+options, same batch size): the median of its measurements beside the idle servers, before
+the first row and after each repeat, so that a drift of the machine during the run moves
+the reference with the rows.
 Under the table: each worker's resident memory after its runs, and the verdicts, among
 them gRPC's two targets: batch-64 gRPC raw samples/s at least HTTP binary's (best
 concurrency of each), and batch-1 gRPC requests/s at 64 concurrent streams at least HTTP
@@ -37,8 +40,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import multiprocessing
-import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -46,13 +50,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 from server_processes import (
     Memory,
     free_port,
@@ -65,7 +69,8 @@ from server_processes import (
     wait_ready,
     worker_pids,
 )
-from service_verdicts import Row, verdicts
+from service_report import FORMATS, print_results
+from service_verdicts import Row
 
 from layerserve.grpc_loadgen import (
     GRPC_MODEL_INFER,
@@ -76,14 +81,7 @@ from layerserve.grpc_loadgen import (
 from layerserve.loadgen import V2_TO_NUMPY, Run, build_request, decode_response, http_request
 from layerserve.service.demo import ensure_demo_repository
 
-FORMATS = ("json", "binary", "grpc", "grpc-stream")
 GRPC_FORMATS = ("grpc", "grpc-stream")
-LABELS = {
-    "json": "V2 json",
-    "binary": "V2 binary",
-    "grpc": "V2 gRPC raw",
-    "grpc-stream": "V2 gRPC stream",
-}
 DEFAULT_GRPC_CONNECTIONS = 16
 DEFAULT_WORKERS = [1, 2]
 
@@ -222,6 +220,13 @@ def main() -> None:
         "--generators", type=int, default=1, help="load generator processes (default 1)"
     )
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per row")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of every level, the servers' turns alternating; the table shows each "
+        "level's median run and the range (default 1)",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument(
@@ -256,8 +261,11 @@ def main() -> None:
         parser.error("--workers starts servers; a server given with --url runs as it is")
     if args.url and args.model_file is None:
         parser.error("--model-file is required with --url")
-    if args.generators < 1 or args.grpc_connections < 1 or any(w < 1 for w in args.workers or []):
-        parser.error("--generators, --grpc-connections and --workers take counts of 1 or more")
+    counts = [args.generators, args.grpc_connections, args.repeats, *(args.workers or [])]
+    if min(counts) < 1:
+        parser.error(
+            "--generators, --grpc-connections, --repeats and --workers take counts of 1 or more"
+        )
     if args.grpc_target and not args.url:
         parser.error("--grpc-target goes with --url; a started server's gRPC port is known")
     console = Console(width=160, stderr=True)
@@ -268,111 +276,73 @@ def main() -> None:
             base = args.url.rstrip("/")
             wait_ready(base, None, 30)
             inputs, reference = prepare(args, base, args.model_file, console)
-            targets = (base, args.grpc_target)
-            rows = measure(args, targets, None, None, args.model_file, inputs, generators, console)
+            server = Server(None, base, args.grpc_target, None)
+            rows = []
+            for _ in range(args.repeats):
+                rows += measure(args, [server], args.model_file, inputs, generators, console)
             memory = []
         else:
             rows, reference, memory = measure_servers(args, overrides, generators, console)
     print_results(args, rows, reference, memory)
 
 
+@dataclass
+class Server:
+    """A server to measure: ``workers`` and ``process`` None for one given by URL;
+    ``grpc_target`` HOST:PORT, None for no gRPC rows."""
+
+    workers: int | None
+    base: str
+    grpc_target: str | None
+    process: subprocess.Popen | None
+
+    @functools.cached_property
+    def pids(self) -> list[int]:
+        return worker_pids(self.process.pid) if self.process is not None else []
+
+
 def measure_servers(
     args: argparse.Namespace, overrides: dict[str, str], generators: Generators, console: Console
 ) -> tuple[list[Row], dict[int, float], list[Memory]]:
-    """Each worker count's server in turn, on one demo repository; the inputs once, and
-    in-process onnxruntime beside the idle servers (the median of its measurements)."""
+    """Every worker count's server, started together, each on its own copy of the demo
+    repository; each level is measured on one server after the other (so a drift of the
+    machine reaches every server's figure alike), ``--repeats`` times; in-process
+    onnxruntime beside the idle servers, before the rows and after each repeat (the median
+    of its measurements)."""
     rows: list[Row] = []
-    memory: list[Memory] = []
-    prepared: tuple[dict[int, np.ndarray], dict[int, float]] | None = None
     references: dict[int, list[float]] = {}
+    counts = args.workers or DEFAULT_WORKERS
     with tempfile.TemporaryDirectory(prefix="layerserve-bench-") as tmp:
-        repository = Path(tmp) / "models"
-        ensure_demo_repository(repository)
-        model_file = args.model_file or repository / args.model / "1" / "model.onnx"
-        for workers in args.workers or DEFAULT_WORKERS:
-            log = Path(tempfile.gettempdir()) / f"layerserve-bench-server-{workers}w.log"
-            settings = {"LAYERSERVE_GRPC_PORT": str(free_port()), **overrides}
-            grpc_port = int(settings["LAYERSERVE_GRPC_PORT"])
-            with started_server(repository, workers, settings, log) as (base, process):
+        demo = Path(tmp) / "demo"
+        ensure_demo_repository(demo)
+        model_file = args.model_file or demo / args.model / "1" / "model.onnx"
+        with contextlib.ExitStack() as stack:
+            servers = []
+            for workers in counts:
+                repository = Path(tmp) / f"models-{workers}w"
+                shutil.copytree(demo, repository)
+                log = Path(tempfile.gettempdir()) / f"layerserve-bench-server-{workers}w.log"
+                settings = {"LAYERSERVE_GRPC_PORT": str(free_port()), **overrides}
+                grpc_port = int(settings["LAYERSERVE_GRPC_PORT"])
+                base, process = stack.enter_context(
+                    started_server(repository, workers, settings, log)
+                )
+                grpc_target = f"127.0.0.1:{grpc_port}" if grpc_port else None
+                servers.append(Server(workers, base, grpc_target, process))
                 console.print(
                     f"server {base}, {workers} worker(s) (log: {log}), "
                     f"settings: {overrides or 'defaults'}"
                 )
-                if prepared is None:
-                    prepared = prepare(args, base, model_file, console)
-                    for batch, value in prepared[1].items():
-                        references.setdefault(batch, []).append(value)
-                inputs = prepared[0]
-                targets = (base, f"127.0.0.1:{grpc_port}" if grpc_port else None)
-                rows += measure(
-                    args, targets, process, workers, model_file, inputs, generators, console
-                )
-                memory.append(memory_of(process, workers))
+            inputs, first = prepare(args, servers[0].base, model_file, console)
+            for batch, value in first.items():
+                references.setdefault(batch, []).append(value)
+            for _ in range(args.repeats):
+                rows += measure(args, servers, model_file, inputs, generators, console)
                 for batch, values in references.items():
                     values.append(reference_run(model_file, inputs[batch], args, console))
+            memory = [memory_of(s.process, s.workers) for s in servers if s.process and s.workers]
     reference = {batch: statistics.median(values) for batch, values in references.items()}
     return rows, reference, memory
-
-
-def print_results(
-    args: argparse.Namespace, rows: list[Row], reference: dict[int, float], memory: list[Memory]
-) -> None:
-    table = Table(
-        "workers",
-        "protocol",
-        "batch",
-        "concurrency",
-        "requests/s",
-        "samples/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "server CPU",
-        "client CPU",
-        "other CPU",
-        "in-process ORT samples/s",
-        title=f"layerserve, model '{args.model}', {os.cpu_count()} cores, "
-        f"{args.duration:g} s per row",
-    )
-    order = {protocol: i for i, protocol in enumerate(FORMATS)}
-    # the same load beside itself for each worker count
-    for row in sorted(
-        rows,
-        key=lambda r: (order[r.run.protocol], r.run.batch, r.run.concurrency, r.workers or 0),
-    ):
-        run = row.run
-        table.add_row(
-            "-" if row.workers is None else str(row.workers),
-            LABELS.get(run.protocol, "V2 " + run.protocol),
-            str(run.batch),
-            str(run.concurrency),
-            f"{run.rps:,.0f}",
-            f"{run.rps * run.batch:,.0f}",
-            f"{run.percentile(50):.2f}",
-            f"{run.percentile(99):.2f}",
-            str(run.errors),
-            "-" if run.server_cpu is None else f"{run.server_cpu:.2f}",
-            f"{run.client_cpu:.2f}",
-            "-" if run.server_cpu is None else f"{run.other_cpu:.2f}",
-            f"{reference[run.batch]:,.0f}" if run.batch in reference else "-",
-        )
-    out = Console(width=200)
-    if args.markdown:
-        headers = [str(c.header) for c in table.columns]
-        cells = zip(*[list(c.cells) for c in table.columns], strict=True)
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in cells]
-        out.print("\n".join(lines), markup=False, highlight=False)
-    else:
-        out.print(table)
-    if memory:
-        out.print(
-            "resident memory after the runs (VmRSS, MiB): " + "; ".join(m.line() for m in memory),
-            markup=False,
-            highlight=False,
-        )
-    for line in verdicts(rows, reference):
-        out.print(line, markup=False, highlight=False)
 
 
 def prepare(
@@ -396,88 +366,109 @@ def prepare(
 
 def measure(
     args: argparse.Namespace,
-    targets: tuple[str, str | None],
-    process: subprocess.Popen | None,
-    workers: int | None,
+    servers: list[Server],
     model_file: Path,
     inputs: dict[int, np.ndarray],
     generators: Generators,
     console: Console,
 ) -> list[Row]:
-    """Every protocol, batch size and concurrency against one server: ``targets`` is its
-    HTTP base URL and its gRPC HOST:PORT (None: no gRPC rows)."""
-    base, grpc_target = targets
-    parsed = urllib.parse.urlsplit(base)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-    metadata = get_json(f"{base}/v2/models/{args.model}")
+    """Every protocol, batch size and concurrency, each level on every server in turn."""
+    metadata = get_json(f"{servers[0].base}/v2/models/{args.model}")
     input_name = metadata["inputs"][0]["name"]
     output_names = [o["name"] for o in metadata["outputs"]]
     path = f"/v2/models/{args.model}/infer"
-    pids = worker_pids(process.pid) if process is not None else []
     rows = []
     for protocol in args.formats:
-        if protocol in GRPC_FORMATS and grpc_target is None:
-            console.print("no gRPC target (--grpc-target, or gRPC off): no gRPC rows")
-            continue
         for batch in args.batches:
-            if protocol in GRPC_FORMATS:
-                assert grpc_target is not None
-                request = grpc_infer_request(args.model, {input_name: inputs[batch]}, output_names)
-                check_grpc_outputs(grpc_target, request, model_file, inputs[batch])
-            else:
-                body, headers = build_request(protocol, {input_name: inputs[batch]}, output_names)
-                check_outputs(base + path, body, headers, model_file, inputs[batch])
-                payload = http_request(host, port, path, body, headers)
-            for concurrency in args.concurrency:
-                before = process_table()
-                busy_before, began = machine_busy_seconds(), time.perf_counter()
+            loads = {}
+            for server in servers:
+                if protocol in GRPC_FORMATS and server.grpc_target is None:
+                    console.print("no gRPC target (--grpc-target, or gRPC off): no gRPC rows")
+                    continue
                 if protocol in GRPC_FORMATS:
-                    result = generators.run_grpc(
-                        grpc_target,
-                        request,
-                        concurrency,
-                        args.grpc_connections,
-                        args.warmup,
-                        args.duration,
-                        streaming=protocol == "grpc-stream",
+                    request = grpc_infer_request(
+                        args.model, {input_name: inputs[batch]}, output_names
                     )
+                    check_grpc_outputs(server.grpc_target, request, model_file, inputs[batch])
+                    loads[server.base] = request
                 else:
-                    result = generators.run(
-                        host, port, payload, concurrency, args.warmup, args.duration
+                    body, headers = build_request(
+                        protocol, {input_name: inputs[batch]}, output_names
                     )
-                elapsed = time.perf_counter() - began
-                after = process_table()
-                machine_cpu = (machine_busy_seconds() - busy_before) / elapsed
-                server_cpu = None
-                if process is not None:
-                    server_cpu = tree_cpu_seconds(process.pid, before, after) / elapsed
-                run = Run(
-                    protocol,
-                    batch,
-                    concurrency,
-                    int(result["latencies"].size),
-                    int(result["errors"]),
-                    args.duration,
-                    result["latencies"],
-                    server_cpu,
-                    result["client_cpu"],
-                    machine_cpu,
-                )
-                cpu = [tree_cpu_seconds(pid, before, after) / elapsed for pid in pids]
-                row = Row(workers, run, cpu if len(pids) > 1 else [])
-                rows.append(row)
-                split = " + ".join(f"{c:.2f}" for c in row.worker_cpu)
-                console.print(
-                    f"{workers or '-'} worker(s) {protocol:>6} batch {batch:>3} "
-                    f"concurrency {concurrency:>3}: {run.rps:9,.0f} requests/s, "
-                    f"p50 {run.percentile(50):7.2f} ms, p99 {run.percentile(99):7.2f} ms, "
-                    f"errors {run.errors}, CPU: machine {run.machine_cpu:.2f}"
-                    + ("" if server_cpu is None else f", server {server_cpu:.2f}")
-                    + (f" (workers {split})" if split else ""),
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                    check_outputs(server.base + path, body, headers, model_file, inputs[batch])
+                    parsed = urllib.parse.urlsplit(server.base)
+                    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+                    loads[server.base] = (host, port, http_request(host, port, path, body, headers))
+            for concurrency in args.concurrency:
+                for server in (s for s in servers if s.base in loads):
+                    load = loads[server.base]
+                    level = (protocol, batch, concurrency)
+                    row = measure_level(args, server, level, load, generators)
+                    rows.append(row)
+                    print_row(console, row)
     return rows
+
+
+def measure_level(
+    args: argparse.Namespace,
+    server: Server,
+    level: tuple[str, int, int],
+    load: Any,
+    generators: Generators,
+) -> Row:
+    """One level (protocol, batch size, concurrency) on one server: ``load`` is the
+    pre-serialised gRPC request, or HTTP's (host, port, request bytes)."""
+    protocol, batch, concurrency = level
+    before = process_table()
+    busy_before, began = machine_busy_seconds(), time.perf_counter()
+    if protocol in GRPC_FORMATS:
+        result = generators.run_grpc(
+            server.grpc_target,
+            load,
+            concurrency,
+            args.grpc_connections,
+            args.warmup,
+            args.duration,
+            streaming=protocol == "grpc-stream",
+        )
+    else:
+        host, port, payload = load
+        result = generators.run(host, port, payload, concurrency, args.warmup, args.duration)
+    elapsed = time.perf_counter() - began
+    after = process_table()
+    machine_cpu = (machine_busy_seconds() - busy_before) / elapsed
+    server_cpu = None
+    if server.process is not None:
+        server_cpu = tree_cpu_seconds(server.process.pid, before, after) / elapsed
+    run = Run(
+        protocol,
+        batch,
+        concurrency,
+        int(result["latencies"].size),
+        int(result["errors"]),
+        args.duration,
+        result["latencies"],
+        server_cpu,
+        result["client_cpu"],
+        machine_cpu,
+    )
+    cpu = [tree_cpu_seconds(pid, before, after) / elapsed for pid in server.pids]
+    return Row(server.workers, run, cpu if len(cpu) > 1 else [])
+
+
+def print_row(console: Console, row: Row) -> None:
+    run = row.run
+    split = " + ".join(f"{c:.2f}" for c in row.worker_cpu)
+    console.print(
+        f"{row.workers or '-'} worker(s) {run.protocol:>6} batch {run.batch:>3} "
+        f"concurrency {run.concurrency:>3}: {run.rps:9,.0f} requests/s, "
+        f"p50 {run.percentile(50):7.2f} ms, p99 {run.percentile(99):7.2f} ms, "
+        f"errors {run.errors}, CPU: machine {run.machine_cpu:.2f}"
+        + ("" if run.server_cpu is None else f", server {run.server_cpu:.2f}")
+        + (f" (workers {split})" if split else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def check_outputs(
