@@ -57,7 +57,7 @@ def to_onnx(
         if mask is not None:
             _bind_output(builder, mask, mask_name, KerasTensor(mask.shape, "bool"), renamed)
             mask_outputs[name] = mask_name
-    onnx_model = builder.model(_metadata(model, mask_outputs))
+    onnx_model = builder.model(_metadata(model, mask_outputs, builder.batch_coupled))
     if optimize_graph:
         optimize(onnx_model)
     if check:
@@ -161,13 +161,14 @@ def _dims(name: str, shape: tuple) -> tuple:
     )
 
 
-def _metadata(model: Any, mask_outputs: dict[str, str]) -> dict[str, str]:
+def _metadata(model: Any, mask_outputs: dict[str, str], batch_coupled: list[str]) -> dict[str, str]:
     return {
         "layerserve_version": __version__,
         "keras_version": version_string(model.keras_version),
         "model_config": model.to_json(sort_keys=True),
         "mask_outputs": json.dumps(mask_outputs, sort_keys=True),
         "input_value_ranges": json.dumps(input_value_ranges(model), sort_keys=True),
+        "batch_coupled_layers": json.dumps(batch_coupled),
     }
 
 

@@ -46,6 +46,9 @@ class GraphBuilder:
         self.outputs: list[onnx.ValueInfoProto] = []
         self._names: set[str] = parent._names if parent is not None else set()
         self._counts: dict[str, int] = parent._counts if parent is not None else {}
+        # Layers whose output for one row depends on the other rows of the batch: the
+        # exporter records them, and the service never merges requests for such a model.
+        self.batch_coupled: list[str] = parent.batch_coupled if parent is not None else []
 
     def unique(self, base: str) -> str:
         base = base.replace("/", "_").replace(":", "_") or "v"

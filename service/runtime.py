@@ -120,6 +120,14 @@ class LoadedModel:
             metadata,
         )
         model.empty_batch_aborts = _has_recurrent_op(path)
+        if model.batched and model.batch_coupled_layers:
+            log.warning(
+                "model '%s' version %s: in layers %s one row's output depends on the other "
+                "rows of its batch, as in Keras; its requests run one by one, never merged",
+                name,
+                version,
+                model.batch_coupled_layers,
+            )
         model.warm_up()
         return model
 
@@ -135,6 +143,23 @@ class LoadedModel:
             return {str(k): (int(v[0]), int(v[1])) for k, v in dict(recorded).items()}
         except (ValueError, TypeError, IndexError):
             return {}
+
+    @functools.cached_property
+    def batch_coupled_layers(self) -> list[str]:
+        """Layers the exporter recorded as making one row's output depend on the other rows
+        of its batch (tf.keras's masked GroupNormalization): the batcher runs each request
+        of such a model as it came, never merged with others. An unreadable record counts
+        as coupled: merging such a model would change its answers silently."""
+        try:
+            recorded = json.loads(self.metadata.get("batch_coupled_layers", "[]"))
+            return [str(name) for name in recorded]
+        except (ValueError, TypeError):
+            return ["(unreadable batch_coupled_layers record)"]
+
+    @property
+    def merges_requests(self) -> bool:
+        """Whether the batcher may run several requests as one batch."""
+        return self.batched and not self.batch_coupled_layers
 
     @property
     def mask_outputs(self) -> dict[str, str]:

@@ -99,6 +99,10 @@ def convert_group_normalization(conversion: Conversion) -> Converted:
 
     else:  # tf.keras: the mask, broadcast to the input, weights the moments
         group_mean = _weighted_group_mean(builder, x, mask, same_group, per_channel, name)
+        if mask.rank < x.rank:
+            # Broadcast from the right, an (N, T) mask lies along (T, C) of an (N, T, C)
+            # input: one row's moments are weighted by the other rows' masks.
+            builder.batch_coupled.append(layer.name)
 
     def placed_on_channels(value: str, label: str) -> str:
         """(N, C) -> the input's rank, with 1s off the channel axis."""

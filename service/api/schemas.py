@@ -432,7 +432,10 @@ class ModelConfiguration(ResponseBody):
     )
     input: list[ConfigTensor]
     output: list[ConfigTensor]
-    dynamic_batching: DynamicBatching | None = Field(description="null when not batched.")
+    dynamic_batching: DynamicBatching | None = Field(
+        description="null when not batched, or when the model's rows depend on one another "
+        "(each request then runs as it came)."
+    )
     instance_group: list[InstanceGroup]
     parameters: dict[str, StringValue]
 

@@ -481,7 +481,7 @@ def model_configuration(model: LoadedModel) -> dict[str, Any]:
                 "allow_timeout_override": True,
             },
         }
-        if batched
+        if model.merges_requests
         else None,
         "instance_group": [
             {
