@@ -4,7 +4,8 @@ Requests whose inputs agree apart from the batch dimension are merged, up to
 ``max_batch_size`` rows, waiting at most ``max_queue_delay_us`` for more (0: merge only
 what is already queued). Each request gets exactly its own rows back. A failing merged run
 is retried request by request, so one bad request cannot fail the others. A model whose
-rows depend on one another (the exporter records the layers) has no request merged.
+rows depend on one another (recorded by the exporter, or found by the load's probe) has no
+request merged.
 
 A run is expected to take what the model's last run took, scaled by the values of its
 inputs. A batch expected within ``LOOP_RUN_BUDGET_S`` runs on the event loop itself, once

@@ -24,6 +24,7 @@ from layerserve.service.errors import (
     ModelRefusedInput,
 )
 from layerserve.service.model_config import ModelConfig, ResolvedConfig
+from layerserve.service.row_probe import PROBE_ROWS, probe_inputs, rows_depend_on_each_other
 
 log = logging.getLogger("layerserve.service")
 
@@ -80,6 +81,8 @@ class LoadedModel:
     # An empty batch would abort the process in onnxruntime: it runs on one row of zeros
     # instead, and the outputs are cut back to zero rows.
     empty_batch_aborts: bool = False
+    # Found at load by running the graph (service/row_probe.py).
+    rows_coupled_when_run: bool = False
 
     @classmethod
     def load(cls, name: str, version: str, path: Path, config: ResolvedConfig) -> LoadedModel:
@@ -120,15 +123,20 @@ class LoadedModel:
             metadata,
         )
         model.empty_batch_aborts = _has_recurrent_op(path)
-        if model.batched and model.batch_coupled_layers:
+        model.warm_up()
+        if not model.merges_requests and model.batched:
+            why = (
+                f"in layers {model.batch_coupled_layers}"
+                if model.batch_coupled_layers
+                else f"run together, {PROBE_ROWS} random rows got other outputs than alone"
+            )
             log.warning(
-                "model '%s' version %s: in layers %s one row's output depends on the other "
-                "rows of its batch, as in Keras; its requests run one by one, never merged",
+                "model '%s' version %s: one row's output depends on the other rows of its "
+                "batch (%s); its requests run one by one, never merged",
                 name,
                 version,
-                model.batch_coupled_layers,
+                why,
             )
-        model.warm_up()
         return model
 
     @property
@@ -158,8 +166,9 @@ class LoadedModel:
 
     @property
     def merges_requests(self) -> bool:
-        """Whether the batcher may run several requests as one batch."""
-        return self.batched and not self.batch_coupled_layers
+        """Whether the batcher may run several requests as one batch: not when the
+        exporter recorded layers that couple rows, nor when the load's probe found them."""
+        return self.batched and not self.batch_coupled_layers and not self.rows_coupled_when_run
 
     @property
     def mask_outputs(self) -> dict[str, str]:
@@ -199,27 +208,40 @@ class LoadedModel:
                 )
             try:
                 self._warm_up_run(shapes)
-                return
             except _WarmUpTimeout:
                 raise
             except ModelLoadError:
                 if length == WARMUP_LENGTHS[-1] or not variable:
                     raise
+                continue
+            if self.batched and not self.batch_coupled_layers:
+                feeds = probe_inputs(self.inputs, shapes, self.input_value_ranges)
+                self.rows_coupled_when_run = rows_depend_on_each_other(self._timed_run, feeds)
+            return
 
     def _warm_up_run(self, shapes: dict[str, list[int]]) -> None:
         feeds = {s.name: np.zeros(shapes[s.name], dtype=s.dtype) for s in self.inputs}
+        try:
+            self._timed_run(feeds)
+        except Exception as exc:  # noqa: BLE001
+            error = _WarmUpTimeout if isinstance(exc, _WarmUpTimeout) else ModelLoadError
+            raise error(
+                f"model '{self.name}' failed its warm-up run (batch 1, zeros, shapes "
+                f"{shapes}, at most {WARMUP_SECONDS:g} s): {exc}"
+            ) from exc
+
+    def _timed_run(self, feeds: dict[str, np.ndarray]) -> list[Any]:
+        """A load-time run, stopped after ``WARMUP_SECONDS`` (then _WarmUpTimeout)."""
         options = ort.RunOptions()
         timer = threading.Timer(WARMUP_SECONDS, setattr, (options, "terminate", True))
         timer.daemon = True
         timer.start()
         try:
-            self.session.run(None, feeds, options)
-        except Exception as exc:  # noqa: BLE001
-            error = _WarmUpTimeout if options.terminate else ModelLoadError
-            raise error(
-                f"model '{self.name}' failed its warm-up run (batch 1, zeros, shapes "
-                f"{shapes}, at most {WARMUP_SECONDS:g} s): {exc}"
-            ) from exc
+            return self.session.run(None, feeds, options)
+        except Exception as exc:
+            if options.terminate:
+                raise _WarmUpTimeout(str(exc)) from exc
+            raise
         finally:
             timer.cancel()
 

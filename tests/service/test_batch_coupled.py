@@ -3,8 +3,10 @@
 tf.keras's GroupNormalization weights its moments by the mask, broadcast onto the input from
 the right: the (N, T) mask of an (N, T, C) input lies along (T, C), so one row's moments are
 weighted by the other rows' masks (it only broadcasts when N is 1 or T, and T is C). The
-exporter records such layers; the service then runs each request as it came, so each client
-gets the numbers Keras gives for the batch it sent, whatever else is queued beside it."""
+exporter records such layers. Any other graph (here a Lambda that centres its batch) is
+probed at load: random rows run together and alone must agree. The service then runs each
+request of a coupled model as it came, so each client gets the numbers Keras gives for the
+batch it sent, whatever else is queued beside it."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import onnx
 import pytest
 from live_server import running_server, write_model
 
-from layerserve.layers import Dense, GroupNormalization, Input, Masking
+from layerserve import backend as K
+from layerserve.layers import Dense, GroupNormalization, Input, Lambda, Masking
 from layerserve.models import Model
 from layerserve.serialization import keras_semantics
 from layerserve.service.settings import Settings
@@ -36,6 +39,13 @@ def group_normalized(version: str, masked: bool = True) -> Model:
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
     return model
+
+
+def batch_centred() -> Model:
+    """Each row less the batch's mean: the exporter cannot tell, the probe finds it."""
+    steps = Input((STEPS, CHANNELS), name="steps")
+    centred = Lambda(lambda t: t - K.mean(t, axis=0, keepdims=True), name="centre")(steps)
+    return Model(steps, Dense(3, name="head")(centred))
 
 
 def rows(count: int) -> np.ndarray:
@@ -60,9 +70,11 @@ def test_the_exporter_records_the_layers_that_couple_rows(tmp_path, name, record
     assert json.loads(metadata["batch_coupled_layers"]) == recorded
 
 
-def test_the_reference_couples_the_rows_of_these_inputs():
+@pytest.mark.parametrize("name", ["tf_keras", "centred"])
+def test_the_reference_couples_the_rows_of_these_inputs(name):
     """The premise: run together, the rows get other numbers than run one by one."""
-    model, x = group_normalized("2.15.0"), rows(STEPS)
+    model = group_normalized("2.15.0") if name == "tf_keras" else batch_centred()
+    x = rows(STEPS)
     alone = np.concatenate([model.predict(x[i : i + 1]) for i in range(STEPS)])
     assert not np.allclose(model.predict(x), alone, atol=1e-3)
 
@@ -73,6 +85,7 @@ def server(tmp_path_factory):
     config = {"max_batch_size": 8, "max_queue_delay_us": QUEUE_DELAY_US}
     for name, (version, masked) in MODELS.items():
         write_model(root, name, group_normalized(version, masked), config=config)
+    write_model(root, "centred", batch_centred(), config=config)
     with running_server(Settings(model_repository=root)) as base:
         yield base
 
@@ -96,14 +109,16 @@ async def send_together(base: str, model: str, x: np.ndarray) -> list[np.ndarray
     return answers
 
 
-def test_requests_for_a_coupled_model_each_run_as_sent(server):
-    model, x = group_normalized("2.15.0"), rows(STEPS)
-    answers = asyncio.run(send_together(server, "tf_keras", x))
+@pytest.mark.parametrize("name", ["tf_keras", "centred"])
+def test_requests_for_a_coupled_model_each_run_as_sent(server, name):
+    model = group_normalized("2.15.0") if name == "tf_keras" else batch_centred()
+    x = rows(STEPS)
+    answers = asyncio.run(send_together(server, name, x))
     for row, answer in enumerate(answers):
         np.testing.assert_allclose(
             answer, model.predict(x[row : row + 1]), rtol=1e-5, atol=1e-5, err_msg=f"row {row}"
         )
-    statistics = httpx.get(f"{server}/v2/models/tf_keras/stats", timeout=10).json()
+    statistics = httpx.get(f"{server}/v2/models/{name}/stats", timeout=10).json()
     executions = statistics["model_stats"][0]["batch_stats"]
     assert {entry["batch_size"] for entry in executions} == {1}
 
@@ -119,7 +134,9 @@ def test_requests_for_other_models_are_still_merged(server, name):
     assert max(sizes) > 1, sizes
 
 
-@pytest.mark.parametrize(("name", "merges"), [("tf_keras", False), ("keras3", True)])
+@pytest.mark.parametrize(
+    ("name", "merges"), [("tf_keras", False), ("centred", False), ("keras3", True)]
+)
 def test_the_model_configuration_says_whether_requests_merge(server, name, merges):
     config = httpx.get(f"{server}/v2/models/{name}/config", timeout=10).json()
     assert config["max_batch_size"] == 8

@@ -101,6 +101,9 @@ def test_keras_file_is_served_with_keras_numbers(
     values = [n for n in names if n not in masks]
     assert len(values) == meta["outputs"]
     coupled = (module.parent.name, flavour, case_id) in BATCH_COUPLED
+    # Only a model whose rows depend on one another has its requests run unmerged.
+    config = client.get_model_config(name)
+    assert (config.get("dynamic_batching") is None) is coupled, config
     for rows in (BATCH,) if coupled else ROW_COUNTS:
         picked = np.arange(rows) % BATCH  # 64 rows: the recorded seven, repeated
         inputs = []
