@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = False  # a request answered from its head was read whole
         self._last_refusal = -float("inf")
         self._resume_timer: asyncio.TimerHandle | None = None
+        self._paused_until = 0.0
 
     # ---- connections ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -297,11 +299,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._last_refusal = now
         if again and not self.transport.is_closing() and not self.flow.read_paused:
             self.flow.pause_reading()
+            self._paused_until = time.monotonic() + REPEATED_REFUSAL_PAUSE_SECONDS
             self._resume_timer = self.loop.call_later(
                 REPEATED_REFUSAL_PAUSE_SECONDS, self._resume_after_pause
             )
 
     def _resume_after_pause(self) -> None:
+        # uvloop's timers count from the start of the loop's turn, in milliseconds: one can
+        # fire before the pause has passed, and then waits out the rest.
+        remaining = self._paused_until - time.monotonic()
+        if remaining > 0:
+            self._resume_timer = self.loop.call_later(remaining, self._resume_after_pause)
+            return
         self._resume_timer = None
         if not self.transport.is_closing():
             self.flow.resume_reading()
