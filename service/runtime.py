@@ -24,7 +24,7 @@ from layerserve.service.errors import (
     ModelRefusedInput,
 )
 from layerserve.service.model_config import ModelConfig, ResolvedConfig
-from layerserve.service.row_probe import PROBE_ROWS, probe_inputs, rows_depend_on_each_other
+from layerserve.service.row_probe import Verdict, probe
 
 log = logging.getLogger("layerserve.service")
 
@@ -81,8 +81,9 @@ class LoadedModel:
     # An empty batch would abort the process in onnxruntime: it runs on one row of zeros
     # instead, and the outputs are cut back to zero rows.
     empty_batch_aborts: bool = False
-    # Found at load by running the graph (service/row_probe.py).
-    rows_coupled_when_run: bool = False
+    # Whether rows depend on one another, found at load by running the graph
+    # (service/row_probe.py); None until then, and for a model that is not batched.
+    row_verdict: Verdict | None = None
 
     @classmethod
     def load(cls, name: str, version: str, path: Path, config: ResolvedConfig) -> LoadedModel:
@@ -124,18 +125,12 @@ class LoadedModel:
         )
         model.empty_batch_aborts = _has_recurrent_op(path)
         model.warm_up()
-        if not model.merges_requests and model.batched:
-            why = (
-                f"in layers {model.batch_coupled_layers}"
-                if model.batch_coupled_layers
-                else f"run together, {PROBE_ROWS} random rows got other outputs than alone"
-            )
+        if model.batched and not model.merges_requests:
             log.warning(
-                "model '%s' version %s: one row's output depends on the other rows of its "
-                "batch (%s); its requests run one by one, never merged",
+                "model '%s' version %s: %s; its requests run one by one, never merged",
                 name,
                 version,
-                why,
+                model.why_unmerged(),
             )
         return model
 
@@ -167,8 +162,21 @@ class LoadedModel:
     @property
     def merges_requests(self) -> bool:
         """Whether the batcher may run several requests as one batch: not when the
-        exporter recorded layers that couple rows, nor when the load's probe found them."""
-        return self.batched and not self.batch_coupled_layers and not self.rows_coupled_when_run
+        exporter recorded layers that couple rows, nor unless the load's probe found the
+        rows independent."""
+        verdict = self.row_verdict
+        return self.batched and not self.batch_coupled_layers and bool(verdict and verdict.merges)
+
+    def why_unmerged(self) -> str:
+        """Why a batched model's requests are not merged (see ``merges_requests``)."""
+        layers, verdict = self.batch_coupled_layers, self.row_verdict
+        depends = "one row's output depends on the other rows of its batch"
+        if layers:
+            return f"{depends} in layers {layers}"
+        if verdict is not None and verdict.coupled:
+            return f"{depends} ({verdict.reason})"
+        reason = verdict.reason if verdict is not None else "not probed"
+        return f"whether its rows depend on one another is unknown ({reason})"
 
     @property
     def mask_outputs(self) -> dict[str, str]:
@@ -215,8 +223,9 @@ class LoadedModel:
                     raise
                 continue
             if self.batched and not self.batch_coupled_layers:
-                feeds = probe_inputs(self.inputs, shapes, self.input_value_ranges)
-                self.rows_coupled_when_run = rows_depend_on_each_other(self._timed_run, feeds)
+                loose = "CUDAExecutionProvider" in self.providers
+                ranges = self.input_value_ranges
+                self.row_verdict = probe(self._probe_run, self.inputs, shapes, ranges, loose)
             return
 
     def _warm_up_run(self, shapes: dict[str, list[int]]) -> None:
@@ -230,10 +239,18 @@ class LoadedModel:
                 f"{shapes}, at most {WARMUP_SECONDS:g} s): {exc}"
             ) from exc
 
-    def _timed_run(self, feeds: dict[str, np.ndarray]) -> list[Any]:
-        """A load-time run, stopped after ``WARMUP_SECONDS`` (then _WarmUpTimeout)."""
+    def _probe_run(self, feeds: dict[str, np.ndarray], seconds: float) -> list[Any]:
+        try:
+            return self._timed_run(feeds, seconds)
+        except _WarmUpTimeout as exc:
+            raise TimeoutError(f"a probe run took over {seconds:.3g} s") from exc
+
+    def _timed_run(
+        self, feeds: dict[str, np.ndarray], seconds: float = WARMUP_SECONDS
+    ) -> list[Any]:
+        """A load-time run, stopped after ``seconds`` (then _WarmUpTimeout)."""
         options = ort.RunOptions()
-        timer = threading.Timer(WARMUP_SECONDS, setattr, (options, "terminate", True))
+        timer = threading.Timer(seconds, setattr, (options, "terminate", True))
         timer.daemon = True
         timer.start()
         try:
