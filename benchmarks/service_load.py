@@ -270,6 +270,11 @@ def main() -> None:
         parser.error("--grpc-target goes with --url; a started server's gRPC port is known")
     console = Console(width=160, stderr=True)
     overrides = dict(item.split("=", 1) for item in args.server_env)
+    counts = args.workers or DEFAULT_WORKERS
+    if len(set(counts)) != len(counts):
+        parser.error("--workers takes each worker count once (its servers run side by side)")
+    if len(counts) > 1 and overrides.get("LAYERSERVE_GRPC_PORT", "0") != "0":
+        parser.error("one LAYERSERVE_GRPC_PORT cannot serve several servers running together")
 
     with Generators(args.generators) as generators:
         if args.url:
