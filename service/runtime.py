@@ -245,12 +245,12 @@ class LoadedModel:
         except _WarmUpTimeout as exc:
             raise TimeoutError(f"a probe run took over {seconds:.3g} s") from exc
 
-    def _timed_run(
-        self, feeds: dict[str, np.ndarray], seconds: float = WARMUP_SECONDS
-    ) -> list[Any]:
-        """A load-time run, stopped after ``seconds`` (then _WarmUpTimeout)."""
+    def _timed_run(self, feeds: dict[str, np.ndarray], seconds: float | None = None) -> list[Any]:
+        """A load-time run, stopped after ``seconds`` (default ``WARMUP_SECONDS``; then
+        _WarmUpTimeout)."""
         options = ort.RunOptions()
-        timer = threading.Timer(seconds, setattr, (options, "terminate", True))
+        limit = WARMUP_SECONDS if seconds is None else seconds
+        timer = threading.Timer(limit, setattr, (options, "terminate", True))
         timer.daemon = True
         timer.start()
         try:
