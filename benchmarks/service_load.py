@@ -213,7 +213,7 @@ def main() -> None:
         "--workers",
         nargs="+",
         type=int,
-        help="worker counts to start the server with, one server after the other "
+        help="worker counts to start servers with, all running side by side "
         f"(default: {' '.join(map(str, DEFAULT_WORKERS))}); not with --url",
     )
     parser.add_argument(
@@ -261,8 +261,7 @@ def main() -> None:
         parser.error("--workers starts servers; a server given with --url runs as it is")
     if args.url and args.model_file is None:
         parser.error("--model-file is required with --url")
-    counts = [args.generators, args.grpc_connections, args.repeats, *(args.workers or [])]
-    if min(counts) < 1:
+    if min(args.generators, args.grpc_connections, args.repeats, *(args.workers or [1])) < 1:
         parser.error(
             "--generators, --grpc-connections, --repeats and --workers take counts of 1 or more"
         )
@@ -385,21 +384,19 @@ def measure(
     rows = []
     for protocol in args.formats:
         for batch in args.batches:
+            feeds = {input_name: inputs[batch]}
+            if protocol in GRPC_FORMATS:
+                request = grpc_infer_request(args.model, feeds, output_names)
+            else:
+                body, headers = build_request(protocol, feeds, output_names)
             loads = {}
             for server in servers:
                 if protocol in GRPC_FORMATS and server.grpc_target is None:
                     console.print("no gRPC target (--grpc-target, or gRPC off): no gRPC rows")
-                    continue
-                if protocol in GRPC_FORMATS:
-                    request = grpc_infer_request(
-                        args.model, {input_name: inputs[batch]}, output_names
-                    )
+                elif protocol in GRPC_FORMATS:
                     check_grpc_outputs(server.grpc_target, request, model_file, inputs[batch])
                     loads[server.base] = request
                 else:
-                    body, headers = build_request(
-                        protocol, {input_name: inputs[batch]}, output_names
-                    )
                     check_outputs(server.base + path, body, headers, model_file, inputs[batch])
                     parsed = urllib.parse.urlsplit(server.base)
                     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
