@@ -16,7 +16,6 @@ silent.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,17 +55,15 @@ def probe(
     specs: Sequence[Any],
     shapes: dict[str, list[int]],
     index_ranges: dict[str, tuple[int, int]],
+    row_bytes: int,
     loose: bool = False,
 ) -> Verdict:
     """Run ``PROBE_ROWS`` rows together and each alone through ``run(feeds, seconds)``
     (which raises once ``seconds`` pass); first random rows, then, if the graph refuses
     those, rows of small whole numbers (0, 1, 2: valid indices for most lookups).
-    ``loose``: half precision or CUDA, compared with looser tolerances."""
-    size = sum(
-        math.prod([PROBE_ROWS, *shapes[s.name][1:]]) * np.dtype(s.dtype).itemsize
-        for s in specs
-        if np.dtype(s.dtype).kind != "O"
-    )
+    ``row_bytes``: one row's inputs (the warm-up's count). ``loose``: half precision or
+    CUDA, compared with looser tolerances."""
+    size = PROBE_ROWS * row_bytes
     if size > PROBE_MAX_BYTES:
         return Verdict(None, f"{PROBE_ROWS} rows take {size} bytes, over {PROBE_MAX_BYTES}")
     deadline = time.monotonic() + PROBE_SECONDS

@@ -225,7 +225,7 @@ class LoadedModel:
             if self.batched and not self.batch_coupled_layers:
                 loose = "CUDAExecutionProvider" in self.providers
                 ranges = self.input_value_ranges
-                self.row_verdict = probe(self._probe_run, self.inputs, shapes, ranges, loose)
+                self.row_verdict = probe(self._probe_run, self.inputs, shapes, ranges, size, loose)
             return
 
     def _warm_up_run(self, shapes: dict[str, list[int]]) -> None:

@@ -15,6 +15,7 @@ from layerserve.service.row_probe import PROBE_ROWS, counting_rows, probe, rando
 
 SPEC = SimpleNamespace(name="x", dtype=np.dtype("float32"))
 SHAPES = {"x": [1, 5, 4]}
+ROW_BYTES = 5 * 4 * 4
 
 
 def graph(function):
@@ -23,7 +24,7 @@ def graph(function):
 
 
 def verdict_of(function, loose=False):
-    return probe(graph(function), [SPEC], SHAPES, {}, loose).coupled
+    return probe(graph(function), [SPEC], SHAPES, {}, ROW_BYTES, loose).coupled
 
 
 @pytest.mark.parametrize(
@@ -71,7 +72,7 @@ def test_a_graph_the_probe_cannot_run_is_unknown_and_never_merged(failure):
     def failing(x):
         raise failure
 
-    verdict = probe(graph(failing), [SPEC], SHAPES, {})
+    verdict = probe(graph(failing), [SPEC], SHAPES, {}, ROW_BYTES)
     assert verdict.coupled is None and not verdict.merges
     assert type(failure).__name__ in verdict.reason
 
@@ -85,14 +86,14 @@ def test_the_probe_has_one_deadline(monkeypatch):
         time.sleep(0.02)
         return [feeds["x"]]
 
-    verdict = probe(slow, [SPEC], SHAPES, {})
+    verdict = probe(slow, [SPEC], SHAPES, {}, ROW_BYTES)
     assert verdict.coupled is None and "past" in verdict.reason
     assert all(b < a for a, b in zip(seconds, seconds[1:], strict=False))  # the rest shrinks
 
 
 def test_inputs_too_large_to_probe_are_unknown():
     huge = {"x": [1, 4096, 4096]}  # 3 rows of 64 MiB
-    verdict = probe(graph(lambda x: [x]), [SPEC], huge, {})
+    verdict = probe(graph(lambda x: [x]), [SPEC], huge, {}, 4096 * 4096 * 4)
     assert verdict.coupled is None and "bytes" in verdict.reason
 
 
