@@ -111,6 +111,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._last_refusal = -float("inf")
         self._resume_timer: asyncio.TimerHandle | None = None
         self._paused_until = 0.0
+        self._body_chunks: list[bytes] = []  # of a body handed over whole
 
     # ---- connections ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -185,6 +186,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             HIGH_WATER_LIMIT < self._declared_length() <= WHOLE_BODY_BYTES
             and not self.parser.should_upgrade()
         )
+        self._body_chunks = []
         if admission is not None:
             self.scope[ADMISSION_KEY] = admission  # type: ignore[literal-required]
         if self.policy.draining:
@@ -201,7 +203,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # uvicorn's on_body, less the pause past 64 KiB and the wake-up per chunk: the
         # body is handed over once, by on_message_complete
         if not self.cycle.response_complete:
-            self.cycle.body += body
+            self._body_chunks.append(body)
 
     def _declared_length(self) -> int:
         for name, value in self.headers:
@@ -222,6 +224,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._refused = True
             self._arm_keep_alive()
             return
+        chunks, self._body_chunks = self._body_chunks, []
+        if self._whole_body and not self.cycle.response_complete:
+            # handed over as bytes, which uvicorn's receive() passes on without a copy
+            self.cycle.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         super().on_message_complete()
 
     def shutdown(self) -> None:

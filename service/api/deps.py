@@ -43,8 +43,9 @@ async def read_body(request: Request, limit: int | None = None, reason: str = ""
         size += len(chunk)
         if size > limit:
             raise too_large(limit, reason)
-        chunks.append(chunk)
-    body = b"".join(chunks)
+        if chunk:
+            chunks.append(chunk)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     encoding = request.headers.get("content-encoding")
     if encoding and len(body) > OFF_LOOP_BYTES:
         return await asyncio.to_thread(decompress, body, encoding, limit)
