@@ -3,6 +3,9 @@ place (``service/api/errors.py``)."""
 
 from __future__ import annotations
 
+# What a client hears of a failure that is the server's own (the details go to its log).
+INTERNAL_ERROR = "internal server error; see the server log"
+
 
 class ServiceError(Exception):
     """Base class; ``str(error)`` is the message clients see."""

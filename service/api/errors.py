@@ -62,10 +62,15 @@ def service_error_response(exc: errors.ServiceError) -> JSONResponse:
     return error_response(status_of(exc), str(exc), getattr(exc, "problems", None))
 
 
-async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
+def report_service_error(method: str, path: str, exc: errors.ServiceError) -> None:
+    """Log a domain error that is the server's failure (5xx, unless 501 or 503)."""
     status = status_of(exc)
     if status >= 500 and status not in (501, 503):
-        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        log.error("%s %s failed: %s", method, path, exc)
+
+
+async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
+    report_service_error(request.method, request.url.path, exc)
     return service_error_response(exc)
 
 
@@ -143,5 +148,5 @@ class UnexpectedErrorMiddleware:
         except Exception:  # noqa: BLE001 - the last line of defence
             log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                response = error_response(500, "internal server error; see the server log")
+                response = error_response(500, errors.INTERNAL_ERROR)
                 await response(scope, receive, send)

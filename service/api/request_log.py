@@ -66,31 +66,45 @@ class RequestLogMiddleware:
         finally:
             if status in CLIENT_ERRORS and not context.accounted:
                 _count_invalid_request(scope)
-            if self.enabled and log.isEnabledFor(logging.INFO):
+            if self.enabled:
                 client = scope.get("client")
-                fields = {
-                    "request_id": request_id,
-                    "method": scope.get("method", ""),
-                    "path": scope.get("path", ""),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client": client[0] if client else "-",
-                }
-                log.info(
-                    "request_id=%s method=%s path=%s status=%d duration_ms=%.2f client=%s",
+                log_request(
                     request_id,
-                    fields["method"],
-                    _value(fields["path"]),
+                    scope.get("method", ""),
+                    scope.get("path", ""),
                     status,
-                    fields["duration_ms"],
-                    fields["client"],
-                    extra={"fields": fields},
+                    started,
+                    client[0] if client else None,
                 )
             current_request.reset(token)
 
 
-# New ids: a random prefix per process and a counter (32 hex digits, unique in this
-# process's life and across processes), without a system call per request as uuid4 makes.
+def log_request(
+    request_id: str, method: str, path: str, status: int, started: float, client: str | None
+) -> None:
+    """The access log line of one answered request (``started``: its perf_counter time)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "request_id": request_id,
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "client": client or "-",
+    }
+    log.info(
+        "request_id=%s method=%s path=%s status=%d duration_ms=%.2f client=%s",
+        request_id,
+        method,
+        _value(path),
+        status,
+        fields["duration_ms"],
+        fields["client"],
+        extra={"fields": fields},
+    )
+
+
 _ID_PREFIX = uuid.uuid4().hex[:16]
 _ID_COUNTER = itertools.count()
 

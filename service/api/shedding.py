@@ -6,7 +6,8 @@ answered 503 with exactly the error the route would give, counted as the route c
 it, without reading its body or starting the application. Otherwise it is admitted
 there and then (the admission rides in the ASGI scope to the route, and is released when
 the request is answered), so that the requests arriving in one turn of the event loop
-cannot all pass the check before any of them is counted. Anything else (an unknown
+cannot all pass the check before any of them is counted. An admitted V2 ``infer`` request
+is offered to the direct lane (``api/direct_lane.py``) with its admission. Anything else (an unknown
 model, a path with escapes, missing credentials) goes to the application as usual, so a
 client without the API token learns nothing here.
 """
@@ -25,11 +26,18 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from layerserve.service.access import AccessPolicy
+from layerserve.service.api.direct_lane import DirectLane
 from layerserve.service.api.request_log import incoming_id, new_request_id
 from layerserve.service.batcher import Admission
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import ServiceError
-from layerserve.service.http_protocol import ADMISSION_KEY, RETRY_AFTER, Headers, Shedder
+from layerserve.service.http_protocol import (
+    ADMISSION_KEY,
+    RETRY_AFTER,
+    DirectRequest,
+    Headers,
+    Shedder,
+)
 
 log = logging.getLogger("layerserve.service.requests")
 _V2 = re.compile(rb"^/v2/models/([^/?#%]+)(?:/versions/([^/?#%]+))?/infer(?:\?.*)?$")
@@ -40,15 +48,19 @@ def shedder(app: FastAPI) -> Shedder:
     plane: DataPlane = app.state.dataplane
     access: AccessPolicy = app.state.access_policy
     access_log: bool = app.state.settings.access_log
+    direct = DirectLane(app) if app.state.settings.direct_lane else None
     handoff = GilHandoff()
 
-    def shed(url: bytes, headers: Headers) -> tuple[int, bytes, Headers] | Admission | None:
+    def shed(
+        url: bytes, headers: Headers
+    ) -> tuple[int, bytes, Headers] | DirectRequest | Admission | None:
         match = _V2.match(url) or _TF_SERVING.match(url)
         if match is None:
             return None
-        name, version = match.group(1).decode(), match.group(2)
+        name = match.group(1).decode()
+        version = match.group(2).decode() if match.group(2) else None
         try:
-            model = plane.model(name, version.decode() if version else None)
+            model = plane.model(name, version)
         except ServiceError:
             return None
         if access.checks_api:
@@ -59,6 +71,8 @@ def shedder(app: FastAPI) -> Shedder:
                 return None  # the application answers 401/403
         admission = plane.try_admit(model)
         if admission is not None:
+            if direct is not None and match.re is _V2:
+                return direct.request(model, version, admission, url)
             return admission
         error = plane.refuse(model)
         handoff.shedding()

@@ -60,7 +60,6 @@ STATUS: dict[type[Exception], grpc.StatusCode] = {
 }
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 FORWARDING = frozenset({"x-forwarded-for", "forwarded"})
-INTERNAL_MESSAGE = "internal server error; see the server log"
 # Requests of one ModelStreamInfer stream being run or waiting to be sent back at once: past
 # it the stream is not read (HTTP/2 flow control holds the client), so a client that
 # sends and never reads cannot fill the server's memory with answers.
@@ -214,7 +213,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if isinstance(error, LayerserveError):
             return grpc.StatusCode.INVALID_ARGUMENT, str(error)
         log.exception("unexpected error in gRPC %s", name)
-        return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+        return grpc.StatusCode.INTERNAL, errors.INTERNAL_ERROR
 
     def _check_access(self, level: Level, metadata: Any, host: str | None, name: str) -> None:
         authorization = next((v for k, v in text_entries(metadata) if k == "authorization"), None)

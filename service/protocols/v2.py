@@ -17,6 +17,7 @@ from layerserve.service.protocols import json_floats
 from layerserve.service.runtime import MAX_RANK, LoadedModel
 
 HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH_BYTES = HEADER_LENGTH.encode()
 
 
 def header_length(value: str | None) -> int | None:

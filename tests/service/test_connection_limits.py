@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 from live_server import running_server, write_model
+from raw_http import closed_by_server, read_response
 
 from layerserve import __version__, examples
 from layerserve.service.settings import Settings
@@ -53,29 +54,6 @@ def raw(url: str) -> Iterator[socket.socket]:
         yield sock
     finally:
         sock.close()
-
-
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP response (Content-Length framed): status, lower-case headers, body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a response: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-    while len(body) < int(headers["content-length"]):
-        body += sock.recv(65536)
-    return int(lines[0].split()[1]), headers, body
-
-
-def closed_by_server(sock: socket.socket) -> bool:
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
 
 
 def test_an_idle_connection_is_closed_after_the_header_timeout(server):

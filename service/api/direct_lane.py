@@ -1,0 +1,147 @@
+"""The direct lane's answers to V2 ``infer`` requests.
+
+The connection collects a plain inference request's body and asks for its response here
+(``DirectRequest`` in ``service/http_protocol.py``), without ASGI. The answer is the one the
+inference fast lane gives (``api/fast_lane.py``): the same request id and access log line
+(``api/request_log.py``), the same decoding, data plane call and encoding as the V2 route
+(``api/v2.py``), the same error bodies and statuses (``api/errors.py``), and a request
+refused before it reached the batcher is counted as that middleware counts it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from layerserve.errors import LayerserveError
+from layerserve.service.access import client_address
+from layerserve.service.api.access import FORWARDING_HEADERS
+from layerserve.service.api.errors import (
+    error_response,
+    report_service_error,
+    service_error_response,
+)
+from layerserve.service.api.request_log import (
+    CLIENT_ERRORS,
+    HEADER,
+    incoming_id,
+    log_request,
+    new_request_id,
+)
+from layerserve.service.batcher import Admission
+from layerserve.service.body_limits import model_body_limit
+from layerserve.service.dataplane import DataPlane
+from layerserve.service.errors import INTERNAL_ERROR, ServiceError
+from layerserve.service.http_protocol import DirectRequest, Headers
+from layerserve.service.metrics import RequestContext, current_request
+from layerserve.service.protocols import v2
+from layerserve.service.protocols.body import check_declared_size
+from layerserve.service.runtime import LoadedModel
+
+log = logging.getLogger("layerserve.service")
+JSON = [(b"content-type", b"application/json")]
+METHOD = "POST"  # the shedder admits POST requests only
+
+
+class DirectLane:
+    """Makes the ``DirectRequest`` of an admitted V2 ``infer`` request."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.plane: DataPlane = app.state.dataplane
+        self.max_request_bytes: int = app.state.settings.max_request_bytes
+        self.access_log: bool = app.state.settings.access_log
+
+    def request(
+        self, model: LoadedModel, version: str | None, admission: Admission, url: bytes
+    ) -> DirectRequest:
+        """``version``: as the path names it (None for the latest)."""
+        answer = functools.partial(self._answer, model, version, admission, url)
+        return DirectRequest(admission, answer)
+
+    async def _answer(
+        self,
+        model: LoadedModel,
+        version: str | None,
+        admission: Admission,
+        url: bytes,
+        body: bytes,
+        headers: Headers,
+        peer: str | None,
+    ) -> tuple[int, Headers, bytes]:
+        request_id = incoming_id(headers) or new_request_id()
+        context = RequestContext(request_id)
+        token = current_request.set(context)
+        started = time.perf_counter()
+        path = url.partition(b"?")[0].decode("latin-1")
+        try:
+            try:
+                status, response_headers, content = await self._infer(
+                    model, admission, body, headers
+                )
+            except ServiceError as exc:
+                report_service_error(METHOD, path, exc)
+                status, response_headers, content = _parts(service_error_response(exc))
+            except LayerserveError as exc:
+                status, response_headers, content = _parts(error_response(400, str(exc)))
+            except Exception:  # noqa: BLE001 - the last line of defence, as in the application
+                log.exception("unexpected error in %s %s", METHOD, path)
+                status, response_headers, content = _parts(error_response(500, INTERNAL_ERROR))
+            finally:
+                admission.release()
+            if status in CLIENT_ERRORS and not context.accounted:
+                self.plane.count_failure(model.name, version, "OTHER")
+            if self.access_log:
+                log_request(request_id, METHOD, path, status, started, _client(headers, peer))
+        finally:
+            current_request.reset(token)
+        response_headers.append((HEADER, request_id.encode("ascii")))
+        return status, response_headers, content
+
+    async def _infer(
+        self, model: LoadedModel, admission: Admission, body: bytes, headers: Headers
+    ) -> tuple[int, Headers, bytes]:
+        limit = model_body_limit(model, self.max_request_bytes)
+        check_declared_size(_header(headers, b"content-length"), limit.size, limit.reason)
+        header_length = v2.header_length(_header(headers, v2.HEADER_LENGTH_BYTES))
+        parsed = await self.plane.decoder.decode(
+            v2.decode_request,
+            body,
+            header_length,
+            model,
+            self.max_request_bytes,
+            json_bytes=header_length,
+        )
+        outputs = await self.plane.infer(model, parsed.inputs, parsed.timeout_us, admission)
+        content, json_length = v2.encode_response(model, parsed, outputs)
+        if json_length is None:
+            return 200, list(JSON), content
+        binary = [
+            (b"content-type", b"application/octet-stream"),
+            (v2.HEADER_LENGTH_BYTES, b"%d" % json_length),
+        ]
+        return 200, binary, content
+
+
+def _header(headers: Headers, name: bytes) -> str | None:
+    """The first value of a header (names are lower case), as Starlette reads it."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _client(headers: Headers, peer: str | None) -> str | None:
+    """The client the access log names, as the access middleware finds it."""
+    forwarded = [(n, v) for n, v in headers if n in FORWARDING_HEADERS]
+    return client_address(peer, forwarded) if forwarded else peer
+
+
+def _parts(response: JSONResponse) -> tuple[int, Headers, bytes]:
+    """Status, headers (without Content-Length, which the connection writes) and body of
+    one of the application's error responses."""
+    raw = [(n, v) for n, v in response.raw_headers if n != b"content-length"]
+    return response.status_code, raw, bytes(response.body)

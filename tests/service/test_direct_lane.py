@@ -1,0 +1,373 @@
+"""The direct lane (``service/http_protocol.py``, ``service/api/direct_lane.py``).
+
+On a real uvicorn over raw sockets, with a stand-in answer for the data plane: a plain
+admitted request is answered by the connection and never reaches the ASGI application;
+any request that is not plain (100 Continue, an encoded or chunked body, HTTP/1.0)
+reaches the application with its admission; pipelined requests are answered in order; the
+admission is released once whatever happens to the request (answered, its body stalled, its
+client gone); a drain closes the connection after the answer, which a graceful shutdown
+waits for.
+
+On the real application: the same requests to a server with the lane and to one without get
+the same status, headers and body, the same access log line and the same failure counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+import uvicorn
+from live_server import free_port, running_server, write_model
+from raw_http import closed_by_server, read_response, read_responses
+
+from layerserve import examples
+from layerserve.service.http_protocol import (
+    ADMISSION_KEY,
+    ConnectionPolicy,
+    DirectRequest,
+    GuardedHttpProtocol,
+    Headers,
+)
+from layerserve.service.settings import Settings
+
+BODY_TIMEOUT = 0.5
+
+
+class Place:
+    """An admission: counts its releases."""
+
+    def __init__(self) -> None:
+        self.releases = 0
+
+    def release(self) -> None:
+        self.releases += 1
+
+
+class StandIn:
+    """The shedder and the application of a test server: POST /direct is admitted for
+    the direct lane, whose answer echoes the body (after ``hold`` is set, when given); the
+    application answers every request it gets with ``app:<path>``."""
+
+    def __init__(self) -> None:
+        self.places: list[Place] = []
+        self.answered: list[bytes] = []
+        self.app_calls: list[tuple[str, object]] = []
+        self.hold: asyncio.Event | None = None
+        self.answering = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def shed(self, url: bytes, headers: Headers) -> object:
+        if not url.startswith(b"/direct"):
+            return None
+        place = Place()
+        self.places.append(place)
+        return DirectRequest(place, self.answer)
+
+    async def answer(self, body: bytes, headers: Headers, peer: str | None) -> tuple:
+        self.loop = asyncio.get_running_loop()
+        self.answering.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        self.answered.append(body)
+        return 200, [(b"content-type", b"text/plain")], b"direct:" + body
+
+    async def app(self, scope: dict, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.app_calls.append((scope["path"], scope.get(ADMISSION_KEY)))
+        if scope.get(ADMISSION_KEY) is not None:
+            scope[ADMISSION_KEY].release()
+        content = b"app:" + scope["path"].encode() + b":" + body
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(content))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def let_go(self) -> None:
+        """Let the held answer finish (from the test's thread)."""
+        assert self.loop is not None and self.hold is not None
+        self.loop.call_soon_threadsafe(self.hold.set)
+
+
+@contextlib.contextmanager
+def stand_in_server() -> Iterator[tuple[StandIn, ConnectionPolicy, uvicorn.Server, int]]:
+    stand_in = StandIn()
+    policy = ConnectionPolicy(body_timeout_seconds=BODY_TIMEOUT, shed=stand_in.shed)
+    port = free_port()
+    config = uvicorn.Config(
+        stand_in.app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        interface="asgi3",
+        lifespan="off",
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+        http=functools.partial(GuardedHttpProtocol, policy=policy),  # type: ignore[arg-type]
+    )
+    server = uvicorn.Server(config)
+    server.config.install_signal_handlers = False  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield stand_in, policy, server, port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def stand_in():
+    with stand_in_server() as running:
+        yield running
+
+
+def post(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
+    head = [f"POST {path} HTTP/{version}", "Host: x", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def wait_for(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_plain_request_is_answered_by_the_connection(stand_in):
+    app, _, _, port = stand_in
+    body = bytes(range(256)) * 800  # past uvicorn's 64 KiB flow-control mark
+    with connect(port) as sock:
+        sock.sendall(post("/direct", body))
+        status, headers, content = read_response(sock)
+    assert (status, content) == (200, b"direct:" + body)
+    assert headers["content-length"] == str(len(content))
+    assert app.app_calls == []
+    assert [p.releases for p in app.places] == [1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "version"),
+    [
+        (("Expect: 100-continue",), "1.1"),
+        (("Content-Encoding: identity",), "1.1"),
+        ((), "1.0"),
+    ],
+)
+def test_a_request_that_is_not_plain_reaches_the_application_with_its_admission(
+    stand_in, extra, version
+):
+    app, _, _, port = stand_in
+    request = post("/direct", b"abc", *extra, version=version)
+    with connect(port) as sock:
+        if "Expect: 100-continue" in extra:  # the body follows the interim response
+            sock.sendall(request[:-3])
+            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            request = request[-3:]
+        sock.sendall(request)
+        status, _, content = read_response(sock)
+    assert (status, content) == (200, b"app:/direct:abc")
+    assert app.answered == []
+    assert app.app_calls == [("/direct", app.places[0])]
+    assert app.places[0].releases == 1
+
+
+@pytest.mark.parametrize(("connection", "closes"), [("keep-alive", False), ("close", True)])
+def test_the_lane_keeps_or_closes_the_connection_as_asked(stand_in, connection, closes):
+    app, _, _, port = stand_in
+    with connect(port) as sock:
+        sock.sendall(post("/direct", b"abc", f"Connection: {connection}"))
+        status, headers, content = read_response(sock)
+        assert (status, content) == (200, b"direct:abc")
+        assert (headers.get("connection") == "close") is closes
+        if not closes:
+            sock.sendall(post("/direct", b"again"))
+            assert read_response(sock)[2] == b"direct:again"
+        else:
+            assert closed_by_server(sock)
+    assert app.app_calls == []
+
+
+def test_a_chunked_body_reaches_the_application(stand_in):
+    app, _, _, port = stand_in
+    with connect(port) as sock:
+        sock.sendall(
+            b"POST /direct HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"
+        )
+        status, _, content = read_response(sock)
+    assert (status, content) == (200, b"app:/direct:abc")
+    assert app.answered == []
+
+
+def test_pipelined_requests_are_answered_in_order(stand_in):
+    app, _, _, port = stand_in
+    app.hold = asyncio.Event()  # the first answer waits until the others have arrived
+    with connect(port) as sock:
+        sock.sendall(post("/direct", b"one") + post("/other", b"two") + post("/direct", b"three"))
+        wait_for(app.answering.is_set)
+        time.sleep(0.1)  # the pipelined requests are read meanwhile
+        assert app.app_calls == []  # queued behind the running answer
+        app.let_go()
+        answers = [content for _, _, content in read_responses(sock, 3)]
+    assert answers == [b"direct:one", b"app:/other:two", b"app:/direct:three"]
+    # the third one came behind a running request: not admitted from its head, it goes
+    # to the application, which admits it itself
+    assert [p.releases for p in app.places] == [1]
+    assert app.app_calls == [("/other", None), ("/direct", None)]
+
+
+def test_a_stalled_body_gets_408_and_gives_its_place_back(stand_in):
+    app, _, _, port = stand_in
+    with connect(port) as sock:
+        sock.sendall(post("/direct", b"x" * 100)[:-60])
+        started = time.monotonic()
+        status, _, content = read_response(sock)
+        assert status == 408, content
+        assert BODY_TIMEOUT * 0.8 < time.monotonic() - started < BODY_TIMEOUT + 2
+        assert closed_by_server(sock)
+    wait_for(lambda: app.places[0].releases == 1)
+    assert app.answered == []
+
+
+def test_a_client_gone_mid_body_gives_its_place_back(stand_in):
+    app, _, _, port = stand_in
+    with connect(port) as sock:
+        sock.sendall(post("/direct", b"x" * 100)[:-60])
+        wait_for(lambda: len(app.places) == 1)
+    wait_for(lambda: app.places[0].releases == 1)
+    assert app.answered == []
+
+
+def test_a_client_gone_while_answered_gives_its_place_back_once(stand_in):
+    app, _, _, port = stand_in
+    app.hold = asyncio.Event()
+    with connect(port) as sock:
+        sock.sendall(post("/direct", b"abc"))
+        wait_for(app.answering.is_set)
+    time.sleep(0.1)
+    app.let_go()
+    wait_for(lambda: app.answered == [b"abc"])
+    wait_for(lambda: app.places[0].releases == 1)
+
+
+def test_a_drain_answers_the_request_in_flight_then_closes(stand_in):
+    app, _, server, port = stand_in
+    app.hold = asyncio.Event()
+    with connect(port) as sock:
+        sock.sendall(post("/direct", b"abc"))
+        wait_for(app.answering.is_set)
+        server.should_exit = True  # graceful shutdown: waits for the answer
+        time.sleep(0.2)
+        app.let_go()
+        status, headers, content = read_response(sock)
+        assert (status, content) == (200, b"direct:abc")
+        assert headers.get("connection") == "close"
+        assert closed_by_server(sock)
+
+
+# ---- the real application, with and without the lane --------------------------------
+X = np.random.default_rng(1).random((3, 784), dtype=np.float32)
+
+
+def binary_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    header = (
+        b'{"inputs":[{"name":"hidden_1_input","shape":[%d,784],"datatype":"FP32",'
+        b'"parameters":{"binary_data_size":%d}}],'
+        b'"outputs":[{"name":"probabilities","parameters":{"binary_data":true}}]}'
+    ) % (len(x), x.nbytes)
+    return header + x.astype("<f4").tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+
+
+def json_body(x: np.ndarray, shape: list[int] | None = None) -> bytes:
+    tensor = {"name": "hidden_1_input", "shape": shape or list(x.shape), "datatype": "FP32"}
+    return orjson.dumps({"inputs": [{**tensor, "data": x.ravel().tolist()}]})
+
+
+REQUESTS = {  # path, body, headers, the status expected
+    "binary": ("/v2/models/mlp/infer", *binary_body(X), 200),
+    "JSON": ("/v2/models/mlp/versions/1/infer", json_body(X), {}, 200),
+    "wrong shape": ("/v2/models/mlp/infer", json_body(X[:, :5]), {}, 400),
+    "bad header length": (
+        "/v2/models/mlp/infer",
+        binary_body(X)[0],
+        {"Inference-Header-Content-Length": "many"},
+        400,
+    ),
+    "too large for the model": ("/v2/models/mlp/infer", b"[" + b" " * 600_000 + b"]", {}, 413),
+    "too many rows": ("/v2/models/mlp/infer", *binary_body(np.vstack([X, X])), 400),
+}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lanes")
+    write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 4})
+    base = Settings(model_repository=root, access_log=True)
+    with (
+        running_server(base) as lane,
+        running_server(base.model_copy(update={"direct_lane": False})) as whole,
+    ):
+        yield lane, whole
+
+
+def failures(url: str) -> int:
+    stats = httpx.get(url + "/v2/models/mlp/stats").json()["model_stats"][0]
+    return stats["inference_stats"]["fail"]["count"]
+
+
+@pytest.mark.parametrize("case", REQUESTS)
+def test_the_lane_answers_logs_and_counts_as_the_application(servers, case, caplog):
+    path, body, headers, expected = REQUESTS[case]
+    headers = {**headers, "X-Request-ID": f"lane-{case.replace(' ', '-')}"}
+    answers, lines, counted = [], [], []
+    for url in servers:
+        before = failures(url)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="layerserve.service.requests"):
+            response = httpx.post(url + path, content=body, headers=headers, timeout=30)
+        answers.append(
+            (
+                response.status_code,
+                response.content,
+                sorted((k, v) for k, v in response.headers.items() if k != "date"),
+            )
+        )
+        lines.append(
+            [
+                {k: v for k, v in r.fields.items() if k != "duration_ms"}  # type: ignore[attr-defined]
+                for r in caplog.records
+                if r.name == "layerserve.service.requests"
+            ]
+        )
+        counted.append(failures(url) - before)
+    assert answers[0][0] == expected, answers[0][1]
+    assert answers[0] == answers[1]
+    assert lines[0] == lines[1] and len(lines[0]) == 1, lines
+    assert counted[0] == counted[1] == (answers[0][0] != 200)
+    if case == "binary":
+        got = np.frombuffer(answers[0][1][-X.shape[0] * 40 :], "<f4").reshape(-1, 10)
+        np.testing.assert_allclose(got, examples.mlp().predict(X), rtol=1e-5, atol=1e-6)
