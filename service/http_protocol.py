@@ -62,9 +62,10 @@ Headers = list[tuple[bytes, bytes]]
 # a ``DirectRequest`` to answer it in the direct lane, an object to pass to the application
 # in the scope under ``ADMISSION_KEY``, or None.
 Shedder = Callable[[bytes, Headers], object]
-# ``answer(body, headers, peer)``: the response's ``(status, headers, body)``; it raises
-# nothing and releases the request's admission.
-DirectAnswer = Callable[[bytes, Headers, str | None], Awaitable[tuple[int, Headers, bytes]]]
+# ``answer(body, headers, peer, started)``: the response's ``(status, headers, body)``
+# (``started``: the perf_counter time its head arrived); it raises nothing and releases
+# the request's admission.
+DirectAnswer = Callable[[bytes, Headers, str | None, float], Awaitable[tuple[int, Headers, bytes]]]
 # Request headers that send a request to the application: what they ask for (decoding,
 # chunks, 100 Continue, an upgrade) is handled there.
 NOT_DIRECT_HEADERS = frozenset({b"content-encoding", b"transfer-encoding", b"expect", b"upgrade"})
@@ -106,14 +107,15 @@ class _DirectCycle:
     lane: uvicorn queues pipelined requests behind it, a drain clears ``keep_alive`` and a
     lost connection sets ``disconnected``, as they do for its own cycles."""
 
-    __slots__ = ("response_started", "response_complete", "disconnected", "keep_alive")
+    __slots__ = ("response_started", "response_complete", "disconnected", "keep_alive", "started")
     message_event = _Unwaited()
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: bool) -> None:
         self.response_started = False
         self.response_complete = False
         self.disconnected = False
-        self.keep_alive = True
+        self.keep_alive = keep_alive
+        self.started = time.perf_counter()  # when the head arrived
 
 
 @dataclass
@@ -277,9 +279,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._direct = request
         self._body_chunks = []
         self._whole_body = False
-        self.cycle = _DirectCycle()  # type: ignore[assignment]
         # as uvicorn decides it: HTTP/1.1 keeps the connection unless told to close it
-        self.cycle.keep_alive = self.parser.should_keep_alive() and not self.policy.draining
+        keep_alive = self.parser.should_keep_alive() and not self.policy.draining
+        self.cycle = _DirectCycle(keep_alive)  # type: ignore[assignment]
         self._in_body = True
 
     def _run_direct(self, request: DirectRequest, body: bytes) -> None:
@@ -299,17 +301,24 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cycle: _DirectCycle,
     ) -> None:
         try:
-            status, response_headers, content = await request.answer(body, headers, peer)
+            status, response_headers, content = await request.answer(
+                body, headers, peer, cycle.started
+            )
         except Exception:  # noqa: BLE001 - answer() raises nothing; no client is left waiting
             log.exception("the direct lane failed to answer a request")
             status, response_headers = 500, [(b"content-type", b"application/json")]
             content = orjson.dumps({"error": INTERNAL_ERROR})
         finally:
             request.admission.release()  # type: ignore[attr-defined]
+        if self.flow.write_paused and not cycle.disconnected:
+            # as uvicorn's send(): a client that does not read holds its next requests
+            await self.flow.drain()
         cycle.response_started = cycle.response_complete = True
         if cycle.disconnected or self.transport.is_closing():
             return
-        close = not cycle.keep_alive or self.policy.draining
+        # A drain (``shutdown``) clears keep_alive of the connection's newest request
+        # only: one pipelined behind this one is answered, with the close, after it.
+        close = not cycle.keep_alive
         head = [STATUS_LINE[status]]
         for name, value in [*self.server_state.default_headers, *response_headers]:
             head.append(name + b": " + value + b"\r\n")

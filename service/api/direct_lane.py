@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -71,11 +70,11 @@ class DirectLane:
         body: bytes,
         headers: Headers,
         peer: str | None,
+        started: float,
     ) -> tuple[int, Headers, bytes]:
         request_id = incoming_id(headers) or new_request_id()
         context = RequestContext(request_id)
         token = current_request.set(context)
-        started = time.perf_counter()
         path = url.partition(b"?")[0].decode("latin-1")
         try:
             try:
@@ -104,9 +103,10 @@ class DirectLane:
     async def _infer(
         self, model: LoadedModel, admission: Admission, body: bytes, headers: Headers
     ) -> tuple[int, Headers, bytes]:
+        # in the route's order: the header first, then the body's size
+        header_length = v2.header_length(_header(headers, v2.HEADER_LENGTH_BYTES))
         limit = model_body_limit(model, self.max_request_bytes)
         check_declared_size(_header(headers, b"content-length"), limit.size, limit.reason)
-        header_length = v2.header_length(_header(headers, v2.HEADER_LENGTH_BYTES))
         parsed = await self.plane.decoder.decode(
             v2.decode_request,
             body,

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import socket
 import threading
 import time
@@ -33,6 +34,7 @@ from live_server import free_port, running_server, write_model
 from raw_http import closed_by_server, read_response, read_responses
 
 from layerserve import examples
+from layerserve.service.api.direct_lane import DirectLane
 from layerserve.service.http_protocol import (
     ADMISSION_KEY,
     ConnectionPolicy,
@@ -75,7 +77,9 @@ class StandIn:
         self.places.append(place)
         return DirectRequest(place, self.answer)
 
-    async def answer(self, body: bytes, headers: Headers, peer: str | None) -> tuple:
+    async def answer(
+        self, body: bytes, headers: Headers, peer: str | None, started: float
+    ) -> tuple:
         self.loop = asyncio.get_running_loop()
         self.answering.set()
         if self.hold is not None:
@@ -274,19 +278,32 @@ def test_a_client_gone_while_answered_gives_its_place_back_once(stand_in):
     wait_for(lambda: app.places[0].releases == 1)
 
 
-def test_a_drain_answers_the_request_in_flight_then_closes(stand_in):
-    app, _, server, port = stand_in
+def test_a_drain_answers_the_requests_in_flight_then_closes(stand_in):
+    app, policy, server, port = stand_in
     app.hold = asyncio.Event()
     with connect(port) as sock:
-        sock.sendall(post("/direct", b"abc"))
+        sock.sendall(post("/direct", b"abc") + post("/other", b"next"))
         wait_for(app.answering.is_set)
-        server.should_exit = True  # graceful shutdown: waits for the answer
-        time.sleep(0.2)
+        policy.draining = True  # as layerserve's server sets it on SIGTERM
+        server.should_exit = True  # graceful shutdown: waits for both answers
+        wait_for(lambda: refused(port))  # the server has stopped listening
+        time.sleep(0.1)
         app.let_go()
-        status, headers, content = read_response(sock)
+        (status, headers, content), (status2, headers2, content2) = read_responses(sock, 2)
         assert (status, content) == (200, b"direct:abc")
-        assert headers.get("connection") == "close"
+        # the drain closes the connection after its newest request, as uvicorn does
+        assert headers.get("connection") is None
+        assert (status2, content2) == (200, b"app:/other:next")
+        assert headers2.get("connection") == "close"
         assert closed_by_server(sock)
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
 
 
 # ---- the real application, with and without the lane --------------------------------
@@ -318,8 +335,17 @@ REQUESTS = {  # path, body, headers, the status expected
         400,
     ),
     "too large for the model": ("/v2/models/mlp/infer", b"[" + b" " * 600_000 + b"]", {}, 413),
+    "too large, bad header length": (
+        "/v2/models/mlp/infer",
+        b"[" + b" " * 600_000 + b"]",
+        {"Inference-Header-Content-Length": "many"},
+        400,
+    ),
     "too many rows": ("/v2/models/mlp/infer", *binary_body(np.vstack([X, X])), 400),
 }
+
+
+TAKEN: list[str] = []  # the paths of the requests that took the direct lane
 
 
 @pytest.fixture(scope="module")
@@ -327,11 +353,19 @@ def servers(tmp_path_factory):
     root = tmp_path_factory.mktemp("lanes")
     write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 4})
     base = Settings(model_repository=root, access_log=True)
-    with (
-        running_server(base) as lane,
-        running_server(base.model_copy(update={"direct_lane": False})) as whole,
-    ):
-        yield lane, whole
+    real_request = DirectLane.request
+
+    def counted(self, model, version, admission, url):  # type: ignore[no-untyped-def]
+        TAKEN.append(url.decode())
+        return real_request(self, model, version, admission, url)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DirectLane, "request", counted)
+        with (
+            running_server(base) as lane,
+            running_server(base.model_copy(update={"direct_lane": False})) as whole,
+        ):
+            yield lane, whole
 
 
 def failures(url: str) -> int:
@@ -342,13 +376,17 @@ def failures(url: str) -> int:
 @pytest.mark.parametrize("case", REQUESTS)
 def test_the_lane_answers_logs_and_counts_as_the_application(servers, case, caplog):
     path, body, headers, expected = REQUESTS[case]
-    headers = {**headers, "X-Request-ID": f"lane-{case.replace(' ', '-')}"}
-    answers, lines, counted = [], [], []
+    headers = {**headers, "X-Request-ID": "lane-" + re.sub(r"[^a-z0-9]+", "-", case)}
+    answers, lines, counted, taken = [], [], [], []
     for url in servers:
         before = failures(url)
         caplog.clear()
+        TAKEN.clear()
         with caplog.at_level(logging.INFO, logger="layerserve.service.requests"):
             response = httpx.post(url + path, content=body, headers=headers, timeout=30)
+            # the application's line comes once the response is sent
+            wait_for(lambda: any(r.name == "layerserve.service.requests" for r in caplog.records))
+        taken.append(list(TAKEN))
         answers.append(
             (
                 response.status_code,
@@ -364,6 +402,7 @@ def test_the_lane_answers_logs_and_counts_as_the_application(servers, case, capl
             ]
         )
         counted.append(failures(url) - before)
+    assert taken == [[path], []]  # the lane answered on the first server only
     assert answers[0][0] == expected, answers[0][1]
     assert answers[0] == answers[1]
     assert lines[0] == lines[1] and len(lines[0]) == 1, lines
