@@ -356,7 +356,9 @@ class DynamicBatcher:
         batch, rows = [first], first.rows
         if limit > 0:
             kept: collections.deque[Pending] = collections.deque()
-            while self._queue:
+            # once the batch is full nothing more is looked at: with requests of
+            # max_batch_size rows each, the queue is not walked for every batch
+            while self._queue and rows < limit:
                 item = self._queue.popleft()
                 if item.key == first.key and rows + item.rows <= limit:
                     batch.append(item)
