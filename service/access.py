@@ -31,6 +31,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -106,19 +107,19 @@ def is_loopback(host: str | None) -> bool:
     return address.is_loopback
 
 
-def client_address(peer: str | None, forwarded: list[tuple[bytes, bytes]]) -> str | None:
+def client_address(peer: str | None, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """The client a request comes from: ``peer`` (the TCP peer), or, when ``peer`` is
-    loopback, the nearest non-loopback address its ``forwarded`` headers
-    (``(name, value)`` pairs of ``x-forwarded-for`` / ``forwarded``, in order) name."""
+    loopback, the nearest non-loopback address its ``x-forwarded-for`` / ``forwarded``
+    headers name (``headers``: the request's ``(name, value)`` pairs, names in lower case,
+    in order; the others are not looked at, nor any when ``peer`` is not loopback)."""
     if not is_loopback(peer):
         return peer
     chain: list[str] = []
-    for name, value in forwarded:
-        text = value.decode("latin-1")
+    for name, value in headers:
         if name == b"x-forwarded-for":
-            chain.extend(item.strip() for item in text.split(","))
-        else:  # Forwarded: for=1.2.3.4;proto=http, for="[2001:db8::1]:80"
-            for element in text.split(","):
+            chain.extend(item.strip() for item in value.decode("latin-1").split(","))
+        elif name == b"forwarded":  # for=1.2.3.4;proto=http, for="[2001:db8::1]:80"
+            for element in value.decode("latin-1").split(","):
                 for pair in element.split(";"):
                     key, _, item = pair.strip().partition("=")
                     if key.strip().lower() == "for":

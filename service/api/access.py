@@ -16,7 +16,6 @@ from layerserve.service.errors import Forbidden, Unauthorized
 
 log = logging.getLogger("layerserve.service.access")
 AUTHORIZATION = b"authorization"
-FORWARDING_HEADERS = frozenset({b"x-forwarded-for", b"forwarded"})
 POLICY_VIOLATION = 1008  # WebSocket close code
 
 
@@ -30,12 +29,9 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         peer = scope.get("client")
-        forwarded = [(n, v) for n, v in scope.get("headers", ()) if n in FORWARDING_HEADERS]
-        host = client_address(peer[0] if peer else None, forwarded) if forwarded else None
-        if forwarded and peer and host != peer[0]:
+        host = client_address(peer[0] if peer else None, scope.get("headers", ()))
+        if peer and host != peer[0]:
             scope["client"] = (host, 0)  # what the logs and the routes see
-        elif not forwarded:
-            host = peer[0] if peer else None
         level = classify(scope.get("method", "GET"), route_path(scope))
         if level == "open" or (level == "api" and not self.policy.checks_api):
             await self.app(scope, receive, send)

@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 
 from layerserve.errors import LayerserveError
 from layerserve.service.access import client_address
-from layerserve.service.api.access import FORWARDING_HEADERS
 from layerserve.service.api.errors import (
     error_response,
     report_service_error,
@@ -94,7 +93,8 @@ class DirectLane:
             if status in CLIENT_ERRORS and not context.accounted:
                 self.plane.count_failure(model.name, version, "OTHER")
             if self.access_log:
-                log_request(request_id, METHOD, path, status, started, _client(headers, peer))
+                client = client_address(peer, headers)
+                log_request(request_id, METHOD, path, status, started, client)
         finally:
             current_request.reset(token)
         response_headers.append((HEADER, request_id.encode("ascii")))
@@ -132,12 +132,6 @@ def _header(headers: Headers, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-def _client(headers: Headers, peer: str | None) -> str | None:
-    """The client the access log names, as the access middleware finds it."""
-    forwarded = [(n, v) for n, v in headers if n in FORWARDING_HEADERS]
-    return client_address(peer, forwarded) if forwarded else peer
 
 
 def _parts(response: JSONResponse) -> tuple[int, Headers, bytes]:

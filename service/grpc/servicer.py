@@ -59,7 +59,6 @@ STATUS: dict[type[Exception], grpc.StatusCode] = {
     errors.InferenceFailed: grpc.StatusCode.INTERNAL,
 }
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
-FORWARDING = frozenset({"x-forwarded-for", "forwarded"})
 # Requests of one ModelStreamInfer stream being run or waiting to be sent back at once: past
 # it the stream is not read (HTTP/2 flow control holds the client), so a client that
 # sends and never reads cannot fill the server's memory with answers.
@@ -162,10 +161,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request_id = request_id or new_request_id()
         context.set_trailing_metadata((("x-request-id", request_id),))
         peer = peer_host(context.peer())
-        forwarded = [
-            (k.encode(), v.encode("latin-1")) for k, v in text_entries(metadata) if k in FORWARDING
-        ]
-        host = client_address(peer, forwarded) if forwarded else peer
+        host = client_address(
+            peer, ((k.encode(), v.encode("latin-1")) for k, v in text_entries(metadata))
+        )
         request_context = RequestContext(request_id)
         token = current_request.set(request_context)
         code, message = grpc.StatusCode.OK, ""
