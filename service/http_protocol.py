@@ -58,9 +58,9 @@ from layerserve.service.errors import INTERNAL_ERROR
 log = logging.getLogger("layerserve.service.http")
 
 Headers = list[tuple[bytes, bytes]]
-# ``shed(path, headers)``: ``(status, body, headers)`` to answer the request from its head,
-# a ``DirectRequest`` to answer it in the direct lane, an object to pass to the application
-# in the scope under ``ADMISSION_KEY``, or None.
+# ``shed(path, headers)``: ``(status, body, headers)`` to answer the request from its head
+# (its headers with the Content-Type), a ``DirectRequest`` to answer it in the direct lane,
+# an object to pass to the application in the scope under ``ADMISSION_KEY``, or None.
 Shedder = Callable[[bytes, Headers], object]
 # ``answer(body, headers, peer, started)``: the response's ``(status, headers, body)``
 # (``started``: the perf_counter time its head arrived); it raises nothing and releases
@@ -79,11 +79,7 @@ REPEATED_REFUSAL_PAUSE_SECONDS = 0.005
 # without pausing: uvicorn pauses the socket past 64 KiB until the application asks for
 # more, and a 200 KB batch-64 request took several pause/resume turns of the loop.
 WHOLE_BODY_BYTES = 1 << 20
-REASONS = {
-    408: b"Request Timeout",
-    431: b"Request Header Fields Too Large",
-    503: b"Service Unavailable",
-}
+JSON_TYPE = (b"content-type", b"application/json")
 
 
 @dataclass(slots=True)
@@ -306,7 +302,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
         except Exception:  # noqa: BLE001 - answer() raises nothing; no client is left waiting
             log.exception("the direct lane failed to answer a request")
-            status, response_headers = 500, [(b"content-type", b"application/json")]
+            status, response_headers = 500, [JSON_TYPE]
             content = orjson.dumps({"error": INTERNAL_ERROR})
         finally:
             request.admission.release()  # type: ignore[attr-defined]
@@ -318,17 +314,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         # A drain (``shutdown``) clears keep_alive of the connection's newest request
         # only: one pipelined behind this one is answered, with the close, after it.
-        close = not cycle.keep_alive
-        head = [STATUS_LINE[status]]
-        for name, value in [*self.server_state.default_headers, *response_headers]:
-            head.append(name + b": " + value + b"\r\n")
-        head.append(b"content-length: %d\r\n" % len(content))
-        if close:
-            head.append(b"connection: close\r\n")
-        head.append(b"\r\n")
-        self.transport.writelines((b"".join(head), content))
-        if close:
-            self.transport.close()
+        self._write(status, content, response_headers, close=not cycle.keep_alive)
         self.on_response_complete()
 
     def _declared_length(self) -> int:
@@ -491,19 +477,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._cancel_timers()
         if self.transport.is_closing():
             return
-        headers = [(b"retry-after", RETRY_AFTER)] if status == 503 else []
+        headers = [JSON_TYPE, (b"retry-after", RETRY_AFTER)] if status == 503 else [JSON_TYPE]
         self._write(status, orjson.dumps({"error": message}), headers, close=True)
 
     def _write(self, status: int, body: bytes, headers: Headers, close: bool) -> None:
-        head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS[status])]
+        """A whole response written in one call (``headers``: all but the server's own,
+        Content-Length and Connection), then the connection closed if ``close``."""
+        head = [STATUS_LINE[status]]
         for name, value in [*self.server_state.default_headers, *headers]:
             head.append(name + b": " + value + b"\r\n")
-        head.append(b"content-type: application/json\r\n")
         head.append(b"content-length: %d\r\n" % len(body))
         if close:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
-        self.transport.write(b"".join(head) + body)
+        self.transport.writelines((b"".join(head), body))
         if close:
             self.transport.close()
 

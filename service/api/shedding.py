@@ -33,6 +33,7 @@ from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import ServiceError
 from layerserve.service.http_protocol import (
     ADMISSION_KEY,
+    JSON_TYPE,
     RETRY_AFTER,
     DirectRequest,
     Headers,
@@ -80,7 +81,11 @@ def shedder(app: FastAPI) -> Shedder:
         if access_log:
             log.info("request_id=%s path=%s status=503", request_id, url.decode())
         body = _error_body(str(error))
-        return 503, body, [(b"retry-after", RETRY_AFTER), (b"x-request-id", request_id.encode())]
+        return (
+            503,
+            body,
+            [JSON_TYPE, (b"retry-after", RETRY_AFTER), (b"x-request-id", request_id.encode())],
+        )
 
     return shed
 
