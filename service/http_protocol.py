@@ -28,9 +28,9 @@ memory and file descriptors for ever. Each connection here is bounded:
   connection the server is about to close.
 
 The direct lane: an inference request that the shedder admits as a ``DirectRequest``
-(V2 ``infer``) and that is plain (HTTP/1.1, a ``Content-Length`` body of at most
-``WHOLE_BODY_BYTES``, no ``Content-Encoding``, ``Transfer-Encoding``, ``Expect`` or upgrade)
-is answered by the connection itself: the body is collected here,
+(V2 ``infer``, TF Serving ``:predict``) and that is plain (HTTP/1.1, a ``Content-Length``
+body of at most ``WHOLE_BODY_BYTES``, no ``Content-Encoding``, ``Transfer-Encoding``,
+``Expect`` or upgrade) is answered by the connection itself: the body is collected here,
 ``DirectRequest.answer`` gives the status, headers and body, and the response is written in
 one call. No ASGI scope, task per middleware, request or response object is made; with 2
 workers on 2 cores this took a fifth of the server's CPU per batch-64 request. Every other

@@ -1,17 +1,19 @@
-"""The direct lane's answers to V2 ``infer`` requests.
+"""The direct lane's answers to V2 ``infer`` and TF Serving ``:predict`` requests.
 
 The connection collects a plain inference request's body and asks for its response here
 (``DirectRequest`` in ``service/http_protocol.py``), without ASGI. The answer is the one the
 inference fast lane gives (``api/fast_lane.py``): the same request id and access log line
-(``api/request_log.py``), the same decoding, data plane call and encoding as the V2 route
-(``api/v2.py``), the same error bodies and statuses (``api/errors.py``), and a request
-refused before it reached the batcher is counted as that middleware counts it.
+(``api/request_log.py``), the same decoding, data plane call and encoding as the V2 and TF
+Serving routes (``api/v2.py``, ``api/tfserving.py``), the same error bodies and statuses
+(``api/errors.py``), and a request refused before it reached the batcher is counted as
+that middleware counts it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -36,9 +38,11 @@ from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import INTERNAL_ERROR, ServiceError
 from layerserve.service.http_protocol import DirectRequest, Headers
 from layerserve.service.metrics import RequestContext, current_request
-from layerserve.service.protocols import v2
+from layerserve.service.protocols import tfserving, v2
 from layerserve.service.protocols.body import check_declared_size
 from layerserve.service.runtime import LoadedModel
+
+Answer = tuple[int, Headers, bytes]
 
 log = logging.getLogger("layerserve.service")
 JSON = [(b"content-type", b"application/json")]
@@ -46,7 +50,8 @@ METHOD = "POST"  # the shedder admits POST requests only
 
 
 class DirectLane:
-    """Makes the ``DirectRequest`` of an admitted V2 ``infer`` request."""
+    """Makes the ``DirectRequest`` of an admitted V2 ``infer`` or TF Serving ``:predict``
+    request."""
 
     def __init__(self, app: FastAPI) -> None:
         self.plane: DataPlane = app.state.dataplane
@@ -54,14 +59,22 @@ class DirectLane:
         self.access_log: bool = app.state.settings.access_log
 
     def request(
-        self, model: LoadedModel, version: str | None, admission: Admission, url: bytes
+        self,
+        model: LoadedModel,
+        version: str | None,
+        admission: Admission,
+        url: bytes,
+        tf_serving: bool = False,
     ) -> DirectRequest:
-        """``version``: as the path names it (None for the latest)."""
-        answer = functools.partial(self._answer, model, version, admission, url)
+        """``version``: as the path names it (None for the latest); ``tf_serving``: a
+        ``:predict`` request, else a V2 ``infer`` one."""
+        infer = self._predict if tf_serving else self._infer
+        answer = functools.partial(self._answer, infer, model, version, admission, url)
         return DirectRequest(admission, answer)
 
     async def _answer(
         self,
+        infer: Callable[[LoadedModel, Admission, bytes, Headers], Awaitable[Answer]],
         model: LoadedModel,
         version: str | None,
         admission: Admission,
@@ -70,16 +83,14 @@ class DirectLane:
         headers: Headers,
         peer: str | None,
         started: float,
-    ) -> tuple[int, Headers, bytes]:
+    ) -> Answer:
         request_id = incoming_id(headers) or new_request_id()
         context = RequestContext(request_id)
         token = current_request.set(context)
         path = url.partition(b"?")[0].decode("latin-1")
         try:
             try:
-                status, response_headers, content = await self._infer(
-                    model, admission, body, headers
-                )
+                status, response_headers, content = await infer(model, admission, body, headers)
             except ServiceError as exc:
                 report_service_error(METHOD, path, exc)
                 status, response_headers, content = _parts(service_error_response(exc))
@@ -102,7 +113,8 @@ class DirectLane:
 
     async def _infer(
         self, model: LoadedModel, admission: Admission, body: bytes, headers: Headers
-    ) -> tuple[int, Headers, bytes]:
+    ) -> Answer:
+        """A V2 ``infer`` request, as ``api/v2.py`` answers it."""
         # in the route's order: the header first, then the body's size
         header_length = v2.header_length(_header(headers, v2.HEADER_LENGTH_BYTES))
         limit = model_body_limit(model, self.max_request_bytes)
@@ -124,6 +136,17 @@ class DirectLane:
             (v2.HEADER_LENGTH_BYTES, b"%d" % json_length),
         ]
         return 200, binary, content
+
+    async def _predict(
+        self, model: LoadedModel, admission: Admission, body: bytes, headers: Headers
+    ) -> Answer:
+        """A TF Serving ``:predict`` request, as ``api/tfserving.py`` answers it (the
+        shedder admits ``:predict`` paths only, so the method needs no check)."""
+        limit = model_body_limit(model, self.max_request_bytes)
+        check_declared_size(_header(headers, b"content-length"), limit.size, limit.reason)
+        parsed = await self.plane.decoder.decode(tfserving.decode_predict, body, model)
+        outputs = await self.plane.infer(model, parsed.inputs, admission=admission)
+        return 200, list(JSON), tfserving.encode_predict(model, parsed, outputs)
 
 
 def _header(headers: Headers, name: bytes) -> str | None:

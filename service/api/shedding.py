@@ -6,8 +6,9 @@ answered 503 with exactly the error the route would give, counted as the route c
 it, without reading its body or starting the application. Otherwise it is admitted
 there and then (the admission rides in the ASGI scope to the route, and is released when
 the request is answered), so that the requests arriving in one turn of the event loop
-cannot all pass the check before any of them is counted. An admitted V2 ``infer`` request
-is offered to the direct lane (``api/direct_lane.py``) with its admission. Anything else (an unknown
+cannot all pass the check before any of them is counted. An admitted V2 ``infer`` or TF
+Serving ``:predict`` request is offered to the direct lane (``api/direct_lane.py``) with its
+admission. Anything else (an unknown
 model, a path with escapes, missing credentials) goes to the application as usual, so a
 client without the API token learns nothing here.
 """
@@ -72,8 +73,9 @@ def shedder(app: FastAPI) -> Shedder:
                 return None  # the application answers 401/403
         admission = plane.try_admit(model)
         if admission is not None:
-            if direct is not None and match.re is _V2:
-                return direct.request(model, version, admission, url)
+            if direct is not None:
+                tf_serving = match.re is _TF_SERVING
+                return direct.request(model, version, admission, url, tf_serving)
             return admission
         error = plane.refuse(model)
         handoff.shedding()

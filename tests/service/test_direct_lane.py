@@ -342,6 +342,21 @@ REQUESTS = {  # path, body, headers, the status expected
         400,
     ),
     "too many rows": ("/v2/models/mlp/infer", *binary_body(np.vstack([X, X])), 400),
+    "TF Serving rows": ("/v1/models/mlp:predict", orjson.dumps({"instances": X.tolist()}), {}, 200),
+    "TF Serving columns": (
+        "/v1/models/mlp/versions/1:predict",
+        orjson.dumps({"inputs": X.tolist()}),
+        {},
+        200,
+    ),
+    "TF Serving wrong shape": (
+        "/v1/models/mlp:predict",
+        orjson.dumps({"instances": X[:, :5].tolist()}),
+        {},
+        400,
+    ),
+    "TF Serving not JSON": ("/v1/models/mlp:predict", b'{"instances": [', {}, 400),
+    "TF Serving too large": ("/v1/models/mlp:predict", b"{" + b" " * 600_000 + b"}", {}, 413),
 }
 
 
@@ -355,9 +370,9 @@ def servers(tmp_path_factory):
     base = Settings(model_repository=root, access_log=True)
     real_request = DirectLane.request
 
-    def counted(self, model, version, admission, url):  # type: ignore[no-untyped-def]
+    def counted(self, model, version, admission, url, tf_serving=False):  # type: ignore[no-untyped-def]
         TAKEN.append(url.decode())
-        return real_request(self, model, version, admission, url)
+        return real_request(self, model, version, admission, url, tf_serving)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DirectLane, "request", counted)
@@ -409,4 +424,8 @@ def test_the_lane_answers_logs_and_counts_as_the_application(servers, case, capl
     assert counted[0] == counted[1] == (answers[0][0] != 200)
     if case == "binary":
         got = np.frombuffer(answers[0][1][-X.shape[0] * 40 :], "<f4").reshape(-1, 10)
+        np.testing.assert_allclose(got, examples.mlp().predict(X), rtol=1e-5, atol=1e-6)
+    elif case.startswith("TF Serving") and expected == 200:
+        document = orjson.loads(answers[0][1])
+        got = np.array(document["predictions" if "rows" in case else "outputs"], np.float32)
         np.testing.assert_allclose(got, examples.mlp().predict(X), rtol=1e-5, atol=1e-6)
