@@ -58,10 +58,11 @@ from layerserve.service.errors import INTERNAL_ERROR
 log = logging.getLogger("layerserve.service.http")
 
 Headers = list[tuple[bytes, bytes]]
-# ``shed(path, headers)``: ``(status, body, headers)`` to answer the request from its head
-# (its headers with the Content-Type), a ``DirectRequest`` to answer it in the direct lane,
-# an object to pass to the application in the scope under ``ADMISSION_KEY``, or None.
-Shedder = Callable[[bytes, Headers], object]
+# ``shed(path, headers, peer)``: ``(status, body, headers)`` to answer the request from its
+# head (its headers with the Content-Type), a ``DirectRequest`` to answer it in the direct
+# lane, an object to pass to the application in the scope under ``ADMISSION_KEY``, or None.
+# ``peer``: the client's address, as the connection sees it.
+Shedder = Callable[[bytes, Headers, str | None], object]
 # ``answer(body, headers, peer, started)``: the response's ``(status, headers, body)``
 # (``started``: the perf_counter time its head arrived); it raises nothing and releases
 # the request's admission.
@@ -371,7 +372,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.parser.get_method() != b"POST":
             return None
         assert self.policy.shed is not None
-        answer = self.policy.shed(self.url, self.headers)
+        answer = self.policy.shed(self.url, self.headers, self.client[0] if self.client else None)
         if not isinstance(answer, tuple):
             return answer
         status, body, headers = answer

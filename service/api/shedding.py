@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import re
 import sys
 import time
@@ -26,9 +25,9 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from layerserve.service.access import AccessPolicy
+from layerserve.service.access import AccessPolicy, client_address
 from layerserve.service.api.direct_lane import DirectLane
-from layerserve.service.api.request_log import incoming_id, new_request_id
+from layerserve.service.api.request_log import incoming_id, log_request, new_request_id
 from layerserve.service.batcher import Admission
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import ServiceError
@@ -41,7 +40,6 @@ from layerserve.service.http_protocol import (
     Shedder,
 )
 
-log = logging.getLogger("layerserve.service.requests")
 _V2 = re.compile(rb"^/v2/models/([^/?#%]+)(?:/versions/([^/?#%]+))?/infer(?:\?.*)?$")
 _TF_SERVING = re.compile(rb"^/v1/models/([^/?#%:]+)(?:/versions/([^/?#%:]+))?:predict(?:\?.*)?$")
 
@@ -54,7 +52,7 @@ def shedder(app: FastAPI) -> Shedder:
     handoff = GilHandoff()
 
     def shed(
-        url: bytes, headers: Headers
+        url: bytes, headers: Headers, peer: str | None
     ) -> tuple[int, bytes, Headers] | DirectRequest | Admission | None:
         match = _V2.match(url) or _TF_SERVING.match(url)
         if match is None:
@@ -77,11 +75,13 @@ def shedder(app: FastAPI) -> Shedder:
                 tf_serving = match.re is _TF_SERVING
                 return direct.request(model, version, admission, url, tf_serving)
             return admission
+        started = time.perf_counter()
         error = plane.refuse(model)
         handoff.shedding()
         request_id = incoming_id(headers) or new_request_id()
-        if access_log:
-            log.info("request_id=%s path=%s status=503", request_id, url.decode())
+        if access_log:  # the line every answered request gets
+            path = url.partition(b"?")[0].decode("latin-1")
+            log_request(request_id, "POST", path, 503, started, client_address(peer, headers))
         body = _error_body(str(error))
         return (
             503,

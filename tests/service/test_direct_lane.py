@@ -70,7 +70,7 @@ class StandIn:
         self.answering = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def shed(self, url: bytes, headers: Headers) -> object:
+    def shed(self, url: bytes, headers: Headers, peer: str | None) -> object:
         if not url.startswith(b"/direct"):
             return None
         place = Place()

@@ -7,6 +7,7 @@ however a request ends, so a full model frees up. (The figures under load are in
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import sys
 import threading
@@ -229,6 +230,43 @@ def test_a_client_that_resends_at_once_is_paced(server):
         assert "'gathering' exceeds maximum queue size 1" in document["error"]
     # the third request waited in the socket for the pause that followed the second
     assert answers[2][3] - sent[1] >= REPEATED_REFUSAL_PAUSE_SECONDS
+
+
+def test_a_refusal_is_logged_as_every_answered_request_is(tmp_path, caplog):
+    """The access log line of a request refused from its head has the fields of any other
+    request's line (``api/request_log.py``): its method, path without the query, status,
+    duration and client."""
+    write_model(tmp_path, "gathering", examples.mlp(), "1", GATHERING)
+    body = mlp_body(np.random.default_rng(21).random((1, 784), dtype=np.float32))
+    settings = Settings(model_repository=tmp_path, access_log=True)
+    with (
+        caplog.at_level(logging.INFO, logger="layerserve.service.requests"),
+        running_server(settings) as url,
+        gathering_held_full(url, body),
+    ):
+        status, _, _, _ = head_only(url, "/v2/models/gathering/infer?note=1", 1000)
+    assert status == 503
+    lines = [
+        r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "layerserve.service.requests" and r.fields["status"] == 503  # type: ignore[attr-defined]
+    ]
+    assert len(lines) == 1, lines
+    duration = lines[0].pop("duration_ms")
+    assert isinstance(duration, float) and 0 <= duration < 1000
+    assert lines[0] == {
+        "request_id": "early-1000",
+        "method": "POST",
+        "path": "/v2/models/gathering/infer",
+        "status": 503,
+        "client": "127.0.0.1",
+    }
+    answered = [
+        r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "layerserve.service.requests" and r.fields["status"] == 200  # type: ignore[attr-defined]
+    ]
+    assert answered and set(answered[0]) == {*lines[0], "duration_ms"}  # the held request's
 
 
 def test_an_idle_connection_after_a_refusal_closes_after_the_keep_alive(server):
