@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import tritonclient.http as triton
 from live_server import free_port, pending, running_server, write_model
@@ -81,11 +82,12 @@ def v2_json(x: np.ndarray, name: str) -> dict:
     }
 
 
-def post_slow(url: str, x: np.ndarray, request_id: str) -> httpx.Response:
+def post_slow(url: str, body: bytes, request_id: str) -> httpx.Response:
+    """``body``: encoded beforehand, so that many requests go out at once."""
     return httpx.post(
         url + "/v2/models/slow/infer",
-        json=v2_json(x, "x"),
-        headers={"X-Request-ID": request_id},
+        content=body,
+        headers={"X-Request-ID": request_id, "Content-Type": "application/json"},
         timeout=60,
     )
 
@@ -142,23 +144,30 @@ def test_sigterm_drains_not_ready_finishes_in_flight_requests_and_exits_0(tmp_pa
         )
         # One instance, so the work queues: enough of it to last well past the drain. The
         # first request starts the session's threads; the fastest of three warm ones times a
-        # request, and twice the work needed covers a busy machine timing one slowly.
+        # request. Twice the work needed is sent, so that a machine that timed a request
+        # slowly still has enough queued once every request has arrived.
+        timing = orjson.dumps(v2_json(inputs(1, 4096, seed=9)[0], "x"))
         timings = []
         for attempt in range(4):
             timed = time.perf_counter()
-            assert post_slow(url, inputs(1, 4096, seed=9)[0], "timing").status_code == 200
+            assert post_slow(url, timing, "timing").status_code == 200
             if attempt:
                 timings.append(time.perf_counter() - timed)
-        one = min(timings)
-        xs = inputs(max(3, math.ceil(2 * (drain + 1.0) / one) + 1), rows=4096, seed=2)
+        needed = max(2, math.ceil((drain + 1.0) / min(timings)) + 1)
+        xs = inputs(2 * needed, rows=4096, seed=2)
+        bodies = [orjson.dumps(v2_json(x, "x")) for x in xs]
+
+        def arrived(futures: list) -> bool:
+            """Every request queued, running or answered, and enough of them queued."""
+            answered = sum(f.done() for f in futures)
+            queued = pending(probe.get(url + "/metrics").text, "slow")
+            return queued >= needed and queued + 1 + answered == len(xs)
+
         with ThreadPoolExecutor(len(xs)) as pool, httpx.Client(timeout=5) as probe:
-            futures = [pool.submit(post_slow, url, x, f"in-flight-{i}") for i, x in enumerate(xs)]
-            wait_until(
-                lambda: pending(probe.get(url + "/metrics").text, "slow") == len(xs) - 1,
-                30,
-                "one slow request running and the others queued",
-                proc,
-            )
+            futures = [
+                pool.submit(post_slow, url, body, f"in-flight-{i}") for i, body in enumerate(bodies)
+            ]
+            wait_until(lambda: arrived(futures), 30, "every request at the server", proc)
             signalled = time.monotonic()
             proc.send_signal(signal.SIGTERM)
 
