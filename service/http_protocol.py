@@ -86,10 +86,13 @@ JSON_TYPE = (b"content-type", b"application/json")
 @dataclass(slots=True)
 class DirectRequest:
     """An inference request admitted from its head for the direct lane (module docstring):
-    ``admission`` goes to the application when the request is not plain enough for it."""
+    ``admission`` goes to the application when the request is not plain enough for it;
+    ``abandoned(headers, peer, started)`` is told of a request whose connection was lost
+    before its body was whole (the client left, or its body stalled and got 408)."""
 
     admission: object
     answer: DirectAnswer
+    abandoned: Callable[[Headers, str | None, float], None]
 
 
 class _Unwaited:
@@ -179,8 +182,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         if self._direct is not None:  # it never reached the data plane
-            self._direct.admission.release()  # type: ignore[attr-defined]
-            self._direct = None
+            request, self._direct = self._direct, None
+            request.admission.release()  # type: ignore[attr-defined]
+            peer = self.client[0] if self.client else None
+            request.abandoned(self.headers, peer, self.cycle.started)  # type: ignore[union-attr]
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from layerserve.errors import LayerserveError
 from layerserve.service.access import client_address
 from layerserve.service.api.errors import (
+    CLIENT_CLOSED_REQUEST,
     error_response,
     report_service_error,
     service_error_response,
@@ -31,6 +32,7 @@ from layerserve.service.api.request_log import (
     incoming_id,
     log_request,
     new_request_id,
+    url_path,
 )
 from layerserve.service.batcher import Admission
 from layerserve.service.body_limits import model_body_limit
@@ -70,7 +72,16 @@ class DirectLane:
         ``:predict`` request, else a V2 ``infer`` one."""
         infer = self._predict if tf_serving else self._infer
         answer = functools.partial(self._answer, infer, model, version, admission, url)
-        return DirectRequest(admission, answer)
+        return DirectRequest(admission, answer, functools.partial(self._abandoned, url))
+
+    def _abandoned(self, url: bytes, headers: Headers, peer: str | None, started: float) -> None:
+        """The log line of a request whose connection was lost before its body was whole,
+        as the application writes it for a client that left (``api/request_log.py``)."""
+        if self.access_log:
+            request_id = incoming_id(headers) or new_request_id()
+            path = url_path(url)
+            client = client_address(peer, headers)
+            log_request(request_id, METHOD, path, CLIENT_CLOSED_REQUEST, started, client)
 
     async def _answer(
         self,
@@ -87,7 +98,7 @@ class DirectLane:
         request_id = incoming_id(headers) or new_request_id()
         context = RequestContext(request_id)
         token = current_request.set(context)
-        path = url.partition(b"?")[0].decode("latin-1")
+        path = url_path(url)
         try:
             try:
                 status, response_headers, content = await infer(model, admission, body, headers)

@@ -9,9 +9,12 @@ log line is key=value (its fields become JSON keys with ``LAYERSERVE_LOG_FORMAT=
 
     request_id=3f2a... method=POST path=/v2/models/mlp/infer status=200 duration_ms=1.84 ...
 
-An inference request answered 400 or 413 before it reached the batcher (invalid input,
-oversized body) is counted as ``nv_inference_request_failure{reason="OTHER"}`` for the
-model version it names, when that version is loaded.
+A request the application returns from without answering (its client left mid-body, or
+its body stalled and the connection answered 408) is logged with status 499, nginx's
+"client closed request", as the direct lane logs it. An inference request answered 400 or
+413 before it reached the batcher (invalid input, oversized body) is counted as
+``nv_inference_request_failure{reason="OTHER"}`` for the model version it names, when that
+version is loaded.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import uuid
 from typing import Any
 
+from layerserve.service.api.errors import CLIENT_CLOSED_REQUEST
 from layerserve.service.metrics import RequestContext, current_request
 
 log = logging.getLogger("layerserve.service.requests")
@@ -50,19 +54,23 @@ class RequestLogMiddleware:
         context = RequestContext(request_id)
         token = current_request.set(context)
         started = time.perf_counter()
-        status = 500
+        status = 500  # unless the application answers, or returns without answering
+        answered = False
         id_header = (HEADER, request_id.encode("ascii"))
 
         async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = True
                 headers = [h for h in message.get("headers", ()) if h[0].lower() != HEADER]
                 message = {**message, "headers": [*headers, id_header]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+            if not answered:  # the application gave up on a client that left mid-body
+                status = CLIENT_CLOSED_REQUEST
         finally:
             if status in CLIENT_ERRORS and not context.accounted:
                 _count_invalid_request(scope)
@@ -77,6 +85,11 @@ class RequestLogMiddleware:
                     client[0] if client else None,
                 )
             current_request.reset(token)
+
+
+def url_path(url: bytes) -> str:
+    """The path of a request target as the log line shows it: without the query."""
+    return url.partition(b"?")[0].decode("latin-1")
 
 
 def log_request(

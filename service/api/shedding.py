@@ -27,7 +27,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from layerserve.service.access import AccessPolicy, client_address
 from layerserve.service.api.direct_lane import DirectLane
-from layerserve.service.api.request_log import incoming_id, log_request, new_request_id
+from layerserve.service.api.request_log import (
+    incoming_id,
+    log_request,
+    new_request_id,
+    url_path,
+)
 from layerserve.service.batcher import Admission
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import ServiceError
@@ -80,7 +85,7 @@ def shedder(app: FastAPI) -> Shedder:
         handoff.shedding()
         request_id = incoming_id(headers) or new_request_id()
         if access_log:  # the line every answered request gets
-            path = url.partition(b"?")[0].decode("latin-1")
+            path = url_path(url)
             log_request(request_id, "POST", path, 503, started, client_address(peer, headers))
         body = _error_body(str(error))
         return (

@@ -65,6 +65,7 @@ class StandIn:
     def __init__(self) -> None:
         self.places: list[Place] = []
         self.answered: list[bytes] = []
+        self.abandoned: list[bytes] = []  # the X-Request-ID of each abandoned request
         self.app_calls: list[tuple[str, object]] = []
         self.hold: asyncio.Event | None = None
         self.answering = threading.Event()
@@ -75,7 +76,11 @@ class StandIn:
             return None
         place = Place()
         self.places.append(place)
-        return DirectRequest(place, self.answer)
+        return DirectRequest(place, self.answer, self.abandon)
+
+    def abandon(self, headers: Headers, peer: str | None, started: float) -> None:
+        assert peer == "127.0.0.1" and started <= time.perf_counter()
+        self.abandoned.append(dict(headers).get(b"x-request-id", b"-"))
 
     async def answer(
         self, body: bytes, headers: Headers, peer: str | None, started: float
@@ -255,15 +260,17 @@ def test_a_stalled_body_gets_408_and_gives_its_place_back(stand_in):
         assert closed_by_server(sock)
     wait_for(lambda: app.places[0].releases == 1)
     assert app.answered == []
+    assert app.abandoned == [b"-"]
 
 
 def test_a_client_gone_mid_body_gives_its_place_back(stand_in):
     app, _, _, port = stand_in
     with connect(port) as sock:
-        sock.sendall(post("/direct", b"x" * 100)[:-60])
+        sock.sendall(post("/direct", b"x" * 100, "X-Request-ID: gone")[:-60])
         wait_for(lambda: len(app.places) == 1)
     wait_for(lambda: app.places[0].releases == 1)
     assert app.answered == []
+    wait_for(lambda: app.abandoned == [b"gone"])
 
 
 def test_a_client_gone_while_answered_gives_its_place_back_once(stand_in):
@@ -276,6 +283,7 @@ def test_a_client_gone_while_answered_gives_its_place_back_once(stand_in):
     app.let_go()
     wait_for(lambda: app.answered == [b"abc"])
     wait_for(lambda: app.places[0].releases == 1)
+    assert app.abandoned == []  # its body was whole: it was answered, not abandoned
 
 
 def test_a_drain_answers_the_requests_in_flight_then_closes(stand_in):
@@ -429,3 +437,41 @@ def test_the_lane_answers_logs_and_counts_as_the_application(servers, case, capl
         document = orjson.loads(answers[0][1])
         got = np.array(document["predictions" if "rows" in case else "outputs"], np.float32)
         np.testing.assert_allclose(got, examples.mlp().predict(X), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["/v2/models/mlp/infer?note=1", "/v1/models/mlp:predict"])
+def test_a_client_gone_mid_body_is_logged_as_the_application_logs_it(servers, path, caplog):
+    """Logged 499 (nginx's "client closed request"), not 500, by either way, with the same
+    fields; nothing is counted as a failure, since no answer was given."""
+    body = orjson.dumps({"instances": X.tolist()})
+    lines, counted, taken = [], [], []
+    for url in servers:
+        before = failures(url)
+        caplog.clear()
+        TAKEN.clear()
+        with caplog.at_level(logging.INFO, logger="layerserve.service.requests"):
+            with connect(int(url.rsplit(":", 1)[1])) as sock:
+                sock.sendall(post(path, body, "X-Request-ID: gone")[: -len(body) // 2])
+                time.sleep(0.2)  # the head is read, the request under way
+            wait_for(lambda: any(r.name == "layerserve.service.requests" for r in caplog.records))
+        taken.append(list(TAKEN))
+        lines.append(
+            [
+                {k: v for k, v in r.fields.items() if k != "duration_ms"}  # type: ignore[attr-defined]
+                for r in caplog.records
+                if r.name == "layerserve.service.requests"
+            ]
+        )
+        counted.append(failures(url) - before)
+    assert taken == [[path], []]
+    assert lines[0] == lines[1], lines
+    assert lines[0] == [
+        {
+            "request_id": "gone",
+            "method": "POST",
+            "path": path.partition("?")[0],
+            "status": 499,
+            "client": "127.0.0.1",
+        }
+    ]
+    assert counted == [0, 0]
