@@ -71,6 +71,10 @@ DirectAnswer = Callable[[bytes, Headers, str | None, float], Awaitable[tuple[int
 # chunks, 100 Continue, an upgrade) is handled there.
 NOT_DIRECT_HEADERS = frozenset({b"content-encoding", b"transfer-encoding", b"expect", b"upgrade"})
 ADMISSION_KEY = "layerserve.admission"
+# Set in the scope of a request whose body stalled: the connection answered it 408, and the
+# application, told of a disconnect, did not answer (its log line says 408 all the same).
+BODY_TIMED_OUT_KEY = "layerserve.body_timed_out"
+CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left; only the access log sees it
 SHED = object()  # _shed's answer for a request answered from its head
 FIRST_REQUEST_GRACE_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 1  # the Retry-After of every 503
@@ -87,12 +91,13 @@ JSON_TYPE = (b"content-type", b"application/json")
 class DirectRequest:
     """An inference request admitted from its head for the direct lane (module docstring):
     ``admission`` goes to the application when the request is not plain enough for it;
-    ``abandoned(headers, peer, started)`` is told of a request whose connection was lost
-    before its body was whole (the client left, or its body stalled and got 408)."""
+    ``abandoned(headers, peer, started, status)`` is told of a request whose body never
+    came whole: ``status`` 408 when it stalled (and was answered so), else
+    ``CLIENT_CLOSED_REQUEST``."""
 
     admission: object
     answer: DirectAnswer
-    abandoned: Callable[[Headers, str | None, float], None]
+    abandoned: Callable[[Headers, str | None, float, int], None]
 
 
 class _Unwaited:
@@ -181,12 +186,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
-        if self._direct is not None:  # it never reached the data plane
+        try:
+            self._abandon_direct(CLIENT_CLOSED_REQUEST)
+        finally:
+            super().connection_lost(exc)
+
+    def _abandon_direct(self, status: int) -> None:
+        """A direct request whose body never came whole: it never reached the data plane."""
+        if self._direct is not None:
             request, self._direct = self._direct, None
             request.admission.release()  # type: ignore[attr-defined]
             peer = self.client[0] if self.client else None
-            request.abandoned(self.headers, peer, self.cycle.started)  # type: ignore[union-attr]
-        super().connection_lost(exc)
+            request.abandoned(self.headers, peer, self.cycle.started, status)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
@@ -423,6 +434,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         answered = cycle is None or cycle.response_started
+        if not answered:
+            self._abandon_direct(408)
+            self.scope[BODY_TIMED_OUT_KEY] = True  # type: ignore[literal-required]
         if cycle is not None:  # the application's receive() now reports a disconnect
             cycle.disconnected = True
             cycle.message_event.set()

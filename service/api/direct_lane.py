@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse
 from layerserve.errors import LayerserveError
 from layerserve.service.access import client_address
 from layerserve.service.api.errors import (
-    CLIENT_CLOSED_REQUEST,
     error_response,
     report_service_error,
     service_error_response,
@@ -74,14 +73,16 @@ class DirectLane:
         answer = functools.partial(self._answer, infer, model, version, admission, url)
         return DirectRequest(admission, answer, functools.partial(self._abandoned, url))
 
-    def _abandoned(self, url: bytes, headers: Headers, peer: str | None, started: float) -> None:
-        """The log line of a request whose connection was lost before its body was whole,
-        as the application writes it for a client that left (``api/request_log.py``)."""
+    def _abandoned(
+        self, url: bytes, headers: Headers, peer: str | None, started: float, status: int
+    ) -> None:
+        """The log line of a request whose body never came whole (``status``: 408 or 499),
+        as the application writes it (``api/request_log.py``)."""
         if self.access_log:
             request_id = incoming_id(headers) or new_request_id()
-            path = url_path(url)
-            client = client_address(peer, headers)
-            log_request(request_id, METHOD, path, CLIENT_CLOSED_REQUEST, started, client)
+            log_request(
+                request_id, METHOD, url_path(url), status, started, client_address(peer, headers)
+            )
 
     async def _answer(
         self,

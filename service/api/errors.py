@@ -36,7 +36,6 @@ STATUS: dict[type[Exception], int] = {
     errors.InferenceFailed: 500,
 }
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left; only the access log sees it
 
 
 def status_of(error: Exception) -> int:

@@ -13,9 +13,9 @@ from starlette.requests import ClientDisconnect
 
 from layerserve.service import idempotency
 from layerserve.service.api import schemas_models as docs
-from layerserve.service.api.errors import CLIENT_CLOSED_REQUEST
 from layerserve.service.api.schemas import ModelName, Version
 from layerserve.service.errors import InvalidInput
+from layerserve.service.http_protocol import CLIENT_CLOSED_REQUEST
 from layerserve.service.model_admin import Body, ModelAdmin
 
 router = APIRouter(tags=["models"])

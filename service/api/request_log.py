@@ -9,12 +9,12 @@ log line is key=value (its fields become JSON keys with ``LAYERSERVE_LOG_FORMAT=
 
     request_id=3f2a... method=POST path=/v2/models/mlp/infer status=200 duration_ms=1.84 ...
 
-A request the application returns from without answering (its client left mid-body, or
-its body stalled and the connection answered 408) is logged with status 499, nginx's
-"client closed request", as the direct lane logs it. An inference request answered 400 or
-413 before it reached the batcher (invalid input, oversized body) is counted as
-``nv_inference_request_failure{reason="OTHER"}`` for the model version it names, when that
-version is loaded.
+A request the application gives up on once told of a disconnect, without answering, is
+logged with status 499 (nginx's "client closed request") when its client left mid-body, and
+408 when its body stalled and the connection answered 408, as the direct lane logs them.
+An inference request answered 400 or 413 before it reached the batcher (invalid input,
+oversized body) is counted as ``nv_inference_request_failure{reason="OTHER"}`` for the
+model version it names, when that version is loaded.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from layerserve.service.api.errors import CLIENT_CLOSED_REQUEST
+from layerserve.service.http_protocol import BODY_TIMED_OUT_KEY, CLIENT_CLOSED_REQUEST
 from layerserve.service.metrics import RequestContext, current_request
 
 log = logging.getLogger("layerserve.service.requests")
@@ -55,7 +55,7 @@ class RequestLogMiddleware:
         token = current_request.set(context)
         started = time.perf_counter()
         status = 500  # unless the application answers, or returns without answering
-        answered = False
+        answered = disconnected = False
         id_header = (HEADER, request_id.encode("ascii"))
 
         async def send_with_id(message: dict[str, Any]) -> None:
@@ -67,10 +67,16 @@ class RequestLogMiddleware:
                 message = {**message, "headers": [*headers, id_header]}
             await send(message)
 
+        async def tracking_receive() -> dict[str, Any]:
+            nonlocal disconnected
+            message = await receive()
+            disconnected = message["type"] == "http.disconnect"
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
-            if not answered:  # the application gave up on a client that left mid-body
-                status = CLIENT_CLOSED_REQUEST
+            await self.app(scope, tracking_receive, send_with_id)
+            if not answered and disconnected:  # the application gave up on a client gone
+                status = 408 if scope.get(BODY_TIMED_OUT_KEY) else CLIENT_CLOSED_REQUEST
         finally:
             if status in CLIENT_ERRORS and not context.accounted:
                 _count_invalid_request(scope)

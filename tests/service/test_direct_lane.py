@@ -65,7 +65,7 @@ class StandIn:
     def __init__(self) -> None:
         self.places: list[Place] = []
         self.answered: list[bytes] = []
-        self.abandoned: list[bytes] = []  # the X-Request-ID of each abandoned request
+        self.abandoned: list[tuple[bytes, int]] = []  # the X-Request-ID and status of each
         self.app_calls: list[tuple[str, object]] = []
         self.hold: asyncio.Event | None = None
         self.answering = threading.Event()
@@ -78,9 +78,9 @@ class StandIn:
         self.places.append(place)
         return DirectRequest(place, self.answer, self.abandon)
 
-    def abandon(self, headers: Headers, peer: str | None, started: float) -> None:
+    def abandon(self, headers: Headers, peer: str | None, started: float, status: int) -> None:
         assert peer == "127.0.0.1" and started <= time.perf_counter()
-        self.abandoned.append(dict(headers).get(b"x-request-id", b"-"))
+        self.abandoned.append((dict(headers).get(b"x-request-id", b"-"), status))
 
     async def answer(
         self, body: bytes, headers: Headers, peer: str | None, started: float
@@ -260,7 +260,9 @@ def test_a_stalled_body_gets_408_and_gives_its_place_back(stand_in):
         assert closed_by_server(sock)
     wait_for(lambda: app.places[0].releases == 1)
     assert app.answered == []
-    assert app.abandoned == [b"-"]
+    wait_for(lambda: app.abandoned == [(b"-", 408)])
+    time.sleep(0.2)
+    assert app.abandoned == [(b"-", 408)]  # once: not again when the connection closed
 
 
 def test_a_client_gone_mid_body_gives_its_place_back(stand_in):
@@ -270,7 +272,7 @@ def test_a_client_gone_mid_body_gives_its_place_back(stand_in):
         wait_for(lambda: len(app.places) == 1)
     wait_for(lambda: app.places[0].releases == 1)
     assert app.answered == []
-    wait_for(lambda: app.abandoned == [b"gone"])
+    wait_for(lambda: app.abandoned == [(b"gone", 499)])
 
 
 def test_a_client_gone_while_answered_gives_its_place_back_once(stand_in):
@@ -375,7 +377,8 @@ TAKEN: list[str] = []  # the paths of the requests that took the direct lane
 def servers(tmp_path_factory):
     root = tmp_path_factory.mktemp("lanes")
     write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 4})
-    base = Settings(model_repository=root, access_log=True)
+    # a stalled body is answered 408 after a second
+    base = Settings(model_repository=root, access_log=True, body_timeout_seconds=1.0)
     real_request = DirectLane.request
 
     def counted(self, model, version, admission, url, tf_serving=False):  # type: ignore[no-untyped-def]
@@ -439,10 +442,20 @@ def test_the_lane_answers_logs_and_counts_as_the_application(servers, case, capl
         np.testing.assert_allclose(got, examples.mlp().predict(X), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("path", ["/v2/models/mlp/infer?note=1", "/v1/models/mlp:predict"])
-def test_a_client_gone_mid_body_is_logged_as_the_application_logs_it(servers, path, caplog):
-    """Logged 499 (nginx's "client closed request"), not 500, by either way, with the same
-    fields; nothing is counted as a failure, since no answer was given."""
+@pytest.mark.parametrize(
+    ("path", "stalls", "status"),
+    [
+        ("/v2/models/mlp/infer?note=1", False, 499),
+        ("/v1/models/mlp:predict", False, 499),
+        ("/v2/models/mlp/infer", True, 408),
+    ],
+)
+def test_a_body_never_whole_is_logged_as_the_application_logs_it(
+    servers, path, stalls, status, caplog
+):
+    """A client gone mid-body is logged 499 (nginx's "client closed request"), not 500, by
+    either way, and a stalled body with the 408 it was answered, with the same fields;
+    nothing is counted as a failure."""
     body = orjson.dumps({"instances": X.tolist()})
     lines, counted, taken = [], [], []
     for url in servers:
@@ -453,6 +466,8 @@ def test_a_client_gone_mid_body_is_logged_as_the_application_logs_it(servers, pa
             with connect(int(url.rsplit(":", 1)[1])) as sock:
                 sock.sendall(post(path, body, "X-Request-ID: gone")[: -len(body) // 2])
                 time.sleep(0.2)  # the head is read, the request under way
+                if stalls:
+                    assert read_response(sock)[0] == 408
             wait_for(lambda: any(r.name == "layerserve.service.requests" for r in caplog.records))
         taken.append(list(TAKEN))
         lines.append(
@@ -470,7 +485,7 @@ def test_a_client_gone_mid_body_is_logged_as_the_application_logs_it(servers, pa
             "request_id": "gone",
             "method": "POST",
             "path": path.partition("?")[0],
-            "status": 499,
+            "status": status,
             "client": "127.0.0.1",
         }
     ]
