@@ -196,8 +196,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._direct is not None:
             request, self._direct = self._direct, None
             request.admission.release()  # type: ignore[attr-defined]
-            peer = self.client[0] if self.client else None
-            request.abandoned(self.headers, peer, self.cycle.started, status)  # type: ignore[union-attr]
+            request.abandoned(self.headers, self._peer, self.cycle.started, status)  # type: ignore[union-attr]
+
+    @property
+    def _peer(self) -> str | None:
+        """The client's address, as the connection sees it."""
+        return self.client[0] if self.client else None
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
@@ -300,8 +304,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _run_direct(self, request: DirectRequest, body: bytes) -> None:
         cycle = self.cycle
         headers = self.headers  # the parser makes a new list for a pipelined request
-        peer = self.client[0] if self.client else None
-        task = self.loop.create_task(self._answer_direct(request, body, headers, peer, cycle))
+        task = self.loop.create_task(self._answer_direct(request, body, headers, self._peer, cycle))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)  # a graceful shutdown waits for it
 
@@ -388,7 +391,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.parser.get_method() != b"POST":
             return None
         assert self.policy.shed is not None
-        answer = self.policy.shed(self.url, self.headers, self.client[0] if self.client else None)
+        answer = self.policy.shed(self.url, self.headers, self._peer)
         if not isinstance(answer, tuple):
             return answer
         status, body, headers = answer
@@ -434,8 +437,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         answered = cycle is None or cycle.response_started
-        if not answered:
+        if not answered and self._direct is not None:
             self._abandon_direct(408)
+        elif not answered:  # the application's request: its log line reads the flag
             self.scope[BODY_TIMED_OUT_KEY] = True  # type: ignore[literal-required]
         if cycle is not None:  # the application's receive() now reports a disconnect
             cycle.disconnected = True

@@ -173,9 +173,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(False, description="One log line per request (key=value or JSON).")
     direct_lane: bool = Field(
         True,
-        description="Answer plain V2 infer requests on the connection, past the ASGI "
-        "application (same responses, a fifth less CPU per request); false: every request "
-        "goes through the application.",
+        description="Answer plain V2 infer and TF Serving :predict requests on the "
+        "connection, past the ASGI application (same responses, a fifth less CPU per "
+        "request); false: every request goes through the application.",
     )
     log_format: Literal["text", "json"] = Field(
         "text", description="text: human-readable lines; json: one JSON object per line."

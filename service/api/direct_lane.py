@@ -37,7 +37,7 @@ from layerserve.service.batcher import Admission
 from layerserve.service.body_limits import model_body_limit
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import INTERNAL_ERROR, ServiceError
-from layerserve.service.http_protocol import DirectRequest, Headers
+from layerserve.service.http_protocol import JSON_TYPE, DirectRequest, Headers
 from layerserve.service.metrics import RequestContext, current_request
 from layerserve.service.protocols import tfserving, v2
 from layerserve.service.protocols.body import check_declared_size
@@ -46,7 +46,6 @@ from layerserve.service.runtime import LoadedModel
 Answer = tuple[int, Headers, bytes]
 
 log = logging.getLogger("layerserve.service")
-JSON = [(b"content-type", b"application/json")]
 METHOD = "POST"  # the shedder admits POST requests only
 
 
@@ -129,8 +128,7 @@ class DirectLane:
         """A V2 ``infer`` request, as ``api/v2.py`` answers it."""
         # in the route's order: the header first, then the body's size
         header_length = v2.header_length(_header(headers, v2.HEADER_LENGTH_BYTES))
-        limit = model_body_limit(model, self.max_request_bytes)
-        check_declared_size(_header(headers, b"content-length"), limit.size, limit.reason)
+        self._check_declared_size(model, headers)
         parsed = await self.plane.decoder.decode(
             v2.decode_request,
             body,
@@ -142,7 +140,7 @@ class DirectLane:
         outputs = await self.plane.infer(model, parsed.inputs, parsed.timeout_us, admission)
         content, json_length = v2.encode_response(model, parsed, outputs)
         if json_length is None:
-            return 200, list(JSON), content
+            return 200, [JSON_TYPE], content
         binary = [
             (b"content-type", b"application/octet-stream"),
             (v2.HEADER_LENGTH_BYTES, b"%d" % json_length),
@@ -154,11 +152,16 @@ class DirectLane:
     ) -> Answer:
         """A TF Serving ``:predict`` request, as ``api/tfserving.py`` answers it (the
         shedder admits ``:predict`` paths only, so the method needs no check)."""
-        limit = model_body_limit(model, self.max_request_bytes)
-        check_declared_size(_header(headers, b"content-length"), limit.size, limit.reason)
+        self._check_declared_size(model, headers)
         parsed = await self.plane.decoder.decode(tfserving.decode_predict, body, model)
         outputs = await self.plane.infer(model, parsed.inputs, admission=admission)
-        return 200, list(JSON), tfserving.encode_predict(model, parsed, outputs)
+        return 200, [JSON_TYPE], tfserving.encode_predict(model, parsed, outputs)
+
+    def _check_declared_size(self, model: LoadedModel, headers: Headers) -> None:
+        """413 for a body larger than any valid request for ``model``, as the routes'
+        ``decode_inference_body`` refuses it."""
+        limit = model_body_limit(model, self.max_request_bytes)
+        check_declared_size(_header(headers, b"content-length"), limit.size, limit.reason)
 
 
 def _header(headers: Headers, name: bytes) -> str | None:

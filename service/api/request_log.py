@@ -54,7 +54,7 @@ class RequestLogMiddleware:
         context = RequestContext(request_id)
         token = current_request.set(context)
         started = time.perf_counter()
-        status = 500  # unless the application answers, or returns without answering
+        status = 500  # unless the application answers, or gives up on a client gone
         answered = disconnected = False
         id_header = (HEADER, request_id.encode("ascii"))
 
