@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,20 +52,11 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from layerserve.service.direct_requests import DirectCycle, DirectRequest, Headers, Shedder
 from layerserve.service.errors import INTERNAL_ERROR
 
 log = logging.getLogger("layerserve.service.http")
 
-Headers = list[tuple[bytes, bytes]]
-# ``shed(path, headers, peer)``: ``(status, body, headers)`` to answer the request from its
-# head (its headers with the Content-Type), a ``DirectRequest`` to answer it in the direct
-# lane, an object to pass to the application in the scope under ``ADMISSION_KEY``, or None.
-# ``peer``: the client's address, as the connection sees it.
-Shedder = Callable[[bytes, Headers, str | None], object]
-# ``answer(body, headers, peer, started)``: the response's ``(status, headers, body)``
-# (``started``: the perf_counter time its head arrived); it raises nothing and releases
-# the request's admission.
-DirectAnswer = Callable[[bytes, Headers, str | None, float], Awaitable[tuple[int, Headers, bytes]]]
 # Request headers that send a request to the application: what they ask for (decoding,
 # chunks, 100 Continue, an upgrade) is handled there.
 NOT_DIRECT_HEADERS = frozenset({b"content-encoding", b"transfer-encoding", b"expect", b"upgrade"})
@@ -85,42 +75,6 @@ REPEATED_REFUSAL_PAUSE_SECONDS = 0.005
 # more, and a 200 KB batch-64 request took several pause/resume turns of the loop.
 WHOLE_BODY_BYTES = 1 << 20
 JSON_TYPE = (b"content-type", b"application/json")
-
-
-@dataclass(slots=True)
-class DirectRequest:
-    """An inference request admitted from its head for the direct lane (module docstring):
-    ``admission`` goes to the application when the request is not plain enough for it;
-    ``abandoned(headers, peer, started, status)`` is told of a request whose body never
-    came whole: ``status`` 408 when it stalled (and was answered so), else
-    ``CLIENT_CLOSED_REQUEST``."""
-
-    admission: object
-    answer: DirectAnswer
-    abandoned: Callable[[Headers, str | None, float, int], None]
-
-
-class _Unwaited:
-    """The message event of a request in the direct lane: nothing waits on it."""
-
-    def set(self) -> None:
-        pass
-
-
-class _DirectCycle:
-    """Stands in for uvicorn's request-response cycle while a request is in the direct
-    lane: uvicorn queues pipelined requests behind it, a drain clears ``keep_alive`` and a
-    lost connection sets ``disconnected``, as they do for its own cycles."""
-
-    __slots__ = ("response_started", "response_complete", "disconnected", "keep_alive", "started")
-    message_event = _Unwaited()
-
-    def __init__(self, keep_alive: bool) -> None:
-        self.response_started = False
-        self.response_complete = False
-        self.disconnected = False
-        self.keep_alive = keep_alive
-        self.started = time.perf_counter()  # when the head arrived
 
 
 @dataclass
@@ -298,7 +252,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._whole_body = False
         # as uvicorn decides it: HTTP/1.1 keeps the connection unless told to close it
         keep_alive = self.parser.should_keep_alive() and not self.policy.draining
-        self.cycle = _DirectCycle(keep_alive)  # type: ignore[assignment]
+        self.cycle = DirectCycle(keep_alive)  # type: ignore[assignment]
         self._in_body = True
 
     def _run_direct(self, request: DirectRequest, body: bytes) -> None:
@@ -314,7 +268,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         body: bytes,
         headers: Headers,
         peer: str | None,
-        cycle: _DirectCycle,
+        cycle: DirectCycle,
     ) -> None:
         try:
             status, response_headers, content = await request.answer(

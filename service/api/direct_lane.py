@@ -36,8 +36,9 @@ from layerserve.service.api.request_log import (
 from layerserve.service.batcher import Admission
 from layerserve.service.body_limits import model_body_limit
 from layerserve.service.dataplane import DataPlane
+from layerserve.service.direct_requests import DirectRequest, Headers
 from layerserve.service.errors import INTERNAL_ERROR, ServiceError
-from layerserve.service.http_protocol import JSON_TYPE, DirectRequest, Headers
+from layerserve.service.http_protocol import JSON_TYPE
 from layerserve.service.metrics import RequestContext, current_request
 from layerserve.service.protocols import tfserving, v2
 from layerserve.service.protocols.body import check_declared_size

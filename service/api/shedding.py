@@ -35,15 +35,9 @@ from layerserve.service.api.request_log import (
 )
 from layerserve.service.batcher import Admission
 from layerserve.service.dataplane import DataPlane
+from layerserve.service.direct_requests import DirectRequest, Headers, Shedder
 from layerserve.service.errors import ServiceError
-from layerserve.service.http_protocol import (
-    ADMISSION_KEY,
-    JSON_TYPE,
-    RETRY_AFTER,
-    DirectRequest,
-    Headers,
-    Shedder,
-)
+from layerserve.service.http_protocol import ADMISSION_KEY, JSON_TYPE, RETRY_AFTER
 
 _V2 = re.compile(rb"^/v2/models/([^/?#%]+)(?:/versions/([^/?#%]+))?/infer(?:\?.*)?$")
 _TF_SERVING = re.compile(rb"^/v1/models/([^/?#%:]+)(?:/versions/([^/?#%:]+))?:predict(?:\?.*)?$")

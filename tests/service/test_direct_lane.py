@@ -1,7 +1,9 @@
 """The direct lane (``service/http_protocol.py``, ``service/api/direct_lane.py``).
 
-On a real uvicorn over raw sockets, with a stand-in answer for the data plane: a plain
-admitted request is answered by the connection and never reaches the ASGI application;
+On a real uvicorn over raw sockets, with a stand-in answer for the data plane that echoes
+each body (``tests/support/direct_stand_in.py``): a plain admitted request is answered by
+the connection and never reaches the ASGI application, its body whole and byte for byte
+however the client's bytes are cut;
 any request that is not plain (100 Continue, an encoded or chunked body, HTTP/1.0)
 reaches the application with its admission; pipelined requests are answered in order; the
 admission is released once whatever happens to the request (answered, its body stalled, its
@@ -9,161 +11,37 @@ client gone); a drain closes the connection after the answer, which a graceful s
 waits for.
 
 On the real application: the same requests to a server with the lane and to one without get
-the same status, headers and body, the same access log line and the same failure counts.
+the same status, headers and body, the same access log line and the same failure counts,
+and the predictions Keras gives, for small bodies and for bodies of several reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import re
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import numpy as np
 import orjson
 import pytest
-import uvicorn
-from live_server import free_port, running_server, write_model
+from direct_stand_in import BODY_TIMEOUT, connect, post, stand_in_server, wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from live_server import running_server, write_model
 from raw_http import closed_by_server, read_response, read_responses
 
 from layerserve import examples
 from layerserve.service.api.direct_lane import DirectLane
-from layerserve.service.http_protocol import (
-    ADMISSION_KEY,
-    ConnectionPolicy,
-    DirectRequest,
-    GuardedHttpProtocol,
-    Headers,
-)
 from layerserve.service.settings import Settings
-
-BODY_TIMEOUT = 0.5
-
-
-class Place:
-    """An admission: counts its releases."""
-
-    def __init__(self) -> None:
-        self.releases = 0
-
-    def release(self) -> None:
-        self.releases += 1
-
-
-class StandIn:
-    """The shedder and the application of a test server: POST /direct is admitted for
-    the direct lane, whose answer echoes the body (after ``hold`` is set, when given); the
-    application answers every request it gets with ``app:<path>``."""
-
-    def __init__(self) -> None:
-        self.places: list[Place] = []
-        self.answered: list[bytes] = []
-        self.abandoned: list[tuple[bytes, int]] = []  # the X-Request-ID and status of each
-        self.app_calls: list[tuple[str, object]] = []
-        self.hold: asyncio.Event | None = None
-        self.answering = threading.Event()
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def shed(self, url: bytes, headers: Headers, peer: str | None) -> object:
-        if not url.startswith(b"/direct"):
-            return None
-        place = Place()
-        self.places.append(place)
-        return DirectRequest(place, self.answer, self.abandon)
-
-    def abandon(self, headers: Headers, peer: str | None, started: float, status: int) -> None:
-        assert peer == "127.0.0.1" and started <= time.perf_counter()
-        self.abandoned.append((dict(headers).get(b"x-request-id", b"-"), status))
-
-    async def answer(
-        self, body: bytes, headers: Headers, peer: str | None, started: float
-    ) -> tuple:
-        self.loop = asyncio.get_running_loop()
-        self.answering.set()
-        if self.hold is not None:
-            await self.hold.wait()
-        self.answered.append(body)
-        return 200, [(b"content-type", b"text/plain")], b"direct:" + body
-
-    async def app(self, scope: dict, receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.app_calls.append((scope["path"], scope.get(ADMISSION_KEY)))
-        if scope.get(ADMISSION_KEY) is not None:
-            scope[ADMISSION_KEY].release()
-        content = b"app:" + scope["path"].encode() + b":" + body
-        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(content))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
-
-    def let_go(self) -> None:
-        """Let the held answer finish (from the test's thread)."""
-        assert self.loop is not None and self.hold is not None
-        self.loop.call_soon_threadsafe(self.hold.set)
-
-
-@contextlib.contextmanager
-def stand_in_server() -> Iterator[tuple[StandIn, ConnectionPolicy, uvicorn.Server, int]]:
-    stand_in = StandIn()
-    policy = ConnectionPolicy(body_timeout_seconds=BODY_TIMEOUT, shed=stand_in.shed)
-    port = free_port()
-    config = uvicorn.Config(
-        stand_in.app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        interface="asgi3",
-        lifespan="off",
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-        http=functools.partial(GuardedHttpProtocol, policy=policy),  # type: ignore[arg-type]
-    )
-    server = uvicorn.Server(config)
-    server.config.install_signal_handlers = False  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield stand_in, policy, server, port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture
 def stand_in():
     with stand_in_server() as running:
         yield running
-
-
-def post(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
-    head = [f"POST {path} HTTP/{version}", "Host: x", f"Content-Length: {len(body)}", *extra]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
-def wait_for(condition: Any, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_a_plain_request_is_answered_by_the_connection(stand_in):
@@ -176,6 +54,48 @@ def test_a_plain_request_is_answered_by_the_connection(stand_in):
     assert headers["content-length"] == str(len(content))
     assert app.app_calls == []
     assert [p.releases for p in app.places] == [1]
+
+
+def send_in_pieces(sock: socket.socket, data: bytes, cuts: list[int]) -> None:
+    """``data`` sent cut at ``cuts``, each piece given time to arrive as a read of its own."""
+    start = 0
+    for cut in [*sorted({c % len(data) for c in cuts} - {0}), len(data)]:
+        sock.sendall(data[start:cut])
+        start = cut
+        time.sleep(0.002)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from([1, 65_535, 65_537, 200_000, 262_144, 900_000])
+            | st.integers(1, 400_000),
+            st.sampled_from(["/direct", "/other"]),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    cuts=st.lists(st.integers(0, 4_000_000), max_size=6),
+)
+def test_every_body_arrives_whole_however_it_is_cut(stand_in, requests, cuts):
+    _, _, _, port = stand_in
+    bodies = [np.random.default_rng(seed).bytes(size) for seed, (size, _) in enumerate(requests)]
+    stream = b"".join(post(path, body) for (_, path), body in zip(requests, bodies, strict=True))
+    with connect(port) as sock:
+        send_in_pieces(sock, stream, cuts)
+        answers = read_responses(sock, len(requests))
+    for (_, path), body, (status, _, content) in zip(requests, bodies, answers, strict=True):
+        assert status == 200
+        # one behind a request still answered goes to the application, as pipelined ones do
+        expected = {b"app:" + path.encode() + b":" + body}
+        if path == "/direct":
+            expected.add(b"direct:" + body)
+        assert content in expected, (path, len(body), content[:40])
 
 
 @pytest.mark.parametrize(
@@ -318,6 +238,9 @@ def refused(port: int) -> bool:
 
 # ---- the real application, with and without the lane --------------------------------
 X = np.random.default_rng(1).random((3, 784), dtype=np.float32)
+# bodies past 64 KiB, which arrive in several reads
+X64 = np.random.default_rng(2).random((64, 784), dtype=np.float32)
+X24 = X64[:24]
 
 
 def binary_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
@@ -367,6 +290,35 @@ REQUESTS = {  # path, body, headers, the status expected
     ),
     "TF Serving not JSON": ("/v1/models/mlp:predict", b'{"instances": [', {}, 400),
     "TF Serving too large": ("/v1/models/mlp:predict", b"{" + b" " * 600_000 + b"}", {}, 413),
+    "binary, 64 rows": ("/v2/models/mlp64/infer", *binary_body(X64), 200),
+    "TF Serving rows, 24 rows": (
+        "/v1/models/mlp64:predict",
+        orjson.dumps({"instances": X24.tolist()}),
+        {},
+        200,
+    ),
+}
+
+
+def with_nan(body: bytes) -> bytes:
+    """A TF Serving rows body whose first value is NaN (Python's json parses it)."""
+    start = body.index(b"[[") + 2
+    return body[:start] + b"NaN" + body[body.index(b",", start) :]
+
+
+REQUESTS["TF Serving NaN, 24 rows"] = (
+    "/v1/models/mlp64:predict",
+    with_nan(REQUESTS["TF Serving rows, 24 rows"][1]),
+    {},
+    200,
+)
+# the requests whose predictions are checked against Keras
+INPUTS = {
+    "binary": X,
+    "binary, 64 rows": X64,
+    "TF Serving rows": X,
+    "TF Serving columns": X,
+    "TF Serving rows, 24 rows": X24,
 }
 
 
@@ -377,6 +329,7 @@ TAKEN: list[str] = []  # the paths of the requests that took the direct lane
 def servers(tmp_path_factory):
     root = tmp_path_factory.mktemp("lanes")
     write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 4})
+    write_model(root, "mlp64", examples.mlp(), "1", {"max_batch_size": 64})
     # a stalled body is answered 408 after a second
     base = Settings(model_repository=root, access_log=True, body_timeout_seconds=1.0)
     real_request = DirectLane.request
@@ -433,13 +386,15 @@ def test_the_lane_answers_logs_and_counts_as_the_application(servers, case, capl
     assert answers[0] == answers[1]
     assert lines[0] == lines[1] and len(lines[0]) == 1, lines
     assert counted[0] == counted[1] == (answers[0][0] != 200)
-    if case == "binary":
-        got = np.frombuffer(answers[0][1][-X.shape[0] * 40 :], "<f4").reshape(-1, 10)
-        np.testing.assert_allclose(got, examples.mlp().predict(X), rtol=1e-5, atol=1e-6)
-    elif case.startswith("TF Serving") and expected == 200:
+    if case not in INPUTS:
+        return
+    x = INPUTS[case]
+    if case.startswith("binary"):
+        got = np.frombuffer(answers[0][1][-x.shape[0] * 40 :], "<f4").reshape(-1, 10)
+    else:
         document = orjson.loads(answers[0][1])
         got = np.array(document["predictions" if "rows" in case else "outputs"], np.float32)
-        np.testing.assert_allclose(got, examples.mlp().predict(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, examples.mlp().predict(x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -448,6 +403,8 @@ def test_the_lane_answers_logs_and_counts_as_the_application(servers, case, capl
         ("/v2/models/mlp/infer?note=1", False, 499),
         ("/v1/models/mlp:predict", False, 499),
         ("/v2/models/mlp/infer", True, 408),
+        ("/v2/models/mlp64/infer", False, 499),
+        ("/v2/models/mlp64/infer", True, 408),
     ],
 )
 def test_a_body_never_whole_is_logged_as_the_application_logs_it(
@@ -455,8 +412,8 @@ def test_a_body_never_whole_is_logged_as_the_application_logs_it(
 ):
     """A client gone mid-body is logged 499 (nginx's "client closed request"), not 500, by
     either way, and a stalled body with the 408 it was answered, with the same fields;
-    nothing is counted as a failure."""
-    body = orjson.dumps({"instances": X.tolist()})
+    nothing is counted as a failure (mlp64: a body of several reads)."""
+    body = orjson.dumps({"instances": (X64 if "mlp64" in path else X).tolist()})
     lines, counted, taken = [], [], []
     for url in servers:
         before = failures(url)

@@ -660,10 +660,10 @@ def test_two_binary_inputs_of_different_datatypes_in_order(http):
     exact(outputs["nonzero"], x != 0, "BOOL")
 
 
-@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("rows", [1, 3, 32])
 def test_raw_binary_request_for_a_single_input_model(http, rows):
     """Inference-Header-Content-Length: 0 — the body is the input's bytes; every output
-    comes back binary."""
+    comes back binary (32 rows: a 100 KB body, past uvicorn's 64 KiB flow-control mark)."""
     x = inputs_of("mlp", batch=rows, seed=9)["hidden_1_input"]
     response = http.post(
         "/v2/models/mlp/infer",
