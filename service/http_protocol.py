@@ -65,6 +65,9 @@ ADMISSION_KEY = "layerserve.admission"
 # application, told of a disconnect, did not answer (its log line says 408 all the same).
 BODY_TIMED_OUT_KEY = "layerserve.body_timed_out"
 CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left; only the access log sees it
+# The access log's status of a request the server stopped before answering it (its exit
+# timeout passed); no client hears it.
+CUT_BY_SHUTDOWN = 503
 SHED = object()  # _shed's answer for a request answered from its head
 FIRST_REQUEST_GRACE_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 1  # the Retry-After of every 503
@@ -151,6 +154,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             request, self._direct = self._direct, None
             request.admission.release()  # type: ignore[attr-defined]
             request.abandoned(self.headers, self._peer, self.cycle.started, status)  # type: ignore[union-attr]
+
+    def abandon_at_exit(self) -> None:
+        """The server stops with this connection still open: a direct request whose body
+        is still arriving is logged, as the application logs the requests it is made to
+        give up (``CUT_BY_SHUTDOWN``)."""
+        self._abandon_direct(CUT_BY_SHUTDOWN)
 
     @property
     def _peer(self) -> str | None:

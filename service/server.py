@@ -89,6 +89,9 @@ class DrainingServer(uvicorn.Server):
             connection.setblocking(False)
             await loop.connect_accepted_socket(self._new_protocol, connection)
         await super().shutdown(sockets)
+        for open_connection in list(self.server_state.connections):  # past the exit timeout
+            if isinstance(open_connection, GuardedHttpProtocol):
+                open_connection.abandon_at_exit()
 
     def _new_protocol(self) -> asyncio.Protocol:
         return self.config.http_protocol_class(  # type: ignore[call-arg]

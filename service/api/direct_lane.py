@@ -11,6 +11,7 @@ that middleware counts it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,7 @@ from layerserve.service.body_limits import model_body_limit
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.direct_requests import DirectRequest, Headers
 from layerserve.service.errors import INTERNAL_ERROR, ServiceError
-from layerserve.service.http_protocol import JSON_TYPE
+from layerserve.service.http_protocol import CUT_BY_SHUTDOWN, JSON_TYPE
 from layerserve.service.metrics import RequestContext, current_request
 from layerserve.service.protocols import tfserving, v2
 from layerserve.service.protocols.body import check_declared_size
@@ -111,6 +112,11 @@ class DirectLane:
             except Exception:  # noqa: BLE001 - the last line of defence, as in the application
                 log.exception("unexpected error in %s %s", METHOD, path)
                 status, response_headers, content = _parts(error_response(500, INTERNAL_ERROR))
+            except asyncio.CancelledError:  # past the exit timeout, as the application logs it
+                if self.access_log:
+                    client = client_address(peer, headers)
+                    log_request(request_id, METHOD, path, CUT_BY_SHUTDOWN, started, client)
+                raise
             finally:
                 admission.release()
             if status in CLIENT_ERRORS and not context.accounted:

@@ -19,6 +19,7 @@ model version it names, when that version is loaded.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -27,7 +28,11 @@ import time
 import uuid
 from typing import Any
 
-from layerserve.service.http_protocol import BODY_TIMED_OUT_KEY, CLIENT_CLOSED_REQUEST
+from layerserve.service.http_protocol import (
+    BODY_TIMED_OUT_KEY,
+    CLIENT_CLOSED_REQUEST,
+    CUT_BY_SHUTDOWN,
+)
 from layerserve.service.metrics import RequestContext, current_request
 
 log = logging.getLogger("layerserve.service.requests")
@@ -77,6 +82,10 @@ class RequestLogMiddleware:
             await self.app(scope, tracking_receive, send_with_id)
             if not answered and disconnected:  # the application gave up on a client gone
                 status = 408 if scope.get(BODY_TIMED_OUT_KEY) else CLIENT_CLOSED_REQUEST
+        except asyncio.CancelledError:  # uvicorn cancels what runs past the exit timeout
+            if not answered:
+                status = CUT_BY_SHUTDOWN
+            raise
         finally:
             if status in CLIENT_ERRORS and not context.accounted:
                 _count_invalid_request(scope)
