@@ -65,9 +65,13 @@ ADMISSION_KEY = "layerserve.admission"
 # application, told of a disconnect, did not answer (its log line says 408 all the same).
 BODY_TIMED_OUT_KEY = "layerserve.body_timed_out"
 CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left; only the access log sees it
-# The access log's status of a request the server stopped before answering it (its exit
-# timeout passed); no client hears it.
+# The answer, and the access log's status, of a request the server stopped before answering
+# it: its exit timeout passed with the body still arriving or the answer not ready.
 CUT_BY_SHUTDOWN = 503
+CUT_BY_SHUTDOWN_MESSAGE = (
+    "the server stopped before answering this request: its exit timeout "
+    "(LAYERSERVE_EXIT_TIMEOUT_SECONDS) passed; retry"
+)
 SHED = object()  # _shed's answer for a request answered from its head
 FIRST_REQUEST_GRACE_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 1  # the Retry-After of every 503
@@ -157,9 +161,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def abandon_at_exit(self) -> None:
         """The server stops with this connection still open: a direct request whose body
-        is still arriving is logged, as the application logs the requests it is made to
-        give up (``CUT_BY_SHUTDOWN``)."""
-        self._abandon_direct(CUT_BY_SHUTDOWN)
+        is still arriving is answered and logged ``CUT_BY_SHUTDOWN``, as the application
+        answers the requests it is made to give up, and the connection closed."""
+        if self._direct is not None:
+            self._abandon_direct(CUT_BY_SHUTDOWN)
+            self._refuse(CUT_BY_SHUTDOWN, CUT_BY_SHUTDOWN_MESSAGE)
 
     @property
     def _peer(self) -> str | None:
@@ -287,6 +293,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             log.exception("the direct lane failed to answer a request")
             status, response_headers = 500, [JSON_TYPE]
             content = orjson.dumps({"error": INTERNAL_ERROR})
+        except asyncio.CancelledError:  # past the exit timeout (logged by answer())
+            if not cycle.disconnected:
+                self._refuse(CUT_BY_SHUTDOWN, CUT_BY_SHUTDOWN_MESSAGE)
+            raise
         finally:
             request.admission.release()  # type: ignore[attr-defined]
         if self.flow.write_paused and not cycle.disconnected:

@@ -91,7 +91,10 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
         for open_connection in list(self.server_state.connections):  # past the exit timeout
             if isinstance(open_connection, GuardedHttpProtocol):
-                open_connection.abandon_at_exit()
+                try:
+                    open_connection.abandon_at_exit()
+                except Exception:  # noqa: BLE001 - the others are still answered
+                    log.exception("a connection could not be answered at exit")
 
     def _new_protocol(self) -> asyncio.Protocol:
         return self.config.http_protocol_class(  # type: ignore[call-arg]

@@ -1,7 +1,7 @@
 """Requests the server stops before answering them, once ``exit_timeout_seconds`` has
-passed: one waiting for the model behind a slow one and one whose body is still arriving
-are each logged once, 503, by the direct lane as by the application. The slow model is in
-``tests/support/slow_model.py``."""
+passed: one waiting for the model behind slow ones and one whose body is still arriving
+each get 503 with Retry-After, and one log line with the status the client got, by the
+direct lane as by the application. The slow model is in ``tests/support/slow_model.py``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import socket
 import time
 
 import numpy as np
+import orjson
 import pytest
 from live_server import running_server
+from raw_http import read_response
 from slow_model import FEATURES, write_slow_model
 
 from layerserve.service.settings import Settings
 
-ROWS = 12_000  # about 1.5 s in onnxruntime on one thread of a 2-core machine
+ROWS = 15_000  # about 1.8 s in onnxruntime on one thread of a 2-core machine; under 1 MiB
 
 
 def infer_request(rows: int, request_id: str) -> bytes:
@@ -35,7 +37,9 @@ def infer_request(rows: int, request_id: str) -> bytes:
 
 
 @pytest.mark.parametrize("direct_lane", [True, False], ids=["direct-lane", "application"])
-def test_requests_cut_off_at_the_exit_timeout_are_logged_503(tmp_path, caplog, direct_lane):
+def test_requests_cut_off_at_the_exit_timeout_get_503_and_are_logged_so(
+    tmp_path, caplog, direct_lane
+):
     write_slow_model(tmp_path, "slow", {"max_batch_size": 0, "instances": 1, "intra_op_threads": 1})
     settings = Settings(
         model_repository=tmp_path,
@@ -43,30 +47,34 @@ def test_requests_cut_off_at_the_exit_timeout_are_logged_503(tmp_path, caplog, d
         exit_timeout_seconds=1.0,
         direct_lane=direct_lane,
     )
+    names = ["first", "second", "queued", "arriving"]
     with caplog.at_level(logging.INFO, logger="layerserve.service.requests"):
         server = running_server(settings)
         url = server.__enter__()
         port = int(url.rsplit(":", 1)[1])
-        sockets = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(3)]
+        sockets = {n: socket.create_connection(("127.0.0.1", port), timeout=30) for n in names}
         try:
-            first, queued, arriving = sockets
-            first.sendall(infer_request(ROWS, "first"))
-            time.sleep(0.1)
-            # one instance: this one waits for the first, and cannot be done within the
-            # 1 s exit timeout (it needs as long again once the first is done)
-            queued.sendall(infer_request(ROWS, "queued"))
-            arriving.sendall(infer_request(100, "arriving")[:-1000])
+            for name in names[:3]:  # one model instance: they run one after the other
+                sockets[name].sendall(infer_request(ROWS, name))
+                time.sleep(0.05)
+            sockets["arriving"].sendall(infer_request(100, "arriving")[:-1000])
             time.sleep(0.3)  # every head read
             server.__exit__(None, None, None)  # stops the server: 1 s for what is in flight
+            answers = {name: read_response(sockets[name]) for name in names}
         finally:
-            for sock in sockets:
+            for sock in sockets.values():
                 sock.close()
     lines = [
         (r.fields["request_id"], r.fields["status"])  # type: ignore[attr-defined]
         for r in caplog.records
         if r.name == "layerserve.service.requests" and r.fields["path"] == "/v2/models/slow/infer"  # type: ignore[attr-defined]
     ]
-    statuses = dict(lines)
-    assert sorted(statuses) == ["arriving", "first", "queued"] and len(lines) == 3  # once each
-    assert (statuses["queued"], statuses["arriving"]) == (503, 503)
-    assert statuses["first"] in (200, 503)  # answered, or cut off too, on a slow machine
+    logged = dict(lines)
+    assert sorted(lines) == sorted(logged.items())  # one line each
+    assert logged == {name: status for name, (status, _, _) in answers.items()}
+    # the third cannot be done within the exit timeout: it waits for two runs of the
+    # model, each of about the timeout; the first two are answered or cut off too
+    assert (logged["queued"], logged["arriving"]) == (503, 503)
+    assert logged["first"] in (200, 503) and logged["second"] in (200, 503)
+    status, headers, content = answers["queued"]
+    assert headers["retry-after"] == "1" and "exit timeout" in orjson.loads(content)["error"]
