@@ -29,15 +29,12 @@ import time
 import uuid
 from typing import Any
 
-import orjson
-
+from layerserve.service.api.errors import error_response
 from layerserve.service.http_protocol import (
     BODY_TIMED_OUT_KEY,
     CLIENT_CLOSED_REQUEST,
     CUT_BY_SHUTDOWN,
     CUT_BY_SHUTDOWN_MESSAGE,
-    JSON_TYPE,
-    RETRY_AFTER,
 )
 from layerserve.service.metrics import RequestContext, current_request
 
@@ -48,18 +45,6 @@ _PLAIN = re.compile(r"^[A-Za-z0-9._~:/+=@%,-]*$")
 _V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _TFS_PREDICT = re.compile(r"^/v1/models/([^/:]+)(?:/versions/([^/:]+)|/labels/[^/:]+)?:predict$")
 CLIENT_ERRORS = (400, 413)
-# the answer to a request cut off at exit, where uvicorn would answer 500
-_CUT_BODY = orjson.dumps({"error": CUT_BY_SHUTDOWN_MESSAGE})
-CUT_BY_SHUTDOWN_START = {
-    "type": "http.response.start",
-    "status": CUT_BY_SHUTDOWN,
-    "headers": [
-        JSON_TYPE,
-        (b"retry-after", RETRY_AFTER),
-        (b"content-length", b"%d" % len(_CUT_BODY)),
-    ],
-}
-CUT_BY_SHUTDOWN_BODY = {"type": "http.response.body", "body": _CUT_BODY}
 
 Scope = dict[str, Any]
 
@@ -102,9 +87,9 @@ class RequestLogMiddleware:
                 status = 408 if scope.get(BODY_TIMED_OUT_KEY) else CLIENT_CLOSED_REQUEST
         except asyncio.CancelledError:  # uvicorn cancels what runs past the exit timeout
             if not answered:  # uvicorn would answer 500: the client hears what is logged
+                answer = error_response(CUT_BY_SHUTDOWN, CUT_BY_SHUTDOWN_MESSAGE)
                 with contextlib.suppress(Exception):
-                    await send_with_id(CUT_BY_SHUTDOWN_START)
-                    await send_with_id(CUT_BY_SHUTDOWN_BODY)
+                    await answer(scope, tracking_receive, send_with_id)
                 status = CUT_BY_SHUTDOWN
             raise
         finally:
