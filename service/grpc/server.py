@@ -120,9 +120,11 @@ class GrpcServer:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
+        grace = self.settings.exit_timeout_seconds or None
         if self.servicer is not None:
             self.servicer.close_streams()
-        await self.server.stop(self.settings.exit_timeout_seconds or None)
+            self.servicer.cut_calls_after(grace)
+        await self.server.stop(grace)
 
     async def stop(self) -> None:
         task = self.begin_stop()

@@ -129,6 +129,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.policy = policy
         self._readers: set[asyncio.Task[None]] = set()  # the request readers of open streams
         self._closing = False
+        self._cut_at: float | None = None  # the loop time gRPC cancels what still runs
+
+    def cut_calls_after(self, grace: float | None) -> None:
+        """The server stops now and cancels the calls still running after ``grace``
+        seconds (None: it waits for them), answering them UNAVAILABLE."""
+        if grace is not None:
+            self._cut_at = asyncio.get_running_loop().time() + grace
+
+    def cancelled_code(self, context: Any) -> grpc.StatusCode:
+        """The status a call whose handler was cancelled ends with, as its client hears
+        it: DEADLINE_EXCEEDED once its deadline passed, UNAVAILABLE once the stopping
+        server cut it off, else CANCELLED (the client left)."""
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+        if self._cut_at is not None and asyncio.get_running_loop().time() >= self._cut_at:
+            return grpc.StatusCode.UNAVAILABLE
+        return grpc.StatusCode.CANCELLED
 
     def close_streams(self) -> None:
         """The end of the drain, as gRPC stops taking calls: every open stream stops
@@ -178,7 +196,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 return record
             return result
         except asyncio.CancelledError:  # the client left or the server stopped: no answer
-            code = grpc.StatusCode.CANCELLED
+            code = self.cancelled_code(context)
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence, as REST's
             code, message = self._answer_to(exc, request, request_context, name)
@@ -309,7 +327,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     yield answer
             code = grpc.StatusCode.OK
         except (asyncio.CancelledError, GeneratorExit):  # the client left, or the server
-            code = grpc.StatusCode.CANCELLED
+            code = self.cancelled_code(context)
             raise
         except grpc.aio.AbortError:
             code = grpc.StatusCode.UNAVAILABLE  # closed by close_streams

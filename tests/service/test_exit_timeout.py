@@ -1,7 +1,9 @@
 """Requests the server stops before answering them, once ``exit_timeout_seconds`` has
 passed: one waiting for the model behind slow ones and one whose body is still arriving
 each get 503 with Retry-After, and one log line with the status the client got, by the
-direct lane as by the application. The slow model is in ``tests/support/slow_model.py``."""
+direct lane as by the application; over gRPC such calls end UNAVAILABLE, and are logged
+so, apart from calls whose client left (CANCELLED) or whose deadline passed
+(DEADLINE_EXCEEDED). The slow model is in ``tests/support/slow_model.py``."""
 
 from __future__ import annotations
 
@@ -9,13 +11,16 @@ import logging
 import socket
 import time
 
+import grpc
 import numpy as np
 import orjson
 import pytest
-from live_server import running_server
+from live_server import free_port, running_server
 from raw_http import read_response
 from slow_model import FEATURES, write_slow_model
 
+from layerserve.service.grpc.generated import grpc_service_pb2 as pb
+from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from layerserve.service.settings import Settings
 
 ROWS = 15_000  # about 1.8 s in onnxruntime on one thread of a 2-core machine; under 1 MiB
@@ -78,3 +83,67 @@ def test_requests_cut_off_at_the_exit_timeout_get_503_and_are_logged_so(
     assert logged["first"] in (200, 503) and logged["second"] in (200, 503)
     status, headers, content = answers["queued"]
     assert headers["retry-after"] == "1" and "exit timeout" in orjson.loads(content)["error"]
+
+
+def grpc_request(rows: int) -> pb.ModelInferRequest:
+    x = np.random.default_rng(rows).random((rows, FEATURES), dtype=np.float32)
+    tensor = pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=x.shape)
+    return pb.ModelInferRequest(
+        model_name="slow", inputs=[tensor], raw_input_contents=[x.tobytes()]
+    )
+
+
+def test_grpc_calls_are_logged_with_the_status_their_clients_hear(tmp_path, caplog):
+    write_slow_model(tmp_path, "slow", {"max_batch_size": 0, "instances": 1, "intra_op_threads": 1})
+    grpc_port = free_port()
+    settings = Settings(
+        model_repository=tmp_path, access_log=True, exit_timeout_seconds=1.0, grpc_port=grpc_port
+    )
+    with caplog.at_level(logging.INFO, logger="layerserve.service.requests"):
+        server = running_server(settings)
+        server.__enter__()
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        infer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        try:
+            calls = {}
+
+            def call(name: str, timeout: float | None = None) -> None:
+                metadata = (("x-request-id", name),)
+                calls[name] = infer.future(grpc_request(ROWS), timeout=timeout, metadata=metadata)
+                time.sleep(0.05)
+
+            call("first")  # one model instance: the others wait behind it
+            call("left")
+            call("deadline", timeout=0.5)
+            time.sleep(0.3)
+            calls["left"].cancel()
+            time.sleep(0.5)
+            call("second")
+            call("queued")
+            server.__exit__(None, None, None)  # stops the server: 1 s for what is in flight
+            heard = {name: _code(future) for name, future in calls.items()}
+        finally:
+            channel.close()
+    lines = [
+        (r.fields["request_id"], r.fields["status"])  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "layerserve.service.requests" and r.fields["path"].endswith("/ModelInfer")  # type: ignore[attr-defined]
+    ]
+    logged = dict(lines)
+    assert sorted(lines) == sorted(logged.items())  # one line each
+    assert logged == heard
+    assert logged["left"] == "CANCELLED"
+    assert logged["deadline"] == "DEADLINE_EXCEEDED"
+    assert logged["queued"] == "UNAVAILABLE"
+    assert logged["first"] in ("OK", "UNAVAILABLE") and logged["second"] in ("OK", "UNAVAILABLE")
+
+
+def _code(future: grpc.Future) -> str:
+    """The status a call's client heard."""
+    try:
+        future.result(timeout=30)
+    except grpc.FutureCancelledError:
+        return "CANCELLED"
+    except grpc.RpcError as exc:
+        return exc.code().name
+    return "OK"
