@@ -39,7 +39,7 @@ def convert_keras2_rnn_weights(layer: Any, arrays: list[np.ndarray]) -> list[np.
         return arrays  # set_weights reports the mismatch
     position = {id(v): i for i, v in enumerate(variables)}
     arrays = list(arrays)
-    for rnn in _layers_within(layer):
+    for rnn in layers_within(layer):
         if not isinstance(rnn, (GRU, LSTM)) or rnn.bias is None:
             continue  # Keras converts only GRU/LSTM with their three weights
         indices = [position.get(id(v)) for v in (rnn.kernel, rnn.recurrent_kernel, rnn.bias)]
@@ -54,14 +54,14 @@ def convert_keras2_rnn_weights(layer: Any, arrays: list[np.ndarray]) -> list[np.
     return arrays
 
 
-def _layers_within(layer: Any) -> Iterator[Any]:
+def layers_within(layer: Any) -> Iterator[Any]:
     yield layer
     for attribute in _CHILD_ATTRIBUTES:
         child = getattr(layer, attribute, None)
         children = child if isinstance(child, (list, tuple)) else [child]
         for item in children:
             if item is not None and hasattr(item, "weights") and item is not layer:
-                yield from _layers_within(item)
+                yield from layers_within(item)
 
 
 def _blocks(matrix: np.ndarray, gates: int, transform: Any) -> np.ndarray:

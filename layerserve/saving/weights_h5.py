@@ -15,6 +15,11 @@ import numpy as np
 from layerserve.errors import ModelFormatError, WeightsError
 from layerserve.layers.base import Layer
 from layerserve.saving.cudnn_weights import convert_keras2_rnn_weights
+from layerserve.saving.theano_files import (
+    check_theano_layers,
+    convert_theano_kernels,
+    written_on_theano,
+)
 from layerserve.serialization import parse_version
 
 
@@ -60,10 +65,15 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
             f"({[layer.name for layer in targets]})."
         )
     keras2 = _written_by_keras2(group)
+    theano = keras2 and written_on_theano(group)
+    if theano:  # before any weight is set: a refused file changes nothing
+        check_theano_layers(layers)
     for layer, (name, arrays) in zip(targets, stored, strict=True):
         try:
             if keras2:  # Keras 2 converts cuDNN-layout RNN weights; Keras 3 never does
                 arrays = convert_keras2_rnn_weights(layer, arrays)
+            if theano:
+                arrays = convert_theano_kernels(layer, arrays)
             layer.set_weights(arrays)
         except WeightsError as exc:
             raise WeightsError(

@@ -130,7 +130,18 @@ def local_function_onnx(tmp: Path) -> Upload:
     return Upload(tmp / "function.onnx", "function.onnx", "onnx", ".onnx", [x], [2 * x])
 
 
+def keras22_theano_conv(tmp: Path) -> Upload:
+    """A Conv2D file Keras 2.2.4 wrote on Theano (tests/saving/keras22): its kernel is
+    stored flipped; the outputs are those Keras computed."""
+    written = Path(__file__).parents[1] / "saving" / "keras22" / "theano" / "conv2d-valid"
+    path = tmp / "conv.h5"
+    path.write_bytes(written.with_suffix(".h5").read_bytes())
+    data = np.load(written.with_suffix(".npz"))
+    return Upload(path, path.name, "h5", ".h5", [data["x0"]], [data["y0"]])
+
+
 ACCEPTED = {
+    "keras22-theano-conv2d-.h5": keras22_theano_conv,
     "keras3-.keras": keras_file(".keras"),
     "keras3-legacy-.h5": keras_file(".h5"),
     "keras3-masked-lstm": keras_lstm,

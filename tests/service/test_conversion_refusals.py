@@ -42,6 +42,7 @@ MIB = 1024 * 1024
 LIMITS = ConversionLimits(max_unpacked_bytes=MIB)
 BIG_LIMITS = ConversionLimits(max_unpacked_bytes=64 * MIB)
 RNG = np.random.default_rng(3)
+KERAS22 = Path(__file__).parents[1] / "saving" / "keras22"  # files Keras 2.2.4 wrote
 Build = Callable[[Path, dict[str, Path]], tuple[Path, str]]
 
 
@@ -351,6 +352,10 @@ REFUSALS: dict[str, Refusal] = {
         write("model.h5", b"\x89HDF\r\n\x1a\n" + RANDOM), ("HDF5", "Received")
     ),
     "h5-weights-only": Refusal(weights_only, ("weights only", "model_config")),
+    "h5-theano-same-padding-even-window": Refusal(
+        write("conv.h5", (KERAS22 / "theano" / "conv2d-same-even.h5").read_bytes()),
+        ("Theano", "padding='same'", "Received: size=(2, 3), strides=(1, 1)"),
+    ),
     "h5-external-link": Refusal(h5_with(external_link), ("'/etc/passwd'", "another file")),
     "h5-external-raw-data": Refusal(h5_with(external_raw), ("'/leak'", "external raw files")),
     "h5-virtual-dataset": Refusal(h5_with(virtual), ("'/leak'", "virtual dataset")),
