@@ -34,10 +34,9 @@ _CHILD_ATTRIBUTES = ("layers", "forward_layer", "backward_layer", "layer")
 def convert_keras2_rnn_weights(layer: Any, arrays: list[np.ndarray]) -> list[np.ndarray]:
     """``arrays`` (in ``layer.weights`` order) with every GRU/LSTM inside ``layer``, or
     ``layer`` itself, given Keras-layout weights where the file holds cuDNN layout."""
-    variables = layer.weights
-    if len(arrays) != len(variables):
-        return arrays  # set_weights reports the mismatch
-    position = {id(v): i for i, v in enumerate(variables)}
+    position = weight_positions(layer, arrays)
+    if position is None:
+        return arrays
     arrays = list(arrays)
     for rnn in layers_within(layer):
         if not isinstance(rnn, (GRU, LSTM)) or rnn.bias is None:
@@ -52,6 +51,15 @@ def convert_keras2_rnn_weights(layer: Any, arrays: list[np.ndarray]) -> list[np.
         for index, array in zip(indices, converted, strict=True):
             arrays[index] = array
     return arrays
+
+
+def weight_positions(layer: Any, arrays: list[np.ndarray]) -> dict[int, int] | None:
+    """The index of each of ``layer.weights`` by its ``id``, or None when ``arrays`` are
+    not one per weight (``set_weights`` then reports the mismatch)."""
+    variables = layer.weights
+    if len(arrays) != len(variables):
+        return None
+    return {id(v): i for i, v in enumerate(variables)}
 
 
 def layers_within(layer: Any) -> Iterator[Any]:

@@ -36,7 +36,7 @@ from layerserve.layers.convolutional.conv3d import Conv3D
 from layerserve.layers.rnn.base_rnn import RecurrentLayer
 from layerserve.layers.rnn.bidirectional import Bidirectional
 from layerserve.layers.rnn.rnn import RNN
-from layerserve.saving.cudnn_weights import layers_within
+from layerserve.saving.cudnn_weights import layers_within, weight_positions
 
 THEANO = "theano"
 # Keras 2 converts these classes by name: subclasses such as the separable and depthwise
@@ -98,10 +98,9 @@ def convert_theano_kernels(layer: Any, arrays: list[np.ndarray]) -> list[np.ndar
     """``arrays`` (in ``layer.weights`` order) with the kernel of every convolution that
     Keras converts, inside ``layer`` or ``layer`` itself, flipped along its spatial axes
     (every axis but the last two)."""
-    variables = layer.weights
-    if len(arrays) != len(variables):
-        return arrays  # set_weights reports the mismatch
-    position = {id(v): i for i, v in enumerate(variables)}
+    position = weight_positions(layer, arrays)
+    if position is None:
+        return arrays
     arrays = list(arrays)
     for conv in layers_within(layer):
         if type(conv) not in FLIPPED_CLASSES:
