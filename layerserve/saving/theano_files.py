@@ -1,8 +1,8 @@
 """Keras 2 files written on the Theano backend.
 
 Multi-backend Keras 2 records its backend in every ``.h5`` file it writes (the ``backend``
-attribute). Two things differ on Theano, and layerserve, which computes what Keras on
-TensorFlow computes, reads such files as follows:
+attribute). layerserve computes as TensorFlow does; a Theano file gives the numbers Keras
+gave on Theano, or is refused:
 
 * **Kernels.** Theano computes a true convolution (the kernel flipped along its spatial
   axes); TensorFlow, ONNX and layerserve a cross-correlation. Keras 2, loading a Theano
@@ -10,15 +10,17 @@ TensorFlow computes, reads such files as follows:
   ``Conv2DTranspose`` (and ``ConvLSTM2D``, which layerserve refuses) along their spatial
   axes, wherever they are nested; separable and depthwise kernels are kept as written
   (``_need_convert_kernel`` and ``conv_utils.convert_kernel``, Keras 2.2
-  ``engine/saving.py``). So does layerserve.
+  ``engine/saving.py``). So does layerserve, and it flips ``Conv3DTranspose`` kernels
+  too, which Keras 2.2 leaves as they are: Theano computes that layer as a true
+  convolution as well, and only the flipped kernel gives the numbers Keras gave on
+  Theano (measured with Keras 2.2.4; Keras on TensorFlow gives other ones for the file).
 * **What no conversion fixes.** Measured with Keras 2.2.4 on Theano 1.0.5 against
   TensorFlow 1.15, the same file gives other numbers on each backend for a window with
   ``padding="same"`` whose size is even or whose stride is over 1 (convolution and
   pooling: Theano pads such windows on other sides), and for a recurrent layer given
   initial states and a mask (at the masked steps before the first valid one, Theano
-  outputs zeros, TensorFlow the initial state). Such a file is refused before any weight
-  is set: the numbers its user saw cannot be told apart from those Keras on TensorFlow
-  gives.
+  outputs zeros, TensorFlow the initial state). layerserve does not compute Theano's
+  numbers there, and such a file is refused, naming the layer, before any weight is set.
 """
 
 from __future__ import annotations
@@ -33,15 +35,16 @@ from layerserve.layers.convolutional.conv1d import Conv1D
 from layerserve.layers.convolutional.conv2d import Conv2D
 from layerserve.layers.convolutional.conv2d_transpose import Conv2DTranspose
 from layerserve.layers.convolutional.conv3d import Conv3D
+from layerserve.layers.convolutional.conv3d_transpose import Conv3DTranspose
 from layerserve.layers.rnn.base_rnn import RecurrentLayer
 from layerserve.layers.rnn.bidirectional import Bidirectional
 from layerserve.layers.rnn.rnn import RNN
 from layerserve.saving.cudnn_weights import layers_within, weight_positions
 
 THEANO = "theano"
-# Keras 2 converts these classes by name: subclasses such as the separable and depthwise
-# convolutions keep their kernels.
-FLIPPED_CLASSES = (Conv1D, Conv2D, Conv3D, Conv2DTranspose)
+# Keras 2 converts these classes by name (but Conv3DTranspose, see above): subclasses such
+# as the separable and depthwise convolutions keep their kernels.
+FLIPPED_CLASSES = (Conv1D, Conv2D, Conv3D, Conv2DTranspose, Conv3DTranspose)
 RECURRENT = (RecurrentLayer, RNN, Bidirectional)
 
 

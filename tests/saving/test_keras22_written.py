@@ -1,9 +1,9 @@
 """Files multi-backend Keras 2.2.4 wrote itself, on TensorFlow 1.15 and on Theano 1.0.5
 (``keras22/write_fixtures.py``, with the command that writes them): recurrent wrappers
-over masked sequences, convolutions and pooling. Each loads with the outputs and masks
-Keras computed, in the NumPy reference and in onnxruntime; a Theano file whose numbers
-Keras itself computes otherwise on TensorFlow is refused before any weight is set
-(``layerserve/saving/theano_files.py``)."""
+over masked sequences, convolutions and pooling, the core layers and the other families.
+Each loads with the outputs and masks Keras computed, in the NumPy reference and in
+onnxruntime; a Theano file whose numbers Keras itself computes otherwise on TensorFlow is
+refused before any weight is set (``layerserve/saving/theano_files.py``)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,50 @@ WINDOWS = (
     "conv2d-same-even",
     "maxpooling2d-same-strided",
 )
+LAYERS = (
+    *(
+        f"dense-{name}"
+        for name in (
+            "relu",
+            "elu",
+            "selu",
+            "softplus",
+            "softsign",
+            "tanh",
+            "sigmoid",
+            "hard_sigmoid",
+            "exponential",
+            "linear",
+            "softmax",
+        )
+    ),
+    "activation-softmax-3d",
+    "dense-3d-no-bias",
+    "core-reshaping-dropout",
+    "embedding-mask-zero-gru",
+    "lstm-unroll",
+    "lstm-implementation-2-backwards",
+    "gru-reset-after",
+    "gru-relu-sigmoid",
+    "lstm-return-state",
+    "masking-lstm-unroll-leading",
+    "masked-merge-add-lstm",
+    "batchnormalization",
+    "batchnormalization-axis-1-no-scale-no-center",
+    "conv2d-batchnormalization-pooling",
+    "conv1d-causal-dilated-globalmaxpooling",
+    "separableconv2d-depth-multiplier",
+    "conv2dtranspose-output-padding",
+    "conv3dtranspose",
+    "padding-cropping-upsampling-2d",
+    "padding-cropping-upsampling-3d",
+    "upsampling2d-bilinear",
+    "advanced-activations",
+    "prelu-shared-axes",
+    "noise-layers",
+    "merging",
+    "dot-3d",
+)
 # What Keras computes otherwise on each backend: layerserve refuses the Theano file.
 REFUSED_ON_THEANO = {
     "bidirectional-lstm-initial-state-masked": "given initial states and a mask",
@@ -76,7 +120,7 @@ def expected(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[np.nd
 
 
 def cases() -> list[tuple[str, str]]:
-    return [(backend, name) for backend in BACKENDS for name in (*RECURRENT, *WINDOWS)]
+    return [(backend, name) for backend in BACKENDS for name in (*RECURRENT, *WINDOWS, *LAYERS)]
 
 
 @pytest.mark.parametrize(("backend", "name"), cases(), ids=lambda v: v)

@@ -1,6 +1,7 @@
 """Writes the Keras 2.2.4 files of ``test_keras22_written.py``: recurrent wrappers over
-masked sequences, convolutions and pooling, saved by multi-backend Keras 2.2.4 itself on
-TensorFlow and on Theano, with the inputs and the outputs it computed.
+masked sequences, convolutions and pooling, the core layers and the other families,
+saved by multi-backend Keras 2.2.4 itself on TensorFlow and on Theano, with the inputs and
+the outputs it computed.
 
 Keras 2.2.4 runs on Python 3.7 with TensorFlow 1.15 or Theano 1.0; neither installs
 beside layerserve's test dependencies, so the files are written once and kept here:
@@ -9,7 +10,9 @@ beside layerserve's test dependencies, so the files are written once and kept he
         numpy==1.16.6 tensorflow==1.15.5 protobuf==3.20.3
     KERAS_BACKEND=tensorflow k22/bin/python tests/saving/keras22/write_fixtures.py
 
-(``KERAS_BACKEND=theano`` with ``theano==1.0.5`` writes the Theano files.) Each case is
+(``KERAS_BACKEND=theano`` with ``theano==1.0.5`` and ``scipy==1.4.1`` writes the Theano
+files; Theano's batched dot needs a BLAS: ``LD_LIBRARY_PATH=$L THEANO_FLAGS="blas.ldflags=
+-L$L -l:libopenblasp-r0-34a18dc3.3.7.so"`` with ``L`` numpy's ``.libs`` folder.) Each case is
 ``<backend>/<case>.h5`` (``model.save``) and ``<backend>/<case>.npz`` (``x0``, ... the
 inputs; ``y0``, ... the outputs of ``model.predict``; ``m0``, ... the masks of the outputs
 that carry one); the cases of ``SPLIT`` are also written as ``<case>.json``
@@ -25,6 +28,7 @@ from keras import backend as K
 from keras.layers import (
     GRU,
     LSTM,
+    BatchNormalization,
     Bidirectional,
     Conv1D,
     Conv2D,
@@ -41,6 +45,7 @@ from keras.layers import (
     TimeDistributed,
 )
 from keras.models import Model, Sequential
+from layer_cases import layer_cases
 
 STEPS, FEATURES = 6, 3
 
@@ -64,6 +69,7 @@ def cases():
     them layerserve refuses when Theano wrote them."""
     yield from recurrent_cases()
     yield from window_cases()
+    yield from layer_cases()
 
 
 def recurrent_cases():
@@ -241,6 +247,10 @@ def main(out_root: str) -> None:
                     for w in layer.get_weights()
                 ]
             )
+            if isinstance(layer, BatchNormalization):  # a positive moving variance
+                weights = layer.get_weights()
+                weights[-1] = np.abs(weights[-1]) + 0.5
+                layer.set_weights(weights)
         feed = inputs if len(inputs) > 1 else inputs[0]
         outputs = model.predict(feed)
         outputs = outputs if isinstance(outputs, list) else [outputs]
