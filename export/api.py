@@ -164,7 +164,7 @@ def _dims(name: str, shape: tuple) -> tuple:
 def _metadata(model: Any, mask_outputs: dict[str, str], batch_coupled: list[str]) -> dict[str, str]:
     return {
         "layerserve_version": __version__,
-        "keras_version": version_string(model.keras_version),
+        "keras_version": version_string(model.keras_version, model.tf_keras_file),
         "model_config": model.to_json(sort_keys=True),
         "mask_outputs": json.dumps(mask_outputs, sort_keys=True),
         "input_value_ranges": json.dumps(input_value_ranges(model), sort_keys=True),

@@ -37,7 +37,12 @@ from layerserve.layers.tensor import (
     is_symbolic,
     pack_like,
 )
-from layerserve.serialization import charge_weight, semantics_version, serialize
+from layerserve.serialization import (
+    charge_weight,
+    is_tf_keras_file,
+    semantics_version,
+    serialize,
+)
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
 
@@ -168,6 +173,8 @@ class Layer:
             self._dtype_in_config = True
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self.keras_version = semantics_version()
+        # tf.keras bundled with TensorFlow 1.13-2.3 wrote "2.x-tf" (its own semantics)
+        self.tf_keras_file = is_tf_keras_file()
         self.input_spec: InputSpec | list[InputSpec] | None = None
         self.built = False
         self._initial_weights = weights

@@ -80,8 +80,9 @@ def is_keras3() -> bool:
     return _semantics.get()[0] >= 3
 
 
-def version_string(version: tuple[int, int, int]) -> str:
-    return ".".join(str(p) for p in version)
+def version_string(version: tuple[int, int, int], tf_keras_file: bool = False) -> str:
+    """``"2.2.4"``; ``"2.2.4-tf"`` for a file of tf.keras bundled with TensorFlow."""
+    return ".".join(str(p) for p in version) + ("-tf" if tf_keras_file else "")
 
 
 @contextlib.contextmanager

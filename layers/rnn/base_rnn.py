@@ -213,10 +213,15 @@ class RecurrentLayer(Layer):
 
     @property
     def zero_first_output(self) -> bool:
-        """The "previous output" of a leading masked step: zeros on tf.keras and in every
-        unrolled loop; the initial h on Keras 3 (JAX) and multi-backend Keras when not
-        unrolled (spec 10.3). The two differ only with a non-zero initial state."""
-        return self.unroll or (2, 4, 0) <= self.keras_version < (3, 0, 0)
+        """The "previous output" of a leading masked step: zeros in every unrolled loop,
+        on tf.keras (the "2.x-tf" files of TensorFlow 1.13-2.3 from 2.2.4-tf on, and
+        2.4+) and on multi-backend Keras from 2.2.5 (whose TensorFlow loop took
+        tf.keras's); the initial h on Keras 3 (JAX) and multi-backend Keras 2.2.0-2.2.4
+        when not unrolled (spec 10.3; 2.2.4, 2.2.5 and TensorFlow 1.15's 2.2.4-tf checked
+        by running them). The two differ only with a non-zero initial state."""
+        if self.unroll or (2, 2, 5) <= self.keras_version < (3, 0, 0):
+            return True
+        return self.tf_keras_file and self.keras_version >= (2, 2, 4)
 
     @property
     def masked_output(self) -> str:

@@ -360,7 +360,7 @@ class Model(Layer):
         document = {
             "class_name": type(self).__name__,
             "config": self.get_config(),
-            "keras_version": version_string(self.keras_version),
+            "keras_version": version_string(self.keras_version, self.tf_keras_file),
             "backend": "layerserve",
             "layerserve_version": __version__,
         }

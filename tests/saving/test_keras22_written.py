@@ -161,3 +161,30 @@ def test_a_refused_theano_file_leaves_the_model_it_was_loaded_into_unchanged():
         model.load_weights(FILES / "theano" / "conv2d-same-even.h5")
     for got, want in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# Where the first masked steps' output changed between releases: written by Keras 2.2.5
+# and by TensorFlow 1.15's tf.keras ("2.2.4-tf"), which output zeros there, where Keras
+# 2.2.4 outputs the initial state (the same cases in "tensorflow" above).
+OTHER_RELEASES = (
+    ("tensorflow-2.2.5", "bidirectional-lstm-initial-state-masked", "2.2.5"),
+    ("tf-keras-1.15", "lstm-initial-state-masked", "2.2.4-tf"),
+    ("tf-keras-1.15", "bidirectional-lstm-initial-state-masked", "2.2.4-tf"),
+)
+
+
+@pytest.mark.parametrize(("folder", "name", "version"), OTHER_RELEASES, ids=lambda v: v)
+def test_each_release_gives_its_own_numbers_and_keeps_them_when_saved(
+    tmp_path, folder, name, version
+):
+    path = FILES / folder / f"{name}.h5"
+    with h5py.File(path, "r") as handle:
+        assert handle.attrs["keras_version"] == version
+    model = load_model(path)
+    inputs, outputs, _ = expected(path)
+    predicted = model.predict(inputs)
+    np.testing.assert_allclose(predicted, outputs[0], rtol=1e-5, atol=ATOL)
+    masked = np.any(inputs[0] != 0.0, axis=-1)  # Masking(0.0) on the sequence input
+    assert_export_matches(model, inputs, outputs, [masked], ATOL)
+    model.save(tmp_path / "model.zip")  # layerserve's own archive records the release
+    np.testing.assert_allclose(load_model(tmp_path / "model.zip").predict(inputs), predicted)
