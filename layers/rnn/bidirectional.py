@@ -27,9 +27,10 @@ RECURRENT_CLASSES = ("LSTM", "GRU", "SimpleRNN", "RNN", "CuDNNLSTM", "CuDNNGRU")
 def forces_zero_output(keras_version: tuple[int, int, int], tf_keras_file: bool) -> bool:
     """tf.keras (the "2.x-tf" files of TensorFlow 1.13-2.3 from 2.2.4-tf on, checked with
     TensorFlow 1.15, and 2.4+) and Keras 3 set ``zero_output_for_mask = return_sequences``
-    on both halves; multi-backend Keras 2.2 has no such option: the halves repeat their
-    previous output at masked steps (spec 10.4)."""
-    return keras_version >= (2, 3, 0) or (tf_keras_file and keras_version >= (2, 2, 4))
+    on both halves; multi-backend Keras 2.2 and 2.3 have no such option: the halves
+    repeat their previous output at masked steps (spec 10.4; 2.2.4, 2.2.5 and 2.3.1
+    checked by running them)."""
+    return keras_version >= (2, 4, 0) or (tf_keras_file and keras_version >= (2, 2, 4))
 
 
 def merge_outputs(forward: np.ndarray, backward: np.ndarray, merge_mode: str | None) -> Any:

@@ -163,11 +163,16 @@ def test_a_refused_theano_file_leaves_the_model_it_was_loaded_into_unchanged():
         np.testing.assert_array_equal(got, want)
 
 
-# Where the first masked steps' output changed between releases: written by Keras 2.2.5
-# and by TensorFlow 1.15's tf.keras ("2.2.4-tf"), which output zeros there, where Keras
-# 2.2.4 outputs the initial state (the same cases in "tensorflow" above).
+# Where the releases differ in masked steps: Keras 2.2.5, 2.3.1 and TensorFlow 1.15's
+# tf.keras ("2.2.4-tf") output zeros at the masked steps before the first valid one, given
+# initial states, where Keras 2.2.4 outputs the initial state (the same cases in
+# "tensorflow" above); tf.keras zeroes Bidirectional's masked steps, multi-backend Keras
+# 2.2 and 2.3 repeat the previous output there.
 OTHER_RELEASES = (
+    ("tensorflow-2.2.5", "bidirectional-lstm-sequences-concat", "2.2.5"),
     ("tensorflow-2.2.5", "bidirectional-lstm-initial-state-masked", "2.2.5"),
+    ("tensorflow-2.3.1", "bidirectional-lstm-sequences-concat", "2.3.1"),
+    ("tensorflow-2.3.1", "bidirectional-lstm-initial-state-masked", "2.3.1"),
     ("tf-keras-1.15", "lstm-initial-state-masked", "2.2.4-tf"),
     ("tf-keras-1.15", "bidirectional-lstm-initial-state-masked", "2.2.4-tf"),
 )

@@ -13,7 +13,8 @@ beside layerserve's test dependencies, so the files are written once and kept he
 ``KERAS_BACKEND=theano`` with ``theano==1.0.5`` and ``scipy==1.4.1`` writes the Theano
 files (Theano's batched dot needs a BLAS: ``LD_LIBRARY_PATH=$L THEANO_FLAGS="blas.ldflags=
 -L$L -l:libopenblasp-r0-34a18dc3.3.7.so"``, ``L`` being numpy's ``.libs`` folder); with
-``keras==2.2.5`` it writes the cases of ``OTHER_RELEASES`` into ``tensorflow-2.2.5``.
+``keras==2.2.5`` or ``keras==2.3.1`` it writes the cases of ``OTHER_RELEASES`` into
+``tensorflow-2.2.5`` or ``tensorflow-2.3.1``.
 Each case is
 ``<backend>/<case>.h5`` (``model.save``) and ``<backend>/<case>.npz`` (``x0``, ... the
 inputs; ``y0``, ... the outputs of ``model.predict``; ``m0``, ... the masks of the outputs
@@ -237,9 +238,13 @@ def window_cases():
 SPLIT = ("conv2d-valid", "conv1d-valid-strided")
 
 
-# Written by other Keras 2.2 releases too, into ``<backend>-<version>``: where 2.2.5
-# differs from 2.2.4 (the masked steps before the first valid one, given initial states).
-OTHER_RELEASES = ("bidirectional-lstm-initial-state-masked",)
+# Written by Keras 2.2.5 and 2.3.1 too, into ``<backend>-<version>``: where they differ
+# from 2.2.4 (the masked steps before the first valid one, given initial states) or from
+# tf.keras (Bidirectional's masked steps, which tf.keras zeroes and they do not).
+OTHER_RELEASES = (
+    "bidirectional-lstm-sequences-concat",
+    "bidirectional-lstm-initial-state-masked",
+)
 
 
 def main(out_root: str) -> None:
