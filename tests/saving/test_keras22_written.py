@@ -175,6 +175,7 @@ OTHER_RELEASES = (
     ("tensorflow-2.3.1", "bidirectional-lstm-initial-state-masked", "2.3.1"),
     ("tf-keras-1.15", "lstm-initial-state-masked", "2.2.4-tf"),
     ("tf-keras-1.15", "bidirectional-lstm-initial-state-masked", "2.2.4-tf"),
+    ("tf-keras-1.15", "bidirectional-lstm-sequences-masked", "2.2.4-tf"),
 )
 
 
