@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import h5py
 import numpy as np
 
 from layerserve.errors import NotSupportedError
@@ -41,20 +40,11 @@ from layerserve.layers.rnn.bidirectional import Bidirectional
 from layerserve.layers.rnn.rnn import RNN
 from layerserve.saving.cudnn_weights import layers_within, weight_positions
 
-THEANO = "theano"
+THEANO = "theano"  # the ``backend`` attribute of a file Keras wrote on Theano
 # Keras 2 converts these classes by name (but Conv3DTranspose, see above): subclasses such
 # as the separable and depthwise convolutions keep their kernels.
 FLIPPED_CLASSES = (Conv1D, Conv2D, Conv3D, Conv2DTranspose, Conv3DTranspose)
 RECURRENT = (RecurrentLayer, RNN, Bidirectional)
-
-
-def written_on_theano(group: h5py.Group) -> bool:
-    """Whether the group's (else the file's) ``backend`` attribute names Theano, as Keras
-    2 reads it: ``model_weights`` for a whole model, the file's root for weights only."""
-    backend = group.attrs.get("backend", group.file.attrs.get("backend"))
-    if isinstance(backend, bytes):
-        backend = backend.decode("utf-8", "replace")
-    return backend == THEANO
 
 
 def check_theano_layers(layers: list[Any]) -> None:

@@ -15,11 +15,7 @@ import numpy as np
 from layerserve.errors import ModelFormatError, WeightsError
 from layerserve.layers.base import Layer
 from layerserve.saving.cudnn_weights import convert_keras2_rnn_weights
-from layerserve.saving.theano_files import (
-    check_theano_layers,
-    convert_theano_kernels,
-    written_on_theano,
-)
+from layerserve.saving.theano_files import THEANO, check_theano_layers, convert_theano_kernels
 from layerserve.serialization import parse_version
 
 
@@ -65,7 +61,7 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
             f"({[layer.name for layer in targets]})."
         )
     keras2 = _written_by_keras2(group)
-    theano = keras2 and written_on_theano(group)
+    theano = keras2 and _written_on_theano(group)
     if theano:  # before any weight is set: a refused file changes nothing
         check_theano_layers(layers)
     for layer, (name, arrays) in zip(targets, stored, strict=True):
@@ -81,11 +77,25 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
             ) from exc
 
 
+def _stated(group: h5py.Group, name: str) -> Any:
+    """An attribute as Keras 2 reads it: the group's (``model_weights`` of a whole model),
+    else the file's (the root of a weights-only file); None when neither states it."""
+    return group.attrs.get(name, group.file.attrs.get(name))
+
+
 def _written_by_keras2(group: h5py.Group) -> bool:
-    """Whether the group's (else the file's) ``keras_version`` is before 3; files that
-    state none predate Keras 3."""
-    version = group.attrs.get("keras_version", group.file.attrs.get("keras_version"))
+    """Whether the ``keras_version`` stated is before 3; files that state none predate
+    Keras 3."""
+    version = _stated(group, "keras_version")
     return version is None or parse_version(_text(version)) < (3, 0, 0)
+
+
+def _written_on_theano(group: h5py.Group) -> bool:
+    """Whether the ``backend`` stated is Theano's (bytes that are not UTF-8 are not)."""
+    backend = _stated(group, "backend")
+    if isinstance(backend, bytes):
+        backend = backend.decode("utf-8", "replace")
+    return backend == THEANO
 
 
 def keras3_keys(layers: list[Layer]) -> list[str]:
