@@ -41,6 +41,18 @@ def infer_request(rows: int, request_id: str) -> bytes:
     return head.encode() + body
 
 
+def logged_once(caplog: pytest.LogCaptureFixture, path: str) -> dict[str, object]:
+    """The access-log status of each request id on ``path``, which has one line each."""
+    lines = [
+        (r.fields["request_id"], r.fields["status"])  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "layerserve.service.requests" and r.fields["path"] == path  # type: ignore[attr-defined]
+    ]
+    logged = dict(lines)
+    assert sorted(lines) == sorted(logged.items())  # one line each
+    return logged
+
+
 @pytest.mark.parametrize("direct_lane", [True, False], ids=["direct-lane", "application"])
 def test_requests_cut_off_at_the_exit_timeout_get_503_and_are_logged_so(
     tmp_path, caplog, direct_lane
@@ -69,13 +81,7 @@ def test_requests_cut_off_at_the_exit_timeout_get_503_and_are_logged_so(
         finally:
             for sock in sockets.values():
                 sock.close()
-    lines = [
-        (r.fields["request_id"], r.fields["status"])  # type: ignore[attr-defined]
-        for r in caplog.records
-        if r.name == "layerserve.service.requests" and r.fields["path"] == "/v2/models/slow/infer"  # type: ignore[attr-defined]
-    ]
-    logged = dict(lines)
-    assert sorted(lines) == sorted(logged.items())  # one line each
+    logged = logged_once(caplog, "/v2/models/slow/infer")
     assert logged == {name: status for name, (status, _, _) in answers.items()}
     # the third cannot be done within the exit timeout: it waits for two runs of the
     # model, each of about the timeout; the first two are answered or cut off too
@@ -124,13 +130,7 @@ def test_grpc_calls_are_logged_with_the_status_their_clients_hear(tmp_path, capl
             heard = {name: _code(future) for name, future in calls.items()}
         finally:
             channel.close()
-    lines = [
-        (r.fields["request_id"], r.fields["status"])  # type: ignore[attr-defined]
-        for r in caplog.records
-        if r.name == "layerserve.service.requests" and r.fields["path"].endswith("/ModelInfer")  # type: ignore[attr-defined]
-    ]
-    logged = dict(lines)
-    assert sorted(lines) == sorted(logged.items())  # one line each
+    logged = logged_once(caplog, "/inference.GRPCInferenceService/ModelInfer")
     assert logged == heard
     assert logged["left"] == "CANCELLED"
     assert logged["deadline"] == "DEADLINE_EXCEEDED"
