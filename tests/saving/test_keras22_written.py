@@ -107,8 +107,8 @@ SPLIT = ("conv2d-valid", "conv1d-valid-strided")
 
 
 def expected(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray | None]]:
-    """Inputs, outputs and output masks (None where an output has none), as Keras 2.2.4
-    computed them."""
+    """Inputs, outputs and output masks (None where an output has none), as the Keras
+    that wrote the file computed them."""
     data = np.load(path.with_suffix(".npz"))
 
     def series(prefix: str) -> list[np.ndarray]:
