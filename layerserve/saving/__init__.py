@@ -175,8 +175,19 @@ def _load_keras_archive(archive: zipfile.ZipFile, custom_objects: Any, safe_mode
 
 
 def load_weights(model: Any, filepath: str | os.PathLike) -> None:
-    """Weights from a Keras ``.h5`` / ``.weights.h5`` file or a layerserve archive."""
-    path = Path(filepath)
+    """Weights from a Keras ``.h5`` / ``.weights.h5`` file or a layerserve archive, all
+    of them or none: the file's layers are set one by one, so when a later one is refused
+    (its shapes, its layout) the ones set before it are put back as they were."""
+    before = model.get_weights()
+    try:
+        _load_weights(model, Path(filepath))
+    except BaseException:
+        if len(before) == len(model.weights):  # a model built by the load has no "before"
+            model.set_weights(before)
+        raise
+
+
+def _load_weights(model: Any, path: Path) -> None:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             if native.MANIFEST in archive.namelist():

@@ -404,19 +404,44 @@ def _keras2_weights(layers: dict[str, list[np.ndarray]]) -> Callable[[Path], Cal
     """Loads a Keras 2 weights-only file into Dense(4) -> Dense(2) on (None, 3)."""
 
     def make(tmp_path: Path) -> Callable[[], Any]:
-        with h5py.File(tmp_path / "w.h5", "w") as handle:
-            handle.attrs["layer_names"] = np.array([n.encode() for n in layers])
-            handle.attrs["keras_version"] = b"2.2.4"
-            for name, weights in layers.items():
-                group = handle.create_group(name)
-                names = [f"{name}/{w}:0".encode() for w in ("kernel", "bias")[: len(weights)]]
-                group.attrs["weight_names"] = np.array(names)
-                for weight_name, value in zip(names, weights, strict=True):
-                    group.create_dataset(weight_name.decode(), data=value)
+        _write_keras2_weights(tmp_path / "w.h5", layers)
         model = Sequential([Dense(4, input_shape=(3,), name="dense_1"), Dense(2, name="dense_2")])
         return lambda: model.load_weights(tmp_path / "w.h5")
 
     return make
+
+
+def _write_keras2_weights(path: Path, layers: dict[str, list[np.ndarray]]) -> None:
+    """A weights-only file in Keras 2.2.4's layout: a group per layer, in order."""
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = np.array([n.encode() for n in layers])
+        handle.attrs["keras_version"] = b"2.2.4"
+        for name, weights in layers.items():
+            group = handle.create_group(name)
+            names = [f"{name}/{w}:0".encode() for w in ("kernel", "bias")[: len(weights)]]
+            group.attrs["weight_names"] = np.array(names)
+            for weight_name, value in zip(names, weights, strict=True):
+                group.create_dataset(weight_name.decode(), data=value)
+
+
+@pytest.mark.parametrize("layout", ["keras2", "keras3"])
+def test_a_refused_load_weights_leaves_every_weight_as_it_was(tmp_path: Path, layout: str) -> None:
+    """The file's first layer fits and is set before its second is refused: the model keeps
+    the weights it had, not half of the file's."""
+    if layout == "keras2":
+        path = tmp_path / "w.h5"
+        fits, too_wide = [np.ones((3, 4)), np.ones(4)], [np.ones((4, 5)), np.ones(5)]
+        _write_keras2_weights(path, {"dense_1": fits, "dense_2": too_wide})
+    else:
+        path = tmp_path / "k.weights.h5"
+        layers = [keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(5)]
+        keras.Sequential(layers).save_weights(path)
+    model = Sequential([Dense(4, input_shape=(3,), name="dense_1"), Dense(2, name="dense_2")])
+    before = model.get_weights()
+    with pytest.raises(errors.WeightsError, match="dense_2.*\\(4, 2\\).*\\(4, 5\\)"):
+        model.load_weights(path)
+    for kept, had in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(kept, had)
 
 
 def _keras3_wrong_shapes(tmp_path: Path) -> Callable[[], Any]:
