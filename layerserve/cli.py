@@ -31,12 +31,21 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
+
+
+# Made for each use, not at import: a console reads the terminal's width (COLUMNS) when it
+# is made, and the width is that of the run printing, as for the progress bars below.
+def _stdout() -> Console:
+    return Console()
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
 
 
 def _print_version(value: bool) -> None:
     if value:
-        console.print(f"layerserve {__version__}", markup=False, highlight=False)
+        _stdout().print(f"layerserve {__version__}", markup=False, highlight=False)
         raise typer.Exit()
 
 
@@ -66,8 +75,8 @@ def demo(
 
     for name, builder in EXAMPLES.items():
         model = builder()
-        console.rule(f"[bold]{name}")
-        console.print(summary_text(model), markup=False, highlight=False, soft_wrap=True)
+        _stdout().rule(f"[bold]{name}")
+        _stdout().print(summary_text(model), markup=False, highlight=False, soft_wrap=True)
         inputs = example_inputs(model, batch)
         outputs = model.predict(inputs if len(inputs) > 1 else inputs[0])
         _print_prediction(model, inputs, outputs)
@@ -82,7 +91,7 @@ def _print_prediction(model, inputs: list[np.ndarray], outputs: np.ndarray) -> N
         str(first.shape),
         np.array2string(first.reshape(first.shape[0], -1)[0][:6], precision=4, suppress_small=True),
     )
-    console.print(table)
+    _stdout().print(table)
 
 
 @app.command(cls=Command)
@@ -106,9 +115,9 @@ def summary(
     except UnsafeDeserializationError as exc:
         _fail(UNSAFE_MESSAGE, code=2, cause=exc)
     except LayerserveError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _stdout().print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(code=2) from exc
-    console.print(summary_text(model), markup=False, highlight=False, soft_wrap=True)
+    _stdout().print(summary_text(model), markup=False, highlight=False, soft_wrap=True)
 
 
 def _named_functions(specs: list[str]) -> dict[str, Any]:
@@ -170,7 +179,7 @@ def export_command(
     from layerserve.models import load_model
 
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
+        SpinnerColumn(), TextColumn("{task.description}"), console=_stdout(), transient=True
     ) as progress:
         task = progress.add_task("loading the model", total=3)
         try:
@@ -187,7 +196,7 @@ def export_command(
             _fail(UNSAFE_MESSAGE, code=2, cause=exc)
         except LayerserveError as exc:
             progress.stop()
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            _stdout().print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(code=2) from exc
         progress.update(task, advance=1)
     table = Table("", "", show_header=False)
@@ -203,7 +212,7 @@ def export_command(
         f"{verdict}: max |onnxruntime - reference| = "
         f"{report.max_abs_error:.2e}, masks equal: {report.masks_equal}",
     )
-    console.print(table)
+    _stdout().print(table)
     if not report.ok():
         raise typer.Exit(code=1)
 
@@ -219,18 +228,18 @@ def serve(print_settings: bool = False, **flags: Any) -> None:
     except ValidationError as exc:
         _fail(cli_options.describe_errors(exc), code=2)
     if print_settings:
-        console.print_json(data=settings.model_dump(mode="json"))
+        _stdout().print_json(data=settings.model_dump(mode="json"))
         return
     from layerserve.service.launch import serve as run_server
 
     if settings.log_format == "text":  # JSON logs: every line a collector reads is JSON
         base = f"http://{settings.host}:{settings.port}"
-        console.print(
+        _stdout().print(
             f"layerserve on {base}, models from {settings.model_repository}. Once "
             "ready, try (the demo MLP, one row of 784 values):",
             highlight=False,
         )
-        console.print(curl_example(base), markup=False, highlight=False, soft_wrap=True)
+        _stdout().print(curl_example(base), markup=False, highlight=False, soft_wrap=True)
     run_server(settings)
 
 
@@ -251,7 +260,6 @@ def curl_example(base: str) -> str:
 # ---- client commands: they speak HTTP to a running server --------------------------
 DEFAULT_URL = "http://127.0.0.1:8080"
 PROGRESS_MIN_BYTES = 1024 * 1024
-errors = Console(stderr=True)
 
 
 class BenchProtocol(StrEnum):
@@ -261,7 +269,7 @@ class BenchProtocol(StrEnum):
 
 
 def _fail(message: str, code: int = 1, cause: BaseException | None = None) -> NoReturn:
-    errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _stderr().print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=code) from cause
 
 
@@ -302,7 +310,7 @@ def upload(
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        console=Console(stderr=True),  # made now: it follows the terminal of this run
+        console=_stderr(),
         transient=True,
         disable=size < PROGRESS_MIN_BYTES,
     )
@@ -322,9 +330,9 @@ def upload(
     except (client.ServerUnreachable, client.ServerRefused) as exc:
         _fail(str(exc))
     if as_json:
-        console.print_json(data=metadata)
+        _stdout().print_json(data=metadata)
     else:
-        console.print(version_table(metadata))
+        _stdout().print(version_table(metadata))
 
 
 def version_table(metadata: dict[str, Any]) -> Table:
@@ -428,13 +436,13 @@ def bench(
     except LayerserveError as exc:  # the command line does not fit the model
         _fail(str(exc), code=2)
     if as_json:
-        console.print_json(data=benchmark.report(plan, outcome, warmup, duration))
+        _stdout().print_json(data=benchmark.report(plan, outcome, warmup, duration))
     else:
-        console.print(_bench_table(plan, outcome, duration))
+        _stdout().print(_bench_table(plan, outcome, duration))
     if outcome.first_error is not None:
         failed = sum(run.errors for run in outcome.runs)
         status, message = outcome.first_error
-        errors.print(
+        _stderr().print(
             f"{failed} requests failed; the first answered {status}: {message}",
             markup=False,
             highlight=False,
@@ -443,7 +451,7 @@ def bench(
         from layerserve.plotting import write_png
 
         write_png(outcome.runs, plot, plan.title)
-        errors.print(f"plot written to {plot}", markup=False, highlight=False)
+        _stderr().print(f"plot written to {plot}", markup=False, highlight=False)
     if outcome.all_failed:
         _fail("no request succeeded")
 
@@ -472,7 +480,7 @@ def _run_with_progress(plan: Plan, levels: list[int], warmup: float, duration: f
         BarColumn(),
         TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),  # made now: it follows the terminal of this run
+        console=_stderr(),
         transient=True,
     ) as progress:
         task = progress.add_task(f"concurrency {levels[0]}", total=per_level * len(levels))
