@@ -26,6 +26,8 @@ from layerserve.service.access import AccessPolicy
 from layerserve.service.api.access import AccessMiddleware
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 ADMIN_TOKEN, API_TOKEN = "admin-secret-7f3a", "api-secret-91c2"
 CONFIGS = {
     "no tokens": {},

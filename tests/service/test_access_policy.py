@@ -18,6 +18,8 @@ from layerserve.service.api.app import create_app
 from layerserve.service.errors import Forbidden, Unauthorized
 from layerserve.service.settings import Settings as ServiceSettings
 
+pytestmark = pytest.mark.parallel_safe
+
 # ---- classify() ------------------------------------------------------------------------
 CLASSIFY = [
     # admin: upload, delete, download, export, benchmark, load/unload

@@ -15,6 +15,8 @@ from live_server import running_server, write_model
 from layerserve import examples
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 SERVER_DEFAULT = 3
 
 

@@ -26,6 +26,8 @@ from layerserve.layers import Dense
 from layerserve.models import Sequential
 from layerserve.service.conversion import ConversionLimits, convert_file, detect_format
 
+pytestmark = pytest.mark.parallel_safe
+
 RNG = np.random.default_rng(11)
 LIMITS = ConversionLimits(max_unpacked_bytes=8 * 1024 * 1024)
 

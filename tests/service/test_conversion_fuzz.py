@@ -18,6 +18,8 @@ from layerserve.service.conversion import ConversionLimits, Converted, convert_f
 from layerserve.service.errors import ModelRejected, ParityFailed
 from layerserve.service.upload_checks import check_zip
 
+pytestmark = pytest.mark.parallel_safe
+
 LIMITS = ConversionLimits(max_unpacked_bytes=1024 * 1024)
 # No HDF5 prefix: random bytes after its signature only reach the C library's own checks;
 # flipped bytes of a real .h5 (below) go deeper.

@@ -38,6 +38,8 @@ from layerserve.export import to_onnx
 from layerserve.service.conversion import ConversionLimits, convert_file
 from layerserve.service.errors import InvalidInput, ModelRejected, ParityFailed
 
+pytestmark = pytest.mark.parallel_safe
+
 MIB = 1024 * 1024
 LIMITS = ConversionLimits(max_unpacked_bytes=MIB)
 BIG_LIMITS = ConversionLimits(max_unpacked_bytes=64 * MIB)

@@ -16,6 +16,8 @@ from live_server import running_server
 from layerserve import examples
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 ATOL = 1e-5
 README_INPUT = [[[1, 2, 3], [0, 0, 0], [4, 5, 6], [0, 0, 0], [0, 0, 0]]]
 README_MASK = [[True, False, True, False, False]]

@@ -14,6 +14,8 @@ from live_server import running_server
 
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 STATIC = Path(__file__).resolve().parents[2] / "service" / "api" / "static"
 # sha256 of the files of swagger-ui-dist 5.35.0 and redoc 2.5.4 as published on npm.
 RELEASED = {

@@ -13,9 +13,12 @@ import httpx
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from model_uploads import infer
 from onnx import TensorProto, helper
 from workers import fresh, serving
+
+pytestmark = pytest.mark.parallel_safe
 
 STEPS, FEATURES, UNITS = 3, 2, 4
 

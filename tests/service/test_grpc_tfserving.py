@@ -53,6 +53,8 @@ from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
 )
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 ATOL = 1e-5
 REAL_CLIENT = Path(__file__).parents[1] / "support" / "tfs_real_client.py"
 MLP_INPUT, MLP_OUTPUT = "hidden_1_input", "probabilities"

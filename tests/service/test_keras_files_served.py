@@ -22,6 +22,8 @@ from layerserve.export import to_onnx
 from layerserve.export.api import exported_mask
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 TESTS = Path(__file__).resolve().parents[1]
 ZOOS = (TESTS / "zoo" / "keras_cases.py", TESTS / "zoo" / "sequence_cases.py")
 KERAS_CASES = sorted({*TESTS.glob("**/keras_cases*.py"), *ZOOS})

@@ -24,6 +24,8 @@ from layerserve.layers import LSTM, Dense, Input, Masking
 from layerserve.models import Model
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 ATOL = 1e-5
 
 

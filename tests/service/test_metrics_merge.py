@@ -38,6 +38,8 @@ from layerserve.service.metrics import (
 )
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 LATENCY_SLOTS = len(LATENCY_BUCKETS) + 1
 BATCH_SLOTS = len(BATCH_BUCKETS) + 1
 NS_FIELDS = (

@@ -29,6 +29,8 @@ from layerserve.service.errors import ModelNotFound
 from layerserve.service.model_admin import ModelAdmin
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0], [0.0, 0.0, 0.0]], dtype=np.float32)
 
 

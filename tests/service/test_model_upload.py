@@ -39,6 +39,8 @@ from layerserve.export import to_onnx
 from layerserve.saving import save_model
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 MAX_UPLOAD = 4 * 1024 * 1024
 MAX_UNPACKED = 8 * 1024 * 1024
 

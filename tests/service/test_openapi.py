@@ -27,6 +27,8 @@ from layerserve.service.api.openapi import COMMAND, build_openapi, drift, main, 
 from layerserve.service.api.schemas import OPERATION_PREFIXES
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 CHECKED_IN = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 DOCUMENT = build_openapi()
 ERROR_SCHEMA = "ErrorResponse"

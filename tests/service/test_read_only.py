@@ -32,6 +32,8 @@ from layerserve.saving import save_model
 from layerserve.service import storage
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 ATOL = 1e-5
 X = np.random.default_rng(2).standard_normal((2, 4)).astype(np.float32)
 STALE = ".staging/upload-1-0123456789abcdef"  # left by a process that is gone

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from layerserve import examples
 from layerserve.service import shapes
 
+pytestmark = pytest.mark.parallel_safe
+
 
 def post(url: str, body) -> httpx.Response:
     if isinstance(body, bytes):

@@ -12,6 +12,8 @@ import sys
 import httpx
 import pytest
 
+pytestmark = pytest.mark.parallel_safe
+
 WRITER = """
 import json, os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

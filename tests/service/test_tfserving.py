@@ -26,6 +26,8 @@ from layerserve.layers import Dense, Masking
 from layerserve.models import Sequential
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 ATOL = 1e-5
 # name -> (builder, input names, output names); names as the exporter writes them.
 MODELS = {

@@ -19,6 +19,8 @@ from model_uploads import hand_onnx, hand_reference, infer, listing
 
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 HEADER = "Idempotency-Key"
 
 

@@ -26,6 +26,8 @@ from layerserve.layers import LSTM, Input, Masking
 from layerserve.models import Model
 from layerserve.service.settings import Settings
 
+pytestmark = pytest.mark.parallel_safe
+
 MLP = "hidden_1_input"
 DATATYPES = (
     "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES"

@@ -13,6 +13,7 @@ with what Keras computed.
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -99,6 +100,14 @@ class KerasOracle:
         return self.directory(module, flavour)
 
     def _write_missing(self, modules: set[Path]) -> None:
+        # Test processes running side by side (pytest -n) share the cache: one writes
+        # what is missing while the others wait, then find it written.
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            self._write_missing_locked(modules)
+
+    def _write_missing_locked(self, modules: set[Path]) -> None:
         jobs: dict[str, list[str]] = {flavour: [] for flavour in FLAVOURS}
         for module in sorted(modules):
             for flavour in FLAVOURS:
