@@ -15,10 +15,12 @@ Headers = list[tuple[bytes, bytes]]
 # lane, an object to pass to the application in the scope under ``ADMISSION_KEY``, or None.
 # ``peer``: the client's address, as the connection sees it.
 Shedder = Callable[[bytes, Headers, str | None], object]
-# ``answer(body, headers, peer, started)``: the response's ``(status, headers, body)``
-# (``started``: the perf_counter time its head arrived); it raises nothing and releases
-# the request's admission.
-DirectAnswer = Callable[[bytes, Headers, str | None, float], Awaitable[tuple[int, Headers, bytes]]]
+# ``answer(body, headers, peer, cycle)``: the response's ``(status, headers, body)``
+# (``cycle``: the request's ``DirectCycle``, which tells when its head arrived and whether
+# its client has left); it raises nothing and releases the request's admission.
+DirectAnswer = Callable[
+    [bytes, Headers, str | None, "DirectCycle"], Awaitable[tuple[int, Headers, bytes]]
+]
 
 
 @dataclass(slots=True)

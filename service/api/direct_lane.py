@@ -37,9 +37,9 @@ from layerserve.service.api.request_log import (
 from layerserve.service.batcher import Admission
 from layerserve.service.body_limits import model_body_limit
 from layerserve.service.dataplane import DataPlane
-from layerserve.service.direct_requests import DirectRequest, Headers
+from layerserve.service.direct_requests import DirectCycle, DirectRequest, Headers
 from layerserve.service.errors import INTERNAL_ERROR, ServiceError
-from layerserve.service.http_protocol import CUT_BY_SHUTDOWN, JSON_TYPE
+from layerserve.service.http_protocol import CLIENT_CLOSED_REQUEST, CUT_BY_SHUTDOWN, JSON_TYPE
 from layerserve.service.metrics import RequestContext, current_request
 from layerserve.service.protocols import tfserving, v2
 from layerserve.service.protocols.body import check_declared_size
@@ -95,8 +95,9 @@ class DirectLane:
         body: bytes,
         headers: Headers,
         peer: str | None,
-        started: float,
+        cycle: DirectCycle,
     ) -> Answer:
+        started = cycle.started
         request_id = incoming_id(headers) or new_request_id()
         context = RequestContext(request_id)
         token = current_request.set(context)
@@ -114,16 +115,18 @@ class DirectLane:
                 status, response_headers, content = _parts(error_response(500, INTERNAL_ERROR))
             except asyncio.CancelledError:  # past the exit timeout, as the application logs it
                 if self.access_log:
+                    cut = CLIENT_CLOSED_REQUEST if cycle.disconnected else CUT_BY_SHUTDOWN
                     client = client_address(peer, headers)
-                    log_request(request_id, METHOD, path, CUT_BY_SHUTDOWN, started, client)
+                    log_request(request_id, METHOD, path, cut, started, client)
                 raise
             finally:
                 admission.release()
             if status in CLIENT_ERRORS and not context.accounted:
                 self.plane.count_failure(model.name, version, "OTHER")
-            if self.access_log:
+            if self.access_log:  # a client gone before its answer hears nothing: 499
+                heard = CLIENT_CLOSED_REQUEST if cycle.disconnected else status
                 client = client_address(peer, headers)
-                log_request(request_id, METHOD, path, status, started, client)
+                log_request(request_id, METHOD, path, heard, started, client)
         finally:
             current_request.reset(token)
         response_headers.append((HEADER, request_id.encode("ascii")))

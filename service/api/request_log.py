@@ -33,6 +33,7 @@ from layerserve.service.api.errors import error_response
 from layerserve.service.http_protocol import (
     BODY_TIMED_OUT_KEY,
     CLIENT_CLOSED_REQUEST,
+    CLIENT_GONE_KEY,
     CUT_BY_SHUTDOWN,
     CUT_BY_SHUTDOWN_MESSAGE,
 )
@@ -64,13 +65,18 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         status = 500  # unless the application answers, or gives up on a client gone
         answered = disconnected = False
+        # whether the client had left when its answer began or was cut off: it heard
+        # nothing, and the line says 499 (the status still counts, as it was computed)
+        gone = scope.get(CLIENT_GONE_KEY, _never)
+        left = False
         id_header = (HEADER, request_id.encode("ascii"))
 
         async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status, answered
+            nonlocal status, answered, left
             if message["type"] == "http.response.start":
                 status = message["status"]
                 answered = True
+                left = gone()
                 headers = [h for h in message.get("headers", ()) if h[0].lower() != HEADER]
                 message = {**message, "headers": [*headers, id_header]}
             await send(message)
@@ -87,9 +93,11 @@ class RequestLogMiddleware:
                 status = 408 if scope.get(BODY_TIMED_OUT_KEY) else CLIENT_CLOSED_REQUEST
         except asyncio.CancelledError:  # uvicorn cancels what runs past the exit timeout
             if not answered:  # uvicorn would answer 500: the client hears what is logged
-                answer = error_response(CUT_BY_SHUTDOWN, CUT_BY_SHUTDOWN_MESSAGE)
-                with contextlib.suppress(Exception):
-                    await answer(scope, tracking_receive, send_with_id)
+                left = gone()
+                if not left:
+                    answer = error_response(CUT_BY_SHUTDOWN, CUT_BY_SHUTDOWN_MESSAGE)
+                    with contextlib.suppress(Exception):
+                        await answer(scope, tracking_receive, send_with_id)
                 status = CUT_BY_SHUTDOWN
             raise
         finally:
@@ -101,11 +109,15 @@ class RequestLogMiddleware:
                     request_id,
                     scope.get("method", ""),
                     scope.get("path", ""),
-                    status,
+                    CLIENT_CLOSED_REQUEST if left else status,
                     started,
                     client[0] if client else None,
                 )
             current_request.reset(token)
+
+
+def _never() -> bool:
+    return False
 
 
 def url_path(url: bytes) -> str:

@@ -1,9 +1,10 @@
 """Requests the server stops before answering them, once ``exit_timeout_seconds`` has
 passed: one waiting for the model behind slow ones and one whose body is still arriving
 each get 503 with Retry-After, and one log line with the status the client got, by the
-direct lane as by the application; over gRPC such calls end UNAVAILABLE, and are logged
-so, apart from calls whose client left (CANCELLED) or whose deadline passed
-(DEADLINE_EXCEEDED). The slow model is in ``tests/support/slow_model.py``."""
+direct lane as by the application (499 for a client that had left: it heard nothing, as
+a client gone before an answer the server did compute); over gRPC such calls end
+UNAVAILABLE, and are logged so, apart from calls whose client left (CANCELLED) or whose
+deadline passed (DEADLINE_EXCEEDED). The slow model is in ``tests/support/slow_model.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import socket
 import time
 
 import grpc
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -64,7 +66,7 @@ def test_requests_cut_off_at_the_exit_timeout_get_503_and_are_logged_so(
         exit_timeout_seconds=1.0,
         direct_lane=direct_lane,
     )
-    names = ["first", "second", "queued", "arriving"]
+    names = ["first", "second", "queued", "arriving", "left"]
     with caplog.at_level(logging.INFO, logger="layerserve.service.requests"):
         server = running_server(settings)
         url = server.__enter__()
@@ -75,20 +77,47 @@ def test_requests_cut_off_at_the_exit_timeout_get_503_and_are_logged_so(
                 sockets[name].sendall(infer_request(ROWS, name))
                 time.sleep(0.05)
             sockets["arriving"].sendall(infer_request(100, "arriving")[:-1000])
+            sockets["left"].sendall(infer_request(ROWS, "left"))  # queued last, then gone
             time.sleep(0.3)  # every head read
+            sockets["left"].close()
+            time.sleep(0.1)
             server.__exit__(None, None, None)  # stops the server: 1 s for what is in flight
-            answers = {name: read_response(sockets[name]) for name in names}
+            answers = {name: read_response(sockets[name]) for name in names[:4]}
         finally:
             for sock in sockets.values():
                 sock.close()
     logged = logged_once(caplog, "/v2/models/slow/infer")
-    assert logged == {name: status for name, (status, _, _) in answers.items()}
+    heard = {name: status for name, (status, _, _) in answers.items()}
+    assert logged == {**heard, "left": 499}
     # the third cannot be done within the exit timeout: it waits for two runs of the
     # model, each of about the timeout; the first two are answered or cut off too
     assert (logged["queued"], logged["arriving"]) == (503, 503)
     assert logged["first"] in (200, 503) and logged["second"] in (200, 503)
     status, headers, content = answers["queued"]
     assert headers["retry-after"] == "1" and "exit timeout" in orjson.loads(content)["error"]
+
+
+@pytest.mark.parametrize("direct_lane", [True, False], ids=["direct-lane", "application"])
+def test_a_client_gone_before_its_answer_is_logged_499_and_its_run_counted(
+    tmp_path, caplog, direct_lane
+):
+    """The server runs the request and computes its answer, which nobody reads: the log
+    line says what the client heard (nothing: 499), the statistics what the model did."""
+    write_slow_model(tmp_path, "slow", {"max_batch_size": 0, "instances": 1, "intra_op_threads": 1})
+    settings = Settings(model_repository=tmp_path, access_log=True, direct_lane=direct_lane)
+    with caplog.at_level(logging.INFO, logger="layerserve.service.requests"):
+        with running_server(settings) as url, httpx.Client(base_url=url) as http:
+            port = int(url.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(infer_request(ROWS // 5, "left"))  # about 0.4 s of running
+                time.sleep(0.1)
+            deadline = time.monotonic() + 30
+            while not logged_once(caplog, "/v2/models/slow/infer"):
+                assert time.monotonic() < deadline, "no access-log line"
+                time.sleep(0.05)
+            stats = http.get("/v2/models/slow/stats").json()["model_stats"][0]
+    assert logged_once(caplog, "/v2/models/slow/infer") == {"left": 499}
+    assert stats["inference_stats"]["success"]["count"] == 1
 
 
 def grpc_request(rows: int) -> pb.ModelInferRequest:
