@@ -65,6 +65,9 @@ ADMISSION_KEY = "layerserve.admission"
 # application, told of a disconnect, did not answer (its log line says 408 all the same).
 BODY_TIMED_OUT_KEY = "layerserve.body_timed_out"
 CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left; only the access log sees it
+# In the scope of a request the application answers: whether its client has left (the
+# connection was lost), for the access log: a client gone before its answer is logged 499.
+CLIENT_GONE_KEY = "layerserve.client_gone"
 # The answer, and the access log's status, of a request the server stopped before answering
 # it: its exit timeout passed with the body still arriving or the answer not ready.
 CUT_BY_SHUTDOWN = 503
@@ -236,6 +239,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_chunks = []
         if admission is not None:
             self.scope[ADMISSION_KEY] = admission  # type: ignore[literal-required]
+        cycle = self.cycle
+        self.scope[CLIENT_GONE_KEY] = lambda: cycle.disconnected  # type: ignore[literal-required]
         if self.policy.draining:
             self.cycle.keep_alive = False
         self._in_body = True
@@ -286,9 +291,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cycle: DirectCycle,
     ) -> None:
         try:
-            status, response_headers, content = await request.answer(
-                body, headers, peer, cycle.started
-            )
+            status, response_headers, content = await request.answer(body, headers, peer, cycle)
         except Exception:  # noqa: BLE001 - answer() raises nothing; no client is left waiting
             log.exception("the direct lane failed to answer a request")
             status, response_headers = 500, [JSON_TYPE]
@@ -340,12 +343,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def shutdown(self) -> None:
-        """Called when the server stops accepting. A connection that has not sent its first
-        request yet is most likely sending it now (it was opened during the drain): it gets
-        a moment to arrive and is answered with ``Connection: close``; any other idle
-        connection closes at once, as in uvicorn."""
+        """Called when the server stops accepting. An idle connection, one that has not
+        sent its first request yet (most likely sending it now: it was opened during the
+        drain) or a keep-alive one between two requests, gets a moment for its next request
+        to arrive, which is answered with ``Connection: close``: closed at once, as uvicorn
+        closes it, a request its client had just sent would be lost unanswered. A
+        connection with a request under way is closed once that is answered."""
         self.policy.draining = True
-        if self.cycle is None and not self.transport.is_closing():
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and not self.transport.is_closing():
             if self._head_timer is not None:
                 self._head_timer.cancel()
             self._head_timer = self.loop.call_later(

@@ -229,6 +229,29 @@ def test_a_drain_answers_the_requests_in_flight_then_closes(stand_in):
         assert closed_by_server(sock)
 
 
+@pytest.mark.parametrize(
+    ("path", "answer"), [("/direct", b"direct:two"), ("/other", b"app:/other:two")]
+)
+def test_a_request_sent_on_an_idle_keep_alive_connection_as_the_drain_starts_is_answered(
+    stand_in, path, answer
+):
+    """Between two requests a keep-alive connection is idle; closed at once when the drain
+    starts, the request its client sends just then would be lost. It is answered, with
+    ``Connection: close``, by the direct lane as by the application."""
+    _, policy, server, port = stand_in
+    with connect(port) as sock:
+        sock.sendall(post(path, b"one"))
+        assert read_response(sock)[0] == 200  # the connection stays open, idle
+        policy.draining = True  # as layerserve's server sets it on SIGTERM
+        server.should_exit = True
+        wait_for(lambda: refused(port))  # stopped listening: every connection told to drain
+        sock.sendall(post(path, b"two"))
+        status, headers, content = read_response(sock)
+        assert (status, content) == (200, answer)
+        assert headers.get("connection") == "close"
+        assert closed_by_server(sock)
+
+
 def refused(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
