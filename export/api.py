@@ -188,15 +188,7 @@ def index_range(model: Any, tensor: Any, hook: str) -> tuple[int, int] | None:
     """The intersection of the ranges the layers reading ``tensor`` state through the
     Layer hook ``hook`` (``accepted_input_range`` or ``input_value_range``); None when no
     reader states one."""
-    ranges = [
-        getattr(node.layer, hook)()
-        for node in model._nodes
-        if any(t is tensor for t in node.inputs)
-    ]
-    ranges = [r for r in ranges if r is not None]
-    if not ranges:
-        return None
-    return max(r[0] for r in ranges), min(r[1] for r in ranges)
+    return model.reader_range(tensor, hook)
 
 
 def save_onnx(onnx_model: onnx.ModelProto, path: str | os.PathLike) -> None:

@@ -131,9 +131,36 @@ class Model(Layer):
 
     @property
     def non_trainable_weights(self) -> list[Variable]:
-        if not self.trainable:
-            return self._all_variables()
-        return _unique(v for layer in self.layers for v in layer.non_trainable_weights)
+        """Keras's order: for a frozen model, its layers' trainable weights, then their
+        non-trainable ones (the layers' own order when they are frozen too)."""
+        held = _unique(v for layer in self.layers for v in layer.non_trainable_weights)
+        if self.trainable:
+            return held
+        return _unique([*(v for layer in self.layers for v in layer.trainable_weights), *held])
+
+    def reader_range(self, tensor: KerasTensor, hook: str) -> tuple[int, int] | None:
+        """The intersection of the ranges the layers reading ``tensor`` (one of this
+        model's) state through the Layer hook ``hook`` (``input_value_range``,
+        ``accepted_input_range``); None when no reader states one."""
+        ranges = [
+            getattr(n.layer, hook)() for n in self._nodes if any(t is tensor for t in n.inputs)
+        ]
+        ranges = [r for r in ranges if r is not None]
+        if not ranges:
+            return None
+        return max(r[0] for r in ranges), min(r[1] for r in ranges)
+
+    # A model nested as a layer reads its input as the layers in it do (an Embedding in
+    # an embedding model); a model of several inputs states no range.
+    def input_value_range(self) -> tuple[int, int] | None:
+        if len(self.inputs) != 1:
+            return None
+        return self.reader_range(self.inputs[0], "input_value_range")
+
+    def accepted_input_range(self) -> tuple[int, int] | None:
+        if len(self.inputs) != 1:
+            return None
+        return self.reader_range(self.inputs[0], "accepted_input_range")
 
     @property
     def losses(self) -> list[float]:

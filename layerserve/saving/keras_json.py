@@ -269,8 +269,9 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
     ``{"args": [...], "kwargs": {...}}`` holding ``__keras_tensor__`` objects: they become
     the same list, the call arguments in the first reference's kwargs, with tensors as
     ``[layer, node, tensor]`` references. ``initial_state`` tensors follow the inputs, as
-    tf.keras records them. Every Keras 3 call of a layer states its ``mask`` (None when
-    none was recorded): Keras 3 records each mask a call received. A recorded
+    tf.keras records them. A Keras 3 call states its ``mask`` (None when none was
+    recorded), but for a recorded None, left out: the layer then reads the mask its
+    input carries, as Keras 3 does. A recorded
     ``training`` is dropped: Keras 3 overrides it with the model call's. For a Keras operation
     the result is ``(refs, template)``: its positional arguments with each tensor
     replaced by ``{"tensor": index}``."""
@@ -299,7 +300,14 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
         )
     call: dict[str, Any] = {"mask": None}
     for key, value in kwargs.items():
-        if key == "initial_state":
+        if key == "mask" and value is None:
+            # Recorded None: the call's one tensor argument had no mask when the model
+            # was built, and Keras 3 fills such a mask from the mask its input carries
+            # when it runs: in a model nested as a layer (built alone, every mask None),
+            # the mask its caller gives it. No recorded mask at all (several tensor
+            # arguments: initial states) is left None: Keras hands the call none.
+            del call["mask"]
+        elif key == "initial_state":
             states: list[list[Any]] = []
             _argument_template(value, states)
             histories.extend(states)

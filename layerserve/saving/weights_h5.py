@@ -65,6 +65,7 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
     if theano:  # before any weight is set: a refused file changes nothing
         check_theano_layers(layers)
     for layer, (name, arrays) in zip(targets, stored, strict=True):
+        arrays = _in_layer_order(layer, arrays)
         try:
             if keras2:  # Keras 2 converts cuDNN-layout RNN weights; Keras 3 never does
                 arrays = convert_keras2_rnn_weights(layer, arrays)
@@ -75,6 +76,24 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
             raise WeightsError(
                 f"Loading weights of file layer {name!r} into layer {layer.name!r}: {exc}"
             ) from exc
+
+
+def _in_layer_order(layer: Layer, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """``arrays`` as an ``.h5`` file lists them, put in ``layer.weights`` order. Keras's
+    ``.h5`` writers list a layer's trainable weights, then its non-trainable ones (Keras 2's
+    ``layer.weights``; Keras 3's legacy ``.h5`` keeps that order): for a model nested as a
+    layer, the trainable weights of all its layers come before the frozen layers' and the
+    batch statistics, where ``layer.weights`` goes layer by layer."""
+    listed: list[Any] = []
+    for variable in layer.trainable_weights + layer.non_trainable_weights:
+        if all(variable is not seen for seen in listed):  # a layer shared inside
+            listed.append(variable)
+    variables = layer.weights
+    position = {id(v): i for i, v in enumerate(listed)}
+    same_set = len(listed) == len(variables) and all(id(v) in position for v in variables)
+    if len(arrays) != len(listed) or not same_set:
+        return arrays  # set_weights reports the count
+    return [arrays[position[id(v)]] for v in variables]
 
 
 def _stated(group: h5py.Group, name: str) -> Any:

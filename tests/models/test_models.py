@@ -10,6 +10,7 @@ from layerserve.errors import ConfigError, MaskingNotSupportedError
 from layerserve.layers import (
     LSTM,
     Activation,
+    BatchNormalization,
     Conv2D,
     Dense,
     Dropout,
@@ -291,6 +292,23 @@ def test_frozen_layer_weights_alone():
     frozen(np.ones((1, 2), dtype="float32"))
     assert frozen.trainable_weights == []
     assert [w.shape for w in frozen.non_trainable_weights] == [(2, 3), (3,)]
+
+
+def test_a_frozen_model_lists_its_layers_trainable_weights_first():
+    """Keras 2.2's order (``Network.non_trainable_weights``): freezing a model leaves its
+    layers trainable, and the model lists their trainable weights, then their
+    non-trainable ones, as its ``.h5`` group holds them."""
+    normalization, dense = BatchNormalization(input_shape=(3,)), Dense(2)
+    model = Sequential([normalization, dense])
+    model.trainable = False
+    gamma, beta, mean, variance = normalization.weights
+    expected = [gamma, beta, dense.kernel, dense.bias, mean, variance]
+    assert model.trainable_weights == []
+    assert [id(w) for w in model.non_trainable_weights] == [id(w) for w in expected]
+    assert [id(w) for w in model.weights] == [id(w) for w in (gamma, beta, mean, variance)] + [
+        id(dense.kernel),
+        id(dense.bias),
+    ]  # layer by layer, as get_weights and the .keras format list them
 
 
 def test_frozen_layer_weights_in_a_model():

@@ -95,6 +95,8 @@ LAYERS = (
     "noise-layers",
     "merging",
     "dot-3d",
+    "nested-fine-tuning",
+    "nested-frozen-model",
 )
 # What Keras computes otherwise on each backend: layerserve refuses the Theano file.
 REFUSED_ON_THEANO = {

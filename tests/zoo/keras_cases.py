@@ -252,6 +252,42 @@ def siamese(k, L):
     return k.Model([left, right], [cosine, L.Dense(1)(difference)])
 
 
+def _base_model(k, L):
+    """An image-model stand-in to fine-tune: batch and layer normalization of equal width,
+    so that weights read in the wrong order would still fit their shapes."""
+    return k.Sequential(
+        [
+            k.Input((6,)),
+            L.Dense(8),
+            L.BatchNormalization(),
+            L.Activation("relu"),
+            L.Dense(8, activation="tanh"),
+            L.LayerNormalization(),
+        ],
+        name="base",
+    )
+
+
+def frozen_base(k, L):
+    """keras.io "Transfer learning & fine-tuning": a frozen base model nested in a new
+    one, called with training=False, and a new head."""
+    base = _base_model(k, L)
+    base.trainable = False
+    inputs = k.Input((6,))
+    return k.Model(inputs, L.Dense(3)(base(inputs, training=False)))
+
+
+def fine_tuning(k, L):
+    """The same guide's fine-tuning step: the base's first layers stay frozen. An .h5 file
+    lists the nested model's trainable weights before the frozen layers' and the batch
+    statistics."""
+    base = _base_model(k, L)
+    for layer in base.layers[:2]:
+        layer.trainable = False
+    inputs = k.Input((6,))
+    return k.Model(inputs, L.Dense(3)(base(inputs, training=False)))
+
+
 def weather_lstm(k, L):
     """keras.io "Timeseries forecasting for weather prediction"."""
     inputs = k.Input((12, 4))
@@ -353,6 +389,34 @@ def masking_lstm_stack(k, L):
     return k.Model(inputs, L.Dense(2, activation="softmax")(x))
 
 
+def mask_into_nested_model(k, L):
+    """A recurrent model reused as a layer behind Masking: the mask goes in, and the
+    nested GRU skips the padded steps as the same layers unnested would."""
+    steps = k.Input((6, 3))
+    encoder = k.Model(steps, L.GRU(4, return_sequences=True)(steps), name="encoder")
+    inputs = k.Input((6, 3))
+    return k.Model(inputs, L.Dense(2)(encoder(L.Masking()(inputs))))
+
+
+def mask_out_of_nested_model(k, L):
+    """An embedding model reused as a layer: the mask of its Embedding(mask_zero) comes
+    out with its output and reaches the GRU after it."""
+    tokens = k.Input((6,), dtype="int32")
+    embedder = k.Model(tokens, L.Embedding(4, 3, mask_zero=True)(tokens), name="embedder")
+    inputs = k.Input((6,), dtype="int32")
+    return k.Model(inputs, L.GRU(3)(embedder(inputs)))
+
+
+def mask_through_nested_model(k, L):
+    """A per-step projection model between an Embedding(mask_zero) and an LSTM: the mask
+    passes through it."""
+    vectors = k.Input((6, 3))
+    projection = k.Model(vectors, L.Dense(4, activation="tanh")(vectors), name="projection")
+    inputs = k.Input((6,), dtype="int32")
+    x = projection(L.Embedding(4, 3, mask_zero=True)(inputs))
+    return k.Model(inputs, L.LSTM(3)(x))
+
+
 def conv1d_transpose_decoder(k, L):
     """A 1D decoder: Conv1DTranspose and Conv3DTranspose-free upsampling of signals."""
     latent = k.Input((4, 3))
@@ -385,6 +449,8 @@ CASES = [
     Case("unet_small", unet_small),
     Case("wide_and_deep", wide_and_deep),
     Case("siamese", siamese),
+    Case("frozen_base", frozen_base),
+    Case("fine_tuning", fine_tuning),
     Case("weather_lstm", weather_lstm),
     Case("wavenet_block", wavenet_block),
     Case("advanced_activations_mlp", advanced_activations_mlp),
@@ -395,4 +461,7 @@ CASES = [
     Case("group_and_unit_norm", group_and_unit_norm),
     Case("masking_lstm_stack", masking_lstm_stack, inputs=[masked_steps()]),
     Case("conv1d_transpose_decoder", conv1d_transpose_decoder),
+    Case("mask_into_nested_model", mask_into_nested_model, inputs=[masked_steps()]),
+    Case("mask_out_of_nested_model", mask_out_of_nested_model, inputs=[ints(0, 4)]),
+    Case("mask_through_nested_model", mask_through_nested_model, inputs=[ints(0, 4)]),
 ]

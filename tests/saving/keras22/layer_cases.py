@@ -289,3 +289,23 @@ def layer_cases():
     yield "merging", Model([a, b], merged), [values(63, 3, 4), values(64, 3, 4)]
     a, b = Input((3, 4)), Input((5, 4))
     yield "dot-3d", Model([a, b], Dot((2, 2))([a, b])), [values(65, 2, 3, 4), values(66, 2, 5, 4)]
+    # A model nested as a layer: its .h5 group lists its layers' trainable weights before
+    # the frozen layers' and the batch statistics. Frozen layer by layer (fine-tuning), and
+    # frozen as a whole, which Keras 2.2 does not pass on to its layers.
+    for name, freeze in (("nested-fine-tuning", "layers"), ("nested-frozen-model", "model")):
+        base = Sequential(
+            [
+                Dense(8, input_shape=(8,)),
+                BatchNormalization(),
+                Activation("relu"),
+                Dense(8, activation="tanh"),
+                BatchNormalization(),
+            ]
+        )
+        if freeze == "layers":
+            for layer in base.layers[:2]:
+                layer.trainable = False
+        else:
+            base.trainable = False
+        inputs = Input((8,))
+        yield name, Model(inputs, Dense(3)(base(inputs))), [values(67, 3, 8)]

@@ -247,6 +247,15 @@ OTHER_RELEASES = (
 )
 
 
+def leaves(layers):
+    """The layers, those of a model nested as a layer in its place."""
+    for layer in layers:
+        if isinstance(layer, Model):  # Sequential too
+            yield from leaves(layer.layers)
+        else:
+            yield layer
+
+
 def main(out_root: str) -> None:
     reference = keras.__version__ == "2.2.4"
     folder = K.backend() if reference else f"{K.backend()}-{keras.__version__}"
@@ -256,7 +265,7 @@ def main(out_root: str) -> None:
     for name, model, inputs in cases():
         if not reference and name not in OTHER_RELEASES:
             continue
-        for layer in model.layers:  # weights away from the initialisers' zeros and ones
+        for layer in leaves(model.layers):  # weights away from the initialisers' 0s and 1s
             layer.set_weights(
                 [
                     np.random.uniform(-0.8, 0.8, w.shape).astype("float32")
