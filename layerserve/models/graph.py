@@ -26,6 +26,10 @@ def topological_nodes(inputs: list[KerasTensor], outputs: list[KerasTensor]) -> 
         state[key] = "done"
         ordered.append(node)
 
+    for tensor in inputs:  # an input no output reads is the model's all the same
+        if tensor.history is not None:
+            layer, node_index, _ = tensor.history
+            visit(layer.inbound_nodes[node_index])
     for tensor in outputs:
         if tensor.history is None:
             raise ConfigError(f"Model output {tensor} was not produced by a layer.")

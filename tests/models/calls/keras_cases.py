@@ -64,6 +64,12 @@ def recorded_training(k, L):
     return k.Model(x, L.Dense(2)(L.Dropout(0.5)(hidden, training=True)))
 
 
+def unused_input(k, L):
+    """A model with an input no output reads (kept for a client's fixed signature)."""
+    used, spare = k.Input((3,), name="used"), k.Input((2,), name="spare")
+    return k.Model([used, spare], L.Dense(2)(used))
+
+
 CASES = [
     Case("seq2seq_masked", seq2seq, inputs=[masked_steps(), masked_steps()]),
     Case(
@@ -77,4 +83,5 @@ CASES = [
     Case("fixed_batch_sequential", fixed_batch),
     Case("keras3_recorded_training", recorded_training, flavours=("keras3",)),
     Case("fixed_batch_functional", fixed_batch_functional, inputs=[masked_steps()]),
+    Case("unused_input", unused_input),
 ]
