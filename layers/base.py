@@ -72,6 +72,13 @@ def normalize_dtype(dtype: Any) -> str | None:
     name = str(dtype.name if isinstance(dtype, np.dtype) else dtype)
     if name.startswith("mixed_"):
         # A mixed policy keeps float32 variables; the reference computes in float32 too.
+        warnings.warn(
+            f"The Keras dtype policy {name!r} computes in {name.removeprefix('mixed_')}; "
+            "layerserve computes in float32, so its outputs differ from Keras's by that "
+            "precision's rounding (they are the float32 results of the same weights).",
+            UserWarning,
+            stacklevel=2,
+        )
         return "float32"
     try:
         return np.dtype(name).name
