@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from layerserve.errors import ModelFormatError, NotSupportedError
+from layerserve.layers import LAYER_CLASSES, OP_CLASSES
 from layerserve.serialization import parse_version
 
 # Keras 3 writes no version into to_json(); assume the newest semantics known.
@@ -174,9 +175,13 @@ def _is_keras_op(entry: dict[str, Any]) -> bool:
     module = entry.get("module")
     if isinstance(module, str):
         return module.startswith("keras.src.ops")
-    # Keras 3's legacy .h5 writes no module: an operation's config, unlike every
+    # Keras 3's legacy .h5 writes no module: an operation's config, unlike almost every
     # layer's (Layer.get_config), has no `trainable`; some hold a `dtype` (Cast,
-    # ConvertToTensor, ZerosLike).
+    # ConvertToTensor, ZerosLike). The spatial dropouts leave `trainable` out too: a
+    # layer class's name that names no operation (Concatenate names both) is a layer.
+    name = entry.get("class_name")
+    if name in LAYER_CLASSES and f"{name}{OP_SUFFIX}" not in OP_CLASSES:
+        return False
     config = entry.get("config")
     nodes = entry.get("inbound_nodes") or []
     return (

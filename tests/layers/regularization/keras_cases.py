@@ -1,5 +1,5 @@
-"""GaussianNoise, GaussianDropout and AlphaDropout (the identity at inference, masks
-passed through) built by real Keras 3 (JAX) and tf_keras."""
+"""GaussianNoise, GaussianDropout, AlphaDropout and the dropouts (the identity at
+inference, masks passed through) built by real Keras 3 (JAX) and tf_keras."""
 
 from oracle_case import Case, masked_steps
 
@@ -14,7 +14,16 @@ def noise_chain(k, L):
     return k.Model(x, L.LSTM(2, return_sequences=True)(y))
 
 
+def dropout_chain(k, L):
+    """Dropout and SpatialDropout1D between a Masking layer and an LSTM (Keras 3 writes
+    the spatial dropouts' configs without `trainable`, as it writes its operations')."""
+    x = k.Input((6, 3))
+    y = L.SpatialDropout1D(0.3)(L.Dropout(0.5)(L.Masking()(x)))
+    return k.Model(x, L.LSTM(2, return_sequences=True)(y))
+
+
 CASES = [
+    Case("dropouts_pass_masks", dropout_chain, inputs=[masked_steps()]),
     Case("noise_layers_pass_masks", noise_chain, inputs=[masked_steps()]),
     Case(
         "noise_layers_edge_rates",
