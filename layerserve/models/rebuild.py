@@ -306,9 +306,12 @@ def _is_tensor_ref(value: Any) -> bool:
 
 
 def _refs(value: Any) -> list[list]:
+    """A model's input or output references, in order: a Keras 3 model whose outputs nest
+    (a stack of cells' states, ``[out, [h, c], h2]``) has them flattened, as its graph
+    and its served outputs list them."""
     if _is_single(value):
         return [value]
-    return list(value)
+    return [ref for item in value for ref in _refs(item)]
 
 
 def _is_single(value: Any) -> bool:

@@ -128,6 +128,13 @@ def save_formats(flavour: str, model: Any, directory: Path, formats: tuple[str, 
     return errors
 
 
+def flat_outputs(result: Any) -> list[Any]:
+    """A model's outputs in order, nested ones (a stack of cells' states) flattened."""
+    if isinstance(result, (list, tuple)):
+        return [leaf for item in result for leaf in flat_outputs(item)]
+    return [result]
+
+
 def write_case(flavour: str, keras: Any, case: Case, directory: Path) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     seed = seed_of(case.id)
@@ -139,7 +146,7 @@ def write_case(flavour: str, keras: Any, case: Case, directory: Path) -> dict:
     arrays = make_inputs(model, case, rng)
     feed = arrays if len(arrays) > 1 else arrays[0]
     result = model(feed, training=False)
-    outputs = list(result) if isinstance(result, (list, tuple)) else [result]
+    outputs = flat_outputs(result)
     data = {f"x{i}": a for i, a in enumerate(arrays)}
     has_mask = []
     for i, output in enumerate(outputs):

@@ -267,6 +267,13 @@ def rnn_stacked_cells(k, L):
     )
 
 
+def rnn_stacked_cells_nested_outputs(k, L):
+    """A stack of cells returning its states, as the model's outputs: Keras nests them
+    cell by cell (``[out, [h, c], h2]``); layerserve lists them flat, in that order."""
+    x = sequence(k)
+    return k.Model(x, L.RNN([L.LSTMCell(3), L.GRUCell(2)], return_state=True)(x))
+
+
 def rnn_zero_output(k, L):
     x = sequence(k)
     masked = L.Masking()(x)
@@ -369,6 +376,7 @@ CASES = [
     Case("rnn_cells", rnn_cells, inputs=[fully_masked_row()]),
     Case("rnn_go_backwards", rnn_go_backwards, inputs=[fully_masked_row()]),
     Case("rnn_stacked_cells", rnn_stacked_cells, inputs=[fully_masked_row()]),
+    Case("rnn_stacked_cells_nested_outputs", rnn_stacked_cells_nested_outputs),
     Case("rnn_zero_output", rnn_zero_output, inputs=[fully_masked_row()]),
     Case("rnn_initial_state", rnn_initial_state),
     Case("bidirectional_rnn", bidirectional_rnn, inputs=[fully_masked_row()]),
