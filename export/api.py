@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from layerserve import __version__
+from layerserve.errors import ExportError
 from layerserve.export import converters  # noqa: F401 - registers the converters
 from layerserve.export.builder import BATCH_DIM, GraphBuilder, Value
 from layerserve.export.convert import emit_nodes
@@ -61,7 +62,13 @@ def to_onnx(
     if optimize_graph:
         optimize(onnx_model)
     if check:
-        onnx.checker.check_model(onnx_model, full_check=True)
+        try:
+            onnx.checker.check_model(onnx_model, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            raise ExportError(
+                f"The ONNX graph written for model {model.name!r} fails onnx's own check, "
+                f"so it is not returned: {exc}"
+            ) from exc
     if path is not None:
         save_onnx(onnx_model, path)
     return onnx_model

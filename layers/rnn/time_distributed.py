@@ -111,6 +111,10 @@ class TimeDistributed(Layer):
     def _all_variables(self) -> list[Variable]:
         return self.layer.weights
 
+    def output_dtype(self, input_dtype: str) -> str:
+        """The inner layer's (an Embedding's floats from indices)."""
+        return self.layer.output_dtype(input_dtype)
+
     @property
     def losses(self) -> list[float]:
         """Weight penalties (the inner layer's weights are this layer's), then the

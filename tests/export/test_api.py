@@ -10,7 +10,7 @@ import pytest
 from onnx_checks import assert_matches_reference
 
 from layerserve import examples
-from layerserve.errors import ConfigError, NotSupportedError
+from layerserve.errors import ConfigError, ExportError, NotSupportedError
 from layerserve.export import MIN_OPSET, max_runtime_opset, to_onnx
 from layerserve.layers import Dense, Dropout, Input, Layer, Masking
 from layerserve.models import Model, Sequential, model_from_json
@@ -136,3 +136,18 @@ def test_unconvertible_models_name_the_layer(build, match):
 def test_unbuilt_model_is_refused():
     with pytest.raises(ConfigError, match="has not been built"):
         to_onnx(Sequential([Dense(2)]))
+
+
+def test_a_graph_that_fails_onnx_check_is_refused_with_a_typed_error(monkeypatch, tmp_path):
+    """A converter's mistake (here, TimeDistributed reporting its input's index dtype
+    for an Embedding's floats, as it once did) surfaces as an ExportError naming the
+    model, and no file is written."""
+    from layerserve.layers import LSTM, Embedding, TimeDistributed
+
+    monkeypatch.setattr(TimeDistributed, "output_dtype", Layer.output_dtype)
+    ids = Input((3, 5), dtype="int32")
+    words = TimeDistributed(Embedding(10, 4))(ids)
+    model = Model(ids, LSTM(2)(TimeDistributed(LSTM(3))(words)), name="documents")
+    with pytest.raises(ExportError, match="'documents' fails onnx's own check.*MatMul"):
+        to_onnx(model, tmp_path / "documents.onnx")
+    assert not (tmp_path / "documents.onnx").exists()

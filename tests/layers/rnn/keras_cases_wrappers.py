@@ -274,6 +274,16 @@ def rnn_stacked_cells_nested_outputs(k, L):
     return k.Model(x, L.RNN([L.LSTMCell(3), L.GRUCell(2)], return_state=True)(x))
 
 
+def hierarchical_embedding(k, L):
+    """Documents of sentences of word ids: TimeDistributed(Embedding), an LSTM over the
+    words of each sentence, then one over the sentences (the graph's LSTM kernels are
+    floats, whatever the ids' type)."""
+    ids = k.Input((3, 5), dtype="int32")
+    words = L.TimeDistributed(L.Embedding(10, 4))(ids)
+    sentences = L.TimeDistributed(L.LSTM(3))(words)
+    return k.Model(ids, L.LSTM(2)(sentences))
+
+
 def rnn_zero_output(k, L):
     x = sequence(k)
     masked = L.Masking()(x)
@@ -377,6 +387,7 @@ CASES = [
     Case("rnn_go_backwards", rnn_go_backwards, inputs=[fully_masked_row()]),
     Case("rnn_stacked_cells", rnn_stacked_cells, inputs=[fully_masked_row()]),
     Case("rnn_stacked_cells_nested_outputs", rnn_stacked_cells_nested_outputs),
+    Case("hierarchical_embedding", hierarchical_embedding, inputs=[ints(0, 10)]),
     Case("rnn_zero_output", rnn_zero_output, inputs=[fully_masked_row()]),
     Case("rnn_initial_state", rnn_initial_state),
     Case("bidirectional_rnn", bidirectional_rnn, inputs=[fully_masked_row()]),
