@@ -8,6 +8,7 @@ whose meaning changed between versions are read as the file meant them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from layerserve.errors import ConfigError, received
@@ -56,3 +57,26 @@ def keras3_entries_under(prefix: str, layer: Layer) -> tuple[str, ...]:
     ``prefix`` when its own sub-objects sort in weight order."""
     inner = layer.keras3_weight_entries
     return tuple(f"{prefix}/{path}" for path in inner) if inner else (prefix,)
+
+
+def keras3_keys(layers: list[Layer]) -> list[str]:
+    """Keras 3 stores a model's layers under their snake-cased class name, counted per
+    model in ``model.layers`` order (``dense``, ``dense_1``, ...), not under their names."""
+    used: dict[str, int] = {}
+    keys = []
+    for layer in layers:
+        class_name = type(layer).__name__
+        base = _keras3_snake("Functional" if class_name == "Model" else class_name)
+        if base in used:
+            used[base] += 1
+            keys.append(f"{base}_{used[base]}")
+        else:
+            used[base] = 0
+            keys.append(base)
+    return keys
+
+
+def _keras3_snake(name: str) -> str:
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()

@@ -12,6 +12,7 @@ from layerserve import __version__
 from layerserve.errors import ConfigError, DTypeError, ShapeError, received
 from layerserve.layers.base import Layer, Variable, unique_name
 from layerserve.layers.core.input_layer import InputLayer
+from layerserve.layers.rnn.nested import keras3_entries_under, keras3_keys
 from layerserve.layers.tensor import NOT_GIVEN, KerasTensor, Node, flatten, pack_like
 from layerserve.models import graph
 from layerserve.models.mask_removal import remove_masks_as_keras_runs
@@ -137,6 +138,18 @@ class Model(Layer):
         if self.trainable:
             return held
         return _unique([*(v for layer in self.layers for v in layer.trainable_weights), *held])
+
+    @property
+    def keras3_weight_entries(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Wrapped (``TimeDistributed(model)``), the model's layers' Keras 3 weight entries
+        in layer order (``layers/dense``, ``layers/batch_normalization``): Keras keys them
+        by class, which need not sort in that order."""
+        return tuple(
+            path
+            for layer, key in zip(self.layers, keras3_keys(self.layers), strict=True)
+            if layer.weights
+            for path in keras3_entries_under(f"layers/{key}", layer)
+        )
 
     def reader_range(self, tensor: KerasTensor, hook: str) -> tuple[int, int] | None:
         """The intersection of the ranges the layers reading ``tensor`` (one of this

@@ -6,7 +6,6 @@ a ``weight_names`` attribute; Keras 3 ``.weights.h5`` keeps ``layers/<name>/vars
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import h5py
@@ -14,6 +13,7 @@ import numpy as np
 
 from layerserve.errors import ModelFormatError, WeightsError
 from layerserve.layers.base import Layer
+from layerserve.layers.rnn.nested import keras3_keys
 from layerserve.saving.cudnn_weights import convert_keras2_rnn_weights
 from layerserve.saving.theano_files import THEANO, check_theano_layers, convert_theano_kernels
 from layerserve.serialization import parse_version
@@ -115,29 +115,6 @@ def _written_on_theano(group: h5py.Group) -> bool:
     if isinstance(backend, bytes):
         backend = backend.decode("utf-8", "replace")
     return backend == THEANO
-
-
-def keras3_keys(layers: list[Layer]) -> list[str]:
-    """Keras 3 stores a model's layers under their snake-cased class name, counted per
-    model in ``model.layers`` order (``dense``, ``dense_1``, ...), not under their names."""
-    used: dict[str, int] = {}
-    keys = []
-    for layer in layers:
-        class_name = type(layer).__name__
-        base = _keras3_snake("Functional" if class_name == "Model" else class_name)
-        if base in used:
-            used[base] += 1
-            keys.append(f"{base}_{used[base]}")
-        else:
-            used[base] = 0
-            keys.append(base)
-    return keys
-
-
-def _keras3_snake(name: str) -> str:
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def load_keras3_weights(group: h5py.Group, layers: list[Layer], keras2: bool = False) -> None:

@@ -274,6 +274,15 @@ def rnn_stacked_cells_nested_outputs(k, L):
     return k.Model(x, L.RNN([L.LSTMCell(3), L.GRUCell(2)], return_state=True)(x))
 
 
+def timedistributed_model(k, L):
+    """A per-step model (Dense, then batch normalization: Keras 3 keys its layers by
+    class, ``dense`` after ``batch_normalization``) over every timestep."""
+    step = k.Input((3,))
+    per_step = k.Model(step, L.BatchNormalization()(L.Dense(4)(step)), name="per_step")
+    x = k.Input((5, 3))
+    return k.Model(x, L.TimeDistributed(per_step)(x))
+
+
 def hierarchical_embedding(k, L):
     """Documents of sentences of word ids: TimeDistributed(Embedding), an LSTM over the
     words of each sentence, then one over the sentences (the graph's LSTM kernels are
@@ -388,6 +397,7 @@ CASES = [
     Case("rnn_stacked_cells", rnn_stacked_cells, inputs=[fully_masked_row()]),
     Case("rnn_stacked_cells_nested_outputs", rnn_stacked_cells_nested_outputs),
     Case("hierarchical_embedding", hierarchical_embedding, inputs=[ints(0, 10)]),
+    Case("timedistributed_model", timedistributed_model),
     Case("rnn_zero_output", rnn_zero_output, inputs=[fully_masked_row()]),
     Case("rnn_initial_state", rnn_initial_state),
     Case("bidirectional_rnn", bidirectional_rnn, inputs=[fully_masked_row()]),
