@@ -185,17 +185,10 @@ def input_value_ranges(model: Any) -> dict[str, list[int]]:
     it, so an out-of-range index is a clear 400 rather than an onnxruntime failure."""
     ranges: dict[str, list[int]] = {}
     for tensor, layer in zip(model.inputs, model.input_layers, strict=True):
-        accepted = index_range(model, tensor, "accepted_input_range")
+        accepted = model.reader_range(tensor, "accepted_input_range")
         if accepted is not None:
             ranges[layer.name] = list(accepted)
     return ranges
-
-
-def index_range(model: Any, tensor: Any, hook: str) -> tuple[int, int] | None:
-    """The intersection of the ranges the layers reading ``tensor`` state through the
-    Layer hook ``hook`` (``accepted_input_range`` or ``input_value_range``); None when no
-    reader states one."""
-    return model.reader_range(tensor, hook)
 
 
 def save_onnx(onnx_model: onnx.ModelProto, path: str | os.PathLike) -> None:

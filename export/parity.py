@@ -9,7 +9,6 @@ import numpy as np
 import onnx
 
 from layerserve.errors import LayerCallError, ShapeError
-from layerserve.export import api
 from layerserve.export.api import MASK_SUFFIX, exported_mask, output_names
 
 
@@ -68,7 +67,7 @@ def sample_inputs(
     for tensor in model.inputs:
         shape = (batch, *(size if d is None else d for d in tensor.shape[1:]))
         dtype = np.dtype(tensor.dtype)
-        index_range = api.index_range(model, tensor, "input_value_range")
+        index_range = model.reader_range(tensor, "input_value_range")
         if index_range is not None:
             array = rng.integers(*index_range, shape).astype(dtype)
         elif dtype.kind in "iub":

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from layerserve.errors import ConfigError, received
-from layerserve.layers.base import Layer, snake_case
+from layerserve.layers.base import Layer
 
 
 def build_nested(identifier: Any, argument: str, owner: str) -> Layer:
@@ -40,18 +40,6 @@ def copy_layer(layer: Layer, **overrides: Any) -> Layer:
     return type(layer).from_config(config)
 
 
-def keras3_item_keys(items: list[Layer]) -> list[str]:
-    """The keys Keras 3 files give the objects of a list attribute (``cells``): the
-    snake-cased class name, numbered per class from the second (``gru_cell_1``)."""
-    used: dict[str, int] = {}
-    keys = []
-    for item in items:
-        base = snake_case(type(item).__name__)
-        keys.append(base if base not in used else f"{base}_{used[base]}")
-        used[base] = used.get(base, 0) + 1
-    return keys
-
-
 def keras3_entries_under(prefix: str, layer: Layer) -> tuple[str, ...]:
     """``layer``'s ordered Keras 3 weight entries as paths under ``prefix``, or just
     ``prefix`` when its own sub-objects sort in weight order."""
@@ -60,8 +48,9 @@ def keras3_entries_under(prefix: str, layer: Layer) -> tuple[str, ...]:
 
 
 def keras3_keys(layers: list[Layer]) -> list[str]:
-    """Keras 3 stores a model's layers under their snake-cased class name, counted per
-    model in ``model.layers`` order (``dense``, ``dense_1``, ...), not under their names."""
+    """Keras 3 stores a model's layers, and the objects of a list attribute (a stack's
+    ``cells``), under their snake-cased class name, counted in order (``dense``,
+    ``dense_1``, ...), not under their names."""
     used: dict[str, int] = {}
     keys = []
     for layer in layers:

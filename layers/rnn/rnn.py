@@ -18,7 +18,7 @@ from layerserve.layers.rnn.base_rnn import (
     states_as_inputs,
 )
 from layerserve.layers.rnn.cells import RecurrentCell
-from layerserve.layers.rnn.nested import keras3_item_keys, nested_config
+from layerserve.layers.rnn.nested import keras3_keys, nested_config
 from layerserve.layers.rnn.stacked_rnn_cells import StackedRNNCells, build_cell
 from layerserve.layers.tensor import NOT_GIVEN
 
@@ -105,7 +105,7 @@ class RNN(Layer):
         ``lstm_cell``), which do not sort in weight order."""
         if not isinstance(self.cell, StackedRNNCells):
             return ()
-        return tuple(f"cell/cells/{key}" for key in keras3_item_keys(self.cell.cells))
+        return tuple(f"cell/cells/{key}" for key in keras3_keys(self.cell.cells))
 
     @property
     def state_size(self) -> list[int]:

@@ -84,10 +84,10 @@ def _in_layer_order(layer: Layer, arrays: list[np.ndarray]) -> list[np.ndarray]:
     ``layer.weights``; Keras 3's legacy ``.h5`` keeps that order): for a model nested as a
     layer, the trainable weights of all its layers come before the frozen layers' and the
     batch statistics, where ``layer.weights`` goes layer by layer."""
-    listed: list[Any] = []
-    for variable in layer.trainable_weights + layer.non_trainable_weights:
-        if all(variable is not seen for seen in listed):  # a layer shared inside
-            listed.append(variable)
+    # once each, where first listed (a layer shared inside)
+    listed = list(
+        {id(v): v for v in layer.trainable_weights + layer.non_trainable_weights}.values()
+    )
     variables = layer.weights
     position = {id(v): i for i, v in enumerate(listed)}
     same_set = len(listed) == len(variables) and all(id(v) in position for v in variables)
