@@ -28,6 +28,7 @@ token there.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import re
@@ -93,6 +94,7 @@ def _v1_model_level(method: str, path: str, rest: list[str]) -> Level:
     return "api"
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every request, of a few peers
 def is_loopback(host: str | None) -> bool:
     """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for names, None (a Unix
     socket peer) and anything unparsable."""
