@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         description="Largest gRPC message received or sent, in bytes; past it a call is "
         "answered RESOURCE_EXHAUSTED.",
     )
+    grpc_server: Literal["http2", "grpcio"] = Field(
+        "http2",
+        description="What serves the gRPC port: http2, layerserve's own HTTP/2 server (a "
+        "call costs a fraction of grpcio's), or grpcio, gRPC's asyncio server.",
+    )
     demo: bool = Field(False, description="Fill an empty repository with the demo models.")
     providers: list[Provider] = Field(
         default_factory=lambda: ["cpu"],

@@ -17,10 +17,11 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from layerserve.service.access import AccessPolicy
 from layerserve.service.grpc import tfserving as tfserving_grpc
+from layerserve.service.grpc.http2.server import Http2Server
 from layerserve.service.grpc.pool import POOL
 from layerserve.service.grpc.servicer import SERVICE_NAME, InferenceServicer
 from layerserve.service.grpc.servicer import add_to_server as add_inference_service
@@ -57,7 +58,7 @@ class GrpcServer:
         self.settings = app.state.settings
         self.policy = policy
         self.worker = worker
-        self.server: grpc.aio.Server | None = None
+        self.server: grpc.aio.Server | Http2Server | None = None
         self.servicer: InferenceServicer | None = None
         self.health = ReadinessHealth(app.state.dataplane)
         self._health_task: asyncio.Task[None] | None = None
@@ -74,26 +75,38 @@ class GrpcServer:
         if self.server is not None:
             return
         limit = self.settings.grpc_max_message_bytes
-        options = [
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
+        server: grpc.aio.Server | Http2Server
+        if self.settings.grpc_server == "http2":
             # Workers share the port; a single server must not share it with another.
-            ("grpc.so_reuseport", 1 if self.worker else 0),
-        ]
-        server = grpc.aio.server(options=options)
+            server = Http2Server(limit, reuse_port=self.worker)
+        else:
+            options = [
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 1 if self.worker else 0),
+            ]
+            server = grpc.aio.server(options=options)
         self.servicer = InferenceServicer(self.app, self.policy)
         add_inference_service(self.servicer, server)
         tfserving_names = tfserving_grpc.add_to_server(self.app, self.policy, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         names = (SERVICE_NAME, *tfserving_names, health_name)
-        reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server, POOL)
+        # The asyncio reflection servicer, which enable_server_reflection picks only for a
+        # grpc.aio.Server.
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer((*names, reflection.SERVICE_NAME), pool=POOL), server
+        )
+        hint = " (another server is listening there; choose --grpc-port)"
         try:
-            server.add_insecure_port(self.address)
-        except RuntimeError as exc:
-            hint = " (another server is listening there; choose --grpc-port)"
+            if isinstance(server, Http2Server):
+                host = self.settings.host
+                await server.start(host, self.settings.grpc_port)
+            else:
+                server.add_insecure_port(self.address)
+                await server.start()
+        except (RuntimeError, OSError) as exc:
             raise RuntimeError(f"cannot listen for gRPC on {self.address}: {exc}{hint}") from exc
-        await server.start()
         self.server = server
         await self.health.follow_readiness()
         self._health_task = asyncio.create_task(self._follow_readiness())

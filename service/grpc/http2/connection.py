@@ -1,0 +1,536 @@
+"""One HTTP/2 connection of the gRPC port (RFC 9113), as an asyncio buffered protocol.
+
+The socket is read into one buffer that is reused (no allocation per read); a DATA frame's
+payload is copied once, from that buffer into the buffer of the gRPC message it belongs
+to, and the frame is consumed as it arrives (a 200 KB message need not fit one read). Each
+request stream belongs to a :class:`~layerserve.service.grpc.http2.rpc.Call`, which this
+connection hands the stream's header block, messages and end.
+
+Flow control, receiving: the window the client may fill is ``STREAM_WINDOW`` per stream
+and ``CONNECTION_WINDOW`` in all; a stream's window is given back as its call takes the
+messages (a call that stops reading stops its client, past ``QUEUED_MESSAGES`` unread
+messages), the connection's as frames are read. Sending: DATA waits for the client's
+windows and respects its largest frame; what cannot be sent yet waits in the stream's
+outbox, in order with the trailers behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import hpack
+
+from layerserve.service.grpc.http2 import frames as f
+from layerserve.service.grpc.http2.outbound import Outbound
+from layerserve.service.grpc.http2.stream import (
+    CONNECTION_WINDOW,
+    MAX_FRAME,
+    MAX_HEADER_BLOCK,
+    MAX_STREAMS,
+    MESSAGE_PREFIX,
+    OUR_SETTINGS,
+    PREFACE_SECONDS,
+    QUEUED_MESSAGES,
+    READ_BUFFER,
+    STREAM_WINDOW,
+    Stream,
+)
+
+if TYPE_CHECKING:
+    from layerserve.service.grpc.http2.rpc import Call
+
+log = logging.getLogger("layerserve.service")
+
+
+class Connection(Outbound, asyncio.BufferedProtocol):
+    """The HTTP/2 side of one client connection; ``new_call`` makes the call of a stream
+    from its headers (``rpc.Call``)."""
+
+    def __init__(
+        self,
+        new_call: Callable[[Connection, Stream, list[tuple[bytes, bytes]]], Call | None],
+        max_message: int,
+        on_close: Callable[[Connection], None],
+    ) -> None:
+        self._init_outbound()
+        self.new_call = new_call
+        self.max_message = max_message
+        self.on_close = on_close
+        self.buffer = bytearray(READ_BUFFER)
+        self.view = memoryview(self.buffer)
+        self.end = 0
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.preface = False  # the client's preface and first SETTINGS were read
+        self.settings_seen = False
+        self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_BLOCK)
+        self.streams: dict[int, Stream] = {}
+        self.last_stream = 0  # the highest stream id the client opened
+        self.recv_unacked = 0
+        self.data_left = 0  # payload bytes of the DATA frame being read
+        self.pad_left = 0  # its padding, read after the payload
+        self.data_stream: Stream | None = None
+        self.data_end = False
+        self.headers_for: int | None = None  # the stream whose header block continues
+        self.header_block = bytearray()
+        self.header_end = False
+        self.closing = False  # GOAWAY sent: no new streams
+        self._preface_timer: asyncio.TimerHandle | None = None
+
+    # ---- asyncio -----------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) == 4:
+            self.peer = f"ipv6:[{peer[0]}]:{peer[1]}"
+        elif isinstance(peer, tuple):
+            self.peer = f"ipv4:{peer[0]}:{peer[1]}"
+        else:
+            self.peer = f"unix:{peer}"
+        transport.write(
+            f.settings_frame(OUR_SETTINGS)
+            + f.window_update(0, CONNECTION_WINDOW - f.DEFAULT_WINDOW)
+        )
+        loop = asyncio.get_running_loop()
+        self._preface_timer = loop.call_later(PREFACE_SECONDS, self._preface_overdue)
+
+    def _preface_overdue(self) -> None:
+        if not self.settings_seen and self.transport is not None:
+            self.transport.close()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.end == len(self.buffer):  # a frame larger than the buffer (up to MAX_FRAME)
+            self._resize(2 * len(self.buffer))
+        return self.view[self.end :]
+
+    def _resize(self, size: int) -> None:
+        """A new buffer of ``size`` bytes holding what is unread: the event loop may still
+        hold a view of the old one (it does within ``buffer_updated``), which therefore
+        cannot change size."""
+        buffer = bytearray(size)
+        buffer[: self.end] = self.view[: self.end]
+        self.buffer, self.view = buffer, memoryview(buffer)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.end += nbytes
+        self.handling = True
+        try:
+            used = self._handle(self.end)
+        except f.ConnectionError_ as error:
+            self._fail(error.code, str(error))
+            return
+        except hpack.HPACKError as error:
+            self._fail(f.COMPRESSION_ERROR, f"header block: {error}")
+            return
+        except Exception:  # a fault of this server: the connection ends, the server goes on
+            log.exception("gRPC connection from %s failed", self.peer)
+            self._fail(f.INTERNAL_ERROR, "the server failed")
+            return
+        finally:
+            self.handling = False
+        rest = self.end - used
+        if rest and used:  # the unfinished frame to the front (a copy: the two may overlap)
+            self.buffer[:rest] = bytes(self.view[used : self.end])
+        self.end = rest
+        if len(self.buffer) > READ_BUFFER and rest < READ_BUFFER:
+            self._resize(READ_BUFFER)
+        self._write_out()
+
+    def eof_received(self) -> bool:
+        return False  # close the connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._preface_timer is not None:
+            self._preface_timer.cancel()
+        for stream in list(self.streams.values()):
+            self._forget(stream, client_gone=True)
+        self.on_close(self)
+
+    # ---- reading -----------------------------------------------------------------------
+    def _handle(self, end: int) -> int:
+        data, view = self.buffer, self.view
+        pos = 0
+        if not self.preface:
+            size = len(f.PREFACE)
+            if end < size:
+                if data[:end] != f.PREFACE[:end]:
+                    raise f.ConnectionError_(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+                return 0
+            if data[:size] != f.PREFACE:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+            self.preface = True
+            pos = size
+        while True:
+            if self.data_left or self.pad_left:
+                pos = self._read_data(view, pos, end)
+                if self.data_left or self.pad_left:
+                    return pos
+                continue
+            if end - pos < f.FRAME_HEADER_SIZE:
+                return pos
+            high, low, kind, flags, stream_id = f.FRAME_HEADER.unpack_from(data, pos)
+            size = (high << 8) | low
+            stream_id &= f.STREAM_ID_MASK
+            if size > MAX_FRAME:
+                raise f.ConnectionError_(f.FRAME_SIZE_ERROR, f"a frame of {size} bytes")
+            if not self.settings_seen and kind != f.SETTINGS:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "the preface's SETTINGS is missing")
+            if self.headers_for is not None and kind != f.CONTINUATION:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "a header block left unfinished")
+            if kind == f.DATA:
+                if flags & f.PADDED:
+                    if end - pos < f.FRAME_HEADER_SIZE + 1:
+                        return pos
+                    pad = data[pos + f.FRAME_HEADER_SIZE]
+                    if pad >= size:
+                        raise f.ConnectionError_(f.PROTOCOL_ERROR, "padding past the frame")
+                    pos += 1
+                    self.data_left, self.pad_left = size - 1 - pad, pad
+                else:
+                    self.data_left, self.pad_left = size, 0
+                pos += f.FRAME_HEADER_SIZE
+                self._data_frame(stream_id, size, bool(flags & f.END_STREAM))
+                continue
+            if kind in (f.HEADERS, f.CONTINUATION) and size > MAX_HEADER_BLOCK:
+                raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "a header block over 64 KiB")
+            if end - pos - f.FRAME_HEADER_SIZE < size:
+                return pos
+            start = pos + f.FRAME_HEADER_SIZE
+            pos = start + size
+            self._control_frame(kind, flags, stream_id, view[start:pos])
+
+    def _data_frame(self, stream_id: int, size: int, end_stream: bool) -> None:
+        if stream_id == 0:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on stream 0")
+        if stream_id > self.last_stream:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on a stream not opened")
+        self.recv_unacked += size
+        if self.recv_unacked >= CONNECTION_WINDOW // 4:
+            self.out.append(f.window_update(0, self.recv_unacked))
+            self.recv_unacked = 0
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.remote_closed:
+            if stream is not None:  # DATA after END_STREAM (a closed stream's is ignored)
+                self._reset(stream, f.STREAM_CLOSED)
+            self.data_stream = None
+            return
+        stream.unacked += size
+        self.data_stream = stream
+        self.data_end = end_stream
+        if self.data_left == 0 and self.pad_left == 0:
+            self._data_done()
+
+    def _read_data(self, view: memoryview, pos: int, end: int) -> int:
+        take = min(self.data_left, end - pos)
+        stream = self.data_stream
+        if take:
+            if stream is not None and not stream.discard:
+                self._fill(stream, view, pos, pos + take)
+            pos += take
+            self.data_left -= take
+        if self.data_left == 0 and self.pad_left:
+            skip = min(self.pad_left, end - pos)
+            pos += skip
+            self.pad_left -= skip
+        if self.data_left == 0 and self.pad_left == 0:
+            self._data_done()
+        return pos
+
+    def _data_done(self) -> None:
+        stream = self.data_stream
+        self.data_stream = None
+        if stream is None or stream.id not in self.streams:
+            return
+        self._give_window(stream)
+        if self.data_end:
+            self._data_stream_end(stream)
+
+    def _fill(self, stream: Stream, view: memoryview, start: int, stop: int) -> None:
+        """Copy a DATA payload into the stream's messages, handing each whole one over."""
+        call = stream.call
+        while start < stop:
+            message = stream.message
+            if message is None:
+                took = min(MESSAGE_PREFIX - len(stream.prefix), stop - start)
+                stream.prefix += view[start : start + took]
+                start += took
+                if len(stream.prefix) < MESSAGE_PREFIX:
+                    return
+                stream.compressed = bool(stream.prefix[0])
+                size = f.UINT32.unpack_from(stream.prefix, 1)[0]
+                stream.prefix.clear()
+                if call is None:
+                    stream.discard = True
+                    return
+                if size > self.max_message:
+                    stream.discard = True
+                    call.refuse_size(size)
+                    return
+                if stop - start >= size:  # all here: one copy, no zeroed buffer to fill
+                    call.message(bytes(view[start : start + size]), stream.compressed)
+                    start += size
+                    continue
+                message = stream.message = bytearray(size)
+                stream.filled = 0
+            take = min(len(message) - stream.filled, stop - start)
+            message[stream.filled : stream.filled + take] = view[start : start + take]
+            stream.filled += take
+            start += take
+            if stream.filled == len(message):
+                stream.message = None
+                if call is not None:
+                    call.message(message, stream.compressed)
+
+    def _control_frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
+        if kind == f.HEADERS:
+            self._headers_frame(flags, stream_id, payload)
+        elif kind == f.CONTINUATION:
+            if stream_id != self.headers_for:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "CONTINUATION without HEADERS")
+            self._add_header_fragment(payload, flags)
+        elif kind == f.SETTINGS:
+            self._settings_frame(flags, stream_id, payload)
+        elif kind == f.WINDOW_UPDATE:
+            self._window_update(stream_id, payload)
+        elif kind == f.PING:
+            if stream_id != 0:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "PING on a stream")
+            if len(payload) != 8:
+                raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "PING not of 8 bytes")
+            if not flags & f.ACK:
+                self.out.append(f.frame(f.PING, f.ACK, 0, bytes(payload)))
+        elif kind == f.RST_STREAM:
+            if stream_id == 0 or stream_id > self.last_stream:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on a stream not opened")
+            if len(payload) != 4:
+                raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "RST_STREAM not of 4 bytes")
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream.remote_closed = stream.local_closed = True
+                self._forget(stream, client_gone=True)
+        elif kind == f.GOAWAY:
+            if stream_id != 0:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "GOAWAY on a stream")
+            self.closing = True  # the client opens no more streams; those open finish
+            self._close_if_idle()
+        elif kind == f.PUSH_PROMISE:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
+        elif kind == f.PRIORITY:
+            if stream_id == 0:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
+        # other frame types are ignored (RFC 9113 section 4.1)
+
+    def _headers_frame(self, flags: int, stream_id: int, payload: memoryview) -> None:
+        if stream_id == 0:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on stream 0")
+        start, stop = 0, len(payload)
+        if flags & f.PADDED:
+            if stop < 1 or payload[0] >= stop:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "padding past the frame")
+            stop -= payload[0]
+            start = 1
+        if flags & f.PRIORITY_FLAG:
+            start += 5
+            if start > stop:
+                raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "HEADERS too short for priority")
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            if stream_id % 2 == 0 or stream_id <= self.last_stream:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}")
+            self.last_stream = stream_id
+        elif not flags & f.END_STREAM or stream.remote_closed:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on an open stream")
+        self.headers_for = stream_id
+        self.header_end = bool(flags & f.END_STREAM)
+        self.header_block.clear()
+        self._add_header_fragment(payload[start:stop], flags)
+
+    def _add_header_fragment(self, fragment: memoryview, flags: int) -> None:
+        self.header_block += fragment
+        if len(self.header_block) > MAX_HEADER_BLOCK:
+            raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "a header block over 64 KiB")
+        if flags & f.END_HEADERS:
+            stream_id = self.headers_for
+            assert stream_id is not None
+            self.headers_for = None
+            self._header_block_done(
+                stream_id, self._decode(bytes(self.header_block)), self.header_end
+            )
+
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        """The header block's fields. A block of one-byte indexed fields only (what a
+        client sends once its headers are in the table) is read from the table at once:
+        such a block leaves the table as it is (RFC 7541 section 6.1)."""
+        if block and min(block) > 0x80 and max(block) < 0xFF:
+            table = self.decoder.header_table
+            try:
+                return [table.get_by_index(byte & 0x7F) for byte in block]
+            except hpack.InvalidTableIndex:
+                pass  # the decoder says what is wrong
+        return [tuple(field) for field in self.decoder.decode(block, raw=True)]
+
+    def _header_block_done(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:  # trailers from the client: the request ends
+            self._data_stream_end(stream)
+            return
+        if self.closing:
+            self.out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
+            return
+        if len(self.streams) >= MAX_STREAMS:
+            self.out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
+            return
+        stream = Stream(stream_id, self.peer_window)
+        self.streams[stream_id] = stream
+        stream.call = self.new_call(self, stream, headers)
+        if stream.call is None:
+            stream.discard = True
+        if end_stream:
+            self._data_stream_end(stream)
+
+    def _data_stream_end(self, stream: Stream) -> None:
+        stream.remote_closed = True
+        if stream.message is not None or stream.prefix:
+            stream.discard = True
+            if stream.call is not None:
+                stream.call.broken_message()
+        elif stream.call is not None and not stream.discard:
+            stream.call.request_ended()
+        self._maybe_forget(stream)
+
+    def _settings_frame(self, flags: int, stream_id: int, payload: memoryview) -> None:
+        if stream_id != 0:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & f.ACK:
+            if len(payload):
+                raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+            return
+        if len(payload) % 6:
+            raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "SETTINGS not in 6-byte entries")
+        # The acknowledgement goes before any frame that the new values let through: the
+        # client holds to its old values until it reads it (RFC 9113 section 6.5.3).
+        self.out.append(f.frame(f.SETTINGS, f.ACK, 0))
+        for offset in range(0, len(payload), 6):
+            key, value = f.SETTING.unpack_from(payload, offset)
+            if key == f.INITIAL_WINDOW_SIZE:
+                if value > f.LARGEST_WINDOW:
+                    raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
+                delta = value - self.peer_window
+                self.peer_window = value
+                for stream in self.streams.values():
+                    stream.send_window += delta
+                    if stream.send_window > f.LARGEST_WINDOW:
+                        raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "a window past 2^31-1")
+                if delta > 0:
+                    self._flush_blocked()
+            elif key == f.MAX_FRAME_SIZE:
+                if not f.DEFAULT_FRAME_SIZE <= value <= f.LARGEST_FRAME_SIZE:
+                    raise f.ConnectionError_(f.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+                self.peer_frame = value
+            elif key == f.ENABLE_PUSH and value > 1:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "ENABLE_PUSH neither 0 nor 1")
+        if not self.settings_seen:
+            self.settings_seen = True
+            if self._preface_timer is not None:
+                self._preface_timer.cancel()
+
+    def _window_update(self, stream_id: int, payload: memoryview) -> None:
+        if len(payload) != 4:
+            raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE not of 4 bytes")
+        increment = f.UINT32.unpack_from(payload)[0] & f.STREAM_ID_MASK
+        if stream_id == 0:
+            if increment == 0:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            self.send_window += increment
+            if self.send_window > f.LARGEST_WINDOW:
+                raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "a window past 2^31-1")
+            self._flush_blocked()
+            return
+        if stream_id > self.last_stream:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "WINDOW_UPDATE on a stream not opened")
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.local_closed:
+            return
+        if increment == 0:
+            self._reset(stream, f.PROTOCOL_ERROR)
+            return
+        stream.send_window += increment
+        if stream.send_window > f.LARGEST_WINDOW:
+            self._reset(stream, f.FLOW_CONTROL_ERROR)
+            return
+        self._flush(stream)
+
+    # ---- windows given back --------------------------------------------------------------
+    def message_taken(self, stream: Stream) -> None:
+        """A call took a queued message: the client may send more."""
+        self._give_window(stream)
+        self._write_out()
+
+    def _give_window(self, stream: Stream) -> None:
+        if stream.remote_closed or stream.unacked < STREAM_WINDOW // 4:
+            return
+        call = stream.call
+        if call is not None and call.queued() >= QUEUED_MESSAGES:
+            return
+        self.out.append(f.window_update(stream.id, stream.unacked))
+        stream.unacked = 0
+
+    # ---- stream and connection ends -------------------------------------------------------
+    def reset(self, stream: Stream, code: int = f.CANCEL) -> None:
+        """End the stream now, with RST_STREAM (an answer cut off)."""
+        self._reset(stream, code)
+        self._write_out()
+
+    def _reset(self, stream: Stream, code: int) -> None:
+        if not stream.local_closed:
+            self.out.append(f.rst_stream(stream.id, code))
+        stream.local_closed = stream.remote_closed = True
+        self._forget(stream, client_gone=False)
+
+    def _maybe_forget(self, stream: Stream) -> None:
+        if stream.local_closed and stream.remote_closed:
+            self._forget(stream, client_gone=False)
+
+    def _forget(self, stream: Stream, client_gone: bool) -> None:
+        if self.streams.pop(stream.id, None) is None:
+            return
+        self.blocked.pop(stream.id, None)
+        stream.outbox.clear()
+        if stream.drained is not None and not stream.drained.done():
+            stream.drained.set_result(None)
+        if stream.call is not None:
+            stream.call.stream_closed(client_gone)
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if self.closing and not self.streams and self.transport is not None:
+            self._write_out_now()
+            self.transport.close()
+
+    def close(self) -> None:
+        """Close now, after the frames already made."""
+        self._write_out_now()
+        if self.transport is not None:
+            self.transport.close()
+
+    def go_away(self) -> None:
+        """The server stops: no new streams; the connection closes once those open end."""
+        if self.closing or self.closed:
+            return
+        self.closing = True
+        self.out.append(f.goaway(self.last_stream, f.NO_ERROR, "the server is shutting down"))
+        self._write_out_now()
+        self._close_if_idle()
+
+    def _fail(self, code: int, reason: str) -> None:
+        log.info("gRPC connection from %s closed: %s", self.peer, reason)
+        self.out.append(f.goaway(self.last_stream, code, reason))
+        self._write_out_now()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()

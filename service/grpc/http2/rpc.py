@@ -1,0 +1,486 @@
+"""gRPC over this server's HTTP/2 connections (the gRPC over HTTP2 protocol): a stream's
+headers select the method, its DATA carries length-prefixed messages, and the answer is
+headers, messages and trailers with ``grpc-status``. Each call runs the method's
+registered ``grpc.RpcMethodHandler`` as grpc.aio runs it, with a :class:`Context` that has
+the ``grpc.aio.ServicerContext`` methods the servicers use."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import inspect
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import grpc
+
+from layerserve.service.grpc.http2 import frames as f
+from layerserve.service.grpc.http2.connection import Connection
+from layerserve.service.grpc.http2.stream import Stream
+
+log = logging.getLogger("layerserve.service")
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+Message = bytes | bytearray  # a request message as read: bytes, or the buffer it filled
+# Headers of the protocol, not metadata the handlers see (as grpc.aio leaves them out).
+RESERVED = frozenset(
+    (
+        b"content-type",
+        b"te",
+        b"grpc-timeout",
+        b"grpc-encoding",
+        b"grpc-accept-encoding",
+        b"grpc-message-type",
+        b"content-length",
+        b"connection",
+        b"host",
+    )
+)
+TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
+RESPONSE_HEADERS = f.header_block(
+    (
+        (b":status", b"200"),
+        (b"content-type", b"application/grpc"),
+        (b"grpc-accept-encoding", b"identity,gzip,deflate"),
+    )
+)
+SHUTTING_DOWN = "the server is shutting down"
+# grpc-encoding -> zlib's wbits: gzip's header, and gRPC's "deflate", which is zlib's format
+DECOMPRESSION = {"gzip": 31, "deflate": 15}
+ACCEPTED_ENCODINGS = "identity, " + ", ".join(DECOMPRESSION)
+# A client that resets its call this close to the call's deadline gave up on that deadline.
+DEADLINE_SLACK = 0.05
+INFLATE_ON_LOOP_BYTES = 1024  # at most about 1 MiB once inflated: a millisecond or two
+
+
+# grpc-message is percent-encoded: every byte outside printable ASCII, and "%" itself.
+MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def metadata_fields(metadata: Sequence[tuple[str, Any]]) -> list[tuple[bytes, bytes]]:
+    """Metadata as header fields: a ``-bin`` key's bytes in base64 without padding."""
+    fields = []
+    for key, value in metadata:
+        name = key.lower().encode()
+        if isinstance(value, bytes | bytearray):
+            fields.append((name, base64.b64encode(value).rstrip(b"=")))
+        else:
+            fields.append((name, str(value).encode()))
+    return fields
+
+
+def status_block(
+    code: grpc.StatusCode, message: str, metadata: Sequence[tuple[str, Any]], headers: bool
+) -> bytes:
+    """Trailers (or, with ``headers``, a trailers-only answer) carrying the status."""
+    fields: list[tuple[bytes, bytes]] = []
+    if headers:
+        fields += [(b":status", b"200"), (b"content-type", b"application/grpc")]
+    fields.append((b"grpc-status", str(code.value[0]).encode()))
+    if message:
+        fields.append((b"grpc-message", quote(message, safe=MESSAGE_SAFE).encode()))
+    return f.header_block(fields + metadata_fields(metadata))
+
+
+def parse_timeout(value: bytes) -> float | None:
+    """``grpc-timeout`` (1 to 8 digits and a unit) in seconds; None when malformed."""
+    unit = TIMEOUT_UNITS.get(value[-1:])
+    digits = value[:-1]
+    if unit is None or not 1 <= len(digits) <= 8 or not digits.isdigit():
+        return None
+    return int(digits) * unit
+
+
+def metadata_of(headers: list[tuple[bytes, bytes]]) -> Metadata:
+    entries: list[tuple[str, str | bytes]] = []
+    for name, value in headers:
+        if name[:1] == b":" or name in RESERVED:
+            continue
+        key = name.decode("latin-1")
+        if key.endswith("-bin"):
+            entries.append((key, base64.b64decode(value + b"=" * (-len(value) % 4))))
+        else:
+            entries.append((key, value.decode("latin-1")))
+    return tuple(entries)
+
+
+class Context:
+    """The ``grpc.aio.ServicerContext`` of one call, as far as servicers use it."""
+
+    def __init__(self, call: Call, metadata: Metadata, deadline: float | None) -> None:
+        self._call = call
+        self._metadata = metadata
+        self._deadline = deadline
+        self._trailing: Sequence[tuple[str, Any]] = ()
+        self._code: grpc.StatusCode | None = None
+        self._details = ""
+
+    def invocation_metadata(self) -> Metadata:
+        return self._metadata
+
+    def peer(self) -> str:
+        return self._call.connection.peer
+
+    def time_remaining(self) -> float | None:
+        if self._deadline is None:
+            return None
+        if self._call.expired:  # the timer may fire a little before the clock says so
+            return 0.0
+        return max(0.0, self._deadline - time.monotonic())
+
+    def set_trailing_metadata(self, metadata: Sequence[tuple[str, Any]]) -> None:
+        self._trailing = tuple(metadata)
+
+    def trailing_metadata(self) -> Sequence[tuple[str, Any]]:
+        return self._trailing
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+
+    def details(self) -> str:
+        return self._details
+
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        if code == grpc.StatusCode.OK:
+            raise ValueError("abort with OK")  # as grpc.aio refuses it
+        self._code, self._details = code, details
+        if trailing_metadata:
+            self._trailing = tuple(trailing_metadata)
+        raise grpc.aio.AbortError()
+
+    async def write(self, message: Any) -> None:
+        await self._call.send_message(message)
+
+    async def read(self) -> Any:
+        requests = self._call.requests
+        if requests is None:
+            raise RuntimeError("read() on a call whose request is one message")
+        try:
+            return await requests.__anext__()
+        except StopAsyncIteration:
+            return grpc.aio.EOF
+
+    async def send_initial_metadata(self, metadata: Sequence[tuple[str, Any]]) -> None:
+        self._call.send_headers(metadata)
+
+    def cancelled(self) -> bool:
+        return self._call.gone
+
+    def done(self) -> bool:
+        return self._call.finished
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+
+class Requests:
+    """A streaming call's requests, as its handler reads them."""
+
+    def __init__(self, call: Call, deserialize: Callable[[Any], Any] | None) -> None:
+        self._call = call
+        self._deserialize = deserialize
+        self.queue: collections.deque[tuple[Message, bool]] = collections.deque()
+        self.ended = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def push(self, message: Message | None, compressed: bool = False) -> None:
+        """A message, or the end of the requests (None)."""
+        if message is None:
+            self.ended = True
+        else:
+            self.queue.append((message, compressed))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self.queue:
+            if self.ended:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        message, compressed = self.queue.popleft()
+        call = self._call
+        call.connection.message_taken(call.stream)
+        if compressed:
+            try:
+                message = await call.inflate(message)
+            except Refused as refusal:
+                call.refuse(refusal.code, str(refusal))
+                raise StopAsyncIteration from None
+        return call.deserialize(message, self._deserialize)
+
+
+class Call:
+    """One RPC: the handler's run and its answer on the stream."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        stream: Stream,
+        handler: grpc.RpcMethodHandler,
+        metadata: Metadata,
+        deadline: float | None,
+        max_message: int,
+        on_done: Callable[[Call], None],
+        encoding: str = "identity",
+    ) -> None:
+        self.connection = connection
+        self.stream = stream
+        self.handler = handler
+        self.max_message = max_message
+        self.on_done = on_done
+        self.context = Context(self, metadata, deadline)
+        self.request: Message | None = None  # a unary request's message
+        self.request_compressed = False
+        self.messages = 0
+        self.requests = (
+            Requests(self, handler.request_deserializer) if handler.request_streaming else None
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.headers_sent = False
+        self.gone = False  # the client reset the stream or left
+        self.finished = False
+        self.cut = False  # the stopping server cancelled it
+        self._timer: asyncio.TimerHandle | None = None
+        self._reported = False
+        self.expired = False  # its deadline passed
+        self.deadline = deadline
+        self.encoding = encoding
+        if self.requests is not None:
+            self._start()
+
+    # ---- from the connection -------------------------------------------------------------
+    def queued(self) -> int:
+        return len(self.requests.queue) if self.requests is not None else 0
+
+    def message(self, message: Message, compressed: bool) -> None:
+        if self.finished:
+            return
+        self.messages += 1
+        if compressed and self.encoding not in DECOMPRESSION:
+            self.refuse(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"a message compressed with grpc-encoding {self.encoding!r}: this server "
+                f"reads {ACCEPTED_ENCODINGS}",
+            )
+        elif self.requests is not None:
+            self.requests.push(message, compressed)
+        elif self.messages == 1:
+            self.request, self.request_compressed = message, compressed
+
+    async def inflate(self, message: Message) -> bytes:
+        """A compressed message in the call's ``grpc-encoding`` (gzip or deflate, as
+        grpcio and tritonclient send them), at most the message limit once inflated; past
+        a few KiB it is inflated in a thread, off the event loop (a few KiB can inflate
+        to megabytes)."""
+        if len(message) <= INFLATE_ON_LOOP_BYTES:
+            return self._inflate(message)
+        return await asyncio.to_thread(self._inflate, message)
+
+    def _inflate(self, message: Message) -> bytes:
+        inflater = zlib.decompressobj(DECOMPRESSION[self.encoding])
+        try:
+            inflated = inflater.decompress(message, self.max_message + 1)
+        except zlib.error as exc:
+            raise Refused(
+                grpc.StatusCode.INTERNAL, f"the message could not be decompressed: {exc}"
+            ) from None
+        if len(inflated) > self.max_message or inflater.unconsumed_tail:
+            raise Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"Received message larger than max (over {self.max_message} once "
+                f"decompressed vs. {self.max_message})",
+            )
+        return inflated
+
+    def request_ended(self) -> None:
+        if self.finished:  # refused already
+            return
+        if self.requests is not None:
+            self.requests.push(None)
+            return
+        if self.messages != 1:
+            problem = "no request message" if not self.messages else "more than one request message"
+            self.refuse(grpc.StatusCode.INTERNAL, f"the call sent {problem}")
+            return
+        self._start()
+
+    def refuse_size(self, size: int) -> None:
+        self.refuse(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"Received message larger than max ({size} vs. {self.max_message})",
+        )
+
+    def broken_message(self) -> None:
+        self.refuse(grpc.StatusCode.INTERNAL, "the request ended inside a message")
+
+    def stream_closed(self, client_gone: bool) -> None:
+        if client_gone:
+            self.gone = True
+            if self.deadline is not None and time.monotonic() >= self.deadline - DEADLINE_SLACK:
+                # The client's own deadline ended it: its reset can come before ours fires,
+                # since its clock started as it sent the call.
+                self.expired = True
+            if self.task is not None and not self.task.done():
+                self.task.cancel()
+        if self.task is None:
+            self._done()
+
+    # ---- running ----------------------------------------------------------------------
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(self._run())
+        if self.deadline is not None:
+            self._timer = loop.call_at(
+                loop.time() + max(0.0, self.deadline - time.monotonic()), self._expire
+            )
+
+    def _expire(self) -> None:
+        """The deadline passed: the call is cancelled, and answered DEADLINE_EXCEEDED."""
+        self.expired = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def cut_off(self) -> None:
+        """The stopping server ends the call: UNAVAILABLE."""
+        if self.task is not None and not self.task.done():
+            self.cut = True
+            self.task.cancel()
+
+    def deserialize(self, message: Message, deserializer: Callable[[Any], Any] | None) -> Any:
+        if deserializer is None:
+            return bytes(message)
+        return deserializer(message)
+
+    async def _run(self) -> None:
+        handler = self.handler
+        context = self.context
+        code, details = grpc.StatusCode.OK, ""
+        try:
+            if self.requests is not None:
+                request: Any = self.requests
+            else:
+                assert self.request is not None
+                message: Message = self.request
+                if self.request_compressed:
+                    message = await self.inflate(message)
+                try:
+                    request = self.deserialize(message, handler.request_deserializer)
+                except Exception:  # noqa: BLE001 - a client's bytes
+                    self._finish(grpc.StatusCode.INTERNAL, "Exception deserializing request!")
+                    return
+                self.request = None
+            if handler.response_streaming:
+                behavior = handler.unary_stream or handler.stream_stream
+                result = behavior(request, context)
+                if inspect.isasyncgen(result):
+                    async for response in result:
+                        await self.send_message(response)
+                elif inspect.isawaitable(result):
+                    await result
+            else:
+                behavior = handler.unary_unary or handler.stream_unary
+                response = behavior(request, context)
+                if inspect.isawaitable(response):
+                    response = await response
+                if response is not None and context.code() in (None, grpc.StatusCode.OK):
+                    self.connection.cork()  # the answer and its trailers in one write
+                    await self.send_message(response, last=True)
+            code = context.code() or grpc.StatusCode.OK
+            details = context.details()
+        except grpc.aio.AbortError:
+            code, details = context.code() or grpc.StatusCode.UNKNOWN, context.details()
+        except asyncio.CancelledError:
+            if self.gone:  # no answer to send: the client left
+                self._done()
+                return
+            if self.cut:
+                code, details = grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN
+            else:
+                code, details = grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+        except Refused as refusal:
+            code, details = refusal.code, str(refusal)
+        except Exception as exc:  # noqa: BLE001 - as grpc.aio answers a handler's error
+            log.exception("gRPC method %s failed", handler)
+            code, details = grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}: {exc}"
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+        self._finish(code, details)
+
+    # ---- answering --------------------------------------------------------------------
+    def send_headers(self, metadata: Sequence[tuple[str, Any]] = ()) -> None:
+        if self.headers_sent:
+            return
+        self.headers_sent = True
+        block = RESPONSE_HEADERS + f.header_block(metadata_fields(metadata))
+        self.connection.send_headers(self.stream, block)
+
+    async def send_message(self, response: Any, last: bool = False) -> None:
+        serializer = self.handler.response_serializer
+        body = serializer(response) if serializer is not None else response
+        if len(body) > self.max_message:
+            raise Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"Sent message larger than max ({len(body)} vs. {self.max_message})",
+            )
+        if not self.headers_sent:
+            self.send_headers()
+        self.connection.send_data(self.stream, b"\x00" + f.UINT32.pack(len(body)) + bytes(body))
+        if not last:
+            await self.connection.drained(self.stream)
+
+    def refuse(self, code: grpc.StatusCode, details: str) -> None:
+        """An answer before the handler runs (or in place of it)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._finish(code, details)
+
+    def _finish(self, code: grpc.StatusCode, details: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if not self.gone:
+            trailers = status_block(
+                code, details, self.context.trailing_metadata(), not self.headers_sent
+            )
+            self.connection.send_headers(self.stream, trailers, end=True)
+        self.connection.uncork()
+        self._done()
+
+    def _done(self) -> None:
+        self.finished = True
+        if not self._reported:
+            self._reported = True
+            self.on_done(self)
+
+
+class Refused(Exception):
+    """A call answered with ``code`` and this message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code

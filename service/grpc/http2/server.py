@@ -1,0 +1,142 @@
+"""The gRPC server on this package's HTTP/2 connections, with grpc.aio.Server's way of
+taking handlers (``add_generic_rpc_handlers``, ``add_registered_method_handlers``), so
+that grpc's generated ``add_*_to_server`` functions, the health service and reflection
+register on it unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+
+from layerserve.service.grpc.http2 import frames as f
+from layerserve.service.grpc.http2.connection import Connection
+from layerserve.service.grpc.http2.rpc import Call, metadata_of, parse_timeout, status_block
+from layerserve.service.grpc.http2.stream import Stream
+
+log = logging.getLogger("layerserve.service")
+
+UNSUPPORTED_MEDIA = f.header_block(((b":status", b"415"), (b"content-type", b"text/plain")))
+
+
+class _HandlerCallDetails(grpc.HandlerCallDetails):
+    def __init__(self, method: str, invocation_metadata: Any) -> None:
+        self.method = method
+        self.invocation_metadata = invocation_metadata
+
+
+class Http2Server:
+    """Serves the registered gRPC methods on one address."""
+
+    def __init__(self, max_message: int, reuse_port: bool) -> None:
+        self.max_message = max_message
+        self.reuse_port = reuse_port
+        self.methods: dict[bytes, grpc.RpcMethodHandler] = {}
+        self.generic: list[grpc.GenericRpcHandler] = []
+        self.connections: set[Connection] = set()
+        self.calls: set[Call] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._idle: asyncio.Event | None = None
+
+    # ---- registration, as grpc.aio.Server's ----------------------------------------------
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self.generic.extend(handlers)
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        for name, handler in handlers.items():
+            self.methods[f"/{service}/{name}".encode()] = handler
+
+    def _handler(self, path: bytes, metadata: Any) -> grpc.RpcMethodHandler | None:
+        handler = self.methods.get(path)
+        if handler is not None:
+            return handler
+        details = _HandlerCallDetails(path.decode("latin-1"), metadata)
+        for generic in self.generic:
+            handler = generic.service(details)
+            if handler is not None:
+                return handler
+        return None
+
+    # ---- listening ---------------------------------------------------------------------
+    async def start(self, host: str, port: int) -> None:
+        """Listen on ``host:port``; raises OSError when the address cannot be bound."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._connection,
+            host.strip("[]"),
+            port,
+            reuse_port=self.reuse_port or None,
+            backlog=1024,
+        )
+        for sock in self._server.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _connection(self) -> Connection:
+        connection = Connection(self._new_call, self.max_message, self.connections.discard)
+        self.connections.add(connection)
+        return connection
+
+    def _new_call(
+        self, connection: Connection, stream: Stream, headers: list[tuple[bytes, bytes]]
+    ) -> Call | None:
+        fields = dict(headers)
+        path = fields.get(b":path", b"")
+        content_type = fields.get(b"content-type", b"")
+        if fields.get(b":method") != b"POST" or not content_type.startswith(b"application/grpc"):
+            connection.send_headers(stream, UNSUPPORTED_MEDIA, end=True)
+            return None
+        metadata = metadata_of(headers)
+        handler = self._handler(path, metadata)
+        if handler is None:
+            block = status_block(grpc.StatusCode.UNIMPLEMENTED, "Method not found!", (), True)
+            connection.send_headers(stream, block, end=True)
+            return None
+        deadline = None
+        timeout = fields.get(b"grpc-timeout")
+        if timeout is not None:
+            seconds = parse_timeout(timeout)
+            if seconds is not None:
+                deadline = time.monotonic() + seconds
+        encoding = fields.get(b"grpc-encoding", b"identity").decode("latin-1")
+        call = Call(
+            connection,
+            stream,
+            handler,
+            metadata,
+            deadline,
+            self.max_message,
+            self.calls.discard,
+            encoding,
+        )
+        self.calls.add(call)
+        return call
+
+    # ---- stopping ----------------------------------------------------------------------
+    async def stop(self, grace: float | None) -> None:
+        """No new calls; those running finish within ``grace`` seconds (None: however long
+        they take), then the rest are answered UNAVAILABLE."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.go_away()
+        deadline = None if grace is None else time.monotonic() + grace
+        while self.calls and (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(0.02)
+        for call in list(self.calls):
+            call.cut_off()
+        for _ in range(50):  # the cut calls' answers are written
+            if not self.calls:
+                break
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.close()
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,0 +1,336 @@
+"""The gRPC port's HTTP/2 server (service/grpc/http2) answering calls, spoken to by h2,
+an HTTP/2 client of another implementation (tests/support/http2_clients.py): messages
+whatever the frames and reads that carry them, every call shape, flow control both ways
+and the client's largest frame, metadata and status messages, compression, refusals.
+tritonclient and grpcio (gRPC's C core) speak to the same server in test_grpc_v2,
+test_grpc_streaming and the other gRPC suites."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import zlib
+from typing import Any
+
+import grpc
+import h2.settings
+import pytest
+from http2_clients import (
+    LIMIT,
+    SERVICE,
+    Answer,
+    Client,
+    Handlers,
+    message,
+    messages_in,
+    serve,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from layerserve.service.grpc.http2 import stream as http2_stream
+from layerserve.service.grpc.http2.server import Http2Server
+
+pytestmark = pytest.mark.parallel_safe
+
+
+# ---- calls ------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=st.integers(0, 300_000), chunk=st.sampled_from([None, 1, 7, 9, 4096, 65_536]))
+def test_a_unary_call_is_answered_whatever_the_sizes_of_its_frames_and_reads(size, chunk):
+    payload = bytes(i % 253 for i in range(size))
+    if chunk is not None:
+        payload = payload[: 2000 if chunk == 1 else 60_000]  # one frame: within its limits
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        answer = await client.call("Echo", payload, chunk=chunk)
+        assert answer.headers[b":status"] == b"200"
+        assert answer.headers[b"content-type"] == b"application/grpc"
+        assert messages_in(bytes(answer.body)) == [payload]
+        assert answer.status == 0
+        assert answer.trailers[b"x-echo-size"] == str(len(payload)).encode()
+        head = answer.trailers[b"x-echo-head-bin"]  # binary metadata: base64, unpadded
+        assert base64.b64decode(head + b"=" * (-len(head) % 4)) == payload[:16]
+        await client.close()
+
+    serve(test)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40_000), min_size=0, max_size=8),
+    frame_size=st.sampled_from([1, 5, 6, 1000, 16_384]),
+)
+def test_stream_messages_are_read_across_frame_boundaries(sizes, frame_size):
+    """Messages cut across DATA frames anywhere (inside the 5-byte prefix too), several
+    in one frame: the handler gets them whole and in order."""
+    payloads = [bytes((i + j) % 256 for j in range(n)) for i, n in enumerate(sizes)]
+    body = b"".join(message(p) for p in payloads)
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        stream = client.start("Tally")
+        for i in range(0, len(body), frame_size):
+            await client.send_body(stream, body[i : i + frame_size], end=False)
+        client.h2.end_stream(stream)
+        await client.flush()
+        answer = await client.answer(stream)
+        assert messages_in(bytes(answer.body)) == [",".join(map(str, sizes)).encode()]
+        assert answer.status == 0
+        await client.close()
+
+    serve(test)
+
+
+def test_a_bidirectional_stream_answers_each_message_on_the_stream():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        stream = client.start("Chat")
+        for word in (b"abc", b"hello", b""):
+            client.h2.send_data(stream, message(word))
+            await client.flush()
+        client.h2.end_stream(stream)
+        await client.flush()
+        answer = await client.answer(stream)
+        assert messages_in(bytes(answer.body)) == [b"cba", b"olleh", b""]
+        assert answer.status == 0
+        await client.close()
+
+    serve(test)
+
+
+def test_a_server_stream_written_through_the_context_arrives_in_order():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        answer = await client.call("Watch", b"5")
+        assert messages_in(bytes(answer.body)) == [b"0", b"1", b"2", b"3", b"4"]
+        assert answer.status == 0
+        await client.close()
+
+    serve(test)
+
+
+def test_many_calls_at_once_on_one_connection():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        streams = []
+        for i in range(100):
+            stream = client.start("Echo")
+            client.h2.send_data(stream, message(str(i).encode()), end_stream=True)
+            streams.append(stream)
+        await client.flush()
+        for i, stream in enumerate(streams):
+            answer = await client.answer(stream)
+            assert messages_in(bytes(answer.body)) == [str(i).encode()]
+        await client.close()
+
+    serve(test)
+
+
+def test_messages_larger_than_every_window_flow_both_ways():
+    """A 9 MiB request and its 9 MiB echo: past the server's 4 MiB stream window, which
+    it gives back as the message arrives, and the client's 64 KiB, which it gives back as
+    it reads."""
+    payload = bytes(i % 241 for i in range(9 * 1024 * 1024))
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        answer = await client.call("Echo", payload)
+        assert messages_in(bytes(answer.body)) == [payload] and answer.status == 0
+        await client.close()
+
+    serve(test, limit=16 * 1024 * 1024)
+
+
+# ---- flow control and frame sizes --------------------------------------------------------
+def test_an_answer_larger_than_the_clients_window_waits_for_it_to_open():
+    """The client grants 16 KiB a stream and holds it: the server sends that much and
+    no more; once the client acknowledges, the rest follows, in frames within the
+    client's largest frame (16 KiB, HTTP/2's default)."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port, initial_window=16_384)
+        client.auto_ack = False
+        stream = await client.send("Big", b"200000")
+        await asyncio.sleep(0.3)
+        answer = client.answers[stream]
+        assert len(answer.body) == 16_384 and not answer.ended.is_set()
+        client.auto_ack = True
+        client.h2.acknowledge_received_data(len(answer.body), stream)
+        await client.flush()
+        answer = await client.answer(stream)
+        assert messages_in(bytes(answer.body)) == [bytes(i % 251 for i in range(200_000))]
+        assert answer.status == 0
+        assert max(client.data_frame_sizes) <= 16_384
+        await client.close()
+
+    serve(test)
+
+
+def test_a_window_widened_by_settings_lets_the_held_answer_go_on():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port, initial_window=1000)
+        client.auto_ack = False  # only the new setting can open the window
+        stream = await client.send("Big", b"50000")
+        await asyncio.sleep(0.2)
+        assert len(client.answers[stream].body) <= 1000
+        client.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+        await client.flush()
+        answer = await client.answer(stream)
+        assert messages_in(bytes(answer.body)) == [bytes(i % 251 for i in range(50_000))]
+        await client.close()
+
+    serve(test)
+
+
+def test_an_unread_stream_stops_granting_its_window():
+    """A stream whose handler never reads: past the queued messages the server gives no
+    window back, so the client can send at most the stream's window."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        server.add_registered_method_handlers(
+            "test.Deaf", {"Deaf": grpc.stream_unary_rpc_method_handler(deaf)}
+        )
+        stream = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(
+            stream,
+            [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":path", b"/test.Deaf/Deaf"),
+                (b":authority", b"x"),
+                (b"content-type", b"application/grpc"),
+            ],
+        )
+        client.answers[stream] = Answer()
+        sent = 0
+        chunk = message(bytes(60_000))
+        while client.h2.local_flow_control_window(stream) >= len(chunk):
+            await client.send_body(stream, chunk, end=False)
+            sent += len(chunk)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        granted = client.h2.local_flow_control_window(stream)
+        assert sent <= http2_stream.STREAM_WINDOW + 2 * http2_stream.STREAM_WINDOW // 4
+        assert granted < len(chunk)
+        await client.close()
+
+    async def deaf(requests: Any, context: Any) -> bytes:
+        await asyncio.sleep(30)
+        return b""
+
+    serve(test)
+
+
+# ---- metadata, status, refusals ------------------------------------------------------------
+def test_metadata_in_and_status_messages_out_keep_their_bytes():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        raw = bytes(range(256))
+        metadata = [
+            (b"x-text", b"plain"),
+            (b"x-raw-bin", base64.b64encode(raw).rstrip(b"=")),
+            (b"grpc-timeout", b"10S"),  # the protocol's, not metadata
+        ]
+        answer = await client.call("Echo", b"m", metadata=metadata)
+        seen = dict(handlers.seen_metadata)
+        assert seen["x-text"] == "plain" and seen["x-raw-bin"] == raw
+        assert "grpc-timeout" not in seen and ":path" not in seen
+        words = "100% sure: é\nnext line"
+        answer = await client.call("Fail", words.encode())
+        assert answer.status == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert answer.message == words
+        assert not answer.body and b":status" in answer.headers  # trailers only
+        await client.close()
+
+    serve(test)
+
+
+def test_unknown_methods_wrong_content_types_and_oversized_messages_are_refused():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        answer = await client.call("Nope", b"")
+        assert answer.status == grpc.StatusCode.UNIMPLEMENTED.value[0]
+        stream = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(
+            stream,
+            [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":path", f"/{SERVICE}/Echo".encode()),
+                (b":authority", b"x"),
+                (b"content-type", b"application/json"),
+            ],
+            end_stream=True,
+        )
+        client.answers[stream] = Answer()
+        await client.flush()
+        assert (await client.answer(stream)).headers[b":status"] == b"415"
+        answer = await client.call("Echo", bytes(LIMIT + 1))  # refused at its prefix
+        assert answer.status == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert str(LIMIT) in answer.message
+        stream = client.start("Echo")  # compressed, but with no grpc-encoding to read it
+        client.h2.send_data(stream, message(b"x", compressed=1), end_stream=True)
+        await client.flush()
+        answer = await client.answer(stream)
+        assert answer.status == grpc.StatusCode.UNIMPLEMENTED.value[0]
+        assert "'identity'" in answer.message and "gzip" in answer.message
+        stream = client.start("Echo", end=True)  # a unary call without its message
+        await client.flush()
+        assert (await client.answer(stream)).status == grpc.StatusCode.INTERNAL.value[0]
+        answer = await client.call("Echo", b"still served")
+        assert messages_in(bytes(answer.body)) == [b"still served"]
+        await client.close()
+
+    serve(test)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", lambda data: gzip.compress(data)),
+        ("deflate", lambda data: zlib.compress(data)),
+    ],
+)
+def test_compressed_messages_are_inflated_within_the_limit(encoding, compress):
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        metadata = [(b"grpc-encoding", encoding.encode())]
+        payload = bytes(range(256)) * 400
+        stream = client.start("Echo", metadata=metadata)
+        await client.send_body(stream, message(compress(payload), compressed=1))
+        answer = await client.answer(stream)
+        assert messages_in(bytes(answer.body)) == [payload] and answer.status == 0
+        stream = client.start("Echo", metadata=metadata)  # 16 MiB of zeros in a few KiB
+        await client.send_body(stream, message(compress(bytes(16 * LIMIT)), compressed=1))
+        answer = await client.answer(stream)
+        assert answer.status == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert str(LIMIT) in answer.message
+        stream = client.start("Echo", metadata=metadata)
+        await client.send_body(stream, message(b"not compressed at all", compressed=1))
+        answer = await client.answer(stream)
+        assert answer.status == grpc.StatusCode.INTERNAL.value[0]
+        await client.close()
+
+    serve(test)
+
+
+def test_grpcio_clients_compressed_calls_are_answered():
+    """gRPC's own client (its C core), compressing with gzip and deflate."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        payload = b"grpcio " * 10_000
+        for compression in (grpc.Compression.Gzip, grpc.Compression.Deflate):
+            async with grpc.aio.insecure_channel(
+                f"127.0.0.1:{port}", compression=compression
+            ) as channel:
+                echo = channel.unary_unary(f"/{SERVICE}/Echo")
+                assert await echo(payload, timeout=10) == payload
+                chat = channel.stream_stream(f"/{SERVICE}/Chat")
+                answers = [answer async for answer in chat(iter([b"ab", payload]), timeout=10)]
+                assert answers == [b"ba", payload[::-1]]
+
+    serve(test)

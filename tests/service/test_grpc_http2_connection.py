@@ -1,0 +1,241 @@
+"""The gRPC port's HTTP/2 server (service/grpc/http2) as a connection: frames of every
+shape (padding, priority, CONTINUATION, PING, unknown types), resets, deadlines, the
+drain on shutdown, and connection errors, which end one connection with GOAWAY while the
+server goes on. Spoken to by h2 and by frames written by hand
+(tests/support/http2_clients.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import grpc
+import hyperframe.frame as hf
+import pytest
+from http2_clients import (
+    SERVICE,
+    Client,
+    Handlers,
+    RawClient,
+    message,
+    messages_in,
+    serve,
+)
+
+from layerserve.service.grpc.http2 import stream as http2_stream
+from layerserve.service.grpc.http2.server import Http2Server
+
+pytestmark = pytest.mark.parallel_safe
+
+
+# ---- frames of every shape ----------------------------------------------------------------
+def test_padded_data_padded_headers_with_priority_and_continuation_are_read():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        block = client.encoder.encode(
+            [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":path", f"/{SERVICE}/Echo".encode()),
+                (b":authority", b"x"),
+                (b"content-type", b"application/grpc"),
+                (b"x-long", b"v" * 300),
+            ]
+        )
+        headers = hf.HeadersFrame(1, flags=["PADDED", "PRIORITY"])
+        headers.pad_length, headers.depends_on, headers.stream_weight = 7, 0, 16
+        headers.data = block[:100]
+        continuation = hf.ContinuationFrame(1, flags=["END_HEADERS"])
+        continuation.data = block[100:]
+        data = hf.DataFrame(1, flags=["PADDED", "END_STREAM"])
+        data.pad_length, data.data = 200, message(b"padded")
+        await client.send(headers, continuation, data)
+        answer = await client.answer(1)
+        assert messages_in(bytes(answer.body)) == [b"padded"]
+        assert answer.trailers[b"grpc-status"] == b"0"
+        assert dict(handlers.seen_metadata)["x-long"] == "v" * 300
+        client.writer.close()
+
+    serve(test)
+
+
+def test_a_frame_larger_than_the_read_buffer_is_read_and_the_buffer_shrinks_back():
+    """An (ignored) frame of 600 KiB, past the 256 KiB read buffer, then a call."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        size = 600 * 1024
+        unknown = struct.pack(">HBBBI", size >> 8, size & 0xFF, 0xFA, 0, 0) + bytes(size)
+        await client.write(unknown, chunk=100_000)
+        for payload in (b"after", bytes(range(256)) * 1000):
+            answer = await client.call("Echo", payload)
+            assert messages_in(bytes(answer.body)) == [payload]
+        (connection,) = server.connections
+        assert len(connection.buffer) == http2_stream.READ_BUFFER
+        await client.close()
+
+    serve(test)
+
+
+def test_ping_is_answered_with_its_payload():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        client.h2.ping(b"12345678")
+        await client.flush()
+        for _ in range(100):
+            if client.pings:
+                break
+            await asyncio.sleep(0.01)
+        assert client.pings == [b"12345678"]
+        await client.close()
+
+    serve(test)
+
+
+def test_unknown_frame_types_are_ignored():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        unknown = struct.pack(">HBBBI", 0, 3, 0xFA, 0, 0) + b"xyz"
+        await client.write(unknown)
+        answer = await client.call("Echo", b"after")
+        assert messages_in(bytes(answer.body)) == [b"after"]
+        await client.close()
+
+    serve(test)
+
+
+# ---- cancellation, deadlines, shutdown ------------------------------------------------------
+def test_a_reset_stream_cancels_its_handler():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        stream = await client.send("Slow", b"x")
+        await asyncio.sleep(0.1)
+        client.h2.reset_stream(stream)
+        await client.flush()
+        await asyncio.wait_for(handlers.cancelled.wait(), 5)
+        answer = await client.call("Echo", b"next")
+        assert messages_in(bytes(answer.body)) == [b"next"]
+        assert not server.calls  # none left behind for the shutdown to wait on
+        await client.close()
+
+    serve(test)
+
+
+def test_a_client_gone_mid_call_cancels_its_handler_and_leaves_no_call_behind():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        await client.send("Slow", b"x")
+        await asyncio.sleep(0.1)
+        assert len(server.calls) == 1
+        await client.close()
+        await asyncio.wait_for(handlers.cancelled.wait(), 5)
+        for _ in range(100):
+            if not server.calls and not server.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert not server.calls and not server.connections
+
+    serve(test)
+
+
+def test_a_call_past_its_deadline_is_answered_deadline_exceeded():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        answer = await client.call("Slow", b"x", metadata=[(b"grpc-timeout", b"100m")])
+        assert answer.status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+        assert handlers.cancelled.is_set()
+        await client.close()
+
+    serve(test)
+
+
+def test_stopping_goes_away_finishes_running_calls_and_refuses_new_streams():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        running = client.headers(1, "Held", ["END_HEADERS"])
+        body = hf.DataFrame(1, flags=["END_STREAM"])
+        body.data = message(b"in flight")
+        await client.send(running, body)
+        await asyncio.sleep(0.1)
+        stopping = asyncio.create_task(server.stop(5))
+        while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
+            pass
+        assert frame.error_code == 0 and frame.last_stream_id == 1
+        late = client.headers(3, "Echo", ["END_HEADERS"])  # sent before the GOAWAY arrived
+        late_body = hf.DataFrame(3, flags=["END_STREAM"])
+        late_body.data = message(b"late")
+        await client.send(late, late_body)
+        assert (await client.answer(3)).reset == 7  # REFUSED_STREAM: safe to send again
+        handlers.release.set()
+        answer = await client.answer(1)
+        assert messages_in(bytes(answer.body)) == [b"in flight"]
+        assert answer.trailers[b"grpc-status"] == b"0"
+        await asyncio.wait_for(stopping, 5)
+        assert await client.next_frame() is None  # closed once its last stream ended
+
+    serve(test)
+
+
+def test_a_call_still_running_when_the_grace_ends_is_answered_unavailable():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)  # h2 reads nothing after a GOAWAY
+        body = hf.DataFrame(1, flags=["END_STREAM"])
+        body.data = message(b"x")
+        await client.send(client.headers(1, "Held", ["END_HEADERS"]), body)
+        await asyncio.sleep(0.1)
+        await server.stop(0.2)
+        answer = await client.answer(1)
+        assert answer.status == grpc.StatusCode.UNAVAILABLE.value[0]  # trailers only
+
+    serve(test)
+
+
+# ---- connection errors ------------------------------------------------------------------------
+RAW_ERRORS = {
+    "DATA on stream 0": struct.pack(">HBBBI", 0, 1, 0, 0, 0) + b"x",
+    "an even stream id": None,  # HEADERS on stream 2, built below
+    "a frame over the largest frame": struct.pack(
+        ">HBBBI",
+        (http2_stream.MAX_FRAME + 1) >> 8,
+        (http2_stream.MAX_FRAME + 1) & 0xFF,
+        0xFA,
+        0,
+        0,
+    ),
+    "a PING of 7 bytes": struct.pack(">HBBBI", 0, 7, 6, 0, 0) + b"1234567",
+    "a window update of 0": struct.pack(">HBBBI", 0, 4, 8, 0, 0) + b"\0\0\0\0",
+    "a broken header block": struct.pack(">HBBBI", 0, 1, 1, 4, 1) + b"\xff",
+    "CONTINUATION without HEADERS": struct.pack(">HBBBI", 0, 1, 9, 4, 1) + b"\x88",
+}
+
+
+@pytest.mark.parametrize("case", sorted(RAW_ERRORS))
+def test_a_broken_connection_goes_away_with_an_error_and_the_server_goes_on(case):
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        raw = RAW_ERRORS[case]
+        if raw is None:
+            frame = hf.HeadersFrame(2, flags=["END_HEADERS"])
+            frame.data = client.h2.encoder.encode([(b":method", b"POST")])
+            raw = frame.serialize()
+        await client.write(raw)
+        await asyncio.wait_for(client.closed.wait(), 5)
+        assert client.goaway is not None and client.goaway.error_code != 0
+        fresh = await Client.open(port)
+        answer = await fresh.call("Echo", b"fine")
+        assert messages_in(bytes(answer.body)) == [b"fine"]
+        await fresh.close()
+
+    serve(test)
+
+
+def test_a_connection_that_is_not_http2_is_closed():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+        assert b"HTTP/1.1" not in data
+        writer.close()
+
+    serve(test)
