@@ -13,6 +13,7 @@ import grpc
 import hyperframe.frame as hf
 import pytest
 from http2_clients import (
+    LIMIT,
     SERVICE,
     Client,
     Handlers,
@@ -239,3 +240,102 @@ def test_a_connection_that_is_not_http2_is_closed():
         writer.close()
 
     serve(test)
+
+
+# ---- clients that break the rules ------------------------------------------------------------
+def test_a_stream_sent_past_its_window_is_reset_with_a_flow_control_error():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        await client.send(client.headers(1, "Deaf", ["END_HEADERS"]))
+        chunk = hf.DataFrame(1)
+        chunk.data = message(bytes(900_000))  # unread: past 4 queued, no window comes back
+        for _ in range(12):  # 10.8 MB: past the 4 MiB window and what came back
+            await client.send(chunk)
+        while not isinstance(frame := await client.next_frame(), hf.RstStreamFrame):
+            assert frame is not None
+        assert frame.stream_id == 1 and frame.error_code == 3  # FLOW_CONTROL_ERROR
+        await client.send(client.headers(3, "Echo", ["END_HEADERS"]), _body(3, b"next"))
+        answer = await client.answer(3)
+        assert messages_in(bytes(answer.body)) == [b"next"]
+
+    serve(test)
+
+
+def test_a_message_is_held_as_it_comes_not_as_long_as_its_prefix_claims():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        data = hf.DataFrame(1)
+        data.data = struct.pack(">BI", 0, LIMIT) + b"0123456789"  # claims 1 MiB, sends 10 B
+        await client.send(client.headers(1, "Chat", ["END_HEADERS"]), data)
+        for _ in range(100):
+            (connection,) = server.connections
+            stream = connection.streams.get(1)
+            if stream is not None and stream.message is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert bytes(stream.message) == b"0123456789"
+
+    serve(test)
+
+
+def test_rapid_resets_send_the_client_away():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        frames = []
+        for i in range(http2_stream.MAX_RESETS + 1):
+            stream = 2 * i + 1
+            frames += [client.headers(stream, "Slow", ["END_HEADERS"]), hf.RstStreamFrame(stream)]
+        await client.send(*frames)
+        while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
+            assert frame is not None
+        assert frame.error_code == 0xB  # ENHANCE_YOUR_CALM
+        for _ in range(100):
+            if not server.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert not server.calls
+
+    serve(test)
+
+
+def test_metadata_not_in_base64_refuses_the_call_not_the_connection():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        answer = await client.call("Echo", b"x", metadata=[(b"x-raw-bin", b"not base64!")])
+        assert answer.status == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "x-raw-bin" in answer.message
+        answer = await client.call("Echo", b"still")
+        assert messages_in(bytes(answer.body)) == [b"still"]
+        await client.close()
+
+    serve(test)
+
+
+def test_headers_on_a_stream_already_answered_are_dropped():
+    """Trailers sent on a stream the server answered and closed: the block is decoded
+    (it may add to the header table) and dropped, and the connection goes on."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        await client.send(client.headers(1, "Echo", ["END_HEADERS"]), _body(1, b"one"))
+        assert messages_in(bytes((await client.answer(1)).body)) == [b"one"]
+        trailers = hf.HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+        trailers.data = client.encoder.encode([(b"x-late", b"trailer")])
+        await client.send(trailers)
+        await client.send(client.headers(3, "Echo", ["END_HEADERS"]), _body(3, b"two"))
+        frames = []
+        while not (frames and frames[-1].stream_id == 3 and "END_STREAM" in frames[-1].flags):
+            frame = await client.next_frame()
+            assert frame is not None
+            frames.append(frame)
+        assert [frame for frame in frames if frame.stream_id == 1] == []  # nothing answered
+        data = b"".join(frame.data for frame in frames if isinstance(frame, hf.DataFrame))
+        assert messages_in(data) == [b"two"]
+
+    serve(test)
+
+
+def _body(stream: int, payload: bytes) -> hf.DataFrame:
+    frame = hf.DataFrame(stream, flags=["END_STREAM"])
+    frame.data = message(payload)
+    return frame

@@ -86,6 +86,10 @@ class Handlers:
         sizes = [len(request) async for request in requests]
         return ",".join(map(str, sizes)).encode()
 
+    async def deaf(self, requests: AsyncIterator[bytes], context: Any) -> bytes:
+        await asyncio.sleep(30)  # never reads its requests
+        return b""
+
     async def watch(self, request: bytes, context: Any) -> None:
         for i in range(int(request.decode())):
             await context.write(str(i).encode())
@@ -102,6 +106,7 @@ class Handlers:
                 "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
                 "Tally": grpc.stream_unary_rpc_method_handler(self.tally),
                 "Watch": grpc.unary_stream_rpc_method_handler(self.watch),
+                "Deaf": grpc.stream_unary_rpc_method_handler(self.deaf),
             },
         )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +29,14 @@ from layerserve.service.grpc.http2.stream import (
     CONNECTION_WINDOW,
     MAX_FRAME,
     MAX_HEADER_BLOCK,
+    MAX_RESETS,
     MAX_STREAMS,
     MESSAGE_PREFIX,
     OUR_SETTINGS,
     PREFACE_SECONDS,
     QUEUED_MESSAGES,
     READ_BUFFER,
+    RESET_PERIOD_SECONDS,
     STREAM_WINDOW,
     Stream,
 )
@@ -69,6 +72,9 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self.streams: dict[int, Stream] = {}
         self.last_stream = 0  # the highest stream id the client opened
         self.recv_unacked = 0
+        self.recv_window = CONNECTION_WINDOW  # what the client may still send, in all
+        self.resets = 0  # streams the client reset since reset_since
+        self.reset_since = 0.0
         self.data_left = 0  # payload bytes of the DATA frame being read
         self.pad_left = 0  # its padding, read after the payload
         self.data_stream: Stream | None = None
@@ -76,6 +82,7 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self.headers_for: int | None = None  # the stream whose header block continues
         self.header_block = bytearray()
         self.header_end = False
+        self.headers_closed = False  # the header block is of a stream already closed
         self.closing = False  # GOAWAY sent: no new streams
         self._preface_timer: asyncio.TimerHandle | None = None
 
@@ -137,6 +144,16 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         if len(self.buffer) > READ_BUFFER and rest < READ_BUFFER:
             self._resize(READ_BUFFER)
         self._write_out()
+
+    def pause_writing(self) -> None:
+        """The client does not read what is written: its requests are not read either
+        until it does, so that answers cannot pile up in memory."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         return False  # close the connection
@@ -207,11 +224,20 @@ class Connection(Outbound, asyncio.BufferedProtocol):
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on stream 0")
         if stream_id > self.last_stream:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on a stream not opened")
+        self.recv_window -= size
+        if self.recv_window < 0:
+            raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "DATA past the connection's window")
         self.recv_unacked += size
         if self.recv_unacked >= CONNECTION_WINDOW // 4:
             self.out.append(f.window_update(0, self.recv_unacked))
+            self.recv_window += self.recv_unacked
             self.recv_unacked = 0
         stream = self.streams.get(stream_id)
+        if stream is not None and not stream.remote_closed:
+            stream.recv_window -= size
+            if stream.recv_window < 0:  # the client ignored the window: memory is not
+                self._reset(stream, f.FLOW_CONTROL_ERROR)  # bounded past it
+                stream = None
         if stream is None or stream.remote_closed:
             if stream is not None:  # DATA after END_STREAM (a closed stream's is ignored)
                 self._reset(stream, f.STREAM_CLOSED)
@@ -273,13 +299,14 @@ class Connection(Outbound, asyncio.BufferedProtocol):
                     call.message(bytes(view[start : start + size]), stream.compressed)
                     start += size
                     continue
-                message = stream.message = bytearray(size)
-                stream.filled = 0
-            take = min(len(message) - stream.filled, stop - start)
-            message[stream.filled : stream.filled + take] = view[start : start + take]
-            stream.filled += take
+                # Grown as the bytes come (the window bounds them), not from the length
+                # the prefix claims.
+                message = stream.message = bytearray()
+                stream.need = size
+            take = min(stream.need - len(message), stop - start)
+            message += view[start : start + take]
             start += take
-            if stream.filled == len(message):
+            if len(message) == stream.need:
                 stream.message = None
                 if call is not None:
                     call.message(message, stream.compressed)
@@ -307,6 +334,7 @@ class Connection(Outbound, asyncio.BufferedProtocol):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on a stream not opened")
             if len(payload) != 4:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "RST_STREAM not of 4 bytes")
+            self._count_reset()
             stream = self.streams.get(stream_id)
             if stream is not None:
                 stream.remote_closed = stream.local_closed = True
@@ -323,6 +351,19 @@ class Connection(Outbound, asyncio.BufferedProtocol):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
         # other frame types are ignored (RFC 9113 section 4.1)
 
+    def _count_reset(self) -> None:
+        """A client resetting streams faster than any would mean to (HTTP/2's "rapid
+        reset", CVE-2023-44487: each stream opened costs the server a call) is sent away."""
+        now = time.monotonic()
+        if now - self.reset_since > RESET_PERIOD_SECONDS:
+            self.resets, self.reset_since = 0, now
+        self.resets += 1
+        if self.resets > MAX_RESETS:
+            raise f.ConnectionError_(
+                f.ENHANCE_YOUR_CALM,
+                f"over {MAX_RESETS} streams reset in {RESET_PERIOD_SECONDS:.0f} seconds",
+            )
+
     def _headers_frame(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if stream_id == 0:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on stream 0")
@@ -337,10 +378,14 @@ class Connection(Outbound, asyncio.BufferedProtocol):
             if start > stop:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "HEADERS too short for priority")
         stream = self.streams.get(stream_id)
+        self.headers_closed = stream is None and stream_id <= self.last_stream
         if stream is None:
-            if stream_id % 2 == 0 or stream_id <= self.last_stream:
+            if stream_id % 2 == 0:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}")
-            self.last_stream = stream_id
+            if stream_id > self.last_stream:
+                self.last_stream = stream_id
+            # else a stream closed here (answered or reset) while the client still wrote to
+            # it: its block is decoded, for the header table, and dropped
         elif not flags & f.END_STREAM or stream.remote_closed:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on an open stream")
         self.headers_for = stream_id
@@ -378,6 +423,8 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         stream = self.streams.get(stream_id)
         if stream is not None:  # trailers from the client: the request ends
             self._data_stream_end(stream)
+            return
+        if self.headers_closed:
             return
         if self.closing:
             self.out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
@@ -478,6 +525,7 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         if call is not None and call.queued() >= QUEUED_MESSAGES:
             return
         self.out.append(f.window_update(stream.id, stream.unacked))
+        stream.recv_window += stream.unacked
         stream.unacked = 0
 
     # ---- stream and connection ends -------------------------------------------------------

@@ -103,7 +103,11 @@ def metadata_of(headers: list[tuple[bytes, bytes]]) -> Metadata:
             continue
         key = name.decode("latin-1")
         if key.endswith("-bin"):
-            entries.append((key, base64.b64decode(value + b"=" * (-len(value) % 4))))
+            try:
+                raw = base64.b64decode(value + b"=" * (-len(value) % 4), validate=True)
+            except ValueError:
+                raise ValueError(f"metadata {key} is not in base64") from None
+            entries.append((key, raw))
         else:
             entries.append((key, value.decode("latin-1")))
     return tuple(entries)
@@ -460,6 +464,7 @@ class Call:
         self._finish(code, details)
 
     def _finish(self, code: grpc.StatusCode, details: str) -> None:
+        self.connection.uncork()  # whatever happened since an answer corked it
         if self.finished:
             return
         self.finished = True
@@ -468,7 +473,7 @@ class Call:
                 code, details, self.context.trailing_metadata(), not self.headers_sent
             )
             self.connection.send_headers(self.stream, trailers, end=True)
-        self.connection.uncork()
+        self.connection.uncork()  # the trailers, with the answer
         self._done()
 
     def _done(self) -> None:

@@ -93,7 +93,12 @@ class Http2Server:
         if fields.get(b":method") != b"POST" or not content_type.startswith(b"application/grpc"):
             connection.send_headers(stream, UNSUPPORTED_MEDIA, end=True)
             return None
-        metadata = metadata_of(headers)
+        try:
+            metadata = metadata_of(headers)
+        except ValueError as exc:  # binascii.Error: a -bin value that is not base64
+            block = status_block(grpc.StatusCode.INVALID_ARGUMENT, str(exc), (), True)
+            connection.send_headers(stream, block, end=True)
+            return None
         handler = self._handler(path, metadata)
         if handler is None:
             block = status_block(grpc.StatusCode.UNIMPLEMENTED, "Method not found!", (), True)

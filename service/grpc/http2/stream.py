@@ -18,6 +18,8 @@ CONNECTION_WINDOW = 16 * 1024 * 1024
 MAX_STREAMS = 256
 MAX_FRAME = 1024 * 1024  # the largest frame a client may send (only DATA can be that large)
 MAX_HEADER_BLOCK = 64 * 1024  # HEADERS + CONTINUATION of one stream, before decoding
+MAX_RESETS = 1000  # streams a client may reset in RESET_PERIOD_SECONDS
+RESET_PERIOD_SECONDS = 10.0
 QUEUED_MESSAGES = 4  # complete, unread messages of a stream before its window is held
 PREFACE_SECONDS = 10.0  # a connection that has not sent the preface and SETTINGS by then
 OUR_SETTINGS = {
@@ -38,8 +40,9 @@ class Stream:
         "call",
         "prefix",
         "compressed",
+        "need",
+        "recv_window",
         "message",
-        "filled",
         "unacked",
         "send_window",
         "outbox",
@@ -54,8 +57,9 @@ class Stream:
         self.call: Call | None = None
         self.prefix = bytearray()  # the message prefix read so far
         self.compressed = False  # the flag of the message being read
+        self.need = 0  # the length of the message being read
+        self.recv_window = STREAM_WINDOW  # what the client may still send on the stream
         self.message: bytearray | None = None  # the message being filled
-        self.filled = 0
         self.unacked = 0  # bytes read on the stream, not yet given back to its window
         self.send_window = send_window
         self.outbox: collections.deque[tuple[bool, Any, bool]] = collections.deque()
