@@ -276,8 +276,14 @@ def test_unknown_methods_wrong_content_types_and_oversized_messages_are_refused(
         client.h2.send_data(stream, message(b"x", compressed=1), end_stream=True)
         await client.flush()
         answer = await client.answer(stream)
+        assert answer.status == grpc.StatusCode.INTERNAL.value[0]
+        assert "without grpc-encoding" in answer.message
+        stream = client.start("Echo", metadata=[(b"grpc-encoding", b"snappy")])
+        client.h2.send_data(stream, message(b"x", compressed=1), end_stream=True)
+        await client.flush()
+        answer = await client.answer(stream)
         assert answer.status == grpc.StatusCode.UNIMPLEMENTED.value[0]
-        assert "'identity'" in answer.message and "gzip" in answer.message
+        assert "'snappy'" in answer.message and "gzip" in answer.message
         stream = client.start("Echo", end=True)  # a unary call without its message
         await client.flush()
         assert (await client.answer(stream)).status == grpc.StatusCode.INTERNAL.value[0]

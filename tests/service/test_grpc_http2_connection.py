@@ -339,3 +339,52 @@ def _body(stream: int, payload: bytes) -> hf.DataFrame:
     frame = hf.DataFrame(stream, flags=["END_STREAM"])
     frame.data = message(payload)
     return frame
+
+
+def test_streams_reset_as_they_open_leave_no_call_behind():
+    """Each call's task is cancelled before its first step: it still ends."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        frames = []
+        for i in range(50):
+            stream = 2 * i + 1
+            frames += [client.headers(stream, "Chat", ["END_HEADERS"]), hf.RstStreamFrame(stream)]
+        await client.send(*frames)
+        await client.send(client.headers(101, "Echo", ["END_HEADERS"]), _body(101, b"last"))
+        assert messages_in(bytes((await client.answer(101)).body)) == [b"last"]
+        for _ in range(100):
+            if not server.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert not server.calls
+
+    serve(test)
+
+
+@pytest.mark.parametrize("case", ["a header list bomb", "a SETTINGS frame of 33 entries"])
+def test_costly_frames_send_the_client_away(case):
+    """One table entry of 4 KB named 60,000 times in one block would decode to 240 MB;
+    a SETTINGS frame of thousands of entries would hold the event loop."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        if case == "a header list bomb":
+            first = client.headers(1, "Echo", ["END_HEADERS"])
+            first.data += client.encoder.encode([(b"x-big", b"v" * 4000)])  # into the table
+            bomb = hf.HeadersFrame(3, flags=["END_HEADERS"])
+            bomb.data = bytes([0x80 | 62]) * 60_000  # the table's newest entry, over and over
+            await client.send(first, bomb)
+        else:
+            raw = struct.pack(">HBBBI", 0, 33 * 6, 4, 0, 0) + struct.pack(">HI", 4, 65_535) * 33
+            client.writer.write(raw)
+            await client.writer.drain()
+        while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
+            assert frame is not None
+        assert frame.error_code == 0xB  # ENHANCE_YOUR_CALM
+        fresh = await Client.open(port)
+        answer = await fresh.call("Echo", b"fine")
+        assert messages_in(bytes(answer.body)) == [b"fine"]
+        await fresh.close()
+
+    serve(test)

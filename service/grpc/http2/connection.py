@@ -29,7 +29,9 @@ from layerserve.service.grpc.http2.stream import (
     CONNECTION_WINDOW,
     MAX_FRAME,
     MAX_HEADER_BLOCK,
+    MAX_QUEUED_MESSAGES,
     MAX_RESETS,
+    MAX_SETTINGS,
     MAX_STREAMS,
     MESSAGE_PREFIX,
     OUR_SETTINGS,
@@ -74,6 +76,7 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self.recv_unacked = 0
         self.recv_window = CONNECTION_WINDOW  # what the client may still send, in all
         self.resets = 0  # streams the client reset since reset_since
+        self.answered = 0  # and calls answered in that time: a busy client may reset more
         self.reset_since = 0.0
         self.data_left = 0  # payload bytes of the DATA frame being read
         self.pad_left = 0  # its padding, read after the payload
@@ -146,12 +149,15 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self._write_out()
 
     def pause_writing(self) -> None:
-        """The client does not read what is written: its requests are not read either
-        until it does, so that answers cannot pile up in memory."""
+        """The client does not read what is written: its requests are not read either,
+        and streaming answers wait (``drained``), until it does, so that answers cannot
+        pile up in memory."""
+        self._writing_paused()
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._writing_resumed()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -160,6 +166,7 @@ class Connection(Outbound, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._writing_resumed()  # whoever waited to write: there is nothing to wait for
         if self._preface_timer is not None:
             self._preface_timer.cancel()
         for stream in list(self.streams.values()):
@@ -310,6 +317,9 @@ class Connection(Outbound, asyncio.BufferedProtocol):
                 stream.message = None
                 if call is not None:
                     call.message(message, stream.compressed)
+        if call is not None and call.queued() > MAX_QUEUED_MESSAGES:
+            # tiny messages within the window, never read: each costs more than its bytes
+            self._reset(stream, f.ENHANCE_YOUR_CALM)
 
     def _control_frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
         if kind == f.HEADERS:
@@ -349,6 +359,12 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         elif kind == f.PRIORITY:
             if stream_id == 0:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
+            if len(payload) != 5:  # a stream error (RFC 9113 section 6.3)
+                stream = self.streams.get(stream_id)
+                if stream is not None:
+                    self._reset(stream, f.FRAME_SIZE_ERROR)
+                else:
+                    self.out.append(f.rst_stream(stream_id, f.FRAME_SIZE_ERROR))
         # other frame types are ignored (RFC 9113 section 4.1)
 
     def _count_reset(self) -> None:
@@ -356,9 +372,9 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         reset", CVE-2023-44487: each stream opened costs the server a call) is sent away."""
         now = time.monotonic()
         if now - self.reset_since > RESET_PERIOD_SECONDS:
-            self.resets, self.reset_since = 0, now
+            self.resets, self.reset_since, self.answered = 0, now, 0
         self.resets += 1
-        if self.resets > MAX_RESETS:
+        if self.resets > MAX_RESETS + self.answered:
             raise f.ConnectionError_(
                 f.ENHANCE_YOUR_CALM,
                 f"over {MAX_RESETS} streams reset in {RESET_PERIOD_SECONDS:.0f} seconds",
@@ -378,7 +394,8 @@ class Connection(Outbound, asyncio.BufferedProtocol):
             if start > stop:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "HEADERS too short for priority")
         stream = self.streams.get(stream_id)
-        self.headers_closed = stream is None and stream_id <= self.last_stream
+        # a block that does not open a stream and finds none when it ends is dropped
+        self.headers_closed = stream is not None or stream_id <= self.last_stream
         if stream is None:
             if stream_id % 2 == 0:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}")
@@ -412,19 +429,25 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         if block and min(block) > 0x80 and max(block) < 0xFF:
             table = self.decoder.header_table
             try:
-                return [table.get_by_index(byte & 0x7F) for byte in block]
+                fields = [table.get_by_index(byte & 0x7F) for byte in block]
             except hpack.InvalidTableIndex:
-                pass  # the decoder says what is wrong
+                fields = None  # the decoder says what is wrong
+            if fields is not None:
+                # RFC 7541 section 4.1's size, as the decoder checks it: a large entry named
+                # many times over must not decode past the limit
+                if sum(len(name) + len(value) + 32 for name, value in fields) > MAX_HEADER_BLOCK:
+                    raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "a header list over 64 KiB")
+                return fields
         return [tuple(field) for field in self.decoder.decode(block, raw=True)]
 
     def _header_block_done(
         self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
     ) -> None:
         stream = self.streams.get(stream_id)
-        if stream is not None:  # trailers from the client: the request ends
+        if stream is not None and self.headers_closed:  # the client's trailers: its end
             self._data_stream_end(stream)
             return
-        if self.headers_closed:
+        if self.headers_closed:  # a stream closed here meanwhile (answered or reset)
             return
         if self.closing:
             self.out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
@@ -459,28 +482,33 @@ class Connection(Outbound, asyncio.BufferedProtocol):
             return
         if len(payload) % 6:
             raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "SETTINGS not in 6-byte entries")
+        if len(payload) > 6 * MAX_SETTINGS:
+            raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, f"over {MAX_SETTINGS} settings")
         # The acknowledgement goes before any frame that the new values let through: the
         # client holds to its old values until it reads it (RFC 9113 section 6.5.3).
         self.out.append(f.frame(f.SETTINGS, f.ACK, 0))
+        window = None
         for offset in range(0, len(payload), 6):
             key, value = f.SETTING.unpack_from(payload, offset)
             if key == f.INITIAL_WINDOW_SIZE:
                 if value > f.LARGEST_WINDOW:
                     raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
-                delta = value - self.peer_window
-                self.peer_window = value
-                for stream in self.streams.values():
-                    stream.send_window += delta
-                    if stream.send_window > f.LARGEST_WINDOW:
-                        raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "a window past 2^31-1")
-                if delta > 0:
-                    self._flush_blocked()
+                window = value  # the last one counts (section 6.5.3): applied once, below
             elif key == f.MAX_FRAME_SIZE:
                 if not f.DEFAULT_FRAME_SIZE <= value <= f.LARGEST_FRAME_SIZE:
                     raise f.ConnectionError_(f.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
                 self.peer_frame = value
             elif key == f.ENABLE_PUSH and value > 1:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "ENABLE_PUSH neither 0 nor 1")
+        if window is not None:
+            delta = window - self.peer_window
+            self.peer_window = window
+            for stream in self.streams.values():
+                stream.send_window += delta
+                if stream.send_window > f.LARGEST_WINDOW:
+                    raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "a window past 2^31-1")
+            if delta > 0:
+                self._flush_blocked()
         if not self.settings_seen:
             self.settings_seen = True
             if self._preface_timer is not None:
@@ -538,13 +566,14 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         if not stream.local_closed:
             self.out.append(f.rst_stream(stream.id, code))
         stream.local_closed = stream.remote_closed = True
-        self._forget(stream, client_gone=False)
+        self._forget(stream, client_gone=True)  # nobody to answer: the handler stops
 
     def _maybe_forget(self, stream: Stream) -> None:
         if stream.local_closed and stream.remote_closed:
             self._forget(stream, client_gone=False)
 
     def _forget(self, stream: Stream, client_gone: bool) -> None:
+        stream.discard = True  # what still comes for it is read and dropped
         if self.streams.pop(stream.id, None) is None:
             return
         self.blocked.pop(stream.id, None)

@@ -10,6 +10,8 @@ import asyncio
 from layerserve.service.grpc.http2 import frames as f
 from layerserve.service.grpc.http2.stream import Stream
 
+YIELD_FRAMES = 64  # frames made and not written, past which a streaming answer yields
+
 
 class Outbound:
     """What a connection sends; ``Connection`` reads, and ends streams (``_maybe_forget``)."""
@@ -26,6 +28,8 @@ class Outbound:
         self.corked = False
         self.flush_due = False
         self.closed = False
+        self.answered = 0  # streams answered (the rapid-reset count's credit)
+        self.writable: asyncio.Future[None] | None = None  # set while the socket is full
 
     def _maybe_forget(self, stream: Stream) -> None:
         raise NotImplementedError
@@ -63,11 +67,29 @@ class Outbound:
         self._write_out()
 
     async def drained(self, stream: Stream) -> None:
-        """Until the stream's outbox is sent (a streaming answer waits on its client)."""
+        """Until the stream's outbox is sent and the socket takes more (a streaming answer
+        waits on its client, which may read slowly or not at all); past
+        ``YIELD_FRAMES`` made and not written, what is made is written and the other tasks
+        get their turn."""
         while stream.outbox and not stream.local_closed and not self.closed:
             if stream.drained is None:
                 stream.drained = asyncio.get_running_loop().create_future()
             await stream.drained
+        if len(self.out) >= YIELD_FRAMES:
+            self._write_out_now()
+            await asyncio.sleep(0)
+        while self.writable is not None and not self.closed:
+            await self.writable
+
+    def _writing_paused(self) -> None:
+        if self.writable is None:
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def _writing_resumed(self) -> None:
+        if self.writable is not None:
+            if not self.writable.done():
+                self.writable.set_result(None)
+            self.writable = None
 
     def _flush(self, stream: Stream) -> None:
         outbox = stream.outbox
@@ -132,6 +154,7 @@ class Outbound:
 
     def _sent_end(self, stream: Stream) -> None:
         stream.local_closed = True
+        self.answered += 1
         if not stream.remote_closed:
             # The answer is complete before the request (a refused call): the client need
             # send no more (RFC 9113 section 8.1).

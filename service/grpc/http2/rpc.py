@@ -273,6 +273,10 @@ class Call:
         self.expired = False  # its deadline passed
         self.deadline = deadline
         self.encoding = encoding
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            remaining = max(0.0, deadline - time.monotonic())
+            self._timer = loop.call_at(loop.time() + remaining, self._expire)
         if self.requests is not None:
             self._start()
 
@@ -284,7 +288,9 @@ class Call:
         if self.finished:
             return
         self.messages += 1
-        if compressed and self.encoding not in DECOMPRESSION:
+        if compressed and self.encoding == "identity":  # the gRPC spec's INTERNAL
+            self.refuse(grpc.StatusCode.INTERNAL, "a compressed message without grpc-encoding")
+        elif compressed and self.encoding not in DECOMPRESSION:
             self.refuse(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"a message compressed with grpc-encoding {self.encoding!r}: this server "
@@ -355,18 +361,28 @@ class Call:
 
     # ---- running ----------------------------------------------------------------------
     def _start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.task = loop.create_task(self._run())
-        if self.deadline is not None:
-            self._timer = loop.call_at(
-                loop.time() + max(0.0, self.deadline - time.monotonic()), self._expire
-            )
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        # A task cancelled before its first step never runs _run's own ending.
+        self.task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not self.finished and not self.gone:  # cancelled before it ran
+            if self.expired:
+                self._finish(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            elif self.cut:
+                self._finish(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            else:
+                self._finish(grpc.StatusCode.CANCELLED, "Cancelled")
+        self._done()
 
     def _expire(self) -> None:
-        """The deadline passed: the call is cancelled, and answered DEADLINE_EXCEEDED."""
+        """The deadline passed: the call is cancelled, and answered DEADLINE_EXCEEDED
+        (before its request is whole too)."""
         self.expired = True
         if self.task is not None:
             self.task.cancel()
+        else:
+            self.refuse(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
     def cut_off(self) -> None:
         """The stopping server ends the call: UNAVAILABLE."""
@@ -478,6 +494,8 @@ class Call:
 
     def _done(self) -> None:
         self.finished = True
+        if self._timer is not None:
+            self._timer.cancel()
         if not self._reported:
             self._reported = True
             self.on_done(self)
