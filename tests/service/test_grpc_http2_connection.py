@@ -18,6 +18,7 @@ from http2_clients import (
     Client,
     Handlers,
     RawClient,
+    eventually,
     message,
     messages_in,
     serve,
@@ -83,10 +84,7 @@ def test_ping_is_answered_with_its_payload():
         client = await Client.open(port)
         client.h2.ping(b"12345678")
         await client.flush()
-        for _ in range(100):
-            if client.pings:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: client.pings)
         assert client.pings == [b"12345678"]
         await client.close()
 
@@ -130,10 +128,7 @@ def test_a_client_gone_mid_call_cancels_its_handler_and_leaves_no_call_behind():
         assert len(server.calls) == 1
         await client.close()
         await asyncio.wait_for(handlers.cancelled.wait(), 5)
-        for _ in range(100):
-            if not server.calls and not server.connections:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: not server.calls and not server.connections)
         assert not server.calls and not server.connections
 
     serve(test)
@@ -267,13 +262,15 @@ def test_a_message_is_held_as_it_comes_not_as_long_as_its_prefix_claims():
         data = hf.DataFrame(1)
         data.data = struct.pack(">BI", 0, LIMIT) + b"0123456789"  # claims 1 MiB, sends 10 B
         await client.send(client.headers(1, "Chat", ["END_HEADERS"]), data)
-        for _ in range(100):
+
+        def holding() -> bool:
             (connection,) = server.connections
             stream = connection.streams.get(1)
-            if stream is not None and stream.message is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert bytes(stream.message) == b"0123456789"
+            return stream is not None and stream.message is not None
+
+        await eventually(holding)
+        (connection,) = server.connections
+        assert bytes(connection.streams[1].message) == b"0123456789"
 
     serve(test)
 
@@ -289,10 +286,7 @@ def test_rapid_resets_send_the_client_away():
         while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
             assert frame is not None
         assert frame.error_code == 0xB  # ENHANCE_YOUR_CALM
-        for _ in range(100):
-            if not server.calls:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: not server.calls)
         assert not server.calls
 
     serve(test)
@@ -353,10 +347,7 @@ def test_streams_reset_as_they_open_leave_no_call_behind():
         await client.send(*frames)
         await client.send(client.headers(101, "Echo", ["END_HEADERS"]), _body(101, b"last"))
         assert messages_in(bytes((await client.answer(101)).body)) == [b"last"]
-        for _ in range(100):
-            if not server.calls:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: not server.calls)
         assert not server.calls
 
     serve(test)

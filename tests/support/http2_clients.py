@@ -356,6 +356,14 @@ class RawClient:
                 return answer
 
 
+async def eventually(condition: Callable[[], object], seconds: float = 1.0) -> None:
+    """Until ``condition()`` holds, or ``seconds`` pass (the caller asserts it then)."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
 def serve(
     test: Callable[[int, Handlers, Http2Server], Awaitable[None]], limit: int = LIMIT
 ) -> None:

@@ -557,11 +557,6 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         stream.unacked = 0
 
     # ---- stream and connection ends -------------------------------------------------------
-    def reset(self, stream: Stream, code: int = f.CANCEL) -> None:
-        """End the stream now, with RST_STREAM (an answer cut off)."""
-        self._reset(stream, code)
-        self._write_out()
-
     def _reset(self, stream: Stream, code: int) -> None:
         if not stream.local_closed:
             self.out.append(f.rst_stream(stream.id, code))
@@ -607,7 +602,5 @@ class Connection(Outbound, asyncio.BufferedProtocol):
     def _fail(self, code: int, reason: str) -> None:
         log.info("gRPC connection from %s closed: %s", self.peer, reason)
         self.out.append(f.goaway(self.last_stream, code, reason))
-        self._write_out_now()
         self.closing = True
-        if self.transport is not None:
-            self.transport.close()
+        self.close()

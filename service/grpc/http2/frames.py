@@ -79,21 +79,6 @@ def goaway(last_stream: int, code: int, reason: str = "") -> bytes:
     return frame(GOAWAY, 0, 0, GOAWAY_HEAD.pack(last_stream, code) + reason.encode()[:256])
 
 
-def data_frames(stream: int, payload: memoryview, max_frame: int, end: bool) -> list[bytes]:
-    """``payload`` as DATA frames of at most ``max_frame`` bytes; END_STREAM on the last
-    with ``end``."""
-    frames = []
-    size = len(payload)
-    start = 0
-    while True:
-        chunk = payload[start : start + max_frame]
-        start += len(chunk)
-        last = start >= size
-        frames.append(frame(DATA, END_STREAM if (last and end) else 0, stream, bytes(chunk)))
-        if last:
-            return frames
-
-
 def _integer(value: int, prefix_bits: int, first: int) -> bytes:
     """An HPACK integer (RFC 7541 section 5.1) whose first byte starts with ``first``."""
     limit = (1 << prefix_bits) - 1

@@ -116,10 +116,9 @@ def metadata_of(headers: list[tuple[bytes, bytes]]) -> Metadata:
 class Context:
     """The ``grpc.aio.ServicerContext`` of one call, as far as servicers use it."""
 
-    def __init__(self, call: Call, metadata: Metadata, deadline: float | None) -> None:
+    def __init__(self, call: Call, metadata: Metadata) -> None:
         self._call = call
         self._metadata = metadata
-        self._deadline = deadline
         self._trailing: Sequence[tuple[str, Any]] = ()
         self._code: grpc.StatusCode | None = None
         self._details = ""
@@ -131,11 +130,12 @@ class Context:
         return self._call.connection.peer
 
     def time_remaining(self) -> float | None:
-        if self._deadline is None:
+        deadline = self._call.deadline
+        if deadline is None:
             return None
         if self._call.expired:  # the timer may fire a little before the clock says so
             return 0.0
-        return max(0.0, self._deadline - time.monotonic())
+        return max(0.0, deadline - time.monotonic())
 
     def set_trailing_metadata(self, metadata: Sequence[tuple[str, Any]]) -> None:
         self._trailing = tuple(metadata)
@@ -256,7 +256,7 @@ class Call:
         self.handler = handler
         self.max_message = max_message
         self.on_done = on_done
-        self.context = Context(self, metadata, deadline)
+        self.context = Context(self, metadata)
         self.request: Message | None = None  # a unary request's message
         self.request_compressed = False
         self.messages = 0
@@ -434,8 +434,7 @@ class Call:
         except grpc.aio.AbortError:
             code, details = context.code() or grpc.StatusCode.UNKNOWN, context.details()
         except asyncio.CancelledError:
-            if self.gone:  # no answer to send: the client left
-                self._done()
+            if self.gone:  # no answer to send: the client left (_task_done ends the call)
                 return
             if self.cut:
                 code, details = grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN
@@ -446,9 +445,6 @@ class Call:
         except Exception as exc:  # noqa: BLE001 - as grpc.aio answers a handler's error
             log.exception("gRPC method %s failed", handler)
             code, details = grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}: {exc}"
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
         self._finish(code, details)
 
     # ---- answering --------------------------------------------------------------------
