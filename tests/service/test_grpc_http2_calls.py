@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import hashlib
 import zlib
 from typing import Any
 
 import grpc
 import h2.settings
+import hyperframe.frame as hf
 import pytest
 from http2_clients import (
     LIMIT,
@@ -22,11 +24,12 @@ from http2_clients import (
     Answer,
     Client,
     Handlers,
+    RawClient,
     message,
     messages_in,
     serve,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from layerserve.service.grpc.http2 import stream as http2_stream
@@ -80,6 +83,59 @@ def test_stream_messages_are_read_across_frame_boundaries(sizes, frame_size):
         assert messages_in(bytes(answer.body)) == [",".join(map(str, sizes)).encode()]
         assert answer.status == 0
         await client.close()
+
+    serve(test)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(0, 120_000), min_size=1, max_size=5),
+    frame_size=st.sampled_from([None, 70_000, 16_384, 5]),
+    padding=st.sampled_from([None, 0, 255]),
+    chunk=st.sampled_from([None, 9, 1000, 17_000, 65_536]),
+)
+# messages that begin in one frame and end in the next, by a little and by a lot
+@example(sizes=[60_000, 60_000], frame_size=70_000, padding=None, chunk=None)
+@example(sizes=[69_996], frame_size=70_000, padding=None, chunk=None)
+@example(sizes=[69_990, 30_000], frame_size=70_000, padding=0, chunk=None)
+@example(sizes=[100_000, 100_000], frame_size=70_000, padding=None, chunk=65_536)
+def test_large_messages_read_straight_into_their_room_arrive_whole(
+    sizes, frame_size, padding, chunk
+):
+    """A message that its DATA frame carries whole is read into room of its own (past the
+    connection's buffer): several in one frame, cut across frames, padded, and whatever
+    the socket's reads, every message arrives with its bytes."""
+    payloads = [bytes((i * 7 + j) % 251 for j in range(n)) for i, n in enumerate(sizes)]
+    body = b"".join(message(p) for p in payloads)
+    step = frame_size or len(body)
+    parts = [body[i : i + step] for i in range(0, len(body), step)]
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        frames: list[hf.Frame] = [client.headers(1, "Digest", ["END_HEADERS"])]
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            data = hf.DataFrame(
+                1,
+                flags=(["END_STREAM"] if last else [])
+                + (["PADDED"] if padding is not None else []),
+            )
+            data.data = part
+            if padding is not None:
+                data.pad_length = padding
+            frames.append(data)
+        wire = b"".join(frame.serialize() for frame in frames)
+        step = chunk or len(wire)
+        for i in range(0, len(wire), step):
+            client.writer.write(wire[i : i + step])
+            await client.writer.drain()
+        answer = await client.answer(1)
+        expected = b";".join(
+            b"%d:%s" % (len(p), hashlib.sha256(p).hexdigest().encode()) for p in payloads
+        )
+        assert messages_in(bytes(answer.body)) == [expected]
+        assert answer.trailers[b"grpc-status"] == b"0"
+        client.writer.close()
 
     serve(test)
 

@@ -8,6 +8,7 @@ registers them."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -86,6 +87,14 @@ class Handlers:
         sizes = [len(request) async for request in requests]
         return ",".join(map(str, sizes)).encode()
 
+    async def digest(self, requests: AsyncIterator[bytes], context: Any) -> bytes:
+        """Each message's length and SHA-256, in order: a short answer for large ones."""
+        digests = [
+            b"%d:%s" % (len(request), hashlib.sha256(request).hexdigest().encode())
+            async for request in requests
+        ]
+        return b";".join(digests)
+
     async def deaf(self, requests: AsyncIterator[bytes], context: Any) -> bytes:
         await asyncio.sleep(30)  # never reads its requests
         return b""
@@ -105,6 +114,7 @@ class Handlers:
                 "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
                 "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
                 "Tally": grpc.stream_unary_rpc_method_handler(self.tally),
+                "Digest": grpc.stream_unary_rpc_method_handler(self.digest),
                 "Watch": grpc.unary_stream_rpc_method_handler(self.watch),
                 "Deaf": grpc.stream_unary_rpc_method_handler(self.deaf),
             },

@@ -1,10 +1,13 @@
 """One HTTP/2 connection of the gRPC port (RFC 9113), as an asyncio buffered protocol.
 
-The socket is read into one buffer that is reused (no allocation per read); a DATA frame's
-payload is copied once, from that buffer into the buffer of the gRPC message it belongs
-to, and the frame is consumed as it arrives (a 200 KB message need not fit one read). Each
-request stream belongs to a :class:`~layerserve.service.grpc.http2.rpc.Call`, which this
-connection hands the stream's header block, messages and end.
+The socket is read into one buffer that is reused (no allocation per read), ``READ_CHUNK``
+bytes at a time, and frames are consumed as they arrive (a 200 KB message need not fit
+one read). A message whose frame carries all of it gets room for all of it as soon as its
+length is read: the bytes that came with the frame are copied there, and the socket is
+read straight into that room for the rest, so that a large message is not copied after
+the kernel's copy. Each request stream belongs to a
+:class:`~layerserve.service.grpc.http2.rpc.Call`, which this connection hands the stream's
+header block, messages and end.
 
 Flow control, receiving: the window the client may fill is ``STREAM_WINDOW`` per stream
 and ``CONNECTION_WINDOW`` in all; a stream's window is given back as its call takes the
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hpack
+import numpy as np
 
 from layerserve.service.grpc.http2 import frames as f
 from layerserve.service.grpc.http2.outbound import Outbound
@@ -38,6 +42,7 @@ from layerserve.service.grpc.http2.stream import (
     PREFACE_SECONDS,
     QUEUED_MESSAGES,
     READ_BUFFER,
+    READ_CHUNK,
     RESET_PERIOD_SECONDS,
     STREAM_WINDOW,
     Stream,
@@ -81,6 +86,7 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self.data_left = 0  # payload bytes of the DATA frame being read
         self.pad_left = 0  # its padding, read after the payload
         self.data_stream: Stream | None = None
+        self.direct: memoryview | None = None  # the message's room the socket is read into
         self.data_end = False
         self.headers_for: int | None = None  # the stream whose header block continues
         self.header_block = bytearray()
@@ -111,9 +117,20 @@ class Connection(Outbound, asyncio.BufferedProtocol):
             self.transport.close()
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        stream = self.data_stream
+        if (
+            self.end == 0
+            and stream is not None
+            and isinstance(stream.message, memoryview)
+            and not stream.discard
+        ):
+            # the rest of a message its DATA frame carries: read into the message itself
+            self.direct = stream.message[stream.filled : stream.need]
+            return self.direct
+        self.direct = None
         if self.end == len(self.buffer):  # a frame larger than the buffer (up to MAX_FRAME)
             self._resize(2 * len(self.buffer))
-        return self.view[self.end :]
+        return self.view[self.end : self.end + READ_CHUNK]
 
     def _resize(self, size: int) -> None:
         """A new buffer of ``size`` bytes holding what is unread: the event loop may still
@@ -124,10 +141,16 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self.buffer, self.view = buffer, memoryview(buffer)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.end += nbytes
+        direct = self.direct
         self.handling = True
         try:
-            used = self._handle(self.end)
+            if direct is not None:
+                self.direct = None
+                self._read_direct(nbytes)
+                used = 0
+            else:
+                self.end += nbytes
+                used = self._handle(self.end)
         except f.ConnectionError_ as error:
             self._fail(error.code, str(error))
             return
@@ -260,10 +283,10 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         take = min(self.data_left, end - pos)
         stream = self.data_stream
         if take:
+            self.data_left -= take  # before _fill, which reads what the frame still carries
             if stream is not None and not stream.discard:
                 self._fill(stream, view, pos, pos + take)
             pos += take
-            self.data_left -= take
         if self.data_left == 0 and self.pad_left:
             skip = min(self.pad_left, end - pos)
             pos += skip
@@ -280,6 +303,17 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self._give_window(stream)
         if self.data_end:
             self._data_stream_end(stream)
+
+    def _read_direct(self, nbytes: int) -> None:
+        """``nbytes`` of the DATA frame being read went straight into its message."""
+        stream = self.data_stream
+        assert stream is not None and stream.message is not None
+        self.data_left -= nbytes
+        stream.filled += nbytes
+        if stream.filled == stream.need:
+            self._message_done(stream, stream.message)
+        if self.data_left == 0 and self.pad_left == 0:
+            self._data_done()
 
     def _fill(self, stream: Stream, view: memoryview, start: int, stop: int) -> None:
         """Copy a DATA payload into the stream's messages, handing each whole one over."""
@@ -306,18 +340,32 @@ class Connection(Outbound, asyncio.BufferedProtocol):
                     call.message(bytes(view[start : start + size]), stream.compressed)
                     start += size
                     continue
-                # Grown as the bytes come (the window bounds them), not from the length
-                # the prefix claims.
-                message = stream.message = bytearray()
-                stream.need = size
-            take = min(stream.need - len(message), stop - start)
-            message += view[start : start + take]
+                stream.need, stream.filled = size, 0
+                if size - (stop - start) <= self.data_left:
+                    # The frame carries the rest: bytes the client sent within its window,
+                    # whatever the prefix claims. Not zeroed: every byte is written.
+                    message = stream.message = memoryview(np.empty(size, np.uint8))
+                else:  # grown as the bytes come (the window bounds them)
+                    message = stream.message = bytearray()
+            take = min(stream.need - stream.filled, stop - start)
+            if isinstance(message, bytearray):
+                message += view[start : start + take]
+            else:
+                message[stream.filled : stream.filled + take] = view[start : start + take]
+            stream.filled += take
             start += take
-            if len(message) == stream.need:
-                stream.message = None
-                if call is not None:
-                    call.message(message, stream.compressed)
-        if call is not None and call.queued() > MAX_QUEUED_MESSAGES:
+            if stream.filled == stream.need:
+                self._message_done(stream, message)
+                if stream.discard:  # reset: what follows is dropped
+                    return
+
+    def _message_done(self, stream: Stream, message: memoryview | bytearray) -> None:
+        stream.message = None
+        call = stream.call
+        if call is None:
+            return
+        call.message(message, stream.compressed)
+        if call.queued() > MAX_QUEUED_MESSAGES:
             # tiny messages within the window, never read: each costs more than its bytes
             self._reset(stream, f.ENHANCE_YOUR_CALM)
 

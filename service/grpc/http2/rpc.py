@@ -26,7 +26,7 @@ from layerserve.service.grpc.http2.stream import Stream
 log = logging.getLogger("layerserve.service")
 
 Metadata = tuple[tuple[str, str | bytes], ...]
-Message = bytes | bytearray  # a request message as read: bytes, or the buffer it filled
+Message = bytes | bytearray | memoryview  # a request message as read: bytes, or the room it filled
 # Headers of the protocol, not metadata the handlers see (as grpc.aio leaves them out).
 RESERVED = frozenset(
     (

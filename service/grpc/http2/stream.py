@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from layerserve.service.grpc.http2.rpc import Call
 
 READ_BUFFER = 256 * 1024
+# Bytes read at once into the connection's buffer: a large message's first bytes come with
+# its frame, and the rest of it goes straight into the message (``Connection.get_buffer``).
+READ_CHUNK = 16 * 1024
 STREAM_WINDOW = 4 * 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
 MAX_STREAMS = 256
@@ -43,6 +46,7 @@ class Stream:
         "prefix",
         "compressed",
         "need",
+        "filled",
         "recv_window",
         "message",
         "unacked",
@@ -60,8 +64,11 @@ class Stream:
         self.prefix = bytearray()  # the message prefix read so far
         self.compressed = False  # the flag of the message being read
         self.need = 0  # the length of the message being read
+        self.filled = 0  # and its bytes read so far
         self.recv_window = STREAM_WINDOW  # what the client may still send on the stream
-        self.message: bytearray | None = None  # the message being filled
+        # The message being filled: room for all of it (its frame carries all of it), or
+        # bytes grown as they come.
+        self.message: memoryview | bytearray | None = None
         self.unacked = 0  # bytes read on the stream, not yet given back to its window
         self.send_window = send_window
         self.outbox: collections.deque[tuple[bool, Any, bool]] = collections.deque()
