@@ -18,6 +18,7 @@ from google.protobuf import json_format
 
 from layerserve.service.datatypes import v2_datatype
 from layerserve.service.errors import InvalidInput, NotSupported
+from layerserve.service.grpc import infer_response
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import model_config_pb2
 from layerserve.service.grpc.infer_request import InferRequest
@@ -149,17 +150,15 @@ def _requested_outputs(outputs: Any, model: LoadedModel) -> list[str] | None:
 
 def encode_response(
     model: LoadedModel, request: GrpcRequest, outputs: dict[str, np.ndarray]
-) -> Any:
-    """The ``ModelInferResponse``: the requested outputs, or the model's own outputs (a
-    ``<output>_mask`` output only when asked for by name, as REST answers)."""
-    response = pb.ModelInferResponse(
-        model_name=model.name, model_version=model.version, id=request.id
-    )
+) -> infer_response.EncodedResponse:
+    """The ``ModelInferResponse``, in its wire format: the requested outputs, or the
+    model's own outputs (a ``<output>_mask`` output only when asked for by name, as REST
+    answers)."""
+    answers = []
     for name in request.outputs or model.value_outputs:
         array = outputs[name]
-        response.outputs.add(name=name, datatype=v2_datatype(array.dtype), shape=array.shape)
-        response.raw_output_contents.append(v2._to_binary(array))
-    return response
+        answers.append((name, v2_datatype(array.dtype), array.shape, v2._to_binary(array)))
+    return infer_response.infer_response(model.name, model.version, request.id, answers)
 
 
 # ---- the JSON documents REST answers, as messages ----------------------------------------

@@ -21,7 +21,7 @@ from layerserve.errors import LayerserveError
 from layerserve.service import errors
 from layerserve.service.access import AccessPolicy, Level, client_address
 from layerserve.service.api.request_log import incoming_id, new_request_id
-from layerserve.service.grpc import codec
+from layerserve.service.grpc import codec, infer_response
 from layerserve.service.grpc.calls import CallLog, log_call, peer_host, text_entries
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
@@ -388,7 +388,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request_context = RequestContext(message.id or new_request_id())
         token = current_request.set(request_context)
         try:
-            return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            return infer_response.stream_infer_response(await self._infer(request))
         except Exception as exc:  # noqa: BLE001 - one request's failure must not end the stream
             _, error = self._answer_to(exc, request, request_context, "ModelStreamInfer")
         finally:
@@ -398,7 +398,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
         return pb.ModelStreamInferResponse(error_message=error, infer_response=failed)
 
-    async def _infer(self, request: InferRequest) -> Any:
+    async def _infer(self, request: InferRequest) -> infer_response.EncodedResponse:
         plane = self.plane
         model = plane.model(request.message.model_name, request.message.model_version or None)
         place = plane.admit(model)
@@ -449,13 +449,16 @@ async def _stream_opened(servicer: InferenceServicer, request: Any, context: Any
 
 
 def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
-    """The service's generated handlers, but for the requests of ModelInfer and
-    ModelStreamInfer, which ``read_infer_request`` reads without copying their tensors."""
+    """The service's generated handlers, but for ModelInfer and ModelStreamInfer, whose
+    requests ``read_infer_request`` reads without copying their tensors and whose answers
+    ``infer_response`` writes in their wire format."""
     table = _HandlerTable()
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, table)
     handlers = table.handlers
     for name in ("ModelInfer", "ModelStreamInfer"):
-        handlers[name] = handlers[name]._replace(request_deserializer=read_infer_request)
+        handlers[name] = handlers[name]._replace(
+            request_deserializer=read_infer_request, response_serializer=infer_response.serialize
+        )
     generic = grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
     server.add_generic_rpc_handlers((generic,))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

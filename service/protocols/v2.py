@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from layerserve.service.runtime import MAX_RANK, LoadedModel
 
 HEADER_LENGTH = "inference-header-content-length"
 HEADER_LENGTH_BYTES = HEADER_LENGTH.encode()
+LITTLE_ENDIAN = sys.byteorder == "little"  # the binary format's byte order is the host's
 
 
 def header_length(value: str | None) -> int | None:
@@ -439,6 +441,8 @@ def _to_binary(array: np.ndarray) -> bytes:
             raw = item if isinstance(item, bytes) else str(item).encode()
             parts.append(struct.pack("<I", len(raw)) + raw)
         return b"".join(parts)
+    if LITTLE_ENDIAN and array.dtype.isnative:
+        return array.tobytes()  # in C order, whatever the array's layout
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 

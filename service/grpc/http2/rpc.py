@@ -74,17 +74,23 @@ def metadata_fields(metadata: Sequence[tuple[str, Any]]) -> list[tuple[bytes, by
     return fields
 
 
+TRAILERS_ONLY = f.header_block(((b":status", b"200"), (b"content-type", b"application/grpc")))
+STATUS_FIELDS = {
+    code: f.header_block(((b"grpc-status", str(code.value[0]).encode()),))
+    for code in grpc.StatusCode
+}
+
+
 def status_block(
     code: grpc.StatusCode, message: str, metadata: Sequence[tuple[str, Any]], headers: bool
 ) -> bytes:
     """Trailers (or, with ``headers``, a trailers-only answer) carrying the status."""
-    fields: list[tuple[bytes, bytes]] = []
-    if headers:
-        fields += [(b":status", b"200"), (b"content-type", b"application/grpc")]
-    fields.append((b"grpc-status", str(code.value[0]).encode()))
+    block = TRAILERS_ONLY + STATUS_FIELDS[code] if headers else STATUS_FIELDS[code]
     if message:
-        fields.append((b"grpc-message", quote(message, safe=MESSAGE_SAFE).encode()))
-    return f.header_block(fields + metadata_fields(metadata))
+        block += f.header_block(((b"grpc-message", quote(message, safe=MESSAGE_SAFE).encode()),))
+    if metadata:
+        block += f.header_block(metadata_fields(metadata))
+    return block
 
 
 def parse_timeout(value: bytes) -> float | None:
@@ -452,7 +458,9 @@ class Call:
         if self.headers_sent:
             return
         self.headers_sent = True
-        block = RESPONSE_HEADERS + f.header_block(metadata_fields(metadata))
+        block = RESPONSE_HEADERS
+        if metadata:
+            block += f.header_block(metadata_fields(metadata))
         self.connection.send_headers(self.stream, block)
 
     async def send_message(self, response: Any, last: bool = False) -> None:
