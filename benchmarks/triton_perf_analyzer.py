@@ -163,9 +163,12 @@ def measure_one(
         str(report),
     ]
     if transport == "grpc":
-        # a thread per request in flight: its gRPC clients share a connection six at a
-        # time, and worker processes share the port by connection (HTTP has one each)
-        argv += ["--max-threads", str(args.concurrency)]
+        # Its asynchronous gRPC clients, one a thread, each keep several requests in
+        # flight; each gets a connection of its own (perf_analyzer's clients share one
+        # six at a time by default), so that worker processes, which share the port by
+        # connection, get an even share.
+        argv += ["--max-threads", str(args.grpc_threads)]
+        env = {**env, "TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT": "1"}
     before, began = process_table(), time.perf_counter()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
@@ -302,6 +305,12 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
     parser.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=list(PROTOCOLS))
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--grpc-threads",
+        type=int,
+        default=16,
+        help="perf_analyzer's client threads for gRPC, one connection each (its --max-threads)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--window-ms", type=int, default=2000, help="perf_analyzer's -p")
     parser.add_argument(
