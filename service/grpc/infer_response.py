@@ -10,6 +10,7 @@ few byte strings joined, the bytes protobuf's own serialization gives
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,16 @@ def _text(tag: bytes, text: str) -> bytes:
     return _field(tag, text.encode()) if text else b""
 
 
+# The fields a model's answers repeat (its name and version, each output's name and
+# datatype) are written once: the cache holds what a few thousand models would use.
+_model_fields = functools.lru_cache(maxsize=4096)(
+    lambda name, version: _text(_MODEL_NAME, name) + _text(_MODEL_VERSION, version)
+)
+_output_fields = functools.lru_cache(maxsize=4096)(
+    lambda name, datatype: _text(_OUTPUT_NAME, name) + _text(_OUTPUT_DATATYPE, datatype)
+)
+
+
 def infer_response(
     model_name: str,
     model_version: str,
@@ -65,15 +76,11 @@ def infer_response(
 ) -> EncodedResponse:
     """``ModelInferResponse`` with ``outputs`` as (name, datatype, shape, raw bytes), the
     bytes in ``raw_output_contents`` in the outputs' order."""
-    parts = [
-        _text(_MODEL_NAME, model_name),
-        _text(_MODEL_VERSION, model_version),
-        _text(_ID, request_id),
-    ]
+    parts = [_model_fields(model_name, model_version), _text(_ID, request_id)]
     for name, datatype, shape, _ in outputs:
-        tensor = _text(_OUTPUT_NAME, name) + _text(_OUTPUT_DATATYPE, datatype)
+        tensor = _output_fields(name, datatype)
         if len(shape):
-            tensor += _field(_OUTPUT_SHAPE, b"".join(_varint(int(d) & _INT64) for d in shape))
+            tensor += _field(_OUTPUT_SHAPE, b"".join([_varint(int(d) & _INT64) for d in shape]))
         parts.append(_field(_OUTPUTS, tensor))
     for _, _, _, raw in outputs:
         parts.append(_RAW_OUTPUT_CONTENTS + _varint(len(raw)))

@@ -10,6 +10,7 @@ import asyncio
 import struct
 
 import grpc
+import hpack
 import hyperframe.frame as hf
 import pytest
 from http2_clients import (
@@ -23,8 +24,11 @@ from http2_clients import (
     messages_in,
     serve,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layerserve.service.grpc.http2 import stream as http2_stream
+from layerserve.service.grpc.http2.connection import Connection
 from layerserve.service.grpc.http2.server import Http2Server
 
 pytestmark = pytest.mark.parallel_safe
@@ -379,3 +383,40 @@ def test_costly_frames_send_the_client_away(case):
         await fresh.close()
 
     serve(test)
+
+
+# ---- header blocks ------------------------------------------------------------------------
+header_lists = st.lists(
+    st.tuples(st.sampled_from([b"x-a", b"x-b", b"content-type"]), st.sampled_from([b"1", b"22"])),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=st.lists(st.tuples(header_lists, st.integers(0, 10)), min_size=1, max_size=12))
+def test_header_blocks_decode_as_hpack_says_while_the_table_changes(steps):
+    """Blocks that add to the table, then blocks of indexed fields only sent again later
+    (as clients send them call after call): each decodes as another HPACK decoder reads
+    the same blocks in the same order, whatever the table held by then."""
+    connection = Connection(lambda *args: None, LIMIT, lambda _: None)
+    encoder, reference = hpack.Encoder(), hpack.Decoder()
+    sent: list[bytes] = []
+    for headers, again in steps:
+        blocks = [encoder.encode(headers)]
+        indices = [encoder.header_table.search(name, value) for name, value in headers]
+        if all(found is not None and found[2] is not None for found in indices):
+            blocks.append(bytes(0x80 | found[0] for found in indices))  # indexed fields only
+        if sent:
+            blocks.append(sent[again % len(sent)])  # an earlier block once more
+        for block in blocks:
+            sent.append(block)
+            try:
+                expected = [tuple(field) for field in reference.decode(block, raw=True)]
+            except hpack.HPACKError:
+                expected = None
+            if expected is None:
+                with pytest.raises(hpack.HPACKError):
+                    connection._decode(block)
+                return  # the connection would end here
+            assert connection._decode(block) == expected

@@ -76,6 +76,9 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self.preface = False  # the client's preface and first SETTINGS were read
         self.settings_seen = False
         self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_BLOCK)
+        # The last block of indexed fields only and its fields: a client sends the same
+        # block call after call, and it means the same while the table is unchanged.
+        self.indexed: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
         self.streams: dict[int, Stream] = {}
         self.last_stream = 0  # the highest stream id the client opened
         self.recv_unacked = 0
@@ -474,6 +477,9 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         """The header block's fields. A block of one-byte indexed fields only (what a
         client sends once its headers are in the table) is read from the table at once:
         such a block leaves the table as it is (RFC 7541 section 6.1)."""
+        indexed = self.indexed
+        if indexed is not None and indexed[0] == block:
+            return indexed[1]
         if block and min(block) > 0x80 and max(block) < 0xFF:
             table = self.decoder.header_table
             try:
@@ -485,7 +491,9 @@ class Connection(Outbound, asyncio.BufferedProtocol):
                 # many times over must not decode past the limit
                 if sum(len(name) + len(value) + 32 for name, value in fields) > MAX_HEADER_BLOCK:
                     raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "a header list over 64 KiB")
+                self.indexed = (block, fields)
                 return fields
+        self.indexed = None  # the decoder may change the table
         return [tuple(field) for field in self.decoder.decode(block, raw=True)]
 
     def _header_block_done(
