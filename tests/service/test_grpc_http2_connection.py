@@ -22,6 +22,7 @@ from http2_clients import (
     eventually,
     message,
     messages_in,
+    request_fields,
     serve,
 )
 from hypothesis import given, settings
@@ -206,6 +207,7 @@ RAW_ERRORS = {
     "a window update of 0": struct.pack(">HBBBI", 0, 4, 8, 0, 0) + b"\0\0\0\0",
     "a broken header block": struct.pack(">HBBBI", 0, 1, 1, 4, 1) + b"\xff",
     "CONTINUATION without HEADERS": struct.pack(">HBBBI", 0, 1, 9, 4, 1) + b"\x88",
+    "a GOAWAY of 4 bytes": struct.pack(">HBBBI", 0, 4, 7, 0, 0) + b"\0\0\0\0",
 }
 
 
@@ -237,6 +239,68 @@ def test_a_connection_that_is_not_http2_is_closed():
         data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
         assert b"HTTP/1.1" not in data
         writer.close()
+
+    serve(test)
+
+
+def test_a_settings_acknowledgement_in_place_of_the_preface_settings_is_an_error():
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + hf.SettingsFrame(0, flags=["ACK"]).serialize()
+        )
+        await writer.drain()
+        client = RawClient(reader, writer)
+        while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
+            assert frame is not None
+        assert frame.error_code == 0x1  # PROTOCOL_ERROR
+        writer.close()
+
+    serve(test)
+
+
+REQUEST = request_fields("Echo")
+MALFORMED = {
+    "an upper-case name": REQUEST + [(b"X-Upper", b"v")],
+    "a pseudo-header after a regular one": REQUEST[:2] + [(b"x-a", b"1")] + REQUEST[2:],
+    "an unknown pseudo-header": REQUEST + [(b":protocol", b"websocket")],
+    "a repeated pseudo-header": REQUEST + [(b":path", b"/other")],
+    "a connection-specific field": REQUEST + [(b"connection", b"keep-alive")],
+    "te other than trailers": REQUEST[:-1] + [(b"te", b"gzip")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED) + ["a pseudo-header in trailers"])
+def test_malformed_header_fields_reset_their_stream_and_the_connection_goes_on(case):
+    """RFC 9113 sections 8.2 and 8.3: a request whose fields are malformed is reset with
+    PROTOCOL_ERROR (and never reaches a handler); so is a stream whose trailers carry a
+    pseudo-header. The connection serves the next call."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        if case == "a pseudo-header in trailers":
+            opening = client.headers(1, "Echo", ["END_HEADERS"])
+            data = hf.DataFrame(1)
+            data.data = message(b"never")
+            trailers = hf.HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+            trailers.data = client.encoder.encode([(b":path", b"/x")])
+            await client.send(opening, data, trailers)
+        else:
+            opening = hf.HeadersFrame(1, flags=["END_HEADERS"])
+            opening.data = client.encoder.encode(MALFORMED[case])
+            data = hf.DataFrame(1, flags=["END_STREAM"])
+            data.data = message(b"never")
+            await client.send(opening, data)
+        answer = await client.answer(1)
+        assert answer.reset == 0x1  # PROTOCOL_ERROR
+        assert handlers.seen_metadata == ()  # no handler ran
+        good = client.headers(3, "Echo", ["END_HEADERS"])
+        data = hf.DataFrame(3, flags=["END_STREAM"])
+        data.data = message(b"fine")
+        await client.send(good, data)
+        answer = await client.answer(3)
+        assert messages_in(bytes(answer.body)) == [b"fine"]
+        client.writer.close()
 
     serve(test)
 

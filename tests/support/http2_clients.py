@@ -29,6 +29,18 @@ SERVICE = "test.Echo"
 LIMIT = 1 << 20  # the server's message limit in these tests
 
 
+def request_fields(method: str) -> list[tuple[bytes, bytes]]:
+    """The header fields of a gRPC request for the test service's ``method``."""
+    return [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", f"/{SERVICE}/{method}".encode()),
+        (b":authority", b"localhost"),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ]
+
+
 def message(payload: bytes, compressed: int = 0) -> bytes:
     return bytes((compressed,)) + struct.pack(">I", len(payload)) + payload
 
@@ -253,12 +265,7 @@ class Client:
     ) -> int:
         stream = self.h2.get_next_available_stream_id()
         headers = [
-            (b":method", b"POST"),
-            (b":scheme", b"http"),
-            (b":path", f"/{SERVICE}/{method}".encode()),
-            (b":authority", b"localhost"),
-            (b"content-type", b"application/grpc"),
-            (b"te", b"trailers"),
+            *request_fields(method),
             *metadata,
         ]
         self.h2.send_headers(stream, headers, end_stream=end)
@@ -316,15 +323,7 @@ class RawClient:
 
     def headers(self, stream: int, method: str, flags: list[str]) -> hf.HeadersFrame:
         frame = hf.HeadersFrame(stream, flags=flags)
-        frame.data = self.encoder.encode(
-            [
-                (b":method", b"POST"),
-                (b":scheme", b"http"),
-                (b":path", f"/{SERVICE}/{method}".encode()),
-                (b":authority", b"x"),
-                (b"content-type", b"application/grpc"),
-            ]
-        )
+        frame.data = self.encoder.encode(request_fields(method))
         return frame
 
     async def next_frame(self, timeout: float = 5) -> hf.Frame | None:

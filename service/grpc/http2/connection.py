@@ -1,11 +1,12 @@
-"""One HTTP/2 connection of the gRPC port (RFC 9113), as an asyncio buffered protocol.
+"""One HTTP/2 connection of the gRPC port (RFC 9113), as an asyncio buffered protocol:
+the reading of frames, control frames, stream ends and the connection's own end. Header
+blocks are put together and checked in ``headers.py``, DATA read into messages in
+``messages.py``, and what is sent goes through ``outbound.py``.
 
 The socket is read into one buffer that is reused (no allocation per read), ``READ_CHUNK``
 bytes at a time, and frames are consumed as they arrive (a 200 KB message need not fit
-one read). A message whose frame carries all of it gets room for all of it as soon as its
-length is read: the bytes that came with the frame are copied there, and the socket is
-read straight into that room for the rest, so that a large message is not copied after
-the kernel's copy. Each request stream belongs to a
+one read); the rest of a large message is read into the message's own room instead
+(``get_buffer``). Each request stream belongs to a
 :class:`~layerserve.service.grpc.http2.rpc.Call`, which this connection hands the stream's
 header block, messages and end.
 
@@ -25,26 +26,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hpack
-import numpy as np
 
 from layerserve.service.grpc.http2 import frames as f
+from layerserve.service.grpc.http2.headers import HeaderBlocks
+from layerserve.service.grpc.http2.messages import DataFrames
 from layerserve.service.grpc.http2.outbound import Outbound
 from layerserve.service.grpc.http2.stream import (
     CONNECTION_WINDOW,
     MAX_FRAME,
     MAX_HEADER_BLOCK,
-    MAX_QUEUED_MESSAGES,
     MAX_RESETS,
     MAX_SETTINGS,
-    MAX_STREAMS,
-    MESSAGE_PREFIX,
     OUR_SETTINGS,
     PREFACE_SECONDS,
-    QUEUED_MESSAGES,
     READ_BUFFER,
     READ_CHUNK,
     RESET_PERIOD_SECONDS,
-    STREAM_WINDOW,
     Stream,
 )
 
@@ -54,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("layerserve.service")
 
 
-class Connection(Outbound, asyncio.BufferedProtocol):
+class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
     """The HTTP/2 side of one client connection; ``new_call`` makes the call of a stream
     from its headers (``rpc.Call``)."""
 
@@ -75,26 +72,14 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         self.peer = ""
         self.preface = False  # the client's preface and first SETTINGS were read
         self.settings_seen = False
-        self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_BLOCK)
-        # The last block of indexed fields only and its fields: a client sends the same
-        # block call after call, and it means the same while the table is unchanged.
-        self.indexed: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
+        self._init_headers()
+        self._init_messages()
         self.streams: dict[int, Stream] = {}
         self.last_stream = 0  # the highest stream id the client opened
-        self.recv_unacked = 0
-        self.recv_window = CONNECTION_WINDOW  # what the client may still send, in all
         self.resets = 0  # streams the client reset since reset_since
         self.answered = 0  # and calls answered in that time: a busy client may reset more
         self.reset_since = 0.0
-        self.data_left = 0  # payload bytes of the DATA frame being read
-        self.pad_left = 0  # its padding, read after the payload
-        self.data_stream: Stream | None = None
         self.direct: memoryview | None = None  # the message's room the socket is read into
-        self.data_end = False
-        self.headers_for: int | None = None  # the stream whose header block continues
-        self.header_block = bytearray()
-        self.header_end = False
-        self.headers_closed = False  # the header block is of a stream already closed
         self.closing = False  # GOAWAY sent: no new streams
         self._preface_timer: asyncio.TimerHandle | None = None
 
@@ -252,126 +237,6 @@ class Connection(Outbound, asyncio.BufferedProtocol):
             pos = start + size
             self._control_frame(kind, flags, stream_id, view[start:pos])
 
-    def _data_frame(self, stream_id: int, size: int, end_stream: bool) -> None:
-        if stream_id == 0:
-            raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on stream 0")
-        if stream_id > self.last_stream:
-            raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on a stream not opened")
-        self.recv_window -= size
-        if self.recv_window < 0:
-            raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "DATA past the connection's window")
-        self.recv_unacked += size
-        if self.recv_unacked >= CONNECTION_WINDOW // 4:
-            self.out.append(f.window_update(0, self.recv_unacked))
-            self.recv_window += self.recv_unacked
-            self.recv_unacked = 0
-        stream = self.streams.get(stream_id)
-        if stream is not None and not stream.remote_closed:
-            stream.recv_window -= size
-            if stream.recv_window < 0:  # the client ignored the window: memory is not
-                self._reset(stream, f.FLOW_CONTROL_ERROR)  # bounded past it
-                stream = None
-        if stream is None or stream.remote_closed:
-            if stream is not None:  # DATA after END_STREAM (a closed stream's is ignored)
-                self._reset(stream, f.STREAM_CLOSED)
-            self.data_stream = None
-            return
-        stream.unacked += size
-        self.data_stream = stream
-        self.data_end = end_stream
-        if self.data_left == 0 and self.pad_left == 0:
-            self._data_done()
-
-    def _read_data(self, view: memoryview, pos: int, end: int) -> int:
-        take = min(self.data_left, end - pos)
-        stream = self.data_stream
-        if take:
-            self.data_left -= take  # before _fill, which reads what the frame still carries
-            if stream is not None and not stream.discard:
-                self._fill(stream, view, pos, pos + take)
-            pos += take
-        if self.data_left == 0 and self.pad_left:
-            skip = min(self.pad_left, end - pos)
-            pos += skip
-            self.pad_left -= skip
-        if self.data_left == 0 and self.pad_left == 0:
-            self._data_done()
-        return pos
-
-    def _data_done(self) -> None:
-        stream = self.data_stream
-        self.data_stream = None
-        if stream is None or stream.id not in self.streams:
-            return
-        self._give_window(stream)
-        if self.data_end:
-            self._data_stream_end(stream)
-
-    def _read_direct(self, nbytes: int) -> None:
-        """``nbytes`` of the DATA frame being read went straight into its message."""
-        stream = self.data_stream
-        assert stream is not None and stream.message is not None
-        self.data_left -= nbytes
-        stream.filled += nbytes
-        if stream.filled == stream.need:
-            self._message_done(stream, stream.message)
-        if self.data_left == 0 and self.pad_left == 0:
-            self._data_done()
-
-    def _fill(self, stream: Stream, view: memoryview, start: int, stop: int) -> None:
-        """Copy a DATA payload into the stream's messages, handing each whole one over."""
-        call = stream.call
-        while start < stop:
-            message = stream.message
-            if message is None:
-                took = min(MESSAGE_PREFIX - len(stream.prefix), stop - start)
-                stream.prefix += view[start : start + took]
-                start += took
-                if len(stream.prefix) < MESSAGE_PREFIX:
-                    return
-                stream.compressed = bool(stream.prefix[0])
-                size = f.UINT32.unpack_from(stream.prefix, 1)[0]
-                stream.prefix.clear()
-                if call is None:
-                    stream.discard = True
-                    return
-                if size > self.max_message:
-                    stream.discard = True
-                    call.refuse_size(size)
-                    return
-                if stop - start >= size:  # all here: one copy, no zeroed buffer to fill
-                    call.message(bytes(view[start : start + size]), stream.compressed)
-                    start += size
-                    continue
-                stream.need, stream.filled = size, 0
-                if size - (stop - start) <= self.data_left:
-                    # The frame carries the rest: bytes the client sent within its window,
-                    # whatever the prefix claims. Not zeroed: every byte is written.
-                    message = stream.message = memoryview(np.empty(size, np.uint8))
-                else:  # grown as the bytes come (the window bounds them)
-                    message = stream.message = bytearray()
-            take = min(stream.need - stream.filled, stop - start)
-            if isinstance(message, bytearray):
-                message += view[start : start + take]
-            else:
-                message[stream.filled : stream.filled + take] = view[start : start + take]
-            stream.filled += take
-            start += take
-            if stream.filled == stream.need:
-                self._message_done(stream, message)
-                if stream.discard:  # reset: what follows is dropped
-                    return
-
-    def _message_done(self, stream: Stream, message: memoryview | bytearray) -> None:
-        stream.message = None
-        call = stream.call
-        if call is None:
-            return
-        call.message(message, stream.compressed)
-        if call.queued() > MAX_QUEUED_MESSAGES:
-            # tiny messages within the window, never read: each costs more than its bytes
-            self._reset(stream, f.ENHANCE_YOUR_CALM)
-
     def _control_frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
         if kind == f.HEADERS:
             self._headers_frame(flags, stream_id, payload)
@@ -403,6 +268,8 @@ class Connection(Outbound, asyncio.BufferedProtocol):
         elif kind == f.GOAWAY:
             if stream_id != 0:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "GOAWAY on a stream")
+            if len(payload) < 8:  # the last stream id and the error code
+                raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "GOAWAY shorter than 8 bytes")
             self.closing = True  # the client opens no more streams; those open finish
             self._close_if_idle()
         elif kind == f.PUSH_PROMISE:
@@ -431,108 +298,12 @@ class Connection(Outbound, asyncio.BufferedProtocol):
                 f"over {MAX_RESETS} streams reset in {RESET_PERIOD_SECONDS:.0f} seconds",
             )
 
-    def _headers_frame(self, flags: int, stream_id: int, payload: memoryview) -> None:
-        if stream_id == 0:
-            raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on stream 0")
-        start, stop = 0, len(payload)
-        if flags & f.PADDED:
-            if stop < 1 or payload[0] >= stop:
-                raise f.ConnectionError_(f.PROTOCOL_ERROR, "padding past the frame")
-            stop -= payload[0]
-            start = 1
-        if flags & f.PRIORITY_FLAG:
-            start += 5
-            if start > stop:
-                raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "HEADERS too short for priority")
-        stream = self.streams.get(stream_id)
-        # a block that does not open a stream and finds none when it ends is dropped
-        self.headers_closed = stream is not None or stream_id <= self.last_stream
-        if stream is None:
-            if stream_id % 2 == 0:
-                raise f.ConnectionError_(f.PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}")
-            if stream_id > self.last_stream:
-                self.last_stream = stream_id
-            # else a stream closed here (answered or reset) while the client still wrote to
-            # it: its block is decoded, for the header table, and dropped
-        elif not flags & f.END_STREAM or stream.remote_closed:
-            raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on an open stream")
-        self.headers_for = stream_id
-        self.header_end = bool(flags & f.END_STREAM)
-        self.header_block.clear()
-        self._add_header_fragment(payload[start:stop], flags)
-
-    def _add_header_fragment(self, fragment: memoryview, flags: int) -> None:
-        self.header_block += fragment
-        if len(self.header_block) > MAX_HEADER_BLOCK:
-            raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "a header block over 64 KiB")
-        if flags & f.END_HEADERS:
-            stream_id = self.headers_for
-            assert stream_id is not None
-            self.headers_for = None
-            self._header_block_done(
-                stream_id, self._decode(bytes(self.header_block)), self.header_end
-            )
-
-    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
-        """The header block's fields. A block of one-byte indexed fields only (what a
-        client sends once its headers are in the table) is read from the table at once:
-        such a block leaves the table as it is (RFC 7541 section 6.1)."""
-        indexed = self.indexed
-        if indexed is not None and indexed[0] == block:
-            return indexed[1]
-        if block and min(block) > 0x80 and max(block) < 0xFF:
-            table = self.decoder.header_table
-            try:
-                fields = [table.get_by_index(byte & 0x7F) for byte in block]
-            except hpack.InvalidTableIndex:
-                fields = None  # the decoder says what is wrong
-            if fields is not None:
-                # RFC 7541 section 4.1's size, as the decoder checks it: a large entry named
-                # many times over must not decode past the limit
-                if sum(len(name) + len(value) + 32 for name, value in fields) > MAX_HEADER_BLOCK:
-                    raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "a header list over 64 KiB")
-                self.indexed = (block, fields)
-                return fields
-        self.indexed = None  # the decoder may change the table
-        return [tuple(field) for field in self.decoder.decode(block, raw=True)]
-
-    def _header_block_done(
-        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
-    ) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is not None and self.headers_closed:  # the client's trailers: its end
-            self._data_stream_end(stream)
-            return
-        if self.headers_closed:  # a stream closed here meanwhile (answered or reset)
-            return
-        if self.closing:
-            self.out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
-            return
-        if len(self.streams) >= MAX_STREAMS:
-            self.out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
-            return
-        stream = Stream(stream_id, self.peer_window)
-        self.streams[stream_id] = stream
-        stream.call = self.new_call(self, stream, headers)
-        if stream.call is None:
-            stream.discard = True
-        if end_stream:
-            self._data_stream_end(stream)
-
-    def _data_stream_end(self, stream: Stream) -> None:
-        stream.remote_closed = True
-        if stream.message is not None or stream.prefix:
-            stream.discard = True
-            if stream.call is not None:
-                stream.call.broken_message()
-        elif stream.call is not None and not stream.discard:
-            stream.call.request_ended()
-        self._maybe_forget(stream)
-
     def _settings_frame(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if stream_id != 0:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & f.ACK:
+            if not self.settings_seen:  # the preface is the client's own SETTINGS
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "the preface's SETTINGS is missing")
             if len(payload):
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
@@ -595,22 +366,6 @@ class Connection(Outbound, asyncio.BufferedProtocol):
             self._reset(stream, f.FLOW_CONTROL_ERROR)
             return
         self._flush(stream)
-
-    # ---- windows given back --------------------------------------------------------------
-    def message_taken(self, stream: Stream) -> None:
-        """A call took a queued message: the client may send more."""
-        self._give_window(stream)
-        self._write_out()
-
-    def _give_window(self, stream: Stream) -> None:
-        if stream.remote_closed or stream.unacked < STREAM_WINDOW // 4:
-            return
-        call = stream.call
-        if call is not None and call.queued() >= QUEUED_MESSAGES:
-            return
-        self.out.append(f.window_update(stream.id, stream.unacked))
-        stream.recv_window += stream.unacked
-        stream.unacked = 0
 
     # ---- stream and connection ends -------------------------------------------------------
     def _reset(self, stream: Stream, code: int) -> None:
