@@ -207,7 +207,10 @@ class Settings(BaseSettings):
     )
     max_header_count: int = Field(100, ge=8, le=10_000, description="Most header fields.")
     max_connections: int = Field(
-        2048, ge=1, le=1_000_000, description="Open connections; more are answered 503."
+        2048,
+        ge=1,
+        le=1_000_000,
+        description="Open connections on each port; one more is answered 503 (gRPC: GOAWAY).",
     )
 
     @model_validator(mode="after")

@@ -78,7 +78,9 @@ class GrpcServer:
         server: grpc.aio.Server | Http2Server
         if self.settings.grpc_server == "http2":
             # Workers share the port; a single server must not share it with another.
-            server = Http2Server(limit, reuse_port=self.worker)
+            server = Http2Server(
+                limit, reuse_port=self.worker, max_connections=self.settings.max_connections
+            )
         else:
             options = [
                 ("grpc.max_receive_message_length", limit),

@@ -10,10 +10,13 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import orjson
 import pytest
-from live_server import running_server, write_model
+import tritonclient.grpc as tg
+from live_server import free_port, running_server, write_model
 from raw_http import closed_by_server, read_response
+from tritonclient.utils import InferenceServerException
 
 from layerserve import __version__, examples
 from layerserve.service.settings import Settings
@@ -186,3 +189,34 @@ def test_keep_alive_clients_are_served_many_requests_on_one_connection(server):
             assert (status, orjson.loads(body)) == (200, {"live": True})
             assert headers["server"] == SERVER
             assert "connection" not in headers
+
+
+def test_grpc_connections_past_the_cap_are_sent_away_unavailable_naming_it(tmp_path):
+    """The gRPC port counts its own connections against LAYERSERVE_MAX_CONNECTIONS: one
+    past it is told so (GOAWAY), which tritonclient reports as UNAVAILABLE with the
+    server's words; the connections within it go on being served."""
+    write_model(tmp_path, "mlp", examples.mlp(), "1", {"max_batch_size": 8})
+    port = free_port()
+    settings = Settings(model_repository=tmp_path, grpc_port=port, max_connections=2)
+    x = tg.InferInput("hidden_1_input", [1, 784], "FP32")
+    x.set_data_from_numpy(np.zeros((1, 784), np.float32))
+    expected = examples.mlp().predict(np.zeros((1, 784), np.float32))
+    # a connection each (channels to one address in one process share one by default)
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    with running_server(settings):
+        clients = [
+            tg.InferenceServerClient(f"127.0.0.1:{port}", channel_args=own) for _ in range(3)
+        ]
+        try:
+            for client in clients[:2]:
+                answer = client.infer("mlp", [x]).as_numpy("probabilities")
+                np.testing.assert_allclose(answer, expected, rtol=1e-5, atol=1e-6)
+            with pytest.raises(InferenceServerException) as refused:
+                clients[2].infer("mlp", [x])
+            assert refused.value.status() == "StatusCode.UNAVAILABLE"
+            assert "2 gRPC connections open (LAYERSERVE_MAX_CONNECTIONS)" in str(refused.value)
+            answer = clients[0].infer("mlp", [x]).as_numpy("probabilities")
+            np.testing.assert_allclose(answer, expected, rtol=1e-5, atol=1e-6)
+        finally:
+            for client in clients:
+                client.close()

@@ -231,6 +231,33 @@ def test_a_broken_connection_goes_away_with_an_error_and_the_server_goes_on(case
     serve(test)
 
 
+def test_a_connection_past_the_limit_is_sent_away_and_a_later_one_is_served():
+    """Past LAYERSERVE_MAX_CONNECTIONS a new connection gets the server's SETTINGS, then
+    GOAWAY (ENHANCE_YOUR_CALM) naming the limit, and is closed; once one closes, the next
+    is served."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        first, second = await Client.open(port), await Client.open(port)
+        await eventually(lambda: len(server.connections) == 2)
+        third = await RawClient.open(port)
+        while not isinstance(frame := await third.next_frame(), hf.GoAwayFrame):
+            assert frame is not None
+        assert frame.error_code == 0xB  # ENHANCE_YOUR_CALM
+        assert b"2 gRPC connections open (LAYERSERVE_MAX_CONNECTIONS)" in frame.additional_data
+        assert await third.next_frame() is None  # closed
+        answer = await second.call("Echo", b"still served")
+        assert messages_in(bytes(answer.body)) == [b"still served"]
+        await first.close()
+        await eventually(lambda: len(server.connections) == 1)
+        fourth = await Client.open(port)
+        answer = await fourth.call("Echo", b"fine")
+        assert messages_in(bytes(answer.body)) == [b"fine"]
+        await second.close()
+        await fourth.close()
+
+    serve(test, max_connections=2)
+
+
 def test_a_connection_that_is_not_http2_is_closed():
     async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -60,8 +60,10 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
         new_call: Callable[[Connection, Stream, list[tuple[bytes, bytes]]], Call | None],
         max_message: int,
         on_close: Callable[[Connection], None],
+        refusal: str | None = None,
     ) -> None:
         self._init_outbound()
+        self.refusal = refusal  # why the connection is sent away as it opens
         self.new_call = new_call
         self.max_message = max_message
         self.on_close = on_close
@@ -97,6 +99,11 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
             f.settings_frame(OUR_SETTINGS)
             + f.window_update(0, CONNECTION_WINDOW - f.DEFAULT_WINDOW)
         )
+        if self.refusal is not None:  # no streams: the client may come back later
+            self.closing = True
+            transport.write(f.goaway(0, f.ENHANCE_YOUR_CALM, self.refusal))
+            transport.close()
+            return
         loop = asyncio.get_running_loop()
         self._preface_timer = loop.call_later(PREFACE_SECONDS, self._preface_overdue)
 

@@ -33,9 +33,10 @@ class _HandlerCallDetails(grpc.HandlerCallDetails):
 class Http2Server:
     """Serves the registered gRPC methods on one address."""
 
-    def __init__(self, max_message: int, reuse_port: bool) -> None:
+    def __init__(self, max_message: int, reuse_port: bool, max_connections: int = 2048) -> None:
         self.max_message = max_message
         self.reuse_port = reuse_port
+        self.max_connections = max_connections
         self.methods: dict[bytes, grpc.RpcMethodHandler] = {}
         self.generic: list[grpc.GenericRpcHandler] = []
         self.connections: set[Connection] = set()
@@ -80,6 +81,13 @@ class Http2Server:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _connection(self) -> Connection:
+        if len(self.connections) >= self.max_connections:
+            log.warning("refused a gRPC connection: %d open", len(self.connections))
+            refusal = (
+                f"the server has {self.max_connections} gRPC connections open "
+                "(LAYERSERVE_MAX_CONNECTIONS); retry later"
+            )
+            return Connection(self._new_call, self.max_message, lambda _: None, refusal)
         connection = Connection(self._new_call, self.max_message, self.connections.discard)
         self.connections.add(connection)
         return connection
