@@ -351,6 +351,29 @@ def test_a_stream_sent_past_its_window_is_reset_with_a_flow_control_error():
     serve(test)
 
 
+def test_a_stream_holding_too_many_unread_messages_is_reset_however_they_arrive():
+    """Tiny messages within the window, never read, each cost the server more than its
+    bytes: past 4,096 unread the stream is reset, also when every message arrives whole
+    within one read (frames of exactly one read, 16 KiB, 2,046 messages each)."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        await client.send(client.headers(1, "Deaf", ["END_HEADERS"]))
+        await asyncio.sleep(0.3)  # read: the server's next read starts with the next frame
+        frame = hf.DataFrame(1, flags=["PADDED"])
+        frame.pad_length, frame.data = 6, message(b"abc") * 2046
+        raw = frame.serialize()
+        assert len(raw) == http2_stream.READ_CHUNK
+        client.writer.write(raw * 3)
+        await client.writer.drain()
+        answer = await client.answer(1)
+        assert answer.reset == 0xB  # ENHANCE_YOUR_CALM
+        await eventually(lambda: not server.calls)
+        assert not server.calls  # the handler was cancelled
+
+    serve(test)
+
+
 def test_a_message_is_held_as_it_comes_not_as_long_as_its_prefix_claims():
     async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
         client = await RawClient.open(port)

@@ -136,8 +136,10 @@ class DataFrames:
                     call.refuse_size(size)
                     return
                 if stop - start >= size:  # all here: one copy, no zeroed buffer to fill
-                    call.message(bytes(view[start : start + size]), stream.compressed)
+                    self._message_done(stream, bytes(view[start : start + size]))
                     start += size
+                    if stream.discard:  # reset: what follows is dropped
+                        return
                     continue
                 stream.need, stream.filled = size, 0
                 if size - (stop - start) <= self.data_left:
@@ -158,7 +160,8 @@ class DataFrames:
                 if stream.discard:  # reset: what follows is dropped
                     return
 
-    def _message_done(self, stream: Stream, message: memoryview | bytearray) -> None:
+    def _message_done(self, stream: Stream, message: bytes | memoryview | bytearray) -> None:
+        """Hand a whole message over; a stream holding too many unread ones is reset."""
         stream.message = None
         call = stream.call
         if call is None:
