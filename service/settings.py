@@ -210,7 +210,7 @@ class Settings(BaseSettings):
         2048,
         ge=1,
         le=1_000_000,
-        description="Open connections on each port; one more is answered 503 (gRPC: GOAWAY).",
+        description="Open connections on each port; one more is answered 503 (gRPC: closed).",
     )
 
     @model_validator(mode="after")

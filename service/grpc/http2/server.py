@@ -82,12 +82,11 @@ class Http2Server:
 
     def _connection(self) -> Connection:
         if len(self.connections) >= self.max_connections:
-            log.warning("refused a gRPC connection: %d open", len(self.connections))
-            refusal = (
-                f"the server has {self.max_connections} gRPC connections open "
-                "(LAYERSERVE_MAX_CONNECTIONS); retry later"
+            log.warning(
+                "refused a gRPC connection: %d open (LAYERSERVE_MAX_CONNECTIONS)",
+                len(self.connections),
             )
-            return Connection(self._new_call, self.max_message, lambda _: None, refusal)
+            return Connection(self._new_call, self.max_message, lambda _: None, refused=True)
         connection = Connection(self._new_call, self.max_message, self.connections.discard)
         self.connections.add(connection)
         return connection
