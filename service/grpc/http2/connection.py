@@ -60,10 +60,8 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
         new_call: Callable[[Connection, Stream, list[tuple[bytes, bytes]]], Call | None],
         max_message: int,
         on_close: Callable[[Connection], None],
-        refused: bool = False,
     ) -> None:
         self._init_outbound()
-        self.refused = refused  # closed as it opens: the server has all it may hold
         self.new_call = new_call
         self.max_message = max_message
         self.on_close = on_close
@@ -95,13 +93,6 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
             self.peer = f"ipv4:{peer[0]}:{peer[1]}"
         else:
             self.peer = f"unix:{peer}"
-        if self.refused:
-            # Closed before the server's preface: to a client the connection never opened,
-            # and gRPC clients back off before trying again (one that opened and was then
-            # sent away would come straight back, over and over).
-            self.closing = True
-            transport.close()
-            return
         transport.write(
             f.settings_frame(OUR_SETTINGS)
             + f.window_update(0, CONNECTION_WINDOW - f.DEFAULT_WINDOW)

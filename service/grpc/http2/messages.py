@@ -135,7 +135,7 @@ class DataFrames:
                     stream.discard = True
                     call.refuse_size(size)
                     return
-                if stop - start >= size:  # all here: one copy, no zeroed buffer to fill
+                if stop - start >= size:  # all here: one copy
                     self._message_done(stream, bytes(view[start : start + size]))
                     start += size
                     if stream.discard:  # reset: what follows is dropped

@@ -30,6 +30,15 @@ class _HandlerCallDetails(grpc.HandlerCallDetails):
         self.invocation_metadata = invocation_metadata
 
 
+class _Refused(asyncio.Protocol):
+    """A connection past the limit, closed before the server's preface: to a client it
+    never opened, and gRPC clients back off before trying again (one that opened and was
+    then sent away would come straight back, over and over)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class Http2Server:
     """Serves the registered gRPC methods on one address."""
 
@@ -80,13 +89,13 @@ class Http2Server:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def _connection(self) -> Connection:
+    def _connection(self) -> Connection | _Refused:
         if len(self.connections) >= self.max_connections:
             log.warning(
                 "refused a gRPC connection: %d open (LAYERSERVE_MAX_CONNECTIONS)",
                 len(self.connections),
             )
-            return Connection(self._new_call, self.max_message, lambda _: None, refused=True)
+            return _Refused()
         connection = Connection(self._new_call, self.max_message, self.connections.discard)
         self.connections.add(connection)
         return connection
