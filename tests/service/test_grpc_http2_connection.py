@@ -159,8 +159,7 @@ def test_stopping_goes_away_finishes_running_calls_and_refuses_new_streams():
         await client.send(running, body)
         await asyncio.sleep(0.1)
         stopping = asyncio.create_task(server.stop(5))
-        while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
-            pass
+        frame = await client.goaway()
         assert frame.error_code == 0 and frame.last_stream_id == 1
         late = client.headers(3, "Echo", ["END_HEADERS"])  # sent before the GOAWAY arrived
         late_body = hf.DataFrame(3, flags=["END_STREAM"])
@@ -279,8 +278,7 @@ def test_a_settings_acknowledgement_in_place_of_the_preface_settings_is_an_error
         )
         await writer.drain()
         client = RawClient(reader, writer)
-        while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
-            assert frame is not None
+        frame = await client.goaway()
         assert frame.error_code == 0x1  # PROTOCOL_ERROR
         writer.close()
 
@@ -402,8 +400,7 @@ def test_rapid_resets_send_the_client_away():
             stream = 2 * i + 1
             frames += [client.headers(stream, "Slow", ["END_HEADERS"]), hf.RstStreamFrame(stream)]
         await client.send(*frames)
-        while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
-            assert frame is not None
+        frame = await client.goaway()
         assert frame.error_code == 0xB  # ENHANCE_YOUR_CALM
         await eventually(lambda: not server.calls)
         assert not server.calls
@@ -489,8 +486,7 @@ def test_costly_frames_send_the_client_away(case):
             raw = struct.pack(">HBBBI", 0, 33 * 6, 4, 0, 0) + struct.pack(">HI", 4, 65_535) * 33
             client.writer.write(raw)
             await client.writer.drain()
-        while not isinstance(frame := await client.next_frame(), hf.GoAwayFrame):
-            assert frame is not None
+        frame = await client.goaway()
         assert frame.error_code == 0xB  # ENHANCE_YOUR_CALM
         fresh = await Client.open(port)
         answer = await fresh.call("Echo", b"fine")

@@ -340,6 +340,13 @@ class RawClient:
                 return None
             self.buffer += data
 
+    async def goaway(self) -> hf.GoAwayFrame:
+        """The server's GOAWAY, past the frames before it (the connection must not close
+        without one)."""
+        while not isinstance(frame := await self.next_frame(), hf.GoAwayFrame):
+            assert frame is not None, "the connection closed without GOAWAY"
+        return frame
+
     async def answer(self, stream: int) -> Answer:
         """The answer on ``stream``: its headers, body and trailers, or its reset."""
         answer = Answer()
