@@ -119,10 +119,15 @@ def started_server(
 
 
 # ---- the processes, from /proc -------------------------------------------------------
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent outside idle and iowait since boot."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds since boot of all cores: spent busy (outside idle, iowait and steal),
+    and stolen (``steal``: the time a virtual machine's host ran something else while
+    this machine had work, as a host's CPU quota does once the machine uses up its share
+    of a period)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = sum(fields[:7]) - fields[3] - fields[4]
+    return busy / tick, fields[7] / tick
 
 
 def process_table() -> ProcessTable:

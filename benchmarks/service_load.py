@@ -25,7 +25,10 @@ Printed per row: requests/s, samples/s (rows), p50 and p99 latency of every requ
 measuring window; the CPU used by the server (the process started and every process under
 it: the supervisor, its workers and their children, read from /proc), by the load generator
 and by anything else on the machine (in cores, so 2.0 is all of a 2-core machine; server and
-other CPU only for a server this script started: other load makes the numbers worse); and
+other CPU only for a server this script started: other load makes the numbers worse), and
+the time a virtual machine's host took from the machine (``steal`` in /proc/stat: a host
+that holds the machine to a CPU quota stops it for the rest of the quota's period, often
+100 ms, once it used its share; such stalls show in p99 as well as in this column); and
 beside them in-process onnxruntime's samples/s (``session.run`` in a loop, default session
 options, same batch size): the median of its measurements beside the idle servers, before
 the first row and after each repeat, so that a drift of the machine during the run moves
@@ -61,7 +64,7 @@ from server_processes import (
     Memory,
     free_port,
     get_json,
-    machine_busy_seconds,
+    machine_cpu_seconds,
     memory_of,
     process_table,
     started_server,
@@ -422,7 +425,7 @@ def measure_level(
     pre-serialised gRPC request, or HTTP's (host, port, request bytes)."""
     protocol, batch, concurrency = level
     before = process_table()
-    busy_before, began = machine_busy_seconds(), time.perf_counter()
+    (busy_before, stolen_before), began = machine_cpu_seconds(), time.perf_counter()
     if protocol in GRPC_FORMATS:
         result = generators.run_grpc(
             server.grpc_target,
@@ -438,7 +441,9 @@ def measure_level(
         result = generators.run(host, port, payload, concurrency, args.warmup, args.duration)
     elapsed = time.perf_counter() - began
     after = process_table()
-    machine_cpu = (machine_busy_seconds() - busy_before) / elapsed
+    busy_after, stolen_after = machine_cpu_seconds()
+    machine_cpu = (busy_after - busy_before) / elapsed
+    steal_cpu = (stolen_after - stolen_before) / elapsed
     server_cpu = None
     if server.process is not None:
         server_cpu = tree_cpu_seconds(server.process.pid, before, after) / elapsed
@@ -453,6 +458,7 @@ def measure_level(
         server_cpu,
         result["client_cpu"],
         machine_cpu,
+        steal_cpu=steal_cpu,
     )
     cpu = [tree_cpu_seconds(pid, before, after) / elapsed for pid in server.pids]
     return Row(server.workers, run, cpu if len(cpu) > 1 else [])
@@ -465,7 +471,7 @@ def print_row(console: Console, row: Row) -> None:
         f"{row.workers or '-'} worker(s) {run.protocol:>6} batch {run.batch:>3} "
         f"concurrency {run.concurrency:>3}: {run.rps:9,.0f} requests/s, "
         f"p50 {run.percentile(50):7.2f} ms, p99 {run.percentile(99):7.2f} ms, "
-        f"errors {run.errors}, CPU: machine {run.machine_cpu:.2f}"
+        f"errors {run.errors}, CPU: machine {run.machine_cpu:.2f}, steal {run.steal_cpu:.2f}"
         + ("" if run.server_cpu is None else f", server {run.server_cpu:.2f}")
         + (f" (workers {split})" if split else ""),
         highlight=False,

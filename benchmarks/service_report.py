@@ -57,6 +57,7 @@ def print_results(
         "server CPU",
         "client CPU",
         "other CPU",
+        "steal CPU",
         "in-process ORT samples/s",
         title=f"layerserve, model '{args.model}', {os.cpu_count()} cores, "
         f"{args.duration:g} s per row"
@@ -85,6 +86,7 @@ def print_results(
             "-" if run.server_cpu is None else f"{run.server_cpu:.2f}",
             f"{run.client_cpu:.2f}",
             "-" if run.server_cpu is None else f"{run.other_cpu:.2f}",
+            "-" if run.steal_cpu is None else f"{run.steal_cpu:.2f}",
             f"{reference[run.batch]:,.0f}" if run.batch in reference else "-",
         )
     out = Console(width=200)

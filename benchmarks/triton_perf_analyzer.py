@@ -46,6 +46,7 @@ from rich.console import Console
 from server_processes import (
     free_port,
     get_json,
+    machine_cpu_seconds,
     process_table,
     started_server,
     tree_cpu_seconds,
@@ -88,6 +89,7 @@ class Row:
     p99_ms: list[float] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
     client_cpu: list[float] = field(default_factory=list)
+    steal_cpu: list[float] = field(default_factory=list)
 
     @property
     def samples(self) -> float:
@@ -139,8 +141,9 @@ def measure_one(
     data: Path,
     server_pid: int,
     report: Path,
-) -> tuple[float, float, float, float]:
-    """One perf_analyzer run: samples/s, p99 ms, server CPU and client CPU (cores)."""
+) -> tuple[float, float, float, float, float]:
+    """One perf_analyzer run: samples/s, p99 ms, server CPU, client CPU and the CPU the
+    machine's host took from it (steal), in cores."""
     transport = "grpc" if protocol.startswith("grpc") else "http"
     argv = [
         *command,
@@ -170,11 +173,13 @@ def measure_one(
         argv += ["--max-threads", str(args.grpc_threads)]
         env = {**env, "TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT": "1"}
     before, began = process_table(), time.perf_counter()
+    stolen_before = machine_cpu_seconds()[1]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     elapsed = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu = tree_cpu_seconds(server_pid, before, process_table()) / elapsed
+    steal_cpu = (machine_cpu_seconds()[1] - stolen_before) / elapsed
     client_cpu = (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / elapsed
     if done.returncode != 0 or not report.exists():
         raise SystemExit(
@@ -188,6 +193,7 @@ def measure_one(
         float(line["p99 latency"]) / 1e3,
         server_cpu,
         client_cpu,
+        steal_cpu,
     )
 
 
@@ -214,7 +220,7 @@ def measure_server(
                     row = rows.setdefault(
                         (protocol, batch), Row(workers, protocol, batch, args.concurrency)
                     )
-                    samples, p99, server, client = measure_one(
+                    samples, p99, server, client, steal = measure_one(
                         command,
                         env,
                         args,
@@ -229,10 +235,11 @@ def measure_server(
                     row.p99_ms.append(p99)
                     row.server_cpu.append(server)
                     row.client_cpu.append(client)
+                    row.steal_cpu.append(steal)
                     PROGRESS.print(
                         f"{workers} worker(s), {protocol}, batch {batch}, repeat {repeat + 1}: "
                         f"{samples:,.0f} samples/s, p99 {p99:.1f} ms, server CPU {server:.2f}, "
-                        f"perf_analyzer CPU {client:.2f}"
+                        f"perf_analyzer CPU {client:.2f}, steal {steal:.2f}"
                     )
     return list(rows.values())
 
@@ -248,6 +255,7 @@ def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
         "p99 ms",
         "server CPU",
         "perf_analyzer CPU",
+        "steal CPU",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = {protocol: i for i, protocol in enumerate(PROTOCOLS)}
@@ -262,6 +270,7 @@ def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
             f"{statistics.median(row.p99_ms):.1f}",
             f"{statistics.median(row.server_cpu):.2f}",
             f"{statistics.median(row.client_cpu):.2f}",
+            f"{statistics.median(row.steal_cpu):.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if not args.markdown:

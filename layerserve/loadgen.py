@@ -60,7 +60,8 @@ class Run:
     latencies_ms: np.ndarray
     server_cpu: float | None = None
     client_cpu: float = 0.0
-    machine_cpu: float | None = None
+    machine_cpu: float | None = None  # busy, without steal
+    steal_cpu: float | None = None  # taken by a virtual machine's host (/proc/stat steal)
     sent: int = 0
     received: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
