@@ -19,10 +19,10 @@ import grpc
 
 from layerserve.errors import LayerserveError
 from layerserve.service import errors
-from layerserve.service.access import AccessPolicy, Level, client_address
-from layerserve.service.api.request_log import incoming_id, new_request_id
+from layerserve.service.access import AccessPolicy, Level
+from layerserve.service.api.request_log import new_request_id
 from layerserve.service.grpc import codec, infer_response
-from layerserve.service.grpc.calls import CallLog, log_call, peer_host, text_entries
+from layerserve.service.grpc.calls import Callers, CallLog, log_call
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from layerserve.service.grpc.infer_request import InferRequest, read_infer_request
@@ -128,6 +128,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.settings = state.settings
         self.policy = policy
         self._readers: set[asyncio.Task[None]] = set()  # the request readers of open streams
+        self._callers = Callers()
         self._closing = False
         self._cut_at: float | None = None  # the loop time gRPC cancels what still runs
 
@@ -175,25 +176,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         name = name or handler.__name__
         started = time.perf_counter()
         metadata = context.invocation_metadata() or ()
-        request_id = incoming_id((k.encode(), v.encode()) for k, v in text_entries(metadata))
-        request_id = request_id or new_request_id()
+        caller = self._callers.of(metadata, context.peer())
+        request_id = caller.request_id or new_request_id()
         context.set_trailing_metadata((("x-request-id", request_id),))
-        peer = peer_host(context.peer())
-        host = client_address(
-            peer, ((k.encode(), v.encode("latin-1")) for k, v in text_entries(metadata))
-        )
+        host = caller.host
         request_context = RequestContext(request_id)
         token = current_request.set(request_context)
         code, message = grpc.StatusCode.OK, ""
-        record = CallLog(request_id, f"/{service}/{name}", started, host)
         over = True
         try:
             if level == "admin" or (level == "api" and self.policy.checks_api):
-                self._check_access(level, metadata, host, name)
+                self._check_access(level, caller.authorization, host, name)
             result = await handler(self, request, context)
             if ends_later:
                 over = False
-                return record
+                return CallLog(request_id, f"/{service}/{name}", started, host)
             return result
         except asyncio.CancelledError:  # the client left or the server stopped: no answer
             code = self.cancelled_code(context)
@@ -202,14 +199,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             code, message = self._answer_to(exc, request, request_context, name)
         finally:
             current_request.reset(token)
-            if over:
-                self.log_end(record, code)
+            if over and self.logs_calls:
+                log_call(CallLog(request_id, f"/{service}/{name}", started, host), code)
         # raises: the call ends with this status (and the id, which abort would drop)
         await context.abort(code, message, (("x-request-id", request_id),))
 
+    @property
+    def logs_calls(self) -> bool:
+        return self.settings.access_log and request_log.isEnabledFor(logging.INFO)
+
     def log_end(self, record: CallLog, code: grpc.StatusCode) -> None:
         """The access-log line of a call, once it has ended with ``code``."""
-        if self.settings.access_log and request_log.isEnabledFor(logging.INFO):
+        if self.logs_calls:
             log_call(record, code)
 
     def _answer_to(
@@ -231,8 +232,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         log.exception("unexpected error in gRPC %s", name)
         return grpc.StatusCode.INTERNAL, errors.INTERNAL_ERROR
 
-    def _check_access(self, level: Level, metadata: Any, host: str | None, name: str) -> None:
-        authorization = next((v for k, v in text_entries(metadata) if k == "authorization"), None)
+    def _check_access(
+        self, level: Level, authorization: str | None, host: str | None, name: str
+    ) -> None:
         try:
             self.policy.check(
                 level, None if authorization is None else authorization.encode(), host

@@ -126,6 +126,30 @@ def test_one_log_line_per_call_with_the_request_id_and_no_token(guarded, caplog)
     assert not any(API in r.getMessage() for r in caplog.records)
 
 
+def test_calls_repeating_their_metadata_are_each_checked_logged_and_given_their_own_id(
+    guarded, caplog
+):
+    """A client sends the same header block call after call on one connection, and the
+    server reads it once: the token is still checked on every call, the address behind a
+    loopback proxy still logged, and each call still gets a request id of its own."""
+    _, _, target = guarded
+    caplog.set_level(logging.INFO, logger="layerserve.service.requests")
+    client = tg.InferenceServerClient(target)  # one connection for every call below
+    proxied = {"x-forwarded-for": "203.0.113.7"}
+    for _ in range(3):
+        assert_mlp(client, headers={**bearer(API), **proxied})
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("mlp", mlp_inputs(tg), headers={**bearer("wrong"), **proxied})
+    assert error.value.status() == "StatusCode.PERMISSION_DENIED"
+    assert_mlp(client, headers={**bearer(API), **proxied})
+    client.close()
+    lines = [r for r in caplog.records if "client=203.0.113.7" in r.getMessage()]
+    statuses = [line.fields["status"] for line in lines]
+    assert statuses == ["OK", "OK", "OK", "PERMISSION_DENIED", "OK"]
+    ids = [line.fields["request_id"] for line in lines]
+    assert len(set(ids)) == len(ids), ids
+
+
 def test_a_streams_log_line_is_written_when_it_ends(guarded, caplog):
     """One line for a stream, written as it ends: its status and how long it was open
     (not 0 ms and OK at its opening)."""

@@ -82,6 +82,9 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
         self.direct: memoryview | None = None  # the message's room the socket is read into
         self.closing = False  # GOAWAY sent: no new streams
         self._preface_timer: asyncio.TimerHandle | None = None
+        # What ``new_call`` made of the last request's header fields: a client's repeated
+        # header block decodes to the very same list (``HeaderBlocks._decode``).
+        self.call_plan: object = None
 
     # ---- asyncio -----------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:

@@ -10,13 +10,20 @@ import logging
 import socket
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from layerserve.service.grpc.http2 import frames as f
 from layerserve.service.grpc.http2.connection import Connection
-from layerserve.service.grpc.http2.rpc import Call, metadata_of, parse_timeout, status_block
+from layerserve.service.grpc.http2.rpc import (
+    Call,
+    Metadata,
+    metadata_of,
+    parse_timeout,
+    status_block,
+)
 from layerserve.service.grpc.http2.stream import Stream
 
 log = logging.getLogger("layerserve.service")
@@ -28,6 +35,18 @@ class _HandlerCallDetails(grpc.HandlerCallDetails):
     def __init__(self, method: str, invocation_metadata: Any) -> None:
         self.method = method
         self.invocation_metadata = invocation_metadata
+
+
+@dataclass(frozen=True, slots=True)
+class _CallPlan:
+    """What one request's header fields make of its call, kept for the next call whose
+    fields are the same list (so the same block, decoded once)."""
+
+    headers: list[tuple[bytes, bytes]]
+    metadata: Metadata
+    handler: grpc.RpcMethodHandler
+    timeout: float | None  # grpc-timeout in seconds
+    encoding: str
 
 
 class _Refused(asyncio.Protocol):
@@ -103,6 +122,31 @@ class Http2Server:
     def _new_call(
         self, connection: Connection, stream: Stream, headers: list[tuple[bytes, bytes]]
     ) -> Call | None:
+        plan = connection.call_plan
+        if not isinstance(plan, _CallPlan) or plan.headers is not headers:
+            plan = self._plan(connection, stream, headers)
+            if plan is None:
+                return None
+            connection.call_plan = plan
+        deadline = None if plan.timeout is None else time.monotonic() + plan.timeout
+        call = Call(
+            connection,
+            stream,
+            plan.handler,
+            plan.metadata,
+            deadline,
+            self.max_message,
+            self.calls.discard,
+            plan.encoding,
+        )
+        self.calls.add(call)
+        return call
+
+    def _plan(
+        self, connection: Connection, stream: Stream, headers: list[tuple[bytes, bytes]]
+    ) -> _CallPlan | None:
+        """What a request's header fields make of its call; None, and the stream answered,
+        when they make none."""
         fields = dict(headers)
         path = fields.get(b":path", b"")
         content_type = fields.get(b"content-type", b"")
@@ -120,25 +164,10 @@ class Http2Server:
             block = status_block(grpc.StatusCode.UNIMPLEMENTED, "Method not found!", (), True)
             connection.send_headers(stream, block, end=True)
             return None
-        deadline = None
         timeout = fields.get(b"grpc-timeout")
-        if timeout is not None:
-            seconds = parse_timeout(timeout)
-            if seconds is not None:
-                deadline = time.monotonic() + seconds
+        seconds = None if timeout is None else parse_timeout(timeout)
         encoding = fields.get(b"grpc-encoding", b"identity").decode("latin-1")
-        call = Call(
-            connection,
-            stream,
-            handler,
-            metadata,
-            deadline,
-            self.max_message,
-            self.calls.discard,
-            encoding,
-        )
-        self.calls.add(call)
-        return call
+        return _CallPlan(headers, metadata, handler, seconds, encoding)
 
     # ---- stopping ----------------------------------------------------------------------
     async def stop(self, grace: float | None) -> None:
