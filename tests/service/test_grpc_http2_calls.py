@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import h2.settings
+import hpack
 import hyperframe.frame as hf
 import pytest
 from http2_clients import (
@@ -32,6 +33,7 @@ from http2_clients import (
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from layerserve.service.grpc.http2 import rpc
 from layerserve.service.grpc.http2 import stream as http2_stream
 from layerserve.service.grpc.http2.server import Http2Server
 
@@ -282,6 +284,32 @@ def test_an_unread_stream_stops_granting_its_window():
 
 
 # ---- metadata, status, refusals ------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,20}", fullmatch=True),
+            st.one_of(st.binary(max_size=300), st.from_regex(r"[ -~]{0,200}", fullmatch=True)),
+        ),
+        max_size=6,
+    )
+)
+def test_metadata_is_written_as_hpack_reads_it(entries):
+    """The metadata of answers and trailers (the request id on every call) decodes, with
+    another HPACK implementation, to the lower-case keys and the values gRPC puts on the
+    wire: text as it is, a -bin key's bytes in base64 without padding."""
+    metadata = [(k + "-bin", v) if isinstance(v, bytes) else (k, v) for k, v in entries]
+    decoded = hpack.Decoder().decode(rpc.metadata_block(metadata), raw=True)
+    expected = [
+        (
+            k.lower().encode(),
+            base64.b64encode(v).rstrip(b"=") if isinstance(v, bytes) else v.encode(),
+        )
+        for k, v in metadata
+    ]
+    assert [tuple(field) for field in decoded] == expected
+
+
 def test_metadata_in_and_status_messages_out_keep_their_bytes():
     async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
         client = await Client.open(port)

@@ -93,7 +93,8 @@ def _integer(value: int, prefix_bits: int, first: int) -> bytes:
     return bytes(out)
 
 
-def _string(text: bytes) -> bytes:
+def string_literal(text: bytes) -> bytes:
+    """An HPACK string literal, not Huffman-coded."""
     return _integer(len(text), 7, 0) + text
 
 
@@ -105,7 +106,7 @@ def header_block(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
         if name == b":status" and value == b"200":
             out.append(b"\x88")
         else:
-            out.append(b"\x00" + _string(name) + _string(value))
+            out.append(b"\x00" + string_literal(name) + string_literal(value))
     return b"".join(out)
 
 

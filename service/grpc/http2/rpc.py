@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import functools
 import inspect
 import logging
 import time
@@ -62,16 +63,24 @@ INFLATE_ON_LOOP_BYTES = 1024  # at most about 1 MiB once inflated: a millisecond
 MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
-def metadata_fields(metadata: Sequence[tuple[str, Any]]) -> list[tuple[bytes, bytes]]:
-    """Metadata as header fields: a ``-bin`` key's bytes in base64 without padding."""
-    fields = []
+def metadata_block(metadata: Sequence[tuple[str, Any]]) -> bytes:
+    """Metadata as header fields, HPACK literals as ``frames.header_block`` writes them:
+    a ``-bin`` key's bytes in base64 without padding."""
+    out = []
     for key, value in metadata:
-        name = key.lower().encode()
         if isinstance(value, bytes | bytearray):
-            fields.append((name, base64.b64encode(value).rstrip(b"=")))
+            encoded = base64.b64encode(value).rstrip(b"=")
         else:
-            fields.append((name, str(value).encode()))
-    return fields
+            encoded = str(value).encode()
+        out.append(_field_start(key) + f.string_literal(encoded))
+    return b"".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _field_start(key: str) -> bytes:
+    """A literal field without indexing, up to its value: the server's own metadata keys
+    (``x-request-id`` on every call), encoded once."""
+    return b"\x00" + f.string_literal(key.lower().encode())
 
 
 TRAILERS_ONLY = f.header_block(((b":status", b"200"), (b"content-type", b"application/grpc")))
@@ -89,7 +98,7 @@ def status_block(
     if message:
         block += f.header_block(((b"grpc-message", quote(message, safe=MESSAGE_SAFE).encode()),))
     if metadata:
-        block += f.header_block(metadata_fields(metadata))
+        block += metadata_block(metadata)
     return block
 
 
@@ -460,7 +469,7 @@ class Call:
         self.headers_sent = True
         block = RESPONSE_HEADERS
         if metadata:
-            block += f.header_block(metadata_fields(metadata))
+            block += metadata_block(metadata)
         self.connection.send_headers(self.stream, block)
 
     async def send_message(self, response: Any, last: bool = False) -> None:
