@@ -207,6 +207,7 @@ RAW_ERRORS = {
     "a broken header block": struct.pack(">HBBBI", 0, 1, 1, 4, 1) + b"\xff",
     "CONTINUATION without HEADERS": struct.pack(">HBBBI", 0, 1, 9, 4, 1) + b"\x88",
     "a GOAWAY of 4 bytes": struct.pack(">HBBBI", 0, 4, 7, 0, 0) + b"\0\0\0\0",
+    "a stream opened below one opened before": None,  # stream 3, then 1, built below
 }
 
 
@@ -215,10 +216,16 @@ def test_a_broken_connection_goes_away_with_an_error_and_the_server_goes_on(case
     async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
         client = await Client.open(port)
         raw = RAW_ERRORS[case]
-        if raw is None:
+        if case == "an even stream id":
             frame = hf.HeadersFrame(2, flags=["END_HEADERS"])
             frame.data = client.h2.encoder.encode([(b":method", b"POST")])
             raw = frame.serialize()
+        elif raw is None:  # h2 would not send it: a request's headers, by hand
+            encoder = hpack.Encoder()
+            frames = [hf.HeadersFrame(stream, flags=["END_HEADERS"]) for stream in (3, 1)]
+            for frame in frames:
+                frame.data = encoder.encode(request_fields("Echo"))
+            raw = b"".join(frame.serialize() for frame in frames)
         await client.write(raw)
         await asyncio.wait_for(client.closed.wait(), 5)
         assert client.goaway is not None and client.goaway.error_code != 0

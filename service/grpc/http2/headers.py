@@ -94,8 +94,15 @@ class HeaderBlocks:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}")
             if stream_id > self.last_stream:
                 self.last_stream = stream_id
-            # else a stream closed here (answered or reset) while the client still wrote to
-            # it: its block is decoded, for the header table, and dropped
+            elif not flags & f.END_STREAM:
+                # Not trailers, so a new stream, and its id is not above those opened before
+                # (RFC 9113 section 5.1.1).
+                raise f.ConnectionError_(
+                    f.PROTOCOL_ERROR,
+                    f"HEADERS opening stream {stream_id}, not above stream {self.last_stream}",
+                )
+            # else trailers on a stream closed here (answered or reset) while the client
+            # still wrote to it: its block is decoded, for the header table, and dropped
         elif not flags & f.END_STREAM or stream.remote_closed:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on an open stream")
         self.headers_for = stream_id
