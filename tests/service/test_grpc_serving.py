@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_test_models import write_identity
 from live_server import free_port, running_server, wait_ready, write_model
 from tritonclient.utils import InferenceServerException
-from workers import serving
+from workers import eventually, serving
 
 from layerserve import examples
 from layerserve.service.settings import Settings
@@ -255,6 +255,12 @@ def test_two_workers_answer_grpc_on_one_port(repository, tmp_path):
     port = free_port()
     with serving(repository, tmp_path, 2, "--grpc-port", str(port)) as served:
         target = f"127.0.0.1:{port}"
+        # A worker answers its siblings before it listens for gRPC (once its models are
+        # loaded): until both listen, the kernel gives every connection to the one that does.
+        eventually(
+            lambda: served.log.read_text().count("gRPC (inference.GRPCInferenceService) on") == 2,
+            "both workers listening for gRPC",
+        )
         for _ in range(16):  # new channels: the kernel spreads them over both workers
             client = tg.InferenceServerClient(target)
             assert client.is_server_ready()
