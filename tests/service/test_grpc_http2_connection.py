@@ -295,6 +295,11 @@ def test_a_settings_acknowledgement_in_place_of_the_preface_settings_is_an_error
 REQUEST = request_fields("Echo")
 MALFORMED = {
     "an upper-case name": REQUEST + [(b"X-Upper", b"v")],
+    "a name past ASCII": REQUEST + [("x-caf\u00e9".encode("latin-1"), b"v")],
+    "a name with a space": REQUEST + [(b"x a", b"v")],
+    "a value with CR LF": REQUEST + [(b"x-forwarded-for", b"10.0.0.1\r\nx-admin: yes")],
+    "a value with NUL": REQUEST + [(b"x-request-id", b"id\x00")],
+    "a pseudo-header's value with LF": REQUEST[:2] + [(b":path", b"/a\nb")] + REQUEST[3:],
     "a pseudo-header after a regular one": REQUEST[:2] + [(b"x-a", b"1")] + REQUEST[2:],
     "an unknown pseudo-header": REQUEST + [(b":protocol", b"websocket")],
     "a repeated pseudo-header": REQUEST + [(b":path", b"/other")],

@@ -6,6 +6,7 @@ trailers as the end of the client's stream. A malformed block resets its stream
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ REQUEST_PSEUDO_HEADERS = frozenset((b":method", b":scheme", b":authority", b":pa
 CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade")
 )
+# What a field name or value must not hold (RFC 9113 section 8.2.1): in a name, controls,
+# space, upper case and bytes past ASCII; in a value, NUL, CR and LF, which would let a
+# value that is passed on (logged, or read as metadata) end a line or a string.
+NOT_IN_NAME = re.compile(rb"[\x00-\x20A-Z\x7f-\xff]")
+NOT_IN_VALUE = re.compile(rb"[\x00\r\n]")
 
 
 def malformed(fields: Fields, request: bool) -> str | None:
@@ -30,6 +36,8 @@ def malformed(fields: Fields, request: bool) -> str | None:
     regular = False
     pseudo: set[bytes] = set()
     for name, value in fields:
+        if NOT_IN_VALUE.search(value):
+            return f"a NUL, CR or LF in the value of {name.decode('latin-1')!r}"
         if name[:1] == b":":
             if not request:
                 return f"a pseudo-header ({name.decode('latin-1')}) in trailers"
@@ -40,8 +48,8 @@ def malformed(fields: Fields, request: bool) -> str | None:
             pseudo.add(name)
             continue
         regular = True
-        if name != name.lower():
-            return "an upper-case field name"
+        if NOT_IN_NAME.search(name) or not name:
+            return "a field name with upper case, a control, a space or a byte past ASCII"
         if name in CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
             return f"a connection-specific field ({name.decode('latin-1')})"
     return None
