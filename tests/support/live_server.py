@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import re
 import socket
 import subprocess
@@ -49,6 +50,21 @@ def pending(metrics_text: str, model: str) -> int:
 
 
 def free_port() -> int:
+    """A port free now, below the kernel's ephemeral range: a port the kernel picks from
+    that range may be given, before the server binds it, to a client's connection in
+    another test process (the cause of "address already in use" under pytest-xdist);
+    ports below the range are only ever taken by a bind."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, low) if low > 11_000 else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
