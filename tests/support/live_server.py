@@ -57,17 +57,17 @@ def free_port() -> int:
     low = 32768
     with contextlib.suppress(OSError, ValueError):
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(200):
-        port = random.randrange(10_000, low) if low > 11_000 else 0
+    below = [random.randrange(10_000, low) for _ in range(200)] if low > 11_000 else []
+    for port in [*below, 0]:  # 0: the kernel's choice, should none of those be free
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
+                if port == 0:
+                    raise
                 continue
             return sock.getsockname()[1]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    raise AssertionError("unreachable: binding port 0 returns or raises")
 
 
 def write_model(
