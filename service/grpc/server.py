@@ -17,12 +17,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from layerserve.service.access import AccessPolicy
 from layerserve.service.grpc import tfserving as tfserving_grpc
 from layerserve.service.grpc.http2.server import Http2Server
-from layerserve.service.grpc.pool import POOL
+from layerserve.service.grpc.pool import POOL, hold
 from layerserve.service.grpc.servicer import SERVICE_NAME, InferenceServicer
 from layerserve.service.grpc.servicer import add_to_server as add_inference_service
 
@@ -94,6 +94,10 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         names = (SERVICE_NAME, *tfserving_names, health_name)
+        # Reflection describes every service it lists from POOL: health's and its own
+        # protos are in protobuf's default pool.
+        hold(health_pb2.DESCRIPTOR)
+        hold(reflection_pb2.DESCRIPTOR)
         # The asyncio reflection servicer, which enable_server_reflection picks only for a
         # grpc.aio.Server.
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(

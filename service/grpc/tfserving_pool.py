@@ -5,12 +5,9 @@ every file they import first."""
 
 from google.protobuf import any_pb2, wrappers_pb2
 
-from layerserve.service.grpc.pool import POOL
+from layerserve.service.grpc.pool import POOL, hold
 
 for _module in (any_pb2, wrappers_pb2):
-    try:
-        POOL.FindFileByName(_module.DESCRIPTOR.name)
-    except KeyError:
-        POOL.AddSerializedFile(_module.DESCRIPTOR.serialized_pb)
+    hold(_module.DESCRIPTOR)
 
 __all__ = ["POOL"]

@@ -225,6 +225,8 @@ def test_reflection_lists_and_describes_the_services(half_ready):
         services = set(database.get_services())
         assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= services
         described = descriptor_pool.DescriptorPool(database)
+        for name in services:  # each one listed is described too (what grpcurl calls by)
+            assert described.FindServiceByName(name).full_name == name
         service = described.FindServiceByName("inference.GRPCInferenceService")
         method = service.methods_by_name["ModelInfer"]
         assert method.input_type.full_name == "inference.ModelInferRequest"
