@@ -1,6 +1,6 @@
 """The gRPC port with a client that shares nothing with grpcio: grpc-js, the gRPC of
 Node.js, over Node's own HTTP/2 (nghttp2), against a real server on loopback
-(``tests/support/grpc_js.py`` drives ``tests/clients/grpc-js/client.js``).
+(``tests/support/npm_clients.py`` drives ``tests/clients/grpc_js_client.js``).
 
 Its HTTP/2 differs from grpcio's in what a server must get right: its own window sizes
 and updates, frame sizes, header order and HPACK use, keepalive pings, resets on
@@ -15,9 +15,9 @@ import httpx
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
-from grpc_js import answers, call, run_steps
 from grpc_test_models import write_identity, write_models
 from live_server import free_port, running_server
+from npm_clients import answers, call, run_steps
 from tfs_messages import array_of, predict_request, status_request, tensor_of
 
 from layerserve import examples
