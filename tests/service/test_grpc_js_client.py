@@ -222,11 +222,11 @@ def test_deadlines_and_cancellations_leave_the_connection_serving(steps):
 
 
 def test_keepalive_pings_are_answered_while_a_stream_is_open(steps):
-    """grpc-js pings every 100 ms and drops the connection when an answer takes 500 ms:
-    a stream held open for 2 s across those pings still ends with its answers."""
+    """grpc-js pings every 200 ms and drops the connection when an answer takes 1.5 s:
+    a stream held open for 3 s across those pings still ends with its answers."""
     x = mlp_x(2, 9)
-    channel = {"grpc.keepalive_time_ms": 100, "grpc.keepalive_timeout_ms": 500}
-    stream = call(V2["ModelStreamInfer"], [infer_request("mlp", x, "kept")], end_after_ms=2000)
+    channel = {"grpc.keepalive_time_ms": 200, "grpc.keepalive_timeout_ms": 1500}
+    stream = call(V2["ModelStreamInfer"], [infer_request("mlp", x, "kept")], end_after_ms=3000)
     [[result]] = steps([[stream]], channel)
     answer = only(V2["ModelStreamInfer"], result)
     np.testing.assert_allclose(
