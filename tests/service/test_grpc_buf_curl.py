@@ -14,15 +14,13 @@ import httpx
 import numpy as np
 import pytest
 from google.protobuf import json_format
-from grpc_test_models import write_identity, write_models
-from live_server import free_port, running_server
+from grpc_test_models import grpc_server, write_models
 from npm_clients import buf_curl, buf_services
 from tfs_messages import array_of, predict_request, tensor_of
 
 from layerserve import examples
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import predict_pb2
-from layerserve.service.settings import Settings
 
 pytestmark = pytest.mark.parallel_safe
 
@@ -40,11 +38,9 @@ SERVICES = [  # what the README says the port serves
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = write_models(tmp_path_factory.mktemp("buf_repository"))
-    write_identity(root, "identity_large", "FP32", {"max_batch_size": 0})
-    port = free_port()
-    with running_server(Settings(model_repository=root, grpc_port=port)) as url:
-        yield url, f"127.0.0.1:{port}"
+    root = write_models(tmp_path_factory.mktemp("buf_repository"), large_identity=True)
+    with grpc_server(root) as server:
+        yield server
 
 
 def infer_json(

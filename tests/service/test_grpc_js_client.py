@@ -15,8 +15,7 @@ import httpx
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
-from grpc_test_models import write_identity, write_models
-from live_server import free_port, running_server
+from grpc_test_models import grpc_server, write_models
 from npm_clients import answers, call, run_steps
 from tfs_messages import array_of, predict_request, status_request, tensor_of
 
@@ -28,7 +27,6 @@ from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
     model_service_pb2,
     prediction_service_pb2,
 )
-from layerserve.service.settings import Settings
 
 pytestmark = pytest.mark.parallel_safe
 
@@ -46,11 +44,9 @@ CHANNEL = {"grpc.max_receive_message_length": -1, "grpc.max_send_message_length"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = write_models(tmp_path_factory.mktemp("grpc_js_repository"))
-    write_identity(root, "identity_large", "FP32", {"max_batch_size": 0})
-    port = free_port()
-    with running_server(Settings(model_repository=root, grpc_port=port)) as url:
-        yield url, f"127.0.0.1:{port}"
+    root = write_models(tmp_path_factory.mktemp("grpc_js_repository"), large_identity=True)
+    with grpc_server(root) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

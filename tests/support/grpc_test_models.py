@@ -4,17 +4,20 @@ behaviour deterministic (as in test_v2_errors)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
-from live_server import write_model
+from live_server import free_port, running_server, write_model
 from onnx import TensorProto, helper
 
 from layerserve import examples, initializers
 from layerserve.layers import LSTM, Input, Masking
 from layerserve.models import Model
+from layerserve.service.settings import Settings
 
 ONNX = {
     "FP32": TensorProto.FLOAT,
@@ -83,7 +86,9 @@ def mask_model_input() -> np.ndarray:
     return x
 
 
-def write_models(root: Path) -> Path:
+def write_models(root: Path, large_identity: bool = False) -> Path:
+    """The repository; with ``large_identity``, ``identity_large`` too: FP32 [batch, 3]
+    without a batch limit (any number of rows: messages of any size)."""
     write_model(root, "mlp", examples.mlp(), "1", {"max_batch_size": 64})
     write_model(root, "mlp", examples.mlp(), "2")
     write_model(root, "limited", examples.mlp(), "1", {"max_batch_size": 4})
@@ -94,7 +99,17 @@ def write_models(root: Path) -> Path:
         write_identity(root, identity_name(datatype), datatype)
     for name, config in QUEUES.items():
         write_identity(root, name, "FP32", config)
+    if large_identity:
+        write_identity(root, "identity_large", "FP32", {"max_batch_size": 0})
     return root
+
+
+@contextlib.contextmanager
+def grpc_server(root: Path) -> Iterator[tuple[str, str]]:
+    """A server on ``root`` with its gRPC port: its HTTP URL and its gRPC target."""
+    port = free_port()
+    with running_server(Settings(model_repository=root, grpc_port=port)) as url:
+        yield url, f"127.0.0.1:{port}"
 
 
 def decode_raw(raw: bytes, datatype: str, shape: list[int]) -> np.ndarray:

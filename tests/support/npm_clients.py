@@ -109,31 +109,13 @@ def run_steps(
 
 
 def buf_curl(
-    target: str, method: str, messages: list[dict[str, Any]] | None = None, *options: str
+    target: str, method: str, messages: list[dict[str, Any]] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """``buf curl`` calling ``method`` ("package.Service/Method") on ``target`` over gRPC
-    (HTTP/2 without TLS), its schema from the server's reflection: the messages it
-    printed, and the error it printed (``code`` and ``message``) or None."""
-    node()
+    """``buf curl`` calling ``method`` ("package.Service/Method") on ``target``, its schema
+    from the server's reflection: the messages it printed, and the error it printed
+    (``code`` and ``message``) or None."""
     data = "".join(json.dumps(m) for m in messages or [{}])
-    done = subprocess.run(
-        [
-            str(BUF),
-            "curl",
-            "--protocol",
-            "grpc",
-            "--http2-prior-knowledge",
-            "-d",
-            "@-",
-            *options,
-            f"http://{target}/{method}",
-        ],
-        input=data,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _buf(["-d", "@-", f"http://{target}/{method}"], data)
     error = None
     if done.returncode:
         assert done.stderr.startswith("{"), done.stderr  # not an answer's error: buf's own
@@ -143,23 +125,22 @@ def buf_curl(
 
 def buf_services(target: str) -> list[str]:
     """The services ``buf curl`` finds through the server's reflection."""
+    done = _buf(["--list-services", f"http://{target}"])
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _buf(arguments: list[str], data: str = "") -> subprocess.CompletedProcess[str]:
+    """``buf curl`` over gRPC on HTTP/2 without TLS."""
     node()
-    done = subprocess.run(
-        [
-            str(BUF),
-            "curl",
-            "--protocol",
-            "grpc",
-            "--http2-prior-knowledge",
-            "--list-services",
-            f"http://{target}",
-        ],
+    return subprocess.run(
+        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *arguments],
+        input=data,
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
+        check=False,
     )
-    return done.stdout.split()
 
 
 def _json_documents(text: str) -> list[dict[str, Any]]:
