@@ -230,7 +230,7 @@ def test_keepalive_pings_are_answered_while_a_stream_is_open(steps):
     )
 
 
-def test_metadata_comes_back_and_binary_metadata_is_read(steps):
+def test_the_request_id_comes_back_beside_binary_metadata(steps):
     metadata = {"x-request-id": "js-42", "trace-bin": base64.b64encode(b"\x00\x01\xff").decode()}
     request = call(V2["ModelInfer"], infer_request("mlp", mlp_x(1, 1)), metadata=metadata)
     [[result]] = steps([[request]])
