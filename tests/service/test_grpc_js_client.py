@@ -121,6 +121,14 @@ def test_health_and_metadata_are_rests(server, steps):
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_a_health_watch_streams_serving_until_the_client_leaves(steps):
+    watch = HEALTH.methods_by_name["Watch"]
+    [[result]] = steps([[call(watch, health_pb2.HealthCheckRequest(), cancel_after_ms=700)]])
+    assert result["code"] == CANCELLED
+    statuses = [answer.status for answer in answers(watch, result)]
+    assert statuses == [health_pb2.HealthCheckResponse.SERVING]  # sent again only on change
+
+
 # ---- inference -----------------------------------------------------------------------------
 @pytest.mark.parametrize("typed", [False, True], ids=["raw", "typed"])
 @pytest.mark.parametrize("rows", [0, 1, 7, 64])
