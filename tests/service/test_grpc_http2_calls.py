@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import zlib
 from typing import Any
+from urllib.parse import quote, unquote
 
 import grpc
 import h2.settings
@@ -308,6 +309,44 @@ def test_metadata_is_written_as_hpack_reads_it(entries):
         for k, v in metadata
     ]
     assert [tuple(field) for field in decoded] == expected
+
+
+def header_list_size(fields) -> int:
+    """RFC 9113 section 6.5.2, written from the RFC: name, value and 32, per field."""
+    return sum(len(name) + len(value) + 32 for name, value in fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message=st.text(max_size=6000),
+    metadata=st.lists(
+        st.tuples(st.sampled_from(["x-request-id", "x-a", "x-b-bin"]), st.binary(max_size=60)),
+        max_size=3,
+    ),
+    headers=st.booleans(),
+    limit=st.one_of(st.none(), st.integers(0, 20_000)),
+)
+@example(message="é" * 3000, metadata=[], headers=True, limit=None)
+@example(message="a" * 100, metadata=[], headers=False, limit=44 + 44 + 100)  # just too long
+def test_a_status_message_is_cut_to_fit_the_clients_header_list(message, metadata, headers, limit):
+    """Decoded with another HPACK implementation, the status fields stay below the
+    client's SETTINGS_MAX_HEADER_LIST_SIZE and carry at most 4,096 characters of message:
+    the message whole, or its beginning and " [...]"."""
+    metadata = [(k, v if k.endswith("-bin") else v.hex()) for k, v in metadata]
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    fields = hpack.Decoder().decode(rpc.status_block(code, message, metadata, headers, limit))
+    sent = dict(fields).get("grpc-message")
+    without = hpack.Decoder().decode(rpc.status_block(code, "", metadata, headers, limit))
+    assert [f for f in fields if f[0] != "grpc-message"] == without  # the rest is whole
+    if sent is not None:
+        assert len(sent) <= 4096
+        assert limit is None or header_list_size(fields) < limit
+        got = unquote(sent)
+        assert got == message or (got.endswith(" [...]") and message.startswith(got[:-6]))
+    if message and (limit is None or limit >= header_list_size(without) + 4096 + 44 + 1):
+        assert sent is not None  # room for a message: one was sent, cut or whole
+        if len(quote(message, safe=rpc.MESSAGE_SAFE)) <= 4096:
+            assert unquote(sent) == message
 
 
 def test_metadata_in_and_status_messages_out_keep_their_bytes():

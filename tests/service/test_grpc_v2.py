@@ -292,6 +292,28 @@ def test_every_error_has_rests_message_and_the_matching_code(clients, case):
     assert HTTP_OF[over_grpc.value.status()] == over_rest.value.status(), over_rest.value.message()
 
 
+def test_an_error_too_long_for_the_clients_trailers_is_cut_not_turned_into_another(clients):
+    """An error naming a 20,000-character input name: REST's JSON carries it whole; gRPC's
+    trailers carry its beginning, within the C core's limits, so that tritonclient still
+    sees INVALID_ARGUMENT (past them it would report RESOURCE_EXHAUSTED)."""
+    rest, client = clients
+    name = "n" * 20_000
+    with pytest.raises(InferenceServerException) as over_rest:
+        rest.infer("mlp", mlp_inputs_named(th, name))
+    with pytest.raises(InferenceServerException) as over_grpc:
+        client.infer("mlp", mlp_inputs_named(tg, name))
+    assert over_grpc.value.status() == "StatusCode.INVALID_ARGUMENT"
+    whole, cut = over_rest.value.message(), over_grpc.value.message()
+    assert name in whole and len(cut) <= 4096
+    assert cut.endswith(" [...]") and whole.startswith(cut.removesuffix(" [...]"))
+
+
+def mlp_inputs_named(module, name: str):
+    tensor = module.InferInput(name, [1, 784], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, 784), np.float32))
+    return [tensor]
+
+
 def test_typed_contents_out_of_range_and_miscounted(stub):
     with pytest.raises(grpc.RpcError) as error:
         stub.ModelInfer(

@@ -328,6 +328,8 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
                 if not f.DEFAULT_FRAME_SIZE <= value <= f.LARGEST_FRAME_SIZE:
                     raise f.ConnectionError_(f.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
                 self.peer_frame = value
+            elif key == f.MAX_HEADER_LIST_SIZE:
+                self.peer_header_list = value
             elif key == f.ENABLE_PUSH and value > 1:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "ENABLE_PUSH neither 0 nor 1")
         if window is not None:

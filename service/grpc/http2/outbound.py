@@ -22,6 +22,7 @@ class Outbound:
         self.send_window = f.DEFAULT_WINDOW
         self.peer_window = f.DEFAULT_WINDOW  # the client's SETTINGS_INITIAL_WINDOW_SIZE
         self.peer_frame = f.DEFAULT_FRAME_SIZE
+        self.peer_header_list: int | None = None  # its SETTINGS_MAX_HEADER_LIST_SIZE, if sent
         self.blocked: dict[int, Stream] = {}  # streams whose DATA waits for a window
         self.out: list[bytes] = []  # frames to write
         self.handling = False  # reading: the frames go out once the bytes read are handled

@@ -91,15 +91,67 @@ STATUS_FIELDS = {
 
 
 def status_block(
-    code: grpc.StatusCode, message: str, metadata: Sequence[tuple[str, Any]], headers: bool
+    code: grpc.StatusCode,
+    message: str,
+    metadata: Sequence[tuple[str, Any]],
+    headers: bool,
+    limit: int | None = None,
 ) -> bytes:
-    """Trailers (or, with ``headers``, a trailers-only answer) carrying the status."""
+    """Trailers (or, with ``headers``, a trailers-only answer) carrying the status.
+
+    The message is cut to ``MESSAGE_MOST`` characters once encoded, and to fit within
+    ``limit``, the client's SETTINGS_MAX_HEADER_LIST_SIZE: gRPC's C core fails a call whose
+    trailers reach its limit (16 KiB), and at random one whose trailers pass 8 KiB, with
+    RESOURCE_EXHAUSTED in place of the status the server sent. An error naming a client's
+    very long input name would otherwise reach it so."""
     block = TRAILERS_ONLY + STATUS_FIELDS[code] if headers else STATUS_FIELDS[code]
+    trailing = metadata_block(metadata) if metadata else b""
     if message:
-        block += f.header_block(((b"grpc-message", quote(message, safe=MESSAGE_SAFE).encode()),))
-    if metadata:
-        block += metadata_block(metadata)
-    return block
+        encoded = quote(message, safe=MESSAGE_SAFE)
+        room = MESSAGE_MOST
+        if limit is not None:
+            others = (TRAILERS_ONLY_SIZE if headers else 0) + _field_size(
+                "grpc-status", str(code.value[0])
+            )
+            for key, value in metadata:
+                others += _field_size(key, _metadata_text(value))
+            # below the limit: the C core refuses a list the size of its limit
+            room = min(room, limit - 1 - others - _field_size("grpc-message", ""))
+        encoded = _fit(message, encoded, room)
+        if encoded:
+            block += f.header_block(((b"grpc-message", encoded.encode()),))
+    return block + trailing
+
+
+# RFC 9113 section 6.5.2: a field's size in a header list is its name's and value's
+# lengths, and 32.
+def _field_size(name: str, value: str) -> int:
+    return len(name) + len(value) + 32
+
+
+TRAILERS_ONLY_SIZE = _field_size(":status", "200") + _field_size("content-type", "application/grpc")
+CUT = " [...]"  # the end of a grpc-message cut to fit
+MESSAGE_MOST = 4096  # characters of a grpc-message, encoded: well below the C core's 8 KiB
+
+
+def _metadata_text(value: Any) -> str:
+    """A metadata value as ``metadata_block`` writes it."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).rstrip(b"=").decode()
+    return str(value)
+
+
+def _fit(message: str, encoded: str, room: int) -> str:
+    """``message`` percent-encoded within ``room`` characters: whole, or its beginning and
+    ``CUT``; nothing when not even that fits."""
+    keep = len(message)
+    while len(encoded) > room:
+        # A character encodes to 1 to 12 characters: shrink in proportion, at least by one.
+        keep = min(keep - 1, keep * room // len(encoded) - len(CUT))
+        if keep <= 0:
+            return ""
+        encoded = quote(message[:keep] + CUT, safe=MESSAGE_SAFE)
+    return encoded
 
 
 def parse_timeout(value: bytes) -> float | None:
@@ -499,7 +551,11 @@ class Call:
         self.finished = True
         if not self.gone:
             trailers = status_block(
-                code, details, self.context.trailing_metadata(), not self.headers_sent
+                code,
+                details,
+                self.context.trailing_metadata(),
+                not self.headers_sent,
+                self.connection.peer_header_list,
             )
             self.connection.send_headers(self.stream, trailers, end=True)
         self.connection.uncork()  # the trailers, with the answer

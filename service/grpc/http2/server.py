@@ -156,7 +156,9 @@ class Http2Server:
         try:
             metadata = metadata_of(headers)
         except ValueError as exc:  # binascii.Error: a -bin value that is not base64
-            block = status_block(grpc.StatusCode.INVALID_ARGUMENT, str(exc), (), True)
+            block = status_block(
+                grpc.StatusCode.INVALID_ARGUMENT, str(exc), (), True, connection.peer_header_list
+            )
             connection.send_headers(stream, block, end=True)
             return None
         handler = self._handler(path, metadata)
