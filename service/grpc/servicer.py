@@ -26,6 +26,7 @@ from layerserve.service.grpc.calls import Callers, CallLog, log_call
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from layerserve.service.grpc.infer_request import InferRequest, read_infer_request
+from layerserve.service.grpc.status_message import fit
 from layerserve.service.metrics import (
     RequestContext,
     VersionCounts,
@@ -202,7 +203,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if over and self.logs_calls:
                 log_call(CallLog(request_id, f"/{service}/{name}", started, host), code)
         # raises: the call ends with this status (and the id, which abort would drop)
-        await context.abort(code, message, (("x-request-id", request_id),))
+        await context.abort(code, fit(message), (("x-request-id", request_id),))
 
     @property
     def logs_calls(self) -> bool:

@@ -34,6 +34,7 @@ from http2_clients import (
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from layerserve.service.grpc import status_message
 from layerserve.service.grpc.http2 import rpc
 from layerserve.service.grpc.http2 import stream as http2_stream
 from layerserve.service.grpc.http2.server import Http2Server
@@ -345,7 +346,7 @@ def test_a_status_message_is_cut_to_fit_the_clients_header_list(message, metadat
         assert got == message or (got.endswith(" [...]") and message.startswith(got[:-6]))
     if message and (limit is None or limit >= header_list_size(without) + 4096 + 44 + 1):
         assert sent is not None  # room for a message: one was sent, cut or whole
-        if len(quote(message, safe=rpc.MESSAGE_SAFE)) <= 4096:
+        if len(quote(message, safe=status_message.MESSAGE_SAFE)) <= 4096:
             assert unquote(sent) == message
 
 

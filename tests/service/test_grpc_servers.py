@@ -118,3 +118,21 @@ def test_both_servers_answer_the_same_bytes(servers):
     np.testing.assert_allclose(
         np.frombuffer(outputs[0], np.float32).reshape(4, 10), examples.mlp().predict(X), atol=1e-5
     )
+
+
+@pytest.mark.parametrize("kind", ["http2", "grpcio"])
+def test_an_error_too_long_for_trailers_keeps_its_code_on_both_servers(servers, kind):
+    """An error naming a 20,000-character input name reaches tritonclient (gRPC's C core,
+    which refuses trailers past 16 KiB, and at random past 8 KiB) as INVALID_ARGUMENT, its
+    message cut to 4,096 characters."""
+    tensor = tg.InferInput("n" * 20_000, list(X.shape), "FP32")
+    tensor.set_data_from_numpy(X)
+    client = tg.InferenceServerClient(f"127.0.0.1:{servers[kind]}")
+    for _ in range(5):  # the C core's refusal past 8 KiB is at random
+        with pytest.raises(InferenceServerException) as error:
+            client.infer("mlp", [tensor])
+        assert error.value.status() == "StatusCode.INVALID_ARGUMENT", error.value.message()
+        message = error.value.message()
+        assert len(message) <= 4096 and message.endswith(" [...]")
+        assert message.startswith("expected 1 inputs but got 1 inputs for model 'mlp'")
+    client.close()

@@ -16,13 +16,13 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import grpc
 
 from layerserve.service.grpc.http2 import frames as f
 from layerserve.service.grpc.http2.connection import Connection
 from layerserve.service.grpc.http2.stream import Stream
+from layerserve.service.grpc.status_message import MESSAGE_MOST, encode, fit
 
 log = logging.getLogger("layerserve.service")
 
@@ -59,21 +59,13 @@ DEADLINE_SLACK = 0.05
 INFLATE_ON_LOOP_BYTES = 1024  # at most about 1 MiB once inflated: a millisecond or two
 
 
-# grpc-message is percent-encoded: every byte outside printable ASCII, and "%" itself.
-MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-
-
 def metadata_block(metadata: Sequence[tuple[str, Any]]) -> bytes:
     """Metadata as header fields, HPACK literals as ``frames.header_block`` writes them:
     a ``-bin`` key's bytes in base64 without padding."""
-    out = []
-    for key, value in metadata:
-        if isinstance(value, bytes | bytearray):
-            encoded = base64.b64encode(value).rstrip(b"=")
-        else:
-            encoded = str(value).encode()
-        out.append(_field_start(key) + f.string_literal(encoded))
-    return b"".join(out)
+    return b"".join(
+        _field_start(key) + f.string_literal(_metadata_text(value).encode())
+        for key, value in metadata
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,17 +89,12 @@ def status_block(
     headers: bool,
     limit: int | None = None,
 ) -> bytes:
-    """Trailers (or, with ``headers``, a trailers-only answer) carrying the status.
-
-    The message is cut to ``MESSAGE_MOST`` characters once encoded, and to fit within
-    ``limit``, the client's SETTINGS_MAX_HEADER_LIST_SIZE: gRPC's C core fails a call whose
-    trailers reach its limit (16 KiB), and at random one whose trailers pass 8 KiB, with
-    RESOURCE_EXHAUSTED in place of the status the server sent. An error naming a client's
-    very long input name would otherwise reach it so."""
+    """Trailers (or, with ``headers``, a trailers-only answer) carrying the status; its
+    message cut as ``status_message`` says, and so that the trailers stay below ``limit``,
+    the client's SETTINGS_MAX_HEADER_LIST_SIZE (the C core refuses a list of its limit)."""
     block = TRAILERS_ONLY + STATUS_FIELDS[code] if headers else STATUS_FIELDS[code]
     trailing = metadata_block(metadata) if metadata else b""
     if message:
-        encoded = quote(message, safe=MESSAGE_SAFE)
         room = MESSAGE_MOST
         if limit is not None:
             others = (TRAILERS_ONLY_SIZE if headers else 0) + _field_size(
@@ -115,11 +102,10 @@ def status_block(
             )
             for key, value in metadata:
                 others += _field_size(key, _metadata_text(value))
-            # below the limit: the C core refuses a list the size of its limit
             room = min(room, limit - 1 - others - _field_size("grpc-message", ""))
-        encoded = _fit(message, encoded, room)
-        if encoded:
-            block += f.header_block(((b"grpc-message", encoded.encode()),))
+        message = fit(message, room)
+        if message:
+            block += f.header_block(((b"grpc-message", encode(message).encode()),))
     return block + trailing
 
 
@@ -130,8 +116,6 @@ def _field_size(name: str, value: str) -> int:
 
 
 TRAILERS_ONLY_SIZE = _field_size(":status", "200") + _field_size("content-type", "application/grpc")
-CUT = " [...]"  # the end of a grpc-message cut to fit
-MESSAGE_MOST = 4096  # characters of a grpc-message, encoded: well below the C core's 8 KiB
 
 
 def _metadata_text(value: Any) -> str:
@@ -139,19 +123,6 @@ def _metadata_text(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).rstrip(b"=").decode()
     return str(value)
-
-
-def _fit(message: str, encoded: str, room: int) -> str:
-    """``message`` percent-encoded within ``room`` characters: whole, or its beginning and
-    ``CUT``; nothing when not even that fits."""
-    keep = len(message)
-    while len(encoded) > room:
-        # A character encodes to 1 to 12 characters: shrink in proportion, at least by one.
-        keep = min(keep - 1, keep * room // len(encoded) - len(CUT))
-        if keep <= 0:
-            return ""
-        encoded = quote(message[:keep] + CUT, safe=MESSAGE_SAFE)
-    return encoded
 
 
 def parse_timeout(value: bytes) -> float | None:
