@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_test_models import grpc_server, write_models
+from live_server import free_port, running_server
 from npm_clients import answers, call, run_steps
 from tfs_messages import array_of, predict_request, status_request, tensor_of
 
@@ -27,12 +28,14 @@ from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
     model_service_pb2,
     prediction_service_pb2,
 )
+from layerserve.service.settings import Settings
 
 pytestmark = pytest.mark.parallel_safe
 
 ATOL = 1e-5
 MLP_INPUT, MLP_OUTPUT = "hidden_1_input", "probabilities"
-OK, CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, UNIMPLEMENTED = 0, 1, 3, 4, 5, 12
+OK, CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 0, 1, 3, 4, 5
+PERMISSION_DENIED, UNIMPLEMENTED, UNAUTHENTICATED = 7, 12, 16
 V2 = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
 PREDICTION = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
 MODELS = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
@@ -244,6 +247,27 @@ def test_the_request_id_comes_back_beside_binary_metadata(steps):
     [[result]] = steps([[request]])
     assert result["code"] == OK, result
     assert result["trailers"]["x-request-id"] == "js-42"
+
+
+def test_each_call_is_checked_for_its_token(tmp_path):
+    """With an API token, calls on one connection that alternate the right token, a wrong
+    one and none (Node sends ``authorization`` as a never-indexed HPACK field) are each
+    answered for their own token."""
+    root = write_models(tmp_path)
+    port = free_port()
+    settings = Settings(model_repository=root, grpc_port=port, api_token="s3cret")
+    request = infer_request("mlp", mlp_x(1, 4))
+    tokens = ["Bearer s3cret", "Bearer wrong", None, "Bearer s3cret", "bearer s3cret"]
+    with running_server(settings):
+        results = run_steps(
+            f"127.0.0.1:{port}",
+            [
+                [call(V2["ModelInfer"], request, metadata={"authorization": t} if t else {})]
+                for t in tokens
+            ],
+        )
+    codes = [result["code"] for [result] in results]
+    assert codes == [OK, PERMISSION_DENIED, UNAUTHENTICATED, OK, OK]
 
 
 # ---- TensorFlow Serving ----------------------------------------------------------------------
