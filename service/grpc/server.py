@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from layerserve.service.access import AccessPolicy
+from layerserve.service.grpc import reflection_v1
 from layerserve.service.grpc import tfserving as tfserving_grpc
 from layerserve.service.grpc.http2.server import Http2Server
 from layerserve.service.grpc.pool import POOL, hold
@@ -99,10 +100,12 @@ class GrpcServer:
         hold(health_pb2.DESCRIPTOR)
         hold(reflection_pb2.DESCRIPTOR)
         # The asyncio reflection servicer, which enable_server_reflection picks only for a
-        # grpc.aio.Server.
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            reflection.aio.ReflectionServicer((*names, reflection.SERVICE_NAME), pool=POOL), server
+        # grpc.aio.Server; it answers as v1alpha and as v1.
+        reflecting = reflection.aio.ReflectionServicer(
+            (*names, reflection.SERVICE_NAME, reflection_v1.SERVICE_NAME), pool=POOL
         )
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflecting, server)
+        reflection_v1.add_to_server(reflecting, server)
         hint = " (another server is listening there; choose --grpc-port)"
         try:
             if isinstance(server, Http2Server):

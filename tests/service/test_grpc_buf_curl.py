@@ -33,7 +33,9 @@ SERVICES = [  # what the README says the port serves
     "tensorflow.serving.ModelService",
     "grpc.health.v1.Health",
     "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
 ]
+REFLECTION = ["grpc-v1", "grpc-v1alpha"]  # buf's names of the two versions
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +63,13 @@ def output_array(document: dict) -> np.ndarray:
     return np.frombuffer(response.raw_output_contents[0], "<f4").reshape(output.shape)
 
 
-def test_reflection_lists_every_service(server):
-    assert sorted(buf_services(server[1])) == sorted(SERVICES)
+@pytest.mark.parametrize("reflection", REFLECTION)
+def test_reflection_lists_every_service_and_describes_health(server, reflection):
+    """Through either version of reflection alone: every service, and a call of the
+    health service (its messages described by reflection)."""
+    assert sorted(buf_services(server[1], reflection)) == sorted(SERVICES)
+    [health], error = buf_curl(server[1], "grpc.health.v1.Health/Check", reflection=reflection)
+    assert (health, error) == ({"status": "SERVING"}, None)
 
 
 @pytest.mark.parametrize("typed", [False, True], ids=["raw", "typed"])
@@ -118,9 +125,7 @@ def test_errors_have_rests_words_and_matching_code(server, model, x, code, statu
     assert error == {"code": code.name.lower(), "message": rest.json()["error"]}
 
 
-def test_health_and_tensorflow_serving_predict(server):
-    [health], error = buf_curl(server[1], "grpc.health.v1.Health/Check")
-    assert (health, error) == ({"status": "SERVING"}, None)
+def test_tensorflow_serving_predict(server):
     x = np.random.default_rng(3).random((4, 784), dtype=np.float32)
     request = predict_request("mlp", {MLP_INPUT: tensor_of(x)}, version=1)
     document = json_format.MessageToDict(request, preserving_proto_field_name=True)

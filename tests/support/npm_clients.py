@@ -109,13 +109,17 @@ def run_steps(
 
 
 def buf_curl(
-    target: str, method: str, messages: list[dict[str, Any]] | None = None
+    target: str,
+    method: str,
+    messages: list[dict[str, Any]] | None = None,
+    reflection: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """``buf curl`` calling ``method`` ("package.Service/Method") on ``target``, its schema
-    from the server's reflection: the messages it printed, and the error it printed
-    (``code`` and ``message``) or None."""
+    from the server's reflection (``reflection``: "grpc-v1" or "grpc-v1alpha" alone; by
+    default v1, then v1alpha if v1 is unimplemented): the messages it printed, and the
+    error it printed (``code`` and ``message``) or None."""
     data = "".join(json.dumps(m) for m in messages or [{}])
-    done = _buf(["-d", "@-", f"http://{target}/{method}"], data)
+    done = _buf([*_reflection(reflection), "-d", "@-", f"http://{target}/{method}"], data)
     error = None
     if done.returncode:
         assert done.stderr.startswith("{"), done.stderr  # not an answer's error: buf's own
@@ -123,11 +127,15 @@ def buf_curl(
     return _json_documents(done.stdout), error
 
 
-def buf_services(target: str) -> list[str]:
+def buf_services(target: str, reflection: str | None = None) -> list[str]:
     """The services ``buf curl`` finds through the server's reflection."""
-    done = _buf(["--list-services", f"http://{target}"])
+    done = _buf([*_reflection(reflection), "--list-services", f"http://{target}"])
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
+
+
+def _reflection(protocol: str | None) -> list[str]:
+    return [] if protocol is None else ["--reflect-protocol", protocol]
 
 
 def _buf(arguments: list[str], data: str = "") -> subprocess.CompletedProcess[str]:
