@@ -250,6 +250,8 @@ def test_unload_from_a_read_only_server_is_permission_denied_in_rests_words(repo
         assert "read-only" in over_grpc.value.message()
         client.load_model("mlp")  # a reload writes nothing: allowed
         assert_mlp(client)
+        client.close()
+        rest.close()  # here: tritonclient's HTTP client may not be collected on another thread
 
 
 # ---- worker processes -----------------------------------------------------------------
