@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_test_models import grpc_server, write_models
-from live_server import free_port, running_server
 from npm_clients import answers, call, run_steps
 from tfs_messages import array_of, predict_request, status_request, tensor_of
 
@@ -28,7 +27,6 @@ from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
     model_service_pb2,
     prediction_service_pb2,
 )
-from layerserve.service.settings import Settings
 
 pytestmark = pytest.mark.parallel_safe
 
@@ -253,14 +251,11 @@ def test_each_call_is_checked_for_its_token(tmp_path):
     """With an API token, calls on one connection that alternate the right token, a wrong
     one and none (Node sends ``authorization`` as a never-indexed HPACK field) are each
     answered for their own token."""
-    root = write_models(tmp_path)
-    port = free_port()
-    settings = Settings(model_repository=root, grpc_port=port, api_token="s3cret")
     request = infer_request("mlp", mlp_x(1, 4))
     tokens = ["Bearer s3cret", "Bearer wrong", None, "Bearer s3cret", "bearer s3cret"]
-    with running_server(settings):
+    with grpc_server(write_models(tmp_path), api_token="s3cret") as (_, target):
         results = run_steps(
-            f"127.0.0.1:{port}",
+            target,
             [
                 [call(V2["ModelInfer"], request, metadata={"authorization": t} if t else {})]
                 for t in tokens

@@ -16,15 +16,14 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tg
 import tritonclient.http as th
-from grpc_test_models import write_identity, write_models
-from live_server import free_port, running_server, wait_ready
+from grpc_test_models import grpc_server, write_identity, write_models
+from live_server import free_port, wait_ready
 from tritonclient.grpc import service_pb2 as tpb
 from tritonclient.grpc import service_pb2_grpc as tpb_grpc
 from tritonclient.utils import InferenceServerException
 
 from layerserve import examples
 from layerserve.service.grpc.servicer import STREAM_CLOSED, STREAM_IN_FLIGHT
-from layerserve.service.settings import Settings
 
 MLP_INPUT, MLP_OUTPUT = "hidden_1_input", "probabilities"
 API = "stream-api-token"
@@ -33,9 +32,8 @@ API = "stream-api-token"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = write_models(tmp_path_factory.mktemp("grpc_streaming"))
-    port = free_port()
-    with running_server(Settings(model_repository=root, grpc_port=port, api_token=API)) as url:
-        yield url, f"127.0.0.1:{port}"
+    with grpc_server(root, api_token=API) as server:
+        yield server
 
 
 def authorization() -> dict[str, str]:

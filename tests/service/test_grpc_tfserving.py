@@ -23,7 +23,14 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_test_models import DATATYPES, identity_name, mask_model, mask_model_input, write_models
+from grpc_test_models import (
+    DATATYPES,
+    grpc_server,
+    identity_name,
+    mask_model,
+    mask_model_input,
+    write_models,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -67,10 +74,8 @@ HTTP_OF = {  # REST's HTTP status for each gRPC status code
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = write_models(tmp_path_factory.mktemp("tfs_grpc_repository"))
-    port = free_port()
-    with running_server(Settings(model_repository=root, grpc_port=port)) as url:
-        yield url, f"127.0.0.1:{port}"
+    with grpc_server(write_models(tmp_path_factory.mktemp("tfs_grpc_repository"))) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

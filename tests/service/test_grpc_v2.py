@@ -21,6 +21,7 @@ import tritonclient.http as th
 from grpc_test_models import (
     DATATYPES,
     decode_raw,
+    grpc_server,
     identity_name,
     mask_model,
     mask_model_input,
@@ -51,10 +52,8 @@ HTTP_OF = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = write_models(tmp_path_factory.mktemp("grpc_repository"))
-    port = free_port()
-    with running_server(Settings(model_repository=root, grpc_port=port)) as url:
-        yield url, f"127.0.0.1:{port}"
+    with grpc_server(write_models(tmp_path_factory.mktemp("grpc_repository"))) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

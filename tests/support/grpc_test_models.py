@@ -8,6 +8,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -105,10 +106,11 @@ def write_models(root: Path, large_identity: bool = False) -> Path:
 
 
 @contextlib.contextmanager
-def grpc_server(root: Path) -> Iterator[tuple[str, str]]:
-    """A server on ``root`` with its gRPC port: its HTTP URL and its gRPC target."""
+def grpc_server(root: Path, **settings: Any) -> Iterator[tuple[str, str]]:
+    """A server on ``root`` with its gRPC port (and ``settings``): its HTTP URL and its
+    gRPC target."""
     port = free_port()
-    with running_server(Settings(model_repository=root, grpc_port=port)) as url:
+    with running_server(Settings(model_repository=root, grpc_port=port, **settings)) as url:
         yield url, f"127.0.0.1:{port}"
 
 

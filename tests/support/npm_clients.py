@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import functools
 import hashlib
 import json
 import shutil
@@ -32,6 +33,7 @@ INSTALLED = CLIENTS / "node_modules" / ".layerserve-lock-sha256"
 BUF = CLIENTS / "node_modules" / ".bin" / "buf"
 
 
+@functools.cache  # once a process: a skip raises, and is asked again
 def node() -> str:
     """The ``node`` executable, the clients' packages installed."""
     node, npm = shutil.which("node"), shutil.which("npm")
