@@ -46,7 +46,6 @@ import contextlib
 import functools
 import multiprocessing
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -285,12 +284,15 @@ def main() -> None:
             inputs, reference = prepare(args, base, args.model_file, console)
             server = Server(None, base, args.grpc_target, None)
             rows = []
-            for _ in range(args.repeats):
-                rows += measure(args, [server], args.model_file, inputs, generators, console)
+            for repeat in range(args.repeats):
+                for row in measure(args, [server], args.model_file, inputs, generators, console):
+                    row.repeat = repeat
+                    rows.append(row)
+            references = {batch: [value] for batch, value in reference.items()}
             memory = []
         else:
-            rows, reference, memory = measure_servers(args, overrides, generators, console)
-    print_results(args, rows, reference, memory)
+            rows, references, memory = measure_servers(args, overrides, generators, console)
+    print_results(args, rows, references, memory)
 
 
 @dataclass
@@ -310,12 +312,12 @@ class Server:
 
 def measure_servers(
     args: argparse.Namespace, overrides: dict[str, str], generators: Generators, console: Console
-) -> tuple[list[Row], dict[int, float], list[Memory]]:
+) -> tuple[list[Row], dict[int, list[float]], list[Memory]]:
     """Every worker count's server, started together, each on its own copy of the demo
     repository; each level is measured on one server after the other (so a drift of the
     machine reaches every server's figure alike), ``--repeats`` times; in-process
-    onnxruntime beside the idle servers, before the rows and after each repeat (the median
-    of its measurements)."""
+    onnxruntime beside the idle servers, before the rows and after each repeat (its
+    measurements per batch size, in order)."""
     rows: list[Row] = []
     references: dict[int, list[float]] = {}
     counts = args.workers or DEFAULT_WORKERS
@@ -343,13 +345,14 @@ def measure_servers(
             inputs, first = prepare(args, servers[0].base, model_file, console)
             for batch, value in first.items():
                 references.setdefault(batch, []).append(value)
-            for _ in range(args.repeats):
-                rows += measure(args, servers, model_file, inputs, generators, console)
+            for repeat in range(args.repeats):
+                for row in measure(args, servers, model_file, inputs, generators, console):
+                    row.repeat = repeat
+                    rows.append(row)
                 for batch, values in references.items():
                     values.append(reference_run(model_file, inputs[batch], args, console))
             memory = [memory_of(s.process, s.workers) for s in servers if s.process and s.workers]
-    reference = {batch: statistics.median(values) for batch, values in references.items()}
-    return rows, reference, memory
+    return rows, references, memory
 
 
 def prepare(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 from collections import defaultdict
 
 from rich.console import Console
 from rich.table import Table
 from server_processes import Memory
-from service_verdicts import Row, verdicts
+from service_verdicts import Row, paired_verdicts, verdicts
 
 FORMATS = ("json", "binary", "grpc", "grpc-stream")
 LABELS = {
@@ -41,8 +42,14 @@ def median_rows(rows: list[Row]) -> list[Row]:
 
 
 def print_results(
-    args: argparse.Namespace, rows: list[Row], reference: dict[int, float], memory: list[Memory]
+    args: argparse.Namespace,
+    rows: list[Row],
+    references: dict[int, list[float]],
+    memory: list[Memory],
 ) -> None:
+    """``references``: in-process onnxruntime's samples/s per batch size, measured before
+    the first repeat and after each."""
+    reference = {batch: statistics.median(values) for batch, values in references.items()}
     table = Table(
         "workers",
         "protocol",
@@ -64,7 +71,7 @@ def print_results(
         + (f", the median of {args.repeats} runs" if args.repeats > 1 else ""),
     )
     runs_of = levels(rows)
-    rows = median_rows(rows)
+    every_run, rows = rows, median_rows(rows)
     order = {protocol: i for i, protocol in enumerate(FORMATS)}
     # the same load beside itself for each worker count
     for row in sorted(
@@ -104,7 +111,7 @@ def print_results(
             markup=False,
             highlight=False,
         )
-    for line in verdicts(rows, reference):
+    for line in verdicts(rows, reference) + paired_verdicts(every_run, references):
         out.print(line, markup=False, highlight=False)
 
 

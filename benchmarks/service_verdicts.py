@@ -6,6 +6,7 @@ JSON at 64 connections)."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 from layerserve.loadgen import Run
@@ -18,6 +19,7 @@ class Row:
     workers: int | None
     run: Run
     worker_cpu: list[float] = field(default_factory=list)  # cores, each worker's own tree
+    repeat: int = 0  # which of ``--repeats`` measured it
 
 
 def _label(workers: int | None) -> str:
@@ -78,6 +80,48 @@ def worker_verdicts(rows: list[Row], reference: dict[int, float]) -> list[str]:
             f"(target: no worse): {'met' if ok else 'MISSED'}"
         )
     return lines
+
+
+def paired_verdicts(rows: list[Row], references: dict[int, list[float]]) -> list[str]:
+    """The two worker figures per repeat, with ``--repeats`` 2 or more: within a repeat the
+    1- and 2-worker runs of a level were made one after the other, and in-process
+    onnxruntime was measured right before and after the repeat, so each repeat's ratio is
+    the least touched by the machine's drift over the whole run (a slow spell that falls on
+    one worker count's median run moves the ratio of medians, not the pairs)."""
+    runs: dict[tuple, dict[int, Run]] = {}
+    for row in rows:
+        runs.setdefault((row.workers, row.run.protocol, row.run.batch, row.run.concurrency), {})[
+            row.repeat
+        ] = row.run
+    lines = []
+    binary = runs.get((2, "binary", 64, 64), {})
+    bracket = references.get(64, [])
+    shares = [
+        run.rps * 64 / ((bracket[repeat] + bracket[repeat + 1]) / 2)
+        for repeat, run in binary.items()
+        if repeat + 1 < len(bracket)
+    ]
+    if len(shares) > 1:
+        lines.append(
+            "batch-64 binary c64, 2 workers, paired by repeat (against in-process "
+            f"onnxruntime measured before and after it): {_spread(shares, '.0%')}"
+        )
+    one, two = runs.get((1, "json", 1, 64), {}), runs.get((2, "json", 1, 64), {})
+    pairs = [(one[r], two[r]) for r in sorted(one.keys() & two.keys()) if one[r].rps > 0]
+    if len(pairs) > 1:
+        ratios = [b.rps / a.rps for a, b in pairs]
+        no_worse = sum(b.percentile(99) <= a.percentile(99) for a, b in pairs)
+        lines.append(
+            f"batch-1 JSON c64, 2 workers against 1, paired by repeat: "
+            f"{_spread(ratios, '.2f', 'x')}; p99 no worse in {no_worse} of {len(pairs)}"
+        )
+    return lines
+
+
+def _spread(values: list[float], spec: str, unit: str = "") -> str:
+    """The median of ``values`` and their range."""
+    low, middle, high = min(values), statistics.median(values), max(values)
+    return f"median {middle:{spec}}{unit} ({low:{spec}}-{high:{spec}}{unit}, {len(values)} repeats)"
 
 
 def grpc_verdicts(rows: list[Row]) -> list[str]:
