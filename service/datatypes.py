@@ -80,3 +80,22 @@ def to_float(array: np.ndarray, dtype: np.dtype, datatype: str, where: str) -> n
                 "in magnitude"
             )
     return cast
+
+
+def from_little_endian(data: bytes | memoryview, dtype: np.dtype, where: str) -> np.ndarray:
+    """A flat array of ``dtype`` read from little-endian bytes (the binary extension's,
+    gRPC's raw contents', TF Serving's ``tensor_content``): a view of ``data`` where the
+    machine is little-endian, no copy (read-only: nothing downstream writes into inputs).
+    BOOL bytes must be 0 or 1: NumPy and onnxruntime take a byte as a bool without looking
+    at it, and onnxruntime's operators then give answers for other bytes that are neither
+    true's nor false's (``Not`` of byte 2 is byte 3)."""
+    little = np.frombuffer(data, dtype=dtype.newbyteorder("<"))
+    if dtype.kind == "b" and little.size:
+        octets = little.view(np.uint8)
+        if octets.max() > 1:
+            index = int(np.argmax(octets > 1))
+            raise InvalidInput(
+                f"{where}: BOOL bytes must be 0 (false) or 1 (true); byte {index} is "
+                f"{int(octets[index])}"
+            )
+    return little.astype(dtype, copy=False)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
-from layerserve.service.datatypes import v2_datatype
+from layerserve.service.datatypes import from_little_endian, v2_datatype
 from layerserve.service.errors import InvalidInput
 from layerserve.service.grpc.tfs_generated.tensorflow.core.framework import types_pb2
 from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
@@ -108,8 +108,7 @@ def decode_tensor(name: str, tensor: Any, model: LoadedModel, limit: int) -> np.
                 f"input '{name}': tensor_content holds {len(content)} bytes but "
                 f"{dtype_name(tensor.dtype)} {shape} takes {count * dtype.itemsize}"
             )
-        little = np.frombuffer(content, dtype.newbyteorder("<"))  # no copy where LE
-        return little.astype(dtype, copy=False).reshape(shape)
+        return from_little_endian(content, dtype, f"input '{name}'").reshape(shape)
     values = getattr(tensor, field)
     if len(values) != count and not (len(values) == 1 and count > 0):
         raise InvalidInput(

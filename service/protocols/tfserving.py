@@ -228,7 +228,41 @@ def _to_array(value: Any, spec: TensorSpec, model: LoadedModel, rows: bool) -> n
         _walk(value, where, rows)  # raises for ragged nesting
         _reject_leaf(value, spec, where)  # raises naming the first value of the wrong kind
         raise InvalidInput(f"{where}: values do not fit {spec.datatype}")
+    if dtype.kind in "iu" and array.dtype.kind == "f":
+        # NumPy infers float64 for integers mixed with fractions or beyond int64 (2**63
+        # beside 1): that would round every integer past 2**53 and wrap those past the
+        # datatype's range, so the integers are read one by one, exactly.
+        return _exact_integers(value, spec, where, rows)
     return _cast(array, spec, where)
+
+
+def _exact_integers(value: Any, spec: TensorSpec, where: str, rows: bool) -> np.ndarray:
+    """Integers for an INT or UINT input, each JSON integer as it was written; a number
+    written with a fraction or exponent is taken when it is integral (``3.0``) and exact
+    (at most 2**53 in magnitude). The JSON parser reads an integer beyond 64 bits as such a
+    float, so that limit also refuses those, which no 64-bit type holds."""
+    shape, leaves = _walk(value, where, rows)
+    exact = []
+    for leaf in leaves:
+        if isinstance(leaf, float):
+            if not leaf.is_integer():  # also False for NaN and the infinities
+                raise InvalidInput(
+                    f"{where}: value {leaf!r} is not an integer; the model expects {spec.datatype}"
+                )
+            if abs(leaf) > 2**53:
+                raise InvalidInput(
+                    f"{where}: value {leaf!r} does not fit {spec.datatype} exactly: beyond "
+                    f"2**53, write integers as JSON integers within {spec.datatype}'s range"
+                )
+            leaf = int(leaf)
+        elif isinstance(leaf, bool) or not isinstance(leaf, int):
+            _reject_leaf(value, spec, where)
+        exact.append(leaf)
+    info = np.iinfo(spec.dtype)
+    for leaf in exact:
+        if not info.min <= leaf <= info.max:
+            raise InvalidInput(f"{where}: value {leaf} does not fit {spec.datatype}")
+    return np.array(exact, dtype=spec.dtype).reshape(shape)
 
 
 def _depth(value: Any) -> int:
@@ -245,14 +279,7 @@ def _cast(array: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
     dtype = spec.dtype
     if dtype.kind == "f":
         return to_float(array, dtype, spec.datatype, where)
-    if dtype.kind in "iu":
-        if array.dtype.kind == "f":
-            bad = ~np.isfinite(array) | (array != np.round(array))
-            if bad.any():
-                raise InvalidInput(
-                    f"{where}: value {array[bad][0].item()!r} is not an integer; the model "
-                    f"expects {spec.datatype}"
-                )
+    if dtype.kind in "iu":  # integers NumPy inferred exactly (floats: _exact_integers)
         info = np.iinfo(dtype)
         if array.size and (array.min() < info.min or array.max() > info.max):
             outside = array[(array < info.min) | (array > info.max)][0]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from layerserve.service.datatypes import numpy_dtype, to_float, v2_datatype
+from layerserve.service.datatypes import from_little_endian, numpy_dtype, to_float, v2_datatype
 from layerserve.service.errors import InvalidInput, NotSupported, PayloadTooLarge
 from layerserve.service.protocols import json_floats
 from layerserve.service.runtime import MAX_RANK, LoadedModel
@@ -231,6 +231,13 @@ def _integers(name: str, data: list, datatype: str, dtype: np.dtype) -> np.ndarr
     """The slow path for integers NumPy cannot infer as one integer type."""
     flat = list(_flatten(name, data, 0))
     for item in flat:
+        if isinstance(item, float) and item.is_integer() and abs(item) >= 2**63:
+            # the JSON parser reads an integer beyond 64 bits as a float
+            info = np.iinfo(dtype)
+            raise InvalidInput(
+                f"input '{name}': value {item!r} is out of range for {datatype} "
+                f"[{info.min}, {info.max}]"
+            )
         if isinstance(item, bool) or not isinstance(item, int):
             raise InvalidInput(
                 f"input '{name}': 'data' must hold JSON integers for datatype {datatype}, "
@@ -296,10 +303,7 @@ def _from_binary(
             f"input '{name}': binary_data_size {len(chunk)} does not match the "
             f"{expected} bytes that {datatype} {shape} takes"
         )
-    # A view of the request body, no copy, where the machine is little-endian as the
-    # extension's data is (read-only: nothing downstream writes into inputs).
-    little = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
-    return little.astype(dtype, copy=False).reshape(shape)
+    return from_little_endian(chunk, dtype, f"input '{name}'").reshape(shape)
 
 
 def _split_bytes(name: str, data: bytes) -> list[bytes]:
@@ -365,7 +369,7 @@ def _raw_binary_request(body: bytes, model: LoadedModel) -> V2Request:
         )
     for index in unknown:
         dims[index] = len(body) // fixed
-    array = np.frombuffer(body, dtype=spec.dtype.newbyteorder("<")).astype(spec.dtype)
+    array = from_little_endian(body, spec.dtype, f"input '{spec.name}'")
     return V2Request(None, {spec.name: array.reshape(dims)}, None, {}, True)
 
 

@@ -307,6 +307,11 @@ GRPC_MISTAKES = {  # id -> (model, tensor, words in the message)
         _tensor(DT.DT_STRING, [1, 1], tensor_content=b"abc"),
         "not tensor_content",
     ),
+    "bool tensor_content byte neither 0 nor 1": (
+        identity_name("BOOL"),
+        _tensor(DT.DT_BOOL, [1, 3], tensor_content=b"\x01\x00\xfe"),
+        "BOOL bytes must be 0 (false) or 1 (true); byte 2 is 254",
+    ),
     "int8 out of range": (
         identity_name("INT8"),
         _tensor(DT.DT_INT8, [1, 3], int_val=[1, 2, 300]),

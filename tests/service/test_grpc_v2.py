@@ -262,6 +262,10 @@ def mistakes():
         "metadata of unknown version": lambda module, client: client.get_model_metadata("mlp", "9"),
         "config of unknown model": lambda module, client: client.get_model_config("nope"),
         "load with a config": lambda module, client: client.load_model("mlp", config="{}"),
+        # bytes 1, 2, 0: a BOOL byte must be 0 or 1 (tritonclient sends the bytes as they are)
+        "bool byte neither 0 nor 1": infer(
+            identity_name("BOOL"), [("x", np.frombuffer(b"\x01\x02\x00", bool)[None], "BOOL")]
+        ),
         "queue timeout": infer(
             "delayed", [("x", np.ones((1, 3), np.float32), "FP32")], timeout=1000
         ),

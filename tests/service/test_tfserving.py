@@ -18,6 +18,8 @@ import httpx
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from live_server import running_server, write_model
 from onnx import TensorProto, helper
 
@@ -73,8 +75,8 @@ def _identity_model(path, inputs: dict[str, tuple[int, list]], outputs: dict[str
 
 @pytest.fixture(scope="module")
 def extra_url(tmp_path_factory):
-    """strings (text -> echo_bytes, echo), typed (ids INT32, flags BOOL), masked, and
-    spare (masked again, version 3) for the unload test."""
+    """strings (text -> echo_bytes, echo), typed (ids INT32, flags BOOL), wide (i64 INT64,
+    u64 UINT64), masked, and spare (masked again, version 3) for the unload test."""
     root = tmp_path_factory.mktemp("tfserving-repository")
     _identity_model(
         root / "strings" / "1" / "model.onnx",
@@ -85,6 +87,11 @@ def extra_url(tmp_path_factory):
         root / "typed" / "1" / "model.onnx",
         {"ids": (TensorProto.INT32, [None, 3]), "flags": (TensorProto.BOOL, [None, 3])},
         {"ids_out": "ids", "flags_out": "flags"},
+    )
+    _identity_model(
+        root / "wide" / "1" / "model.onnx",
+        {"i64": (TensorProto.INT64, [None, 3]), "u64": (TensorProto.UINT64, [None, 3])},
+        {"i64_out": "i64", "u64_out": "u64"},
     )
     write_model(root, "masked", _masked_model())
     write_model(root, "spare", _masked_model(), "3")
@@ -301,6 +308,32 @@ def test_integer_and_boolean_inputs(extra_url):
     }
 
 
+INT64 = st.integers(-(2**63), 2**63 - 1)
+UINT64 = st.integers(0, 2**64 - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    i64=st.lists(INT64, min_size=3, max_size=3),
+    u64=st.lists(UINT64, min_size=3, max_size=3),
+    columnar=st.booleans(),
+    as_float=st.integers(0, 2),
+)
+def test_64_bit_integers_come_back_exact(extra_url, i64, u64, columnar, as_float):
+    """Identity over INT64 and UINT64: every integer comes back as it was sent, however
+    large, also beside one written as a float (which makes NumPy infer float64 for the
+    whole list, the way 2**63 beside 1 does)."""
+    i64, u64 = list(i64), list(u64)
+    i64[as_float] = float(i64[as_float] % 2**53)
+    row = {"i64": i64, "u64": u64}
+    body = {"inputs": {k: [v] for k, v in row.items()}} if columnar else {"instances": [row]}
+    response = _post(extra_url, "/v1/models/wide:predict", body)
+    assert response.status_code == 200, response.text
+    answer = response.json()["outputs" if columnar else "predictions"]
+    answer = {k: v[0] for k, v in answer.items()} if columnar else answer[0]
+    assert answer == {"i64_out": [int(v) for v in i64], "u64_out": u64}
+
+
 def test_mask_outputs_only_when_asked_for(extra_url):
     """A one-output Keras model with a mask answers plain lists, as TF Serving does; the
     mask comes back when ``output_filter`` names it."""
@@ -493,6 +526,7 @@ def test_predict_version_addressing(server_url, references, path):
 MLP_ROW = [[0.5] * 784]
 HAD_ROW = {"left": [0.5] * 8, "right": [0.25] * 8}
 FLAGS = [[True, False, True]]
+WIDE_ROW = {"i64": [1, 2, 3], "u64": [1, 2, 3]}
 
 
 def _nested(depth: int) -> list:
@@ -502,7 +536,7 @@ def _nested(depth: int) -> list:
     return value
 
 
-EXTRA_MODELS = ("strings", "typed")
+EXTRA_MODELS = ("strings", "typed", "wide")
 GZIP = {"Content-Encoding": "gzip"}
 TOO_LARGE = b" " * (9 * 1024 * 1024)  # the session server takes at most 8 MiB
 # (id, path under /v1/models/, body: None -> GET, dict -> JSON, bytes -> raw; status,
@@ -612,6 +646,19 @@ ERRORS = [
      400, ["'ids'", "2147483648", "does not fit INT32"]),
     ("huge-int", "typed:predict", {"inputs": {"ids": [[2**70, 0, 0]], "flags": FLAGS}}, 400,
      ["'ids'", "1.1805916207174113e+21", "does not fit INT32"]),
+    ("int64-past-its-range", "wide:predict", {"instances": [WIDE_ROW | {"i64": [1, 2, 2**63]}]},
+     400, ["'i64'", "9223372036854775808", "does not fit INT64"]),
+    ("int64-below-its-range", "wide:predict",
+     {"inputs": {"i64": [[1, 2, -(2**63) - 1]], "u64": [[1, 2, 3]]}}, 400,
+     ["'i64'", "-9.223372036854776e+18", "does not fit INT64 exactly", "JSON integers"]),
+    ("uint64-past-its-range", "wide:predict",
+     {"instances": [WIDE_ROW | {"u64": [2**64, 1, 2]}]}, 400,
+     ["'u64'", "1.8446744073709552e+19", "does not fit UINT64 exactly"]),
+    ("uint64-negative", "wide:predict", {"instances": [WIDE_ROW | {"u64": [-1, 2**63, 3]}]},
+     400, ["'u64'", "-1", "does not fit UINT64"]),
+    ("int64-fraction-beside-a-large-integer", "wide:predict",
+     {"instances": [WIDE_ROW | {"i64": [0.5, 2**62 + 1, 3]}]}, 400,
+     ["'i64'", "0.5", "not an integer", "INT64"]),
     ("boolean-for-int", "typed:predict",
      {"inputs": {"ids": [[True, False, True]], "flags": FLAGS}}, 400,
      ["'ids'", "boolean", "INT32"]),

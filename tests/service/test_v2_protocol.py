@@ -682,6 +682,36 @@ def test_raw_binary_request_for_a_single_input_model(http, rows):
     exact(decode(response)[1]["y"], int16, "INT16")
 
 
+@pytest.mark.parametrize("raw", [False, True])
+@pytest.mark.parametrize(
+    ("octets", "refused"),
+    [
+        (b"\x01\x00\x01\x00\x00\x01", None),
+        (b"\x01\x00\x00\x00\x02\x01", "byte 4 is 2"),
+        (b"\xff\x00\x01\x00\x00\x01", "byte 0 is 255"),
+    ],
+)
+def test_bool_bytes_other_than_0_and_1_are_refused(http, raw, octets, refused):
+    """A BOOL byte is 0 or 1: onnxruntime would take byte 2 as a bool without looking and
+    answer neither true nor false for it. Refused naming the input and the byte, in the
+    extension's binary data and in a raw body alike; 0 and 1 pass."""
+    if raw:
+        body, headers = octets, {"Inference-Header-Content-Length": "0"}
+    else:
+        entry = {"name": "x", "shape": [2, 3], "datatype": "BOOL"}
+        entry["parameters"] = {"binary_data_size": len(octets)}
+        body, headers = binary_request({"inputs": [entry]}, [octets])
+    response = http.post("/v2/models/identity_bool/infer", content=body, headers=headers)
+    if refused is None:
+        expected = np.frombuffer(octets, np.uint8).astype(bool).reshape(2, 3)
+        exact(decode(response)[1]["y"], expected, "BOOL")
+    else:
+        assert response.status_code == 400, response.text
+        message = response.json()["error"]
+        assert "input 'x'" in message and "0 (false) or 1 (true)" in message
+        assert refused in message
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 def test_compressed_request_bodies(client, http, encoding):
     inputs = inputs_of("hadamard", seed=10)
