@@ -42,13 +42,37 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     kinds = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
     if encoding.lower() not in kinds:
         raise InvalidInput(f"unsupported Content-Encoding '{encoding}'; expected gzip or deflate")
-    inflater = zlib.decompressobj(kinds[encoding.lower()])
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInput(f"the {encoding} body cannot be decompressed: {exc}") from exc
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(
-            f"decompressed request exceeds the maximum allowed input size of {limit} bytes"
+    wbits, parts, size, rest = kinds[encoding.lower()], [], 0, body
+    while True:  # gzip may hold several members, one after the other (RFC 1952)
+        inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise InvalidInput(f"the {encoding} body cannot be decompressed: {exc}") from exc
+        parts.append(part)
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(
+                f"decompressed request exceeds the maximum allowed input size of {limit} bytes"
+            )
+        rest = inflater.unused_data
+        if not (rest and inflater.eof and wbits == kinds["gzip"]):
+            break  # what is left is refused below (deflate is one stream)
+    problem = unended(inflater, f"{encoding} body")
+    if problem:
+        raise InvalidInput(problem)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def unended(inflater: zlib._Decompress, what: str) -> str | None:
+    """What is wrong with a compressed ``what`` that stops before its stream's end (one cut
+    short inflates to a prefix of the request, which may still parse: a raw binary body cut
+    at a row boundary is a smaller batch) or goes on past it; None when neither."""
+    if not inflater.eof:
+        return f"the {what} is truncated: its compressed stream does not end"
+    if inflater.unused_data:
+        return (
+            f"the {what} goes on for {len(inflater.unused_data)} bytes after its compressed "
+            "stream ends"
         )
-    return data
+    return None

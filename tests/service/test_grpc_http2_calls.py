@@ -443,6 +443,15 @@ def test_compressed_messages_are_inflated_within_the_limit(encoding, compress):
         await client.send_body(stream, message(b"not compressed at all", compressed=1))
         answer = await client.answer(stream)
         assert answer.status == grpc.StatusCode.INTERNAL.value[0]
+        for cut, says in (
+            (compress(payload)[:-6], "is truncated"),
+            (compress(payload) + b"??", "goes on for 2 bytes"),
+        ):
+            stream = client.start("Echo", metadata=metadata)
+            await client.send_body(stream, message(cut, compressed=1))
+            answer = await client.answer(stream)
+            assert answer.status == grpc.StatusCode.INTERNAL.value[0]
+            assert f"the {encoding} message {says}" in answer.message
         await client.close()
 
     serve(test)

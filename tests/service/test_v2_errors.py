@@ -9,6 +9,7 @@ import gzip
 import json
 import struct
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -469,6 +470,22 @@ CLIENT_MISTAKES = {
         "gzip body cannot be decompressed",
         content=b"\x1f\x8b not really gzip",
         headers={"Content-Encoding": "gzip"},
+    ),
+    # two rows of the MLP's raw input, compressed, cut before the stream's end: what
+    # inflates is the first row whole, a request that would parse as one row
+    "gzip body cut short": case(
+        MLP,
+        400,
+        "the gzip body is truncated: its compressed stream does not end",
+        content=gzip.compress(np.ones((2, 784), "<f4").tobytes())[:-8],
+        headers={"Content-Encoding": "gzip", "Inference-Header-Content-Length": "0"},
+    ),
+    "bytes after the deflate stream": case(
+        MLP,
+        400,
+        "the deflate body goes on for 4 bytes after its compressed stream ends",
+        content=zlib.compress(np.ones((1, 784), "<f4").tobytes()) + b"junk",
+        headers={"Content-Encoding": "deflate", "Inference-Header-Content-Length": "0"},
     ),
     "Content-Length over the limit": case(
         MLP,

@@ -23,6 +23,7 @@ from layerserve.service.grpc.http2 import frames as f
 from layerserve.service.grpc.http2.connection import Connection
 from layerserve.service.grpc.http2.stream import Stream
 from layerserve.service.grpc.status_message import MESSAGE_MOST, encode, fit
+from layerserve.service.protocols.body import unended
 
 log = logging.getLogger("layerserve.service")
 
@@ -362,6 +363,9 @@ class Call:
                 f"Received message larger than max (over {self.max_message} once "
                 f"decompressed vs. {self.max_message})",
             )
+        problem = unended(inflater, f"{self.encoding} message")
+        if problem:
+            raise Refused(grpc.StatusCode.INTERNAL, problem)
         return inflated
 
     def request_ended(self) -> None:
