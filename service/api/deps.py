@@ -86,7 +86,7 @@ def _encoded(request: Request) -> bool:
 
 async def read_v2_request(request: Request, model: LoadedModel) -> v2.V2Request:
     """The body of a V2 inference request for ``model``, JSON or binary, decoded."""
-    header_length = v2.header_length(request.headers.get(v2.HEADER_LENGTH))
+    header_length = v2.header_length(request.headers.getlist(v2.HEADER_LENGTH))
     limit = request.app.state.settings.max_request_bytes
     return await decode_inference_body(
         request, model, v2.decode_request, header_length, model, limit, json_bytes=header_length

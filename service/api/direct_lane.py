@@ -137,7 +137,8 @@ class DirectLane:
     ) -> Answer:
         """A V2 ``infer`` request, as ``api/v2.py`` answers it."""
         # in the route's order: the header first, then the body's size
-        header_length = v2.header_length(_header(headers, v2.HEADER_LENGTH_BYTES))
+        given = [v.decode("latin-1") for k, v in headers if k == v2.HEADER_LENGTH_BYTES]
+        header_length = v2.header_length(given)
         self._check_declared_size(model, headers)
         parsed = await self.plane.decoder.decode(
             v2.decode_request,

@@ -22,13 +22,25 @@ HEADER_LENGTH_BYTES = HEADER_LENGTH.encode()
 LITTLE_ENDIAN = sys.byteorder == "little"  # the binary format's byte order is the host's
 
 
-def header_length(value: str | None) -> int | None:
-    """The ``Inference-Header-Content-Length`` header: where the JSON header of a binary
-    request ends (None: the whole body is JSON)."""
-    try:
-        return int(value) if value is not None else None
-    except ValueError as exc:
-        raise InvalidInput(f"invalid Inference-Header-Content-Length: {value!r}") from exc
+def header_length(values: list[str]) -> int | None:
+    """The ``Inference-Header-Content-Length`` header (``values``: each time the request
+    gives it): where the JSON header of a binary request ends (None: the whole body is
+    JSON). Like Content-Length, it frames the body, so only plain digits are read (not
+    Python's ``+12`` or ``1_2``), and a request giving two different lengths is refused."""
+    if not values:
+        return None
+    if len(set(values)) > 1:
+        raise InvalidInput(
+            f"Inference-Header-Content-Length is given {len(values)} times with different "
+            f"values ({', '.join(repr(v) for v in values)}); give it once"
+        )
+    value = values[0].strip()
+    if not (value.isascii() and value.isdigit()):
+        raise InvalidInput(
+            f"invalid Inference-Header-Content-Length: {values[0]!r}; expected the JSON "
+            "header's length in bytes, in decimal digits"
+        )
+    return int(value)
 
 
 @dataclass
@@ -167,7 +179,17 @@ def _decode_input(
     dtype = input_dtype(model, name, shape, datatype, limit)
     size = _parameters(entry.get("parameters"), f"input '{name}'").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidInput(
+                f"input '{name}': binary_data_size must be a non-negative integer number of "
+                f"bytes, got {size!r}"
+            )
+        if entry.get("data") not in (None, []):  # an empty or null 'data' says nothing
+            raise InvalidInput(
+                f"input '{name}' has both 'data' and a binary_data_size; send its values one "
+                "way: in 'data', or in the binary data after the JSON header"
+            )
+        if offset + size > len(binary):
             raise InvalidInput(
                 f"input '{name}': binary_data_size {size!r} does not fit the "
                 f"{len(binary) - offset} bytes of binary data left"

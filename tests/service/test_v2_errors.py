@@ -124,7 +124,7 @@ class Case:
     says: tuple[str, ...]
     json: object = None
     content: object = None
-    headers: dict = field(default_factory=dict)
+    headers: dict | list = field(default_factory=dict)
     method: str = "POST"
 
 
@@ -354,6 +354,54 @@ CLIENT_MISTAKES = {
         400,
         "invalid Inference-Header-Content-Length: 'abc'",
         **binary({"inputs": []}, b"", "abc"),
+    ),
+    "header with a sign": case(
+        MLP, 400, "invalid Inference-Header-Content-Length: '+2'", **binary({}, b"", "+2")
+    ),
+    "header with an underscore": case(
+        MLP, 400, "invalid Inference-Header-Content-Length: '1_0'", **binary({}, b"", "1_0")
+    ),
+    "header given twice, differently": case(
+        MLP,
+        400,
+        ["Inference-Header-Content-Length is given 2 times", "'2', '3'"],
+        content=b"{}",
+        headers=[
+            ("Inference-Header-Content-Length", "2"),
+            ("Inference-Header-Content-Length", "3"),
+        ],
+    ),
+    "binary_data_size a string": case(
+        MLP,
+        400,
+        ["'hidden_1_input'", "binary_data_size must be a non-negative integer", "got '3136'"],
+        **binary(
+            {"inputs": [{**FP32_BINARY, "parameters": {"binary_data_size": "3136"}}]},
+            b"\0" * 3136,
+        ),
+    ),
+    "binary_data_size true": case(
+        MLP,
+        400,
+        ["'hidden_1_input'", "binary_data_size must be a non-negative integer", "got True"],
+        **binary({"inputs": [{**FP32_BINARY, "parameters": {"binary_data_size": True}}]}, b"\0"),
+    ),
+    "data beside a binary_data_size": case(
+        MLP,
+        400,
+        ["'hidden_1_input' has both 'data' and a binary_data_size", "one way"],
+        **binary(
+            {
+                "inputs": [
+                    {
+                        **FP32_BINARY,
+                        "data": [0.5] * 784,
+                        "parameters": {"binary_data_size": 3136},
+                    }
+                ]
+            },
+            b"\0" * 3136,
+        ),
     ),
     "header longer than body": case(
         MLP,
