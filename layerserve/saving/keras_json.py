@@ -140,7 +140,8 @@ def _normalize_functional(config: Any) -> dict[str, Any]:
         op = _is_keras_op(entry)
         normalized = _normalize_op(entry) if op else normalize_layer(entry)
         normalized["name"] = entry.get("name", normalized["config"].get("name"))
-        nodes = [_normalize_node(n, op) for n in entry.get("inbound_nodes", [])]
+        layer = f"Layer {entry.get('name')!r} ({entry.get('class_name')})"
+        nodes = [_normalize_node(n, op, layer) for n in entry.get("inbound_nodes", [])]
         if op:
             if len(nodes) != 1:
                 raise ModelFormatError(
@@ -269,7 +270,7 @@ def _ref_names(value: Any) -> list[str]:
     return []
 
 
-def _normalize_node(node: Any, op: bool = False) -> Any:
+def _normalize_node(node: Any, op: bool = False, layer: str = "A layer") -> Any:
     """Keras 2 nodes are lists of ``[layer, node, tensor, kwargs]``. Keras 3 nodes are
     ``{"args": [...], "kwargs": {...}}`` holding ``__keras_tensor__`` objects: they become
     the same list, the call arguments in the first reference's kwargs, with tensors as
@@ -279,11 +280,18 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
     input carries, as Keras 3 does. A recorded
     ``training`` is dropped: Keras 3 overrides it with the model call's. For a Keras operation
     the result is ``(refs, template)``: its positional arguments with each tensor
-    replaced by ``{"tensor": index}``."""
+    replaced by ``{"tensor": index}``. ``layer`` names the layer in errors."""
     if isinstance(node, list):
         if op:
             raise ModelFormatError("A Keras operation entry needs a Keras 3 node.")
-        return [list(ref) for ref in _flat_refs(node)]
+        if node and isinstance(node[0], str):
+            # tf.keras keeps the call's structure for its operation layers (TFOpLambda,
+            # SlicingOpLambda): one tensor is one bare reference, not a list of them
+            node = [node]
+        refs = _flat_refs(node)
+        if not all(isinstance(ref, list) and len(ref) >= 3 for ref in refs):
+            raise ModelFormatError(f"{layer}: unreadable inbound node: {node!r}"[:300])
+        return [list(ref) for ref in refs]
     if not isinstance(node, dict):
         raise ModelFormatError(f"Unreadable inbound node: {node!r}"[:300])
     histories: list[list[Any]] = []
@@ -300,7 +308,7 @@ def _normalize_node(node: Any, op: bool = False) -> Any:
         return [[*h, {}] for h in histories], template
     if not all(_holds_tensors(arg) for arg in template):
         raise NotSupportedError(
-            "A layer called with positional arguments besides its inputs is not "
+            f"{layer} is called with positional arguments besides its inputs, which is not "
             f"supported. Received: {short_repr(node.get('args'))}"
         )
     call: dict[str, Any] = {"mask": None}

@@ -87,4 +87,18 @@ CASES = [
         lambda k, L: k.Sequential([k.Input((3, 2)), L.Identity(), L.Dense(2)]),
     ),
     Case("einsum_dense", einsum_dense),
+    # tf.keras records a TensorFlow function applied to a tensor as an operation layer,
+    # each inbound node a bare reference: refused naming the class, which layerserve lacks
+    Case(
+        "tf_op_layer_multiply",
+        lambda k, L: k.Model(x := k.Input((4,)), L.Dense(3)(x) * 2.0),
+        flavours=("tf_keras",),
+        refused="'TFOpLambda'",  # named by load_model and by the service's refusal
+    ),
+    Case(
+        "tf_op_layer_slice",
+        lambda k, L: k.Model(x := k.Input((4,)), L.Dense(3)(x)[:, 1:3]),
+        flavours=("tf_keras",),
+        refused="'SlicingOpLambda'",
+    ),
 ]
