@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
 import onnx
 from onnx import TensorProto
 
 from layerserve.service.datatypes import V2_TO_NUMPY
-from layerserve.service.errors import ValidationFailed
+from layerserve.service.errors import InvalidInput, ValidationFailed
+from layerserve.service.protocols import v2
 from layerserve.service.runtime import LoadedModel, TensorSpec
 
 log = logging.getLogger("layerserve.service")
@@ -119,7 +119,7 @@ def _described_inputs(
             )
         else:
             _check_against(spec, item, problems)
-        _check_data(entry, item, limit, problems)
+        _check_data(entry, item, limit, problems, model if spec is not None else None)
         described.append(item)
     for spec in model.inputs:
         if spec.name not in seen:
@@ -183,7 +183,13 @@ def _check_against(spec: TensorSpec, item: _Described, problems: list[str]) -> N
             )
 
 
-def _check_data(entry: dict, item: _Described, limit: int, problems: list[str]) -> None:
+def _check_data(
+    entry: dict, item: _Described, limit: int, problems: list[str], model: LoadedModel | None
+) -> None:
+    """The problems of an input's ``data``; once its elements are of the right count and
+    kinds, its values are read as inference reads them (``model``: the model has the
+    input), so that whatever inference would refuse (a value past the datatype's range,
+    an index past an Embedding's table) is listed too."""
     if item.shape is None:
         return
     count = math.prod(item.shape)
@@ -225,6 +231,16 @@ def _check_data(entry: dict, item: _Described, limit: int, problems: list[str]) 
                 f"input '{item.name}': datatype {item.datatype} needs JSON {wanted} in "
                 f"'data', received {wrong!r}"
             )
+            return
+    if len(leaves) != count or item.datatype in (None, "FP16"):
+        return  # FP16 in JSON: refused with the input's other problems
+    try:
+        dtype = V2_TO_NUMPY[item.datatype]
+        array = v2.read_json_data(item.name, data, item.datatype, dtype, item.shape)
+        if model is not None and dtype == model.input_spec(item.name).dtype:
+            model.check_values(item.name, array)
+    except InvalidInput as exc:
+        problems.append(str(exc))
 
 
 _NOTHING = object()
@@ -249,8 +265,7 @@ def _fits(value: Any, datatype: str) -> bool:
     if isinstance(value, bool):
         return False
     if kind in "iu":
-        info = np.iinfo(V2_TO_NUMPY[datatype])
-        return isinstance(value, int) and info.min <= value <= info.max
+        return isinstance(value, int)  # its range: read_json_data, in inference's words
     return isinstance(value, (int, float))
 
 

@@ -303,6 +303,12 @@ class LoadedModel:
                 f"{list(self.input_spec(name).shape)}"
             )
 
+    def check_values(self, name: str, array: np.ndarray) -> None:
+        """The values of input ``name`` the model accepts: an Embedding's input holds
+        indices into its table (recorded by the exporter)."""
+        if name in self.input_value_ranges:
+            _check_indices(self.name, name, array, *self.input_value_ranges[name])
+
     def validate(self, tensors: dict[str, np.ndarray]) -> int:
         """Check names, dtypes and shapes; return the batch size (rows)."""
         missing = [s.name for s in self.inputs if s.name not in tensors]
@@ -333,8 +339,7 @@ class LoadedModel:
                     f"unexpected shape for input '{name}' for model '{self.name}'. Expected "
                     f"{list(spec.shape)}, got {list(array.shape)}{hint}"
                 )
-            if name in self.input_value_ranges:
-                _check_indices(self.name, name, array, *self.input_value_ranges[name])
+            self.check_values(name, array)
             batch = array.shape[0] if array.ndim else 1
             if rows is not None and batch != rows:
                 raise InvalidInput(

@@ -203,12 +203,14 @@ def _decode_input(
             f"input '{name}': receiving FP16 data via JSON is not supported; "
             "send it with the binary tensor data extension"
         )
-    return name, _from_json(name, entry["data"], datatype, dtype, shape), 0
+    return name, read_json_data(name, entry["data"], datatype, dtype, shape), 0
 
 
-def _from_json(
+def read_json_data(
     name: str, data: Any, datatype: str, dtype: np.dtype, shape: list[int]
 ) -> np.ndarray:
+    """Input ``name``'s JSON ``data`` as an array of ``shape``, every value of the
+    datatype's kind and range (as inference and ``:validate`` read it)."""
     if not isinstance(data, list):
         raise InvalidInput(
             f"input '{name}': 'data' must be a JSON array (nested or flat), "

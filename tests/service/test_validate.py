@@ -22,7 +22,7 @@ from live_server import running_server, write_model
 from onnx import TensorProto, helper, save_model
 
 from layerserve import examples, initializers
-from layerserve.layers import LSTM, Input, Masking
+from layerserve.layers import LSTM, Embedding, Input, Masking
 from layerserve.models import Model
 from layerserve.service.settings import Settings
 
@@ -366,6 +366,9 @@ def module_repository(tmp_path_factory):
     root = tmp_path_factory.mktemp("validate_repository")
     write_model(root, "unbatched", examples.mlp(), config={"max_batch_size": 0})
     write_model(root, "seq_lstm", _seq_lstm())
+    tokens = Input((3,), name="tokens")
+    embedded = Embedding(50, 4, embeddings_initializer=initializers.RandomNormal(seed=3))(tokens)
+    write_model(root, "lookup", Model(tokens, embedded, name="lookup"))
     # y = ReduceSum(x, axis 2): [N, T, 3] -> [N, T]; only shape inference knows T.
     _graph(
         root / "steps" / "1" / "model.onnx",
@@ -410,6 +413,27 @@ MODULE_ACCEPTED = {
     "inference-decides": ("steps", [tensor("x", [2, 7, 3])], [("y", "FP32", [2, 7])]),
     "spec-decides": ("gelu", [tensor("x", [5, 3])], [("y", "FP32", [5, 3])]),
 }
+
+
+# Requests whose shapes and kinds of values are right but whose values inference refuses
+INFERENCE_REFUSES = {
+    "index-past-the-table": ("lookup", [tensor("tokens", [1, 3], data=[1, 60, 2])]),
+    "nan-index": ("lookup", [tensor("tokens", [1, 3], data=[1, float("nan"), 2])]),
+    "value-past-fp32": ("steps", [tensor("x", [1, 1, 3], data=[1.0, 1e39, 2.0])]),
+    "value-past-int8": ("steps", [tensor("x", [1, 1, 3], "INT8", data=[1, 300, 2])]),
+}
+
+
+@pytest.mark.parametrize(("path", "inputs"), INFERENCE_REFUSES.values(), ids=INFERENCE_REFUSES)
+def test_validate_lists_what_inference_refuses_in_its_words(module_url, path, inputs):
+    """:validate reads the values as inference does: what inference refuses is one of
+    its problems, word for word (for a mismatched datatype, as another problem)."""
+    body = json.dumps({"inputs": inputs})  # NaN as the token both protocols read
+    inferred = httpx.post(f"{module_url}/v2/models/{path}/infer", content=body)
+    assert inferred.status_code == 400, inferred.text
+    response = httpx.post(f"{module_url}/v1/models/{path}:validate", content=body)
+    assert response.status_code == 400, response.text
+    assert inferred.json()["error"] in response.json()["problems"]
 
 
 @pytest.mark.parametrize(
