@@ -475,6 +475,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             "(LAYERSERVE_MAX_HEADER_BYTES)"
         )
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser cannot read as HTTP/1.1 (a bad request line,
+        header or chunk size; two Content-Lengths), written as the service's other errors
+        are: JSON, then the connection closed."""
+        reason = msg.rstrip(".")
+        self._refuse(400, f"{reason}: it is not well-formed HTTP/1.1")
+
     def _refuse(self, status: int, message: str) -> None:
         """A JSON error written straight to the socket, then the connection closed."""
         self._cancel_timers()

@@ -145,6 +145,30 @@ def test_oversized_heads_get_431_and_the_connection_closes(server, head):
         assert closed_by_server(sock)
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"Content-Length: 3\r\n\r\n{}",
+        b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"GET /v2/health/live HTTP/9.9 junk\r\n\r\n",
+    ],
+    ids=["header-without-colon", "two-content-lengths", "bad-chunk-size", "bad-request-line"],
+)
+def test_bytes_that_are_not_http_get_a_json_400_and_the_connection_closes(server, request_bytes):
+    with raw(server) as sock:
+        sock.sendall(request_bytes)
+        status, headers, body = read_response(sock)
+        assert status == 400
+        assert headers["content-type"] == "application/json"
+        assert orjson.loads(body) == {
+            "error": "Invalid HTTP request received: it is not well-formed HTTP/1.1"
+        }
+        assert closed_by_server(sock)
+
+
 def test_a_head_just_under_the_limits_is_served(server):
     headers = {f"x-f{i}": "v" * 100 for i in range(MAX_HEADER_COUNT - 6)}
     response = httpx.get(server + "/v2/health/live", headers=headers)
