@@ -302,6 +302,8 @@ def _requested_outputs(model: LoadedModel, document: Any, problems: list[str]) -
             problems.append(
                 f"unexpected output '{name}' for model '{model.name}'; available outputs: {names}"
             )
+        elif name in chosen:
+            problems.append(f"output '{name}' is requested more than once")
         else:
             chosen.append(name)
     return chosen

@@ -81,7 +81,7 @@ def decode_request(received: InferRequest, model: LoadedModel, limit: int) -> Gr
             raise InvalidInput(f"input '{name}' is given more than once")
         inputs[name] = _decode_input(tensor, raw[index] if raw else None, model, limit)
     parameters = parameters_dict(request.parameters)
-    v2.timeout_parameter(parameters)
+    v2.schedule_parameters(parameters)
     return GrpcRequest(request.id, inputs, _requested_outputs(request.outputs, model), parameters)
 
 
@@ -140,6 +140,7 @@ def _requested_outputs(outputs: Any, model: LoadedModel) -> list[str] | None:
     names = []
     for output in outputs:
         model.output_spec(output.name)
+        v2.check_requested_once(output.name, names)
         if "classification" in output.parameters:
             raise NotSupported(
                 f"output '{output.name}': the classification extension is not supported"

@@ -103,7 +103,7 @@ def decode_request(
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")
-    timeout_parameter(parameters)
+    schedule_parameters(parameters)
     return V2Request(
         request_id,
         inputs,
@@ -128,8 +128,18 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool | None:
     return value
 
 
-def timeout_parameter(parameters: dict[str, Any]) -> int | None:
-    """The request's ``timeout`` parameter (microseconds; REST and gRPC), checked."""
+def schedule_parameters(parameters: dict[str, Any]) -> int | None:
+    """The schedule_policy extension's request parameters (REST and gRPC), checked; the
+    ``timeout`` returned (microseconds). ``priority`` must be a non-negative integer; as
+    in Triton for a model without priority levels (layerserve's models have none), every
+    request has the same one."""
+    priority = parameters.get("priority")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or priority < 0
+    ):
+        raise InvalidInput(
+            f"request parameter 'priority' must be a non-negative integer, got {priority!r}"
+        )
     timeout = parameters.get("timeout")
     if timeout is not None and not (
         isinstance(timeout, int) and not isinstance(timeout, bool) and timeout >= 0
@@ -407,6 +417,7 @@ def _requested_outputs(value: Any, model: LoadedModel) -> list[RequestedOutput] 
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise InvalidInput("each requested output needs a 'name' string")
         model.output_spec(entry["name"])
+        check_requested_once(entry["name"], [r.name for r in requested])
         parameters = _parameters(entry.get("parameters"), f"output '{entry['name']}'")
         if "classification" in parameters:
             raise NotSupported(
@@ -415,6 +426,12 @@ def _requested_outputs(value: Any, model: LoadedModel) -> list[RequestedOutput] 
         binary = _flag(parameters, "binary_data", f"output '{entry['name']}'")
         requested.append(RequestedOutput(entry["name"], binary))
     return requested
+
+
+def check_requested_once(name: str, earlier: list[str]) -> None:
+    """An output requested twice would come back twice: refused, as a repeated input is."""
+    if name in earlier:
+        raise InvalidInput(f"output '{name}' is requested more than once")
 
 
 def encode_response(

@@ -256,6 +256,11 @@ def mistakes():
         "wrong datatype": infer("mlp", [(MLP_INPUT, x.astype(np.float64), "FP64")]),
         "missing input": infer("hadamard", [("left", np.zeros((1, 8), np.float32), "FP32")]),
         "too many rows": infer("limited", [(MLP_INPUT, np.zeros((5, 784), np.float32), "FP32")]),
+        "output requested twice": lambda module, client: client.infer(
+            "mlp",
+            _mlp(module, x),
+            outputs=[module.InferRequestedOutput("probabilities")] * 2,
+        ),
         "unknown output": lambda module, client: client.infer(
             "mlp", _mlp(module, x), outputs=[module.InferRequestedOutput("nope")]
         ),
@@ -315,6 +320,20 @@ def mlp_inputs_named(module, name: str):
     tensor = module.InferInput(name, [1, 784], "FP32")
     tensor.set_data_from_numpy(np.zeros((1, 784), np.float32))
     return [tensor]
+
+
+def test_a_priority_that_is_not_an_integer_is_refused(stub):
+    """tritonclient reserves 'priority' for its own argument; a stub sends any value."""
+    request = typed_request(identity_name("FP32"), "FP32", [1, 3], [1.0, 2.0, 3.0], "fp32_contents")
+    request.parameters["priority"].string_param = "hi"
+    with pytest.raises(grpc.RpcError) as error:
+        stub.ModelInfer(request)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == (
+        "request parameter 'priority' must be a non-negative integer, got 'hi'"
+    )
+    request.parameters["priority"].uint64_param = 2  # one level for all: served
+    assert stub.ModelInfer(request).outputs[0].name == "y"
 
 
 def test_typed_contents_out_of_range_and_miscounted(stub):

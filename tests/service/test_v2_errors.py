@@ -355,6 +355,21 @@ CLIENT_MISTAKES = {
         "invalid Inference-Header-Content-Length: 'abc'",
         **binary({"inputs": []}, b"", "abc"),
     ),
+    "output requested twice": case(
+        MLP,
+        400,
+        "output 'probabilities' is requested more than once",
+        {
+            "inputs": [{**FP32_BINARY, "data": [0.5] * 784}],
+            "outputs": [{"name": "probabilities"}, {"name": "probabilities"}],
+        },
+    ),
+    "priority not an integer": case(
+        MLP,
+        400,
+        "request parameter 'priority' must be a non-negative integer, got 'hi'",
+        {"inputs": [{**FP32_BINARY, "data": [0.5] * 784}], "parameters": {"priority": "hi"}},
+    ),
     "header with a sign": case(
         MLP, 400, "invalid Inference-Header-Content-Length: '+2'", **binary({}, b"", "+2")
     ),
