@@ -40,6 +40,7 @@ CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
+CONTENTS_FIELDS = sorted(set(CONTENTS_FIELD.values()))
 
 
 @dataclass
@@ -114,11 +115,17 @@ def _decode_input(
         raise InvalidInput(
             f"input '{name}': {datatype} has no typed contents; send it as raw_input_contents"
         )
-    values = getattr(tensor.contents, CONTENTS_FIELD[datatype])
+    field = CONTENTS_FIELD[datatype]
+    others = [f for f in CONTENTS_FIELDS if f != field and len(getattr(tensor.contents, f))]
+    if others:  # values in another field would be ignored
+        raise InvalidInput(
+            f"input '{name}': {datatype} values go in {field}, but {others} hold values; "
+            f"set {field} only"
+        )
+    values = getattr(tensor.contents, field)
     if len(values) != count:
         raise InvalidInput(
-            f"input '{name}': shape {shape} needs {count} elements, its "
-            f"{CONTENTS_FIELD[datatype]} hold {len(values)}"
+            f"input '{name}': shape {shape} needs {count} elements, its {field} hold {len(values)}"
         )
     return _from_contents(name, values, datatype, dtype).reshape(shape)
 

@@ -95,7 +95,7 @@ def decode_tensor(name: str, tensor: Any, model: LoadedModel, limit: int) -> np.
         where = "tensor_content" if content else field
         raise InvalidInput(
             f"input '{name}': {dtype_name(tensor.dtype)} values belong in {where}, "
-            f"but {others} hold values too; set one of them"
+            f"but {others} hold values; set {where} only"
         )
     count = math.prod(shape)
     if content:

@@ -299,7 +299,7 @@ def _coerce(name: str, raw: np.ndarray, datatype: str, dtype: np.dtype) -> np.nd
     else:
         accepted, wanted = "iuf", "numbers"
     if raw.dtype.kind not in accepted:
-        got = _KIND_NAMES.get(raw.dtype.kind, "mixed or out-of-range values")
+        got = _KIND_NAMES.get(raw.dtype.kind) or _first_stranger(raw)
         raise InvalidInput(
             f"input '{name}': 'data' must hold JSON {wanted} for datatype {datatype}, got {got}"
         )
@@ -308,6 +308,22 @@ def _coerce(name: str, raw: np.ndarray, datatype: str, dtype: np.dtype) -> np.nd
     if dtype.kind == "f":
         return to_float(raw, dtype, datatype, f"input '{name}'")
     return raw.astype(dtype, copy=False)
+
+
+def _first_stranger(raw: np.ndarray) -> str:
+    """The first value of a mixed object array that is not a JSON number, named."""
+    for index, value in enumerate(raw.reshape(-1)):
+        if value is None:
+            return f"null at element {index}"
+        if isinstance(value, str):
+            return f"the string {value[:40]!r} at element {index}"
+        if isinstance(value, dict):
+            return f"an object at element {index}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{value!r:.40} at element {index}"
+        if isinstance(value, int) and not -(2**63) <= value < 2**64:
+            return f"{value} at element {index}, beyond 64 bits"
+    return "mixed values"
 
 
 def _flatten(name: str, value: Any, depth: int) -> Any:

@@ -349,6 +349,17 @@ def test_typed_contents_out_of_range_and_miscounted(stub):
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "needs 3 elements, its fp32_contents hold 1" in error.value.details()
+    # the values in another field, or in two: refused, not read as none or half of them
+    for extra in ([], [1.0, 2.0, 3.0]):
+        request = typed_request(identity_name("FP32"), "FP32", [1, 3], extra, "fp32_contents")
+        request.inputs[0].contents.int64_contents.extend([4, 5, 6])
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ModelInfer(request)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details() == (
+            "input 'x': FP32 values go in fp32_contents, but ['int64_contents'] hold values; "
+            "set fp32_contents only"
+        )
 
 
 def test_a_full_queue_is_resource_exhausted_with_rests_message(server):

@@ -355,6 +355,12 @@ CLIENT_MISTAKES = {
         "invalid Inference-Header-Content-Length: 'abc'",
         **binary({"inputs": []}, b"", "abc"),
     ),
+    "null among the numbers": case(
+        MLP,
+        400,
+        "'data' must hold JSON numbers for datatype FP32, got null at element 2",
+        {"inputs": [{**FP32_BINARY, "data": [0.5, 0.5, None] + [0.5] * 781}]},
+    ),
     "output requested twice": case(
         MLP,
         400,
