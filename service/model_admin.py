@@ -344,8 +344,9 @@ class ModelAdmin:
             source = await self._in_pool(detect_format, upload.path, upload.filename)
             if source == "onnx":
                 raise ModelRejected(
-                    f"'{upload.filename or 'file'}' is already ONNX: nothing to export; "
-                    "upload it with POST /v1/models/{name} to serve it"
+                    f"'{upload.filename or 'file'}' is ONNX, or not a Keras file (it is no "
+                    "HDF5 file, zip archive or JSON text): nothing to export. Upload an ONNX "
+                    "model with POST /v1/models/{name}, which checks it and serves it"
                 )
             converted = await self._convert(upload, workdir, opset=opset)
             data = await asyncio.to_thread(converted.onnx_path.read_bytes)

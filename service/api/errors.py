@@ -62,9 +62,13 @@ def service_error_response(exc: errors.ServiceError) -> JSONResponse:
 
 
 def report_service_error(method: str, path: str, exc: errors.ServiceError) -> None:
-    """Log a domain error that is the server's failure (5xx, unless 501 or 503)."""
+    """Log a domain error that is the server's failure (5xx, unless 501 or 503); a 504,
+    a request that waited past its queue timeout (which the client may have set itself,
+    to a microsecond), as a warning."""
     status = status_of(exc)
-    if status >= 500 and status not in (501, 503):
+    if status == 504:
+        log.warning("%s %s failed: %s", method, path, exc)
+    elif status >= 500 and status not in (501, 503):
         log.error("%s %s failed: %s", method, path, exc)
 
 

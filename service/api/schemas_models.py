@@ -101,8 +101,9 @@ UPLOAD_ERRORS = _errors(
 )
 EXPORT_ERRORS = _errors(
     {
-        400: "'classifier.onnx' is already ONNX: nothing to export; upload it with POST "
-        "/v1/models/{name} to serve it",
+        400: "'classifier.onnx' is ONNX, or not a Keras file (it is no HDF5 file, zip archive "
+        "or JSON text): nothing to export. Upload an ONNX model with POST /v1/models/{name}, "
+        "which checks it and serves it",
         413: "uploaded file 'file' exceeds the maximum upload size of 1073741824 bytes",
         422: UPLOAD_ERRORS[422]["content"]["application/json"]["example"]["error"],
     }

@@ -236,8 +236,12 @@ async def repository_index(request: Request) -> list[dict[str, str]]:
     """Every model and version with its state (``{"ready": true}`` keeps ready ones)."""
     body = await read_body(request)
     document = v2.parse_json(body) if body.strip() else {}
-    if not isinstance(document, dict) or not isinstance(document.get("ready", False), bool):
+    if not isinstance(document, dict):
         raise InvalidInput('the index request body must be an object like {"ready": true}')
+    if not isinstance(document.get("ready", False), bool):
+        raise InvalidInput(
+            f"'ready' in the index request must be true or false, got {document['ready']!r}"
+        )
     only_ready = document.get("ready", False)
     entries = dataplane(request).repository.index()
     return [e for e in entries if e["state"] == "READY"] if only_ready else entries

@@ -252,7 +252,7 @@ def test_export_answers_the_graph_and_stores_nothing(url, repo, keras_file):
 @pytest.mark.parametrize(
     ("make", "data", "status", "words"),
     [
-        pytest.param(lambda d, hand, k: hand, {}, 400, "already ONNX", id="onnx"),
+        pytest.param(lambda d, hand, k: hand, {}, 400, "is ONNX, or not a Keras file", id="onnx"),
         pytest.param(lambda d, hand, k: k[0], {"opset": "x"}, 400, "opset", id="opset_text"),
         pytest.param(lambda d, hand, k: k[0], {"opset": "3"}, 400, "opset", id="opset_old"),
         pytest.param(lambda d, hand, k: k[0], {"config": "{}"}, 400, "'config'", id="field"),

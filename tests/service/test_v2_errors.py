@@ -630,6 +630,12 @@ CLIENT_MISTAKES = {
     "index body not an object": case(
         "/v2/repository/index", 400, 'object like {"ready": true}', [True]
     ),
+    "index ready not a boolean": case(
+        "/v2/repository/index",
+        400,
+        "'ready' in the index request must be true or false, got 'yes'",
+        {"ready": "yes"},
+    ),
     "index body not JSON": case(
         "/v2/repository/index", 400, "failed to parse", content=b"ready", headers={}
     ),
