@@ -193,6 +193,7 @@ class Generators:
                 raise result
         return {
             "latencies": np.concatenate([r["latencies"] for r in results]),
+            "succeeded": sum(r["succeeded"] for r in results),
             "errors": sum(r["errors"] for r in results),
             "client_cpu": sum(r["client_cpu"] for r in results),
         }
@@ -454,7 +455,7 @@ def measure_level(
         protocol,
         batch,
         concurrency,
-        int(result["latencies"].size),
+        int(result["succeeded"]),
         int(result["errors"]),
         args.duration,
         result["latencies"],

@@ -217,7 +217,7 @@ def run(
                 plan.protocol,
                 plan.rows,
                 level,
-                int(result["latencies"].size),
+                int(result["succeeded"]),
                 int(result["errors"]),
                 duration,
                 result["latencies"],

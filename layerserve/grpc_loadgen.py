@@ -155,7 +155,9 @@ async def drive_grpc(
                 state["statuses"][code] += 1
                 if start <= now <= stop:
                     if code == "OK":
-                        state["latencies"].append(now - sent)
+                        state["succeeded"] += 1
+                        if sent >= start:  # see loadgen: the first wave is the warm-up's
+                            state["latencies"].append(now - sent)
                     else:
                         state["errors"] += 1
                 elif code != "OK":

@@ -4,10 +4,12 @@ request again as soon as the previous response is complete, so that ``concurrenc
 requests are always in flight. Used by ``layerserve bench`` and
 ``benchmarks/service_load.py``.
 
-Every response's status is counted; latencies are kept for the successful (200) responses
-completed in the measuring window (after the warm-up). A failed response is never counted
-as throughput, nor its latency in the percentiles: a server that refuses fast would look
-fast.
+Every response's status is counted. Throughput counts the successful (200) responses
+completed in the measuring window (after the warm-up); latencies are those of the
+successful requests sent and answered within it, so that the first wave, sent all at once
+into a cold server and its client's buffers, is left to the warm-up however long it takes.
+A failed response is never counted as throughput, nor its latency in the percentiles: a
+server that refuses fast would look fast.
 """
 
 from __future__ import annotations
@@ -261,7 +263,9 @@ class _Connection(asyncio.Protocol):
         state["statuses"][self.status] += 1
         if state["start"] <= now <= state["stop"]:  # completed in the measured window
             if self.status == 200:
-                state["latencies"].append(now - self.sent)
+                state["succeeded"] += 1
+                if self.sent >= state["start"]:
+                    state["latencies"].append(now - self.sent)
             else:
                 state["errors"] += 1
         elif self.status != 200:
@@ -293,7 +297,8 @@ async def drive(
 ) -> dict[str, Any]:
     """Keep ``concurrency`` requests in flight for ``warmup + duration`` seconds.
 
-    Returns ``latencies`` (ms, of the 200 responses completed in the measuring window),
+    Returns ``succeeded`` (the 200 responses completed in the measuring window),
+    ``latencies`` (ms, of those whose requests were also sent in it),
     ``failed`` (the other responses completed in that window), ``errors`` (non-200
     responses, warm-up included), ``client_cpu`` (cores), ``sent``
     and ``received`` (every request and response), ``statuses`` (count per HTTP status)
@@ -380,6 +385,7 @@ def level_result(state: dict[str, Any], cpu_used: float, duration: float) -> dic
     """What one load level measured (HTTP or gRPC): latencies in ms, counts, client CPU."""
     return {
         "latencies": np.asarray(state["latencies"], dtype=np.float64) * 1e3,
+        "succeeded": state["succeeded"],
         "failed": state["errors"],
         "errors": state["errors"] + state["errors_outside"],
         "client_cpu": cpu_used / duration,
@@ -393,7 +399,8 @@ def level_result(state: dict[str, Any], cpu_used: float, duration: float) -> dic
 def new_level_state() -> dict[str, Any]:
     """The counters of one load level (HTTP or gRPC), read by :func:`level_result`."""
     return {
-        "latencies": [],
+        "latencies": [],  # of the successful requests sent and answered in the window
+        "succeeded": 0,  # successful responses completed in the window (throughput)
         "errors": 0,
         "errors_outside": 0,
         "sent": 0,

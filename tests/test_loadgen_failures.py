@@ -1,6 +1,7 @@
 """The load generator counts only successful responses as throughput: against a real HTTP
 server on loopback that answers every other request with 503, half the measured responses
-are latencies (200) and the other half are failures, counted apart."""
+are latencies (200) and the other half are failures, counted apart. A slow first wave,
+answered inside the measuring window, counts as throughput but not as latencies."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from layerserve.loadgen import http_request, run_level
 
 
 @contextlib.contextmanager
-def alternating_server() -> Iterator[tuple[int, Counter]]:
-    """A keep-alive HTTP/1.1 server answering 200, 503, 200, ... per connection; yields
-    its port and the count of each status it sent."""
+def alternating_server(first_delay: float = 0.0) -> Iterator[tuple[int, Counter]]:
+    """A keep-alive HTTP/1.1 server answering 200, 503, 200, ... per connection, the
+    first answer of each after ``first_delay`` seconds; yields its port and the count of
+    each status it sent."""
     sent: Counter = Counter()
     loop = asyncio.new_event_loop()
     started = threading.Event()
@@ -35,6 +37,8 @@ def alternating_server() -> Iterator[tuple[int, Counter]]:
                     if line.lower().startswith(b"content-length:")
                 )
                 await reader.readexactly(length)
+                if count == 0:
+                    await asyncio.sleep(first_delay)
                 status = 200 if count % 2 == 0 else 503
                 count += 1
                 body = b'{"outputs":[]}' if status == 200 else b'{"error":"busy"}'
@@ -76,3 +80,13 @@ def test_failures_are_counted_apart_from_the_latencies():
     assert abs(successes - failed) <= 1
     assert successes <= sent[200] and failed <= sent[503]
     assert np.all(result["latencies"] > 0)
+
+
+def test_the_first_wave_counts_as_throughput_but_not_as_latency():
+    """Four connections whose first answers come 0.3 s late, inside the window that opens
+    at 0.1 s: they are four more successes than latencies, and no latency is theirs."""
+    with alternating_server(first_delay=0.3) as (port, sent):
+        payload = http_request("127.0.0.1", port, "/v2/models/m/infer", b"{}", {})
+        result = run_level("127.0.0.1", port, payload, 4, 0.1, 0.6)
+    assert result["succeeded"] == result["latencies"].size + 4
+    assert result["latencies"].size > 20 and result["latencies"].max() < 200
