@@ -18,7 +18,7 @@ from onnx import TensorProto
 
 from layerserve.service.datatypes import V2_TO_NUMPY
 from layerserve.service.errors import InvalidInput, ValidationFailed
-from layerserve.service.protocols import v2
+from layerserve.service.protocols import v2_tensors
 from layerserve.service.runtime import LoadedModel, TensorSpec
 
 log = logging.getLogger("layerserve.service")
@@ -236,7 +236,7 @@ def _check_data(
         return  # FP16 in JSON: refused with the input's other problems
     try:
         dtype = V2_TO_NUMPY[item.datatype]
-        array = v2.read_json_data(item.name, data, item.datatype, dtype, item.shape)
+        array = v2_tensors.read_json_data(item.name, data, item.datatype, dtype, item.shape)
         if model is not None and dtype == model.input_spec(item.name).dtype:
             model.check_values(item.name, array)
     except InvalidInput as exc:

@@ -22,7 +22,7 @@ from layerserve.service.grpc import infer_response
 from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import model_config_pb2
 from layerserve.service.grpc.infer_request import InferRequest
-from layerserve.service.protocols import v2
+from layerserve.service.protocols import v2, v2_tensors
 from layerserve.service.runtime import LoadedModel
 
 # The typed ``InferTensorContents`` field of each datatype (FP16 and BF16 have none).
@@ -110,7 +110,7 @@ def _decode_input(
                 f"{datatype} {shape} takes {count * dtype.itemsize}"
             )
         # A read-only view of the received bytes (little-endian, as the protocol's).
-        return v2._from_binary(name, memoryview(raw), datatype, dtype, shape)
+        return v2_tensors.read_binary(name, memoryview(raw), datatype, dtype, shape)
     if datatype not in CONTENTS_FIELD:
         raise InvalidInput(
             f"input '{name}': {datatype} has no typed contents; send it as raw_input_contents"
@@ -132,11 +132,11 @@ def _decode_input(
 
 def _from_contents(name: str, values: Any, datatype: str, dtype: np.dtype) -> np.ndarray:
     if dtype.kind == "O":
-        return v2._text_array(name, list(values))
+        return v2_tensors.text_array(name, list(values))
     if dtype.kind in "iu" and dtype.itemsize < 4 and len(values):
         # int_contents / uint_contents are 32-bit: narrower types are range-checked
         wide = np.asarray(values, dtype=np.int64)
-        v2._check_range(name, int(wide.min()), int(wide.max()), datatype, dtype)
+        v2_tensors.check_range(name, int(wide.min()), int(wide.max()), datatype, dtype)
         return wide.astype(dtype)
     return np.asarray(values, dtype=dtype)
 
@@ -165,7 +165,7 @@ def encode_response(
     answers = []
     for name in request.outputs or model.value_outputs:
         array = outputs[name]
-        answers.append((name, v2_datatype(array.dtype), array.shape, v2._to_binary(array)))
+        answers.append((name, v2_datatype(array.dtype), array.shape, v2_tensors.to_binary(array)))
     return infer_response.infer_response(model.name, model.version, request.id, answers)
 
 

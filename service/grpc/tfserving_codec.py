@@ -25,7 +25,7 @@ from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
 )
-from layerserve.service.protocols import v2
+from layerserve.service.protocols import v2, v2_tensors
 from layerserve.service.protocols.tfserving_models import DT_NAMES
 from layerserve.service.runtime import LoadedModel
 
@@ -125,7 +125,7 @@ def _from_values(
     name: str, values: Any, dtype_enum: int, datatype: str, dtype: np.dtype
 ) -> np.ndarray:
     if dtype.kind == "O":
-        return v2._text_array(name, list(values))
+        return v2_tensors.text_array(name, list(values))
     if dtype_enum == DataType.DT_HALF:
         bits = np.asarray(values, dtype=np.int64)
         outside = bits[(bits < 0) | (bits > 0xFFFF)]
@@ -137,7 +137,7 @@ def _from_values(
         return bits.astype(np.uint16).view(np.float16)
     if dtype.kind in "iu" and dtype.itemsize < 4 and len(values):
         wide = np.asarray(values, dtype=np.int64)  # int_val is 32-bit: range-checked
-        v2._check_range(name, int(wide.min()), int(wide.max()), datatype, dtype)
+        v2_tensors.check_range(name, int(wide.min()), int(wide.max()), datatype, dtype)
         return wide.astype(dtype)
     return np.asarray(values, dtype=dtype)
 
