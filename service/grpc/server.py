@@ -80,7 +80,10 @@ class GrpcServer:
         if self.settings.grpc_server == "http2":
             # Workers share the port; a single server must not share it with another.
             server = Http2Server(
-                limit, reuse_port=self.worker, max_connections=self.settings.max_connections
+                limit,
+                reuse_port=self.worker,
+                max_connections=self.settings.max_connections,
+                stall_seconds=self.settings.body_timeout_seconds,
             )
         else:
             options = [

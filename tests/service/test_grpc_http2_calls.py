@@ -27,6 +27,7 @@ from http2_clients import (
     Client,
     Handlers,
     RawClient,
+    eventually,
     message,
     messages_in,
     serve,
@@ -473,3 +474,64 @@ def test_grpcio_clients_compressed_calls_are_answered():
                 assert answers == [b"ba", payload[::-1]]
 
     serve(test)
+
+
+STALL = 0.4  # the server's stall_seconds in the tests below
+
+
+def test_a_request_that_stalls_is_answered_and_its_stream_closed():
+    """A unary call whose message stops half-way, and one that sends only its headers,
+    are answered DEADLINE_EXCEEDED after the stall time, their streams reset with
+    NO_ERROR (RFC 9113 section 8.1) and forgotten; the connection goes on serving."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        half = client.start("Echo")
+        client.h2.send_data(half, message(b"x" * 100)[:40])
+        bare = client.start("Echo")
+        await client.flush()
+        began = asyncio.get_running_loop().time()
+        for stream in (half, bare):
+            answer = await client.answer(stream, timeout=5)
+            assert answer.status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+            assert "the request stalled" in answer.message
+            assert "LAYERSERVE_BODY_TIMEOUT_SECONDS" in answer.message
+        assert asyncio.get_running_loop().time() - began >= STALL
+        resets = lambda: [client.answers[s].reset for s in (half, bare)]  # noqa: E731
+        await eventually(lambda: not server.calls and None not in resets())
+        assert resets() == [0, 0]  # NO_ERROR
+        assert not any(c.streams for c in server.connections)
+        answer = await client.call("Echo", b"still served")
+        assert messages_in(bytes(answer.body)) == [b"still served"]
+        await client.close()
+
+    serve(test, stall_seconds=STALL)
+
+
+def test_requests_that_keep_arriving_or_wait_between_messages_are_not_cut():
+    """A unary request trickling in slower than a message a stall time, and a stream
+    idle between whole messages for longer than the stall time, are served."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        payload = message(b"t" * 20)
+        stream = client.start("Echo")
+        for i in range(0, len(payload), 5):  # 5 bytes each STALL / 2: 2 stall times in all
+            client.h2.send_data(stream, payload[i : i + 5])
+            await client.flush()
+            await asyncio.sleep(STALL / 2)
+        client.h2.end_stream(stream)
+        await client.flush()
+        answer = await client.answer(stream)
+        assert answer.status == 0 and messages_in(bytes(answer.body)) == [b"t" * 20]
+        chat = client.start("Chat")
+        client.h2.send_data(chat, message(b"abc"))
+        await client.flush()
+        await asyncio.sleep(3 * STALL)  # between messages: waiting, not stalled
+        client.h2.send_data(chat, message(b"xyz"), end_stream=True)
+        await client.flush()
+        answer = await client.answer(chat)
+        assert answer.status == 0 and messages_in(bytes(answer.body)) == [b"cba", b"zyx"]
+        await client.close()
+
+    serve(test, stall_seconds=STALL)

@@ -384,13 +384,19 @@ def serve(
     test: Callable[[int, Handlers, Http2Server], Awaitable[None]],
     limit: int = LIMIT,
     max_connections: int = 2048,
+    stall_seconds: float = 30.0,
 ) -> None:
     """Run ``test`` against a server on a free loopback port, on uvloop as served, with
     ``limit`` as its message limit."""
 
     async def main() -> None:
         handlers = Handlers()
-        server = Http2Server(limit, reuse_port=False, max_connections=max_connections)
+        server = Http2Server(
+            limit,
+            reuse_port=False,
+            max_connections=max_connections,
+            stall_seconds=stall_seconds,
+        )
         handlers.register(server)
         await server.start("127.0.0.1", 0)
         port = server._server.sockets[0].getsockname()[1]

@@ -11,6 +11,7 @@ not the length a message's prefix claims."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,6 +74,7 @@ class DataFrames:
             self.data_stream = None
             return
         stream.unacked += size
+        stream.seen = time.monotonic()
         self.data_stream = stream
         self.data_end = end_stream
         if self.data_left == 0 and self.pad_left == 0:

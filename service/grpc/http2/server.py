@@ -61,10 +61,20 @@ class _Refused(asyncio.Protocol):
 class Http2Server:
     """Serves the registered gRPC methods on one address."""
 
-    def __init__(self, max_message: int, reuse_port: bool, max_connections: int = 2048) -> None:
+    def __init__(
+        self,
+        max_message: int,
+        reuse_port: bool,
+        max_connections: int = 2048,
+        stall_seconds: float = 30.0,
+    ) -> None:
         self.max_message = max_message
         self.reuse_port = reuse_port
         self.max_connections = max_connections
+        # A request that stops arriving for this long is answered and its stream closed
+        # (LAYERSERVE_BODY_TIMEOUT_SECONDS, as an HTTP body's pause): see _sweep.
+        self.stall_seconds = stall_seconds
+        self._sweeper: asyncio.TimerHandle | None = None
         self.methods: dict[bytes, grpc.RpcMethodHandler] = {}
         self.generic: list[grpc.GenericRpcHandler] = []
         self.connections: set[Connection] = set()
@@ -107,6 +117,42 @@ class Http2Server:
         for sock in self._server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
+
+    def _sweep_interval(self) -> float:
+        return min(5.0, max(0.1, self.stall_seconds / 4))
+
+    def _sweep(self) -> None:
+        """Answer the calls whose request stalled: a unary call's request not whole, or a
+        message of a streaming call begun and not finished, with nothing received for
+        ``stall_seconds`` while the client had window to send (a client this server holds
+        back is not stalled). Each is answered DEADLINE_EXCEEDED, and its stream reset with
+        NO_ERROR once answered (``Outbound._sent_end``), so that a client that stops
+        mid-request holds no stream, and no connection, for ever; a streaming call waiting
+        between messages is not stalled."""
+        now = time.monotonic()
+        for call in list(self.calls):
+            stream = call.stream
+            inside = call.requests is None or bool(stream.prefix) or stream.message is not None
+            if (
+                call.finished
+                or stream.remote_closed
+                or not inside
+                or stream.recv_window <= 0
+                or now - stream.seen < self.stall_seconds
+            ):
+                continue
+            log.info(
+                "gRPC call from %s: its request stalled for %g s",
+                call.connection.peer,
+                self.stall_seconds,
+            )
+            call.refuse(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the request stalled: nothing of it arrived for {self.stall_seconds:g} s "
+                "(LAYERSERVE_BODY_TIMEOUT_SECONDS)",
+            )
+        self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval(), self._sweep)
 
     def _connection(self) -> Connection | _Refused:
         if len(self.connections) >= self.max_connections:
@@ -177,6 +223,8 @@ class Http2Server:
         they take), then the rest are answered UNAVAILABLE."""
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for connection in list(self.connections):
             connection.go_away()
         deadline = None if grace is None else time.monotonic() + grace

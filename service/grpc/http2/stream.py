@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import TYPE_CHECKING, Any
 
 from layerserve.service.grpc.http2 import frames as f
@@ -56,6 +57,7 @@ class Stream:
         "local_closed",
         "discard",
         "drained",
+        "seen",
     )
 
     def __init__(self, stream_id: int, send_window: int) -> None:
@@ -76,3 +78,4 @@ class Stream:
         self.local_closed = False  # END_STREAM sent (or the stream reset)
         self.discard = False  # DATA is read and dropped (a call refused or answered)
         self.drained: asyncio.Future[None] | None = None
+        self.seen = time.monotonic()  # when its HEADERS or its last DATA frame came
