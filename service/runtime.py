@@ -330,7 +330,7 @@ class LoadedModel:
                 )
             if not _shape_fits(array.shape, spec.shape):
                 hint = ""
-                if len(array.shape) + 1 == len(spec.shape):
+                if len(array.shape) + 1 == len(spec.shape) and array.size:
                     hint = (
                         " (the model's first dimension is the batch: add it, e.g. "
                         f"shape {[1, *array.shape]})"

@@ -686,3 +686,11 @@ def test_client_mistakes(urls, path, body, status, fragments):
     assert list(document) == ["error"]
     for fragment in fragments:
         assert fragment in document["error"], (fragment, document["error"])
+
+
+def test_no_values_get_no_hint_to_add_a_batch_dimension(server_url):
+    """``{"inputs": []}`` holds no values: its shape [0] is refused as it is, with no
+    suggestion of a shape [1, 0] to send instead."""
+    response = _post(server_url, "/v1/models/mlp:predict", {"inputs": []})
+    assert response.status_code == 400
+    assert response.json()["error"].endswith("Expected [-1, 784], got [0]")
