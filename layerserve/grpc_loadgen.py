@@ -142,6 +142,7 @@ async def drive_grpc(
 
         async def stream(call: Any) -> None:
             stream_call = open_stream(call) if streaming else None
+            first = True  # see loadgen: the first wave's latencies are the warm-up's
             while True:
                 sent = time.perf_counter()
                 state["sent"] += 1
@@ -156,12 +157,13 @@ async def drive_grpc(
                 if start <= now <= stop:
                     if code == "OK":
                         state["succeeded"] += 1
-                        if sent >= start:  # see loadgen: the first wave is the warm-up's
+                        if not first:
                             state["latencies"].append(now - sent)
                     else:
                         state["errors"] += 1
                 elif code != "OK":
                     state["errors_outside"] += 1
+                first = False
                 if now >= stop:
                     if stream_call is not None:
                         await stream_call.done_writing()

@@ -38,7 +38,9 @@ def header_length(values: list[str]) -> int | None:
             f"values ({', '.join(repr(v) for v in values)}); give it once"
         )
     value = values[0].strip()
-    if not (value.isascii() and value.isdigit()):
+    # at most 18 digits: a longer one frames no body this server takes, and Python refuses
+    # to read past 4,300 digits
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise InvalidInput(
             f"invalid Inference-Header-Content-Length: {values[0]!r}; expected the JSON "
             "header's length in bytes, in decimal digits"

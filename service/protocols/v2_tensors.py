@@ -68,7 +68,7 @@ def _integers(name: str, data: list, datatype: str, dtype: np.dtype) -> np.ndarr
     """The slow path for integers NumPy cannot infer as one integer type."""
     flat = list(_flatten(name, data, 0))
     for item in flat:
-        if isinstance(item, float) and item.is_integer() and abs(item) >= 2**63:
+        if isinstance(item, float) and (item >= 2**64 or item < -(2**63)):
             # the JSON parser reads an integer beyond 64 bits as a float
             info = np.iinfo(dtype)
             raise InvalidInput(

@@ -509,8 +509,9 @@ def test_a_request_that_stalls_is_answered_and_its_stream_closed():
 
 
 def test_requests_that_keep_arriving_or_wait_between_messages_are_not_cut():
-    """A unary request trickling in slower than a message a stall time, and a stream
-    idle between whole messages for longer than the stall time, are served."""
+    """A unary request trickling in for longer than the stall time, in small frames or in
+    one large frame read piece by piece, and a stream idle between whole messages for
+    longer than the stall time, are served."""
 
     async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
         client = await Client.open(port)
@@ -524,6 +525,17 @@ def test_requests_that_keep_arriving_or_wait_between_messages_are_not_cut():
         await client.flush()
         answer = await client.answer(stream)
         assert answer.status == 0 and messages_in(bytes(answer.body)) == [b"t" * 20]
+        # one 64 KiB DATA frame whose bytes arrive 4 KiB each STALL / 4: four stall times
+        big = client.start("Echo")
+        client.h2.send_data(big, message(bytes(range(256)) * 256), end_stream=True)
+        frames = client.h2.data_to_send()
+        for i in range(0, len(frames), 4096):
+            client.writer.write(frames[i : i + 4096])
+            await client.writer.drain()
+            await asyncio.sleep(STALL / 4)
+        answer = await client.answer(big)
+        assert answer.status == 0
+        assert messages_in(bytes(answer.body)) == [bytes(range(256)) * 256]
         chat = client.start("Chat")
         client.h2.send_data(chat, message(b"abc"))
         await client.flush()
@@ -535,3 +547,24 @@ def test_requests_that_keep_arriving_or_wait_between_messages_are_not_cut():
         await client.close()
 
     serve(test, stall_seconds=STALL)
+
+
+def test_a_stopping_server_still_answers_stalled_calls(caplog):
+    """A server stopping with no grace limit waits for its calls; a stalled one is still
+    answered after the stall time, so the stop ends. (The h2 client reads no frame after
+    the server's GOAWAY, so the server's log says how the call ended.)"""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        client.start("Echo")  # headers only, then nothing
+        await client.flush()
+        await eventually(lambda: server.calls)
+        began = asyncio.get_running_loop().time()
+        await asyncio.wait_for(server.stop(None), 10 * STALL)
+        assert asyncio.get_running_loop().time() - began >= STALL / 2
+        assert not server.calls
+        await client.close()
+
+    with caplog.at_level("INFO", logger="layerserve.service"):
+        serve(test, stall_seconds=STALL)
+    assert any("its request stalled" in r.getMessage() for r in caplog.records)

@@ -379,6 +379,9 @@ CLIENT_MISTAKES = {
     "header with a sign": case(
         MLP, 400, "invalid Inference-Header-Content-Length: '+2'", **binary({}, b"", "+2")
     ),
+    "header of 5,000 digits": case(
+        MLP, 400, "invalid Inference-Header-Content-Length", **binary({}, b"", "9" * 5000)
+    ),
     "header with an underscore": case(
         MLP, 400, "invalid Inference-Header-Content-Length: '1_0'", **binary({}, b"", "1_0")
     ),
@@ -547,6 +550,15 @@ CLIENT_MISTAKES = {
         400,
         "the gzip body is truncated: its compressed stream does not end",
         content=gzip.compress(np.ones((2, 784), "<f4").tobytes())[:-8],
+        headers={"Content-Encoding": "gzip", "Inference-Header-Content-Length": "0"},
+    ),
+    # 64 members pass; a body of a thousand empty ones is refused at once, not read
+    # member by member
+    "gzip body of too many members": case(
+        MLP,
+        400,
+        "the gzip body holds more than 64 members",
+        content=gzip.compress(b"") * 1000,
         headers={"Content-Encoding": "gzip", "Inference-Header-Content-Length": "0"},
     ),
     "bytes after the deflate stream": case(

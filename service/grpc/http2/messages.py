@@ -83,6 +83,8 @@ class DataFrames:
     def _read_data(self, view: memoryview, pos: int, end: int) -> int:
         take = min(self.data_left, end - pos)
         stream = self.data_stream
+        if take and stream is not None:
+            stream.seen = time.monotonic()  # a large frame's bytes keep its stream alive
         if take:
             self.data_left -= take  # before _fill, which reads what the frame still carries
             if stream is not None and not stream.discard:
@@ -109,6 +111,7 @@ class DataFrames:
         """``nbytes`` of the DATA frame being read went straight into its message."""
         stream = self.data_stream
         assert stream is not None and stream.message is not None
+        stream.seen = time.monotonic()
         self.data_left -= nbytes
         stream.filled += nbytes
         if stream.filled == stream.need:

@@ -223,8 +223,6 @@ class Http2Server:
         they take), then the rest are answered UNAVAILABLE."""
         if self._server is not None:
             self._server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         for connection in list(self.connections):
             connection.go_away()
         deadline = None if grace is None else time.monotonic() + grace
@@ -236,6 +234,8 @@ class Http2Server:
             if not self.calls:
                 break
             await asyncio.sleep(0.01)
+        if self._sweeper is not None:  # stalled calls are answered while others drain
+            self._sweeper.cancel()
         for connection in list(self.connections):
             connection.close()
         if self._server is not None:
