@@ -32,6 +32,7 @@ ONNX = {
     "INT8": TensorProto.INT8,
     "BOOL": TensorProto.BOOL,
     "BYTES": TensorProto.STRING,
+    "UINT64": TensorProto.UINT64,
 }
 
 
@@ -311,6 +312,21 @@ CLIENT_MISTAKES = {
         400,
         ["input 'x'", "value 300 is out of range for INT8 [-128, 127]"],
         {"inputs": [x_input("INT8", [1, 300, 3])]},
+    ),
+    # orjson reads an integer past 64 bits as a float: refused as out of range; a float
+    # written within the range is refused as no integer
+    "UINT64 past its range": case(
+        "/v2/models/identity_uint64/infer",
+        400,
+        ["input 'x'", "value 1.8446744073709552e+19 is out of range for UINT64"],
+        content=b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "UINT64", '
+        b'"data": [1, 18446744073709551616, 3]}]}',
+    ),
+    "UINT64 given a float within its range": case(
+        "/v2/models/identity_uint64/infer",
+        400,
+        ["input 'x'", "JSON integers for datatype UINT64, got 1e+19"],
+        {"inputs": [x_input("UINT64", [1, 1e19, 3])]},
     ),
     "INT8 given a fraction": case(
         "/v2/models/identity_int8/infer",
