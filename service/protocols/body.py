@@ -69,18 +69,14 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
                 )
             position += len(piece) - len(inflater.unused_data)
         if not inflater.eof:
-            raise InvalidInput(
-                f"the {encoding} body is truncated: its compressed stream does not end"
-            )
+            raise InvalidInput(_truncated(f"{encoding} body"))
         rest = view[position:]
         gzip_next = wbits == kinds["gzip"] and bytes(rest[:2]) == b"\x1f\x8b"
         if gzip_next:
             continue
         if not rest or (wbits == kinds["gzip"] and not bytes(rest).strip(b"\0")):
             return parts[0] if len(parts) == 1 else b"".join(parts)
-        raise InvalidInput(
-            f"the {encoding} body goes on for {len(rest)} bytes after its compressed stream ends"
-        )
+        raise InvalidInput(_trailing(f"{encoding} body", len(rest)))
     raise InvalidInput(f"the gzip body holds more than {MAX_GZIP_MEMBERS} members")
 
 
@@ -89,10 +85,15 @@ def unended(inflater: zlib._Decompress, what: str) -> str | None:
     short inflates to a prefix of the request, which may still parse: a raw binary body cut
     at a row boundary is a smaller batch) or goes on past it; None when neither."""
     if not inflater.eof:
-        return f"the {what} is truncated: its compressed stream does not end"
+        return _truncated(what)
     if inflater.unused_data:
-        return (
-            f"the {what} goes on for {len(inflater.unused_data)} bytes after its compressed "
-            "stream ends"
-        )
+        return _trailing(what, len(inflater.unused_data))
     return None
+
+
+def _truncated(what: str) -> str:
+    return f"the {what} is truncated: its compressed stream does not end"
+
+
+def _trailing(what: str, count: int) -> str:
+    return f"the {what} goes on for {count} bytes after its compressed stream ends"

@@ -139,21 +139,22 @@ def schedule_parameters(parameters: dict[str, Any]) -> int | None:
     in Triton for a model without priority levels (layerserve's models have none), every
     request has the same one."""
     priority = parameters.get("priority")
-    if priority is not None and (
-        isinstance(priority, bool) or not isinstance(priority, int) or priority < 0
-    ):
+    if priority is not None and not _is_count(priority):
         raise InvalidInput(
             f"request parameter 'priority' must be a non-negative integer, got {priority!r}"
         )
     timeout = parameters.get("timeout")
-    if timeout is not None and not (
-        isinstance(timeout, int) and not isinstance(timeout, bool) and timeout >= 0
-    ):
+    if timeout is not None and not _is_count(timeout):
         raise InvalidInput(
             f"request parameter 'timeout' must be a non-negative integer number of "
             f"microseconds, got {timeout!r}"
         )
     return timeout
+
+
+def _is_count(value: Any) -> bool:
+    """A JSON non-negative integer (``true`` is not one, though Python's bool is an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def input_dtype(
@@ -194,7 +195,7 @@ def _decode_input(
     dtype = input_dtype(model, name, shape, datatype, limit)
     size = _parameters(entry.get("parameters"), f"input '{name}'").get("binary_data_size")
     if size is not None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        if not _is_count(size):
             raise InvalidInput(
                 f"input '{name}': binary_data_size must be a non-negative integer number of "
                 f"bytes, got {size!r}"
