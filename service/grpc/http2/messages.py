@@ -74,7 +74,6 @@ class DataFrames:
             self.data_stream = None
             return
         stream.unacked += size
-        stream.seen = time.monotonic()
         self.data_stream = stream
         self.data_end = end_stream
         if self.data_left == 0 and self.pad_left == 0:
@@ -83,10 +82,10 @@ class DataFrames:
     def _read_data(self, view: memoryview, pos: int, end: int) -> int:
         take = min(self.data_left, end - pos)
         stream = self.data_stream
-        if take and stream is not None:
-            stream.seen = time.monotonic()  # a large frame's bytes keep its stream alive
         if take:
             self.data_left -= take  # before _fill, which reads what the frame still carries
+            if stream is not None:  # its bytes arriving, however large the frame
+                stream.seen = time.monotonic()
             if stream is not None and not stream.discard:
                 self._fill(stream, view, pos, pos + take)
             pos += take

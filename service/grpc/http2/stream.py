@@ -78,4 +78,4 @@ class Stream:
         self.local_closed = False  # END_STREAM sent (or the stream reset)
         self.discard = False  # DATA is read and dropped (a call refused or answered)
         self.drained: asyncio.Future[None] | None = None
-        self.seen = time.monotonic()  # when its HEADERS or its last DATA frame came
+        self.seen = time.monotonic()  # when its HEADERS came, or its DATA bytes last did
