@@ -1,13 +1,15 @@
-"""Non-finite floats in JSON bodies: the ``NaN``, ``Infinity`` and ``-Infinity`` tokens,
-which strict JSON lacks. Both protocols read and write them as their reference servers
+"""Numbers in JSON bodies. Non-finite floats: the ``NaN``, ``Infinity`` and ``-Infinity``
+tokens, which strict JSON lacks. Both protocols read and write them as their reference servers
 do: Triton parses and writes JSON with rapidjson's ``kParseNanAndInfFlag`` and
 ``kWriteNanAndInfFlag`` (``triton/common/triton_json.h``), TF Serving with
 ``json_tensor.cc``; tritonclient (python-rapidjson) and Python's ``json`` read them
 back. orjson alone would refuse them in requests and write ``null`` in responses,
-which loses the value (and the sign of an infinity)."""
+which loses the value (and the sign of an infinity). Booleans among numbers: NumPy reads
+``[0.5, true]`` as ``[0.5, 1.0]``, so a numeric input's values are checked for them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from typing import Any
@@ -44,3 +46,26 @@ def with_tokens(array: np.ndarray) -> Any:
     if np.isfinite(array).all():
         return array
     return [with_tokens(array[i, ...]) for i in range(array.shape[0])]
+
+
+def first_boolean(data: Any, numbers: np.ndarray) -> tuple[int, str] | None:
+    """The flat index of the first JSON ``true`` or ``false`` in ``data`` and that word:
+    ``data`` is what NumPy read as the numeric array ``numbers``, where a boolean became 1
+    or 0. None when there is none. Triton and TF Serving refuse a boolean for a numeric
+    input, and so does layerserve. Only data holding a 0 or a 1 is walked (an array
+    compare first), so other data costs nothing more."""
+    if numbers.dtype.kind == "b":
+        return None
+    if not (np.count_nonzero(numbers == 0) or np.count_nonzero(numbers == 1)):
+        return None  # count_nonzero: half what .any() costs on a small array
+    if numbers.ndim == 1:
+        values: Any = data
+    elif numbers.ndim == 2:
+        values = itertools.chain.from_iterable(data)
+    else:
+        values = np.asarray(data, dtype=object).reshape(-1)
+    if bool not in set(map(type, values)):
+        return None
+    flat = np.asarray(data, dtype=object).reshape(-1)
+    index = next(i for i, value in enumerate(flat) if isinstance(value, bool))
+    return index, "true" if flat[index] else "false"

@@ -228,6 +228,8 @@ def _to_array(value: Any, spec: TensorSpec, model: LoadedModel, rows: bool) -> n
         _walk(value, where, rows)  # raises for ragged nesting
         _reject_leaf(value, spec, where)  # raises naming the first value of the wrong kind
         raise InvalidInput(f"{where}: values do not fit {spec.datatype}")
+    if dtype.kind != "b" and json_floats.first_boolean(value, array) is not None:
+        _reject_leaf(value, spec, where)  # NumPy read a true or false as 1 or 0
     if dtype.kind in "iu" and array.dtype.kind == "f":
         # NumPy infers float64 for integers mixed with fractions or beyond int64 (2**63
         # beside 1): that would round every integer past 2**53 and wrap those past the

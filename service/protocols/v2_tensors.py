@@ -14,6 +14,7 @@ import numpy as np
 
 from layerserve.service.datatypes import from_little_endian, to_float
 from layerserve.service.errors import InvalidInput
+from layerserve.service.protocols.json_floats import first_boolean
 from layerserve.service.runtime import MAX_RANK
 
 LITTLE_ENDIAN = sys.byteorder == "little"  # the binary format's byte order is the host's
@@ -52,6 +53,8 @@ def read_json_data(
             array = _integers(name, data, datatype, dtype)  # e.g. UINT64 beyond int64
         else:
             array = _coerce(name, raw, datatype, dtype).reshape(-1)
+            if dtype.kind != "b":
+                _refuse_booleans(name, data, raw, datatype, dtype)
     if array.size != math.prod(shape):
         raise InvalidInput(
             f"unable to parse 'data': shape does not match true shape of "
@@ -111,6 +114,18 @@ def _coerce(name: str, raw: np.ndarray, datatype: str, dtype: np.dtype) -> np.nd
     if dtype.kind == "f":
         return to_float(raw, dtype, datatype, f"input '{name}'")
     return raw.astype(dtype, copy=False)
+
+
+def _refuse_booleans(
+    name: str, data: list, raw: np.ndarray, datatype: str, dtype: np.dtype
+) -> None:
+    found = first_boolean(data, raw)
+    if found is not None:
+        wanted = "integers" if dtype.kind in "iu" else "numbers"
+        raise InvalidInput(
+            f"input '{name}': 'data' must hold JSON {wanted} for datatype {datatype}, "
+            f"got {found[1]} at element {found[0]}"
+        )
 
 
 def _first_stranger(raw: np.ndarray) -> str:

@@ -595,6 +595,11 @@ ERRORS = [
      ["null", "FP32"]),
     ("boolean-for-float", "mlp:predict", {"inputs": [[True] * 784]}, 400,
      ["true", "boolean", "FP32"]),
+    # NumPy reads [0.5, true] as [0.5, 1.0]: a boolean among numbers is named, not run
+    ("boolean-among-floats", "mlp:predict", {"instances": [[0.0, 1.0, 0.5, True] + [0.5] * 780]},
+     400, ["true", "boolean", "FP32"]),
+    ("boolean-among-ints", "typed:predict",
+     {"inputs": {"ids": [[1, False, 2]], "flags": FLAGS}}, 400, ["'ids'", "false", "INT32"]),
     ("b64-for-float", "mlp:predict", {"inputs": [[{"b64": "AA=="}] * 784]}, 400,
      ["b64 object", "FP32"]),
     ("float-overflows-fp32", "mlp:predict", {"inputs": [[1e39] * 784]}, 400,

@@ -377,6 +377,19 @@ CLIENT_MISTAKES = {
         "'data' must hold JSON numbers for datatype FP32, got null at element 2",
         {"inputs": [{**FP32_BINARY, "data": [0.5, 0.5, None] + [0.5] * 781}]},
     ),
+    # NumPy reads [0.5, true] as [0.5, 1.0]: a boolean among numbers is named, not run
+    "true among the numbers": case(
+        MLP,
+        400,
+        "'data' must hold JSON numbers for datatype FP32, got true at element 3",
+        {"inputs": [{**FP32_BINARY, "data": [[0.0, 1.0, 0.5, True] + [0.5] * 780]}]},
+    ),
+    "false among the integers": case(
+        "/v2/models/identity_int8/infer",
+        400,
+        ["input 'x'", "JSON integers for datatype INT8, got false at element 1"],
+        {"inputs": [x_input("INT8", [1, False, 3])]},
+    ),
     "output requested twice": case(
         MLP,
         400,
