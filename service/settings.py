@@ -196,6 +196,13 @@ class Settings(BaseSettings):
     keep_alive_seconds: float = Field(
         5.0, gt=0, le=3600, description="An idle keep-alive connection is closed after this."
     )
+    grpc_max_connection_idle_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="A gRPC connection with no call open for this long is sent GOAWAY and "
+        "closed (gRPC's MAX_CONNECTION_IDLE); clients open a new one for their next call.",
+    )
     header_timeout_seconds: float = Field(
         10.0, gt=0, le=3600, description="The request line and headers must arrive within this."
     )

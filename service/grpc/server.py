@@ -84,12 +84,17 @@ class GrpcServer:
                 reuse_port=self.worker,
                 max_connections=self.settings.max_connections,
                 stall_seconds=self.settings.body_timeout_seconds,
+                idle_seconds=self.settings.grpc_max_connection_idle_seconds,
             )
         else:
             options = [
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 1 if self.worker else 0),
+                (
+                    "grpc.max_connection_idle_ms",
+                    int(self.settings.grpc_max_connection_idle_seconds * 1000),
+                ),
             ]
             server = grpc.aio.server(options=options)
         self.servicer = InferenceServicer(self.app, self.policy)

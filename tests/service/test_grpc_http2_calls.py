@@ -568,3 +568,55 @@ def test_a_stopping_server_still_answers_stalled_calls(caplog):
     with caplog.at_level("INFO", logger="layerserve.service"):
         serve(test, stall_seconds=STALL)
     assert any("its request stalled" in r.getMessage() for r in caplog.records)
+
+
+IDLE = 0.4  # the server's idle_seconds in the tests below
+
+
+def test_a_connection_without_a_call_for_the_idle_time_is_sent_away():
+    """Once no stream has been open for the idle time, the server sends GOAWAY (NO_ERROR,
+    the last stream it read) and closes; a stream waiting between messages for longer
+    keeps its connection, which is sent away once that stream ends."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await Client.open(port)
+        answer = await client.call("Echo", b"one call")
+        assert messages_in(bytes(answer.body)) == [b"one call"]
+        began = asyncio.get_running_loop().time()
+        await asyncio.wait_for(client.closed.wait(), 10 * IDLE)
+        assert asyncio.get_running_loop().time() - began >= IDLE / 2
+        assert client.goaway is not None and client.goaway.error_code == 0
+        assert client.goaway.last_stream_id == 1
+        assert b"LAYERSERVE_GRPC_MAX_CONNECTION_IDLE_SECONDS" in client.goaway.additional_data
+
+        client = await Client.open(port)
+        chat = client.start("Chat")
+        client.h2.send_data(chat, message(b"abc"))
+        await client.flush()
+        await asyncio.sleep(4 * IDLE)  # a stream open: the connection is not idle
+        assert not client.closed.is_set() and client.goaway is None
+        client.h2.send_data(chat, message(b"xyz"), end_stream=True)
+        await client.flush()
+        answer = await client.answer(chat)
+        assert answer.status == 0 and messages_in(bytes(answer.body)) == [b"cba", b"zyx"]
+        ended = asyncio.get_running_loop().time()  # the idle time counts from here
+        await asyncio.wait_for(client.closed.wait(), 10 * IDLE)
+        assert asyncio.get_running_loop().time() - ended >= IDLE / 2
+        assert client.goaway is not None and client.goaway.error_code == 0
+
+    serve(test, idle_seconds=IDLE)
+
+
+def test_grpcio_clients_call_again_after_their_idle_connection_was_sent_away():
+    """gRPC's own client opens a new connection for the call after an idle GOAWAY."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo = channel.unary_unary(f"/{SERVICE}/Echo")
+            assert await echo(b"first", timeout=10) == b"first"
+            await eventually(lambda: not server.connections, 10 * IDLE)
+            assert not server.connections
+            assert await echo(b"second", timeout=10) == b"second"
+            assert len(server.connections) == 1
+
+    serve(test, idle_seconds=IDLE)

@@ -5,6 +5,8 @@ byte for byte, and the same refusals."""
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -136,3 +138,31 @@ def test_an_error_too_long_for_trailers_keeps_its_code_on_both_servers(servers, 
         assert len(message) <= 4096 and message.endswith(" [...]")
         assert message.startswith("expected 1 inputs but got 1 inputs for model 'mlp'")
     client.close()
+
+
+@pytest.mark.parametrize("kind", ["http2", "grpcio"])
+def test_both_servers_send_an_idle_connection_away_and_serve_the_next_call(tmp_path, kind):
+    """LAYERSERVE_GRPC_MAX_CONNECTION_IDLE_SECONDS: after a call, with none for the idle
+    time, the server closes the connection (the client's channel falls back to IDLE);
+    the next call opens a new one and is answered."""
+    write_model(tmp_path, "mlp", examples.mlp(), "1", {"max_batch_size": 64})
+    port = free_port()
+    settings = Settings(
+        model_repository=tmp_path,
+        grpc_port=port,
+        grpc_server=kind,
+        grpc_max_connection_idle_seconds=1.0,
+    )
+    request = pb.ServerLiveRequest().SerializeToString()
+    with running_server(settings), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        states: list[grpc.ChannelConnectivity] = []
+        channel.subscribe(states.append)
+        live = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
+        assert pb.ServerLiveResponse.FromString(live(request, timeout=10)).live
+        answered = time.monotonic()
+        while grpc.ChannelConnectivity.IDLE not in states[1:]:  # the first: before the call
+            assert time.monotonic() - answered < 10, states
+            time.sleep(0.02)
+        assert time.monotonic() - answered >= 0.5  # not before the idle time
+        assert states[-2:] == [grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.IDLE]
+        assert pb.ServerLiveResponse.FromString(live(request, timeout=10)).live

@@ -385,6 +385,7 @@ def serve(
     limit: int = LIMIT,
     max_connections: int = 2048,
     stall_seconds: float = 30.0,
+    idle_seconds: float | None = None,
 ) -> None:
     """Run ``test`` against a server on a free loopback port, on uvloop as served, with
     ``limit`` as its message limit."""
@@ -396,6 +397,7 @@ def serve(
             reuse_port=False,
             max_connections=max_connections,
             stall_seconds=stall_seconds,
+            idle_seconds=idle_seconds,
         )
         handlers.register(server)
         await server.start("127.0.0.1", 0)

@@ -82,6 +82,8 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
         self.direct: memoryview | None = None  # the message's room the socket is read into
         self.closing = False  # GOAWAY sent: no new streams
         self._preface_timer: asyncio.TimerHandle | None = None
+        # Since when no stream is open (the server's sweep sends an idle connection away).
+        self.idle_since = time.monotonic()
         # What ``new_call`` made of the last request's header fields: a client's repeated
         # header block decodes to the very same list (``HeaderBlocks._decode``).
         self.call_plan: object = None
@@ -393,6 +395,8 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
             stream.drained.set_result(None)
         if stream.call is not None:
             stream.call.stream_closed(client_gone)
+        if not self.streams:
+            self.idle_since = time.monotonic()
         self._close_if_idle()
 
     def _close_if_idle(self) -> None:
@@ -406,12 +410,15 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.close()
 
-    def go_away(self) -> None:
-        """The server stops: no new streams; the connection closes once those open end."""
+    def go_away(self, reason: str = "the server is shutting down") -> None:
+        """No new streams (the server stops, or the connection was idle too long): GOAWAY
+        with NO_ERROR and the last stream read, so that a client knows a call it began
+        meanwhile was not read and sends it again on a new connection; the connection
+        closes once the streams open end."""
         if self.closing or self.closed:
             return
         self.closing = True
-        self.out.append(f.goaway(self.last_stream, f.NO_ERROR, "the server is shutting down"))
+        self.out.append(f.goaway(self.last_stream, f.NO_ERROR, reason))
         self._write_out_now()
         self._close_if_idle()
 

@@ -67,6 +67,7 @@ class Http2Server:
         reuse_port: bool,
         max_connections: int = 2048,
         stall_seconds: float = 30.0,
+        idle_seconds: float | None = None,
     ) -> None:
         self.max_message = max_message
         self.reuse_port = reuse_port
@@ -74,6 +75,10 @@ class Http2Server:
         # A request that stops arriving for this long is answered and its stream closed
         # (LAYERSERVE_BODY_TIMEOUT_SECONDS, as an HTTP body's pause): see _sweep.
         self.stall_seconds = stall_seconds
+        # A connection with no stream open for this long is sent away (gRPC's
+        # MAX_CONNECTION_IDLE; LAYERSERVE_GRPC_MAX_CONNECTION_IDLE_SECONDS), so that
+        # clients that keep idle connections cannot hold LAYERSERVE_MAX_CONNECTIONS.
+        self.idle_seconds = idle_seconds
         self._sweeper: asyncio.TimerHandle | None = None
         self.methods: dict[bytes, grpc.RpcMethodHandler] = {}
         self.generic: list[grpc.GenericRpcHandler] = []
@@ -120,7 +125,8 @@ class Http2Server:
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
 
     def _sweep_interval(self) -> float:
-        return min(5.0, max(0.1, self.stall_seconds / 4))
+        shortest = min(self.stall_seconds, self.idle_seconds or self.stall_seconds)
+        return min(5.0, max(0.1, shortest / 4))
 
     def _sweep(self) -> None:
         """Answer the calls whose request stalled: a unary call's request not whole, or a
@@ -152,7 +158,20 @@ class Http2Server:
                 f"the request stalled: nothing of it arrived for {self.stall_seconds:g} s "
                 "(LAYERSERVE_BODY_TIMEOUT_SECONDS)",
             )
+        if self.idle_seconds is not None:
+            self._send_idle_away(now, self.idle_seconds)
         self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval(), self._sweep)
+
+    def _send_idle_away(self, now: float, idle: float) -> None:
+        """Connections with no stream open for ``idle`` seconds get GOAWAY and close;
+        gRPC clients open a new connection for their next call."""
+        for connection in list(self.connections):
+            if connection.streams or now - connection.idle_since < idle:
+                continue
+            log.debug("gRPC connection from %s idle: sent away", connection.peer)
+            connection.go_away(
+                f"no call for {idle:g} s (LAYERSERVE_GRPC_MAX_CONNECTION_IDLE_SECONDS)"
+            )
 
     def _connection(self) -> Connection | _Refused:
         if len(self.connections) >= self.max_connections:
