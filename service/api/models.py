@@ -51,7 +51,7 @@ def _body(request: Request) -> Body:
 
 
 @router.post(
-    "/v1/models/{name}",
+    "/v1/models/{name:segment}",
     summary="Upload a model version",
     status_code=201,
     response_model=docs.UploadedVersion,
@@ -78,7 +78,7 @@ async def upload_model(
 
 
 @router.delete(
-    "/v1/models/{name}",
+    "/v1/models/{name:segment}",
     summary="Delete a model",
     response_model=docs.Deleted,
     responses=docs.NOT_FOUND,
@@ -90,7 +90,7 @@ async def delete_model(request: Request, name: ModelName) -> dict[str, Any]:
 
 
 @router.delete(
-    "/v1/models/{name}/versions/{version}",
+    "/v1/models/{name:segment}/versions/{version:segment}",
     summary="Delete a model version",
     response_model=docs.Deleted,
     responses=docs.NOT_FOUND,

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.json_schema import SkipJsonSchema
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from layerserve import __version__
 from layerserve.service.dataplane import EXTENSIONS, SERVER_NAME
@@ -39,7 +40,19 @@ PRODUCT_SUM, ONES_SUM = 0.729223, -2.990722
 MLP_INPUT = {"name": "hidden_1_input", "datatype": "FP32", "shape": [-1, 784]}
 MLP_OUTPUT = {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}
 
+
 # ---- path parameters ---------------------------------------------------------------
+class SegmentConvertor(StringConvertor):
+    """A path segment without ':', for ``{name:segment}`` (and versions, labels) where a
+    path ends with it: no model name, version or label holds ':', so
+    ``GET /v1/models/mlp:predict`` is the predict route asked with the wrong method (405,
+    ``Allow: POST``), not the status of a model named ``mlp:predict`` (404)."""
+
+    regex = "[^/:]+"
+
+
+register_url_convertor("segment", SegmentConvertor())
+
 ModelName = Annotated[str, Path(description="A model of the repository.", examples=["mlp"])]
 # The inference routes' request examples are written for the two-input demo model.
 InferModelName = Annotated[

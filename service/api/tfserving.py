@@ -49,19 +49,19 @@ STATUS = route_docs(
 )
 
 
-@router.get("/v1/models/{name}", **STATUS)
+@router.get("/v1/models/{name:segment}", **STATUS)
 async def model_status(request: Request, name: ModelName) -> dict[str, Any]:
     return _status(request, name, None)
 
 
-@router.get("/v1/models/{name}/versions/{version}", **STATUS)
+@router.get("/v1/models/{name:segment}/versions/{version:segment}", **STATUS)
 async def model_version_status(
     request: Request, name: ModelName, version: Version
 ) -> dict[str, Any]:
     return _status(request, name, version)
 
 
-@router.get("/v1/models/{name}/labels/{label}", **STATUS)
+@router.get("/v1/models/{name:segment}/labels/{label:segment}", **STATUS)
 async def model_label_status(request: Request, name: ModelName, label: Label) -> dict[str, Any]:
     return _status(request, name, tfserving_models.version_for_label(name, label))
 

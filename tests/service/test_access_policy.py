@@ -278,7 +278,7 @@ def app_routes(app) -> list[tuple[str, str]]:
     }
     for route in app.routes:
         if isinstance(route, Route):
-            routes |= {(m, route.path) for m in route.methods or () if m != "HEAD"}
+            routes |= {(m, route.path_format) for m in route.methods or () if m != "HEAD"}
     return sorted(routes)
 
 
@@ -336,7 +336,7 @@ class RouteRecorder:
         route = scope.get("route") or self.plain.get(scope.get("endpoint"))
         if route is not None and scope["method"] in (route.methods or ()):
             method = "GET" if scope["method"] == "HEAD" else scope["method"]
-            self.reached = (method, route.path)
+            self.reached = (method, route.path_format)
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,11 @@ ADMIN, API = "admin-secret", "api-secret"
 ALLOWED = {
     "/v1/models/nope": ["GET", "POST", "DELETE"],
     "/v1/models/nope/versions/1": ["GET", "DELETE"],
-    # GET and DELETE read "nope:predict" as a model name (and answer 404).
-    "/v1/models/nope:predict": ["GET", "POST", "DELETE"],
-    "/v1/models/nope/versions/1:predict": ["GET", "POST", "DELETE"],
+    # No model name, version or label holds ':': a TF Serving method is POST only.
+    "/v1/models/nope:predict": ["POST"],
+    "/v1/models/nope/versions/1:predict": ["POST"],
+    "/v1/models/nope/labels/latest:predict": ["POST"],
+    "/v1/models/nope/labels/latest": ["GET"],
     "/v1/models/nope/onnx": ["GET"],
     "/v2/models/nope": ["GET"],
     "/v2/models/nope/infer": ["POST"],
