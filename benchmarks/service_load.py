@@ -80,7 +80,14 @@ from layerserve.grpc_loadgen import (
     generator_process,
     grpc_infer_request,
 )
-from layerserve.loadgen import V2_TO_NUMPY, Run, build_request, decode_response, http_request
+from layerserve.loadgen import (
+    V2_TO_NUMPY,
+    Run,
+    build_request,
+    decode_response,
+    http_request,
+    milliseconds,
+)
 from layerserve.service.demo import ensure_demo_repository
 
 GRPC_FORMATS = ("grpc", "grpc-stream")
@@ -474,7 +481,8 @@ def print_row(console: Console, row: Row) -> None:
     console.print(
         f"{row.workers or '-'} worker(s) {run.protocol:>6} batch {run.batch:>3} "
         f"concurrency {run.concurrency:>3}: {run.rps:9,.0f} requests/s, "
-        f"p50 {run.percentile(50):7.2f} ms, p99 {run.percentile(99):7.2f} ms, "
+        f"p50 {milliseconds(run.percentile(50)):>7} ms, "
+        f"p99 {milliseconds(run.percentile(99)):>7} ms, "
         f"errors {run.errors}, CPU: machine {run.machine_cpu:.2f}, steal {run.steal_cpu:.2f}"
         + ("" if run.server_cpu is None else f", server {run.server_cpu:.2f}")
         + (f" (workers {split})" if split else ""),

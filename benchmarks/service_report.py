@@ -13,6 +13,8 @@ from rich.table import Table
 from server_processes import Memory
 from service_verdicts import Row, paired_verdicts, verdicts
 
+from layerserve.loadgen import milliseconds
+
 FORMATS = ("json", "binary", "grpc", "grpc-stream")
 LABELS = {
     "json": "V2 json",
@@ -87,8 +89,8 @@ def print_results(
             f"{run.rps:,.0f}",
             *([spread(runs_of[level_key(row)])] if args.repeats > 1 else []),
             f"{run.rps * run.batch:,.0f}",
-            f"{run.percentile(50):.2f}",
-            f"{run.percentile(99):.2f}",
+            milliseconds(run.percentile(50)),
+            milliseconds(run.percentile(99)),
             str(run.errors),
             "-" if run.server_cpu is None else f"{run.server_cpu:.2f}",
             f"{run.client_cpu:.2f}",

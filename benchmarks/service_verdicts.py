@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from layerserve.loadgen import Run
+from layerserve.loadgen import Run, milliseconds
 
 
 @dataclass
@@ -26,16 +26,23 @@ def _label(workers: int | None) -> str:
     return "" if workers is None else f", {workers} worker{'s' if workers > 1 else ''}"
 
 
+def _no_worse(run: Run, baseline: Run) -> bool:
+    """``run``'s p99 is at most ``baseline``'s (not when either kept no latency)."""
+    p99, limit = run.percentile(99), baseline.percentile(99)
+    return p99 is not None and limit is not None and p99 <= limit
+
+
 def verdicts(rows: list[Row], reference: dict[int, float]) -> list[str]:
     lines = []
     for row in rows:
         run = row.run
         if (run.protocol, run.batch, run.concurrency) == ("json", 1, 64):
-            ok = run.rps >= 2000 and run.percentile(99) < 50
+            p99 = run.percentile(99)
+            ok = run.rps >= 2000 and p99 is not None and p99 < 50
             lines.append(
                 f"target batch-1 JSON at concurrency 64 >= 2,000 requests/s with p99 < 50 ms"
                 f"{_label(row.workers)}: {'met' if ok else 'MISSED'} ({run.rps:,.0f} "
-                f"requests/s, p99 {run.percentile(99):.1f} ms)"
+                f"requests/s, p99 {milliseconds(p99, 1)} ms)"
             )
     binary64 = [r for r in rows if r.run.protocol == "binary" and r.run.batch == 64]
     if binary64 and 64 in reference:
@@ -73,10 +80,11 @@ def worker_verdicts(rows: list[Row], reference: dict[int, float]) -> list[str]:
     if 1 in json64 and 2 in json64 and json64[1].rps > 0:
         one, two = json64[1], json64[2]
         ratio = two.rps / one.rps
-        ok = ratio >= 1.6 and two.percentile(99) <= one.percentile(99)
+        ok = ratio >= 1.6 and _no_worse(two, one)
         lines.append(
             f"batch-1 JSON c64: 2 workers {two.rps:,.0f} req/s = {ratio:.2f} x 1 worker "
-            f"(target 1.6x), p99 {two.percentile(99):.1f} ms vs {one.percentile(99):.1f} ms "
+            f"(target 1.6x), p99 {milliseconds(two.percentile(99), 1)} ms vs "
+            f"{milliseconds(one.percentile(99), 1)} ms "
             f"(target: no worse): {'met' if ok else 'MISSED'}"
         )
     return lines
@@ -110,7 +118,7 @@ def paired_verdicts(rows: list[Row], references: dict[int, list[float]]) -> list
     pairs = [(one[r], two[r]) for r in sorted(one.keys() & two.keys()) if one[r].rps > 0]
     if len(pairs) > 1:
         ratios = [b.rps / a.rps for a, b in pairs]
-        no_worse = sum(b.percentile(99) <= a.percentile(99) for a, b in pairs)
+        no_worse = sum(_no_worse(b, a) for a, b in pairs)
         lines.append(
             f"batch-1 JSON c64, 2 workers against 1, paired by repeat: "
             f"{_spread(ratios, '.2f', 'x')}; p99 no worse in {no_worse} of {len(pairs)}"
@@ -158,7 +166,7 @@ def grpc_verdicts(rows: list[Row]) -> list[str]:
                 lines.append(
                     f"target batch-1 {name} requests/s at 64 streams >= HTTP JSON's at 64 "
                     f"connections{label}: {'met' if ok else 'MISSED'} ({grpc1.rps:,.0f} vs "
-                    f"{json1.rps:,.0f} requests/s; p99 {grpc1.percentile(99):.1f} ms vs "
-                    f"{json1.percentile(99):.1f} ms)"
+                    f"{json1.rps:,.0f} requests/s; p99 {milliseconds(grpc1.percentile(99), 1)} "
+                    f"ms vs {milliseconds(json1.percentile(99), 1)} ms)"
                 )
     return lines

@@ -494,6 +494,7 @@ def _run_with_progress(plan: Plan, levels: list[int], warmup: float, duration: f
 
 def _bench_table(plan: Plan, outcome: Outcome, duration: float) -> Table:
     from layerserve import bench as benchmark
+    from layerserve.loadgen import milliseconds
 
     table = Table(
         "concurrency",
@@ -510,9 +511,9 @@ def _bench_table(plan: Plan, outcome: Outcome, duration: float) -> Table:
             str(row["concurrency"]),
             f"{row['requests_per_s']:,.0f}",
             f"{row['samples_per_s']:,.0f}",
-            f"{row['p50_ms']:.2f}",
-            f"{row['p90_ms']:.2f}",
-            f"{row['p99_ms']:.2f}",
+            milliseconds(row["p50_ms"]),
+            milliseconds(row["p90_ms"]),
+            milliseconds(row["p99_ms"]),
             str(row["errors"]),
         )
     return table

@@ -81,8 +81,15 @@ class Run:
         """Successful requests per second."""
         return self.requests / self.seconds
 
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms.size else 0.0
+    def percentile(self, q: float) -> float | None:
+        """The ``q``-th percentile of the kept latencies (ms); None when no request
+        succeeded in the window (a 0 would read as an instant answer)."""
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms.size else None
+
+
+def milliseconds(value: float | None, digits: int = 2) -> str:
+    """A latency for a table: "-" where there is none."""
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 # ---- requests ----------------------------------------------------------------------

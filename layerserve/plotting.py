@@ -47,8 +47,10 @@ def figure(runs: Sequence[Run], title: str) -> Any:
     fig = Figure(figsize=FIGURE_INCHES, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     latency, throughput = fig.subplots(1, 2)
-    latency.plot(levels, [r.percentile(50) for r in ordered], marker="o", label="p50")
-    latency.plot(levels, [r.percentile(99) for r in ordered], marker="o", label="p99")
+    for q in (50, 99):  # a level with no latency is left out of the line
+        values = [r.percentile(q) for r in ordered]
+        kept = [(level, v) for level, v in zip(levels, values, strict=True) if v is not None]
+        latency.plot([k[0] for k in kept], [k[1] for k in kept], marker="o", label=f"p{q}")
     latency.set(xlabel="concurrency", ylabel="latency (ms)", title="latency")
     latency.set_ylim(bottom=0)
     latency.legend()

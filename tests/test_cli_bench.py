@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from layerserve import plotting
 from layerserve.bench import random_inputs
 from layerserve.cli import app
-from layerserve.loadgen import Run
+from layerserve.loadgen import Run, milliseconds
 from layerserve.service.settings import Settings
 
 runner = CliRunner()
@@ -170,7 +170,7 @@ def test_failed_requests_are_reported_apart_and_never_counted_as_throughput(url)
     assert level["statuses"] == {str(expected.status_code): failed} and level["errors"] == failed
     assert level["requests"] == 0
     assert level["requests_per_s"] == level["samples_per_s"] == 0
-    assert level["p50_ms"] == level["p99_ms"] == 0  # no latency of a failure
+    assert level["p50_ms"] is level["p99_ms"] is None  # no latency of a failure
     assert 0 < level["failed_per_s"] * 0.3 <= failed  # the window's failures, apart
     assert report["first_error"] == {
         "status": expected.status_code,
@@ -297,6 +297,24 @@ def test_the_figure_plots_each_runs_percentiles_and_throughput():
     np.testing.assert_allclose(lines["samples/s"].get_ydata(), [800.0, 400.0])
     assert latency.get_ylabel() == "latency (ms)" and samples.get_ylabel() == "samples/s"
     assert throughput.get_xlabel() == "concurrency"
+
+
+def test_a_level_where_no_request_succeeded_has_no_latency_point_and_a_dash():
+    """No latency is not a latency of 0: the figure leaves the level out of the p50 and
+    p99 lines, and tables print "-"."""
+    runs = [
+        Run("json", 1, 1, requests=3, errors=0, seconds=1.0, latencies_ms=np.array([1.0, 3.0])),
+        Run("json", 1, 2, requests=0, errors=5, seconds=1.0, latencies_ms=np.empty(0)),
+    ]
+    assert runs[1].percentile(50) is None and milliseconds(runs[1].percentile(99)) == "-"
+    assert milliseconds(runs[0].percentile(50)) == "2.00"
+    lines = {
+        line.get_label(): line
+        for axes in plotting.figure(runs, "title").axes
+        for line in axes.get_lines()
+    }
+    assert list(lines["p50"].get_xdata()) == list(lines["p99"].get_xdata()) == [1]
+    assert list(lines["requests/s"].get_xdata()) == [1, 2]
 
 
 def test_plot_without_matplotlib_names_the_extra_and_sends_nothing(url, tmp_path, monkeypatch):
