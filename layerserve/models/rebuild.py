@@ -326,11 +326,13 @@ def _tensor(ref: list, produced: dict) -> KerasTensor:
 
 
 def _renumber_nested(entries: list[dict], input_refs: Any, output_refs: Any) -> tuple:
-    """Keras 2 numbers a nested model's calls from 1 (its node 0 is its own graph),
-    Keras 3 from 0 in the layers' calls but from 1 in ``output_layers`` (its
-    ``get_config`` counts the nested model's own node there, ``serialize_node`` does
-    not). A nested model listed with k calls is referred to as 0..k-1 or as 1..k, so
-    each part of the config tells which; refs are renumbered from 0."""
+    """References to a nested model's calls, renumbered from 0. Files are renumbered as
+    they are read (``saving.keras_json``: Keras 2 numbers those calls from 1, Keras 3
+    from 1 in ``output_layers`` alone); a config from layerserve's own ``get_config``
+    given to ``from_config`` numbers them as its Keras version does, from 1 or from 0,
+    the same in every part. A config lists only the calls its outputs need, and each is
+    referred to: a reference that reaches the number of calls says "from 1", one at 0
+    says "from 0"."""
     nested = {
         e.get("name"): len(e.get("inbound_nodes", []))
         for e in entries
@@ -338,24 +340,17 @@ def _renumber_nested(entries: list[dict], input_refs: Any, output_refs: Any) -> 
     }
     if not nested:
         return entries, input_refs, output_refs
-    calls = _offsets(nested, [e.get("inbound_nodes", []) for e in entries])
-    outputs = _offsets(nested, output_refs)
-    if not calls and not outputs:
-        return entries, input_refs, output_refs
-    shifted = [{**e, "inbound_nodes": _shift(e.get("inbound_nodes", []), calls)} for e in entries]
-    return shifted, _shift(input_refs, calls), _shift(output_refs, outputs)
-
-
-def _offsets(nested: dict[str, int], refs: Any) -> dict[str, int]:
-    """1 for each nested model that ``refs`` number from 1 (a call index that reaches
-    the number of its calls)."""
     referenced: dict[str, list[int]] = {}
-    _collect_refs(refs, referenced)
-    return {
+    _collect_refs([[e.get("inbound_nodes", []) for e in entries], output_refs], referenced)
+    offsets = {
         name: 1
         for name, calls in nested.items()
         if referenced.get(name) and max(referenced[name]) >= calls > 0
     }
+    if not offsets:
+        return entries, input_refs, output_refs
+    shifted = [{**e, "inbound_nodes": _shift(e.get("inbound_nodes", []), offsets)} for e in entries]
+    return shifted, _shift(input_refs, offsets), _shift(output_refs, offsets)
 
 
 def _is_ref(value: Any) -> bool:

@@ -35,6 +35,11 @@ _MODEL_CLASSES = {"Sequential", "Model", "Functional"}
 _keras2_writer: contextvars.ContextVar[tuple[int, int, int] | None] = contextvars.ContextVar(
     "keras2_writer", default=None
 )
+# True while a document Keras 3 wrote is normalised: the outputs' references to nested
+# functional models are then converted (see _keras3_output_offsets).
+_keras3_writer: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "keras3_writer", default=False
+)
 
 
 def parse_document(text: str | bytes | dict) -> dict[str, Any]:
@@ -74,9 +79,11 @@ def normalize_model(document: dict[str, Any], version: str | None = None) -> dic
     writer = parse_version(version or detect_keras_version(document))
     keras2 = writer < (3, 0, 0)
     token = _keras2_writer.set(writer if keras2 else None)
+    keras3 = _keras3_writer.set(not keras2 and document.get("backend") != "layerserve")
     try:
         return normalize_layer(document)
     finally:
+        _keras3_writer.reset(keras3)
         _keras2_writer.reset(token)
 
 
@@ -161,6 +168,8 @@ def _normalize_functional(config: Any) -> dict[str, Any]:
             entry["inbound_nodes"] = [_shift_refs(node, offsets) for node in entry["inbound_nodes"]]
         input_layers = _shift_refs(input_layers, offsets)
         output_layers = _shift_refs(output_layers, offsets)
+    elif _keras3_writer.get():
+        output_layers = _shift_refs(output_layers, _keras3_output_offsets(layers, output_layers))
     layers = _reachable(layers, output_layers)
     return {
         "name": config.get("name"),
@@ -220,6 +229,32 @@ def _first_node_index(entry: dict[str, Any], writer: tuple[int, int, int]) -> in
         return 1
     first = (entry["config"].get("layers") or [{}])[0]
     return int(first.get("class_name") == "InputLayer")
+
+
+def _keras3_output_offsets(layers: list[dict[str, Any]], output_layers: Any) -> dict[str, int]:
+    """Keras 3 numbers a nested functional model's calls from 0 in the layers' calls
+    (``serialize_node`` leaves out the model's own node) but from 1 in ``output_layers``
+    (``get_config`` counts it there, as Keras 2 did); a nested Sequential model from 0 in
+    both. So a model called twice whose first call alone is an output is ``[name, 1, 0]``
+    there, its first call. An output reference with node 0 shows a writer that counts
+    from 0 (no Keras 3 so far): that model's references are then left as they are."""
+    functional = {entry["name"] for entry in layers if entry["class_name"] == "Model"}
+    indices: dict[str, set[int]] = {}
+    for ref in _output_refs(output_layers):
+        indices.setdefault(ref[0], set()).add(ref[1])
+    return {name: 1 for name, seen in indices.items() if name in functional and 0 not in seen}
+
+
+def _output_refs(value: Any) -> list[list[Any]]:
+    """The ``[layer, node, tensor]`` references of ``output_layers`` (nested or in a
+    dict, as Keras 3 writes a model's structured outputs)."""
+    if isinstance(value, list) and len(value) >= 2 and isinstance(value[0], str):
+        return [value] if isinstance(value[1], int) else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [ref for item in value for ref in _output_refs(item)]
+    return []
 
 
 def _shift_refs(value: Any, offsets: dict[str, int]) -> Any:

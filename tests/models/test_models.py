@@ -444,12 +444,21 @@ def nested_functional():
     return Model(x_in, [inner(x_in), Dense(1, name="side")(x_in)], name="outer")
 
 
+def nested_called_twice():
+    """get_config numbers the nested model's calls from 1 (Keras 2), in the outputs and
+    in the head's call alike: its first call is an output, its second read by a layer."""
+    inner = deferred_sequential()
+    a, b = Input((6,), name="a"), Input((6,), name="b")
+    return Model([a, b], [inner(a), Dense(2, name="head")(inner(b))], name="outer")
+
+
 ROUND_TRIP = [
     pytest.param(sequential_model, Sequential, [(3, 4, 3)], id="sequential"),
     pytest.param(deferred_sequential, Sequential, [(2, 6)], id="sequential-built"),
     pytest.param(shared_functional, Model, [(4, 3), (4, 3)], id="shared-layer"),
     pytest.param(multi_output_functional, Model, [(2, 5, 3)], id="multi-output"),
     pytest.param(nested_functional, Model, [(3, 6)], id="nested"),
+    pytest.param(nested_called_twice, Model, [(3, 6), (3, 6)], id="nested-called-twice"),
 ]
 
 

@@ -61,6 +61,34 @@ def nested_functional(k, L):
     return k.Model(inp, L.Dense(2)(inner(L.Dense(4)(inp))))
 
 
+def nested_called_twice(kind):
+    """A nested model called on two inputs, only its first call an output and its second
+    one read by a layer: Keras 3 refers to the first as ``[inner, 1, 0]`` in
+    ``output_layers`` (from 1 there) and to the second as ``[inner, 1, 0]`` in the Dense's
+    call (from 0), tf.keras to both from 1."""
+
+    def build(k, L):
+        if kind == "functional":
+            inner_in = k.Input((4,))
+            inner = k.Model(inner_in, L.Dense(3, activation="tanh")(inner_in), name="inner")
+        else:
+            inner = k.Sequential([k.Input((4,)), L.Dense(3, activation="tanh")], name="inner")
+        a, b = k.Input((4,), name="a"), k.Input((4,), name="b")
+        first, second = inner(a), inner(b)
+        return k.Model([a, b], [first, L.Dense(2, name="head")(second)])
+
+    return build
+
+
+def nested_called_three_times(k, L):
+    """Its second call an output, its first and third read by layers."""
+    inner_in = k.Input((4,))
+    inner = k.Model(inner_in, L.Dense(3, activation="tanh")(inner_in), name="inner")
+    a, b = k.Input((4,), name="a"), k.Input((4,), name="b")
+    first, second, third = inner(a), inner(b), inner(L.Dense(4, name="pre")(a))
+    return k.Model([a, b], [second, L.Dense(2, name="h1")(first), L.Dense(2, name="h3")(third)])
+
+
 def sequential_in_sequential(k, L):
     inner = k.Sequential([k.Input((4,)), L.Dense(3, activation="selu")], name="inner")
     return k.Sequential([k.Input((5,)), L.Dense(4), inner, L.Dense(2)])
@@ -193,6 +221,9 @@ CASES = [
     Case("shared_layer_two_inputs", shared_two_inputs),
     Case("shared_layer_chain", shared_chain),
     Case("nested_functional", nested_functional),
+    Case("nested_functional_called_twice", nested_called_twice("functional")),
+    Case("nested_sequential_called_twice", nested_called_twice("sequential")),
+    Case("nested_functional_called_three_times", nested_called_three_times),
     Case("sequential_in_sequential", sequential_in_sequential),
     Case("sequential_built_without_input", built_without_input),
     Case("frozen_lstm_without_bias", frozen_lstm_without_bias),
