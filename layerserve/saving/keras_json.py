@@ -40,6 +40,20 @@ _keras2_writer: contextvars.ContextVar[tuple[int, int, int] | None] = contextvar
 _keras3_writer: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "keras3_writer", default=False
 )
+# True while a document of Keras 3.14 or later is normalised: a call recorded without
+# `mask` then reads the mask its input carries (see _normalize_node).
+_mask_survives_cast: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mask_survives_cast", default=False
+)
+# The Keras 3 layers whose call takes `mask` (Keras fills it from the input's own mask).
+KERAS3_MASK_CALLS = frozenset(
+    {
+        "Attention", "AdditiveAttention", "BatchNormalization", "Bidirectional",
+        "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "Functional", "GRU",
+        "GlobalAveragePooling1D", "LSTM", "Lambda", "Model", "RNN", "Sequential",
+        "SimpleRNN", "Softmax", "TimeDistributed",
+    }
+)  # fmt: skip
 
 
 def parse_document(text: str | bytes | dict) -> dict[str, Any]:
@@ -80,9 +94,11 @@ def normalize_model(document: dict[str, Any], version: str | None = None) -> dic
     keras2 = writer < (3, 0, 0)
     token = _keras2_writer.set(writer if keras2 else None)
     keras3 = _keras3_writer.set(not keras2 and document.get("backend") != "layerserve")
+    survives = _mask_survives_cast.set(writer >= (3, 14, 0) and _keras3_writer.get())
     try:
         return normalize_layer(document)
     finally:
+        _mask_survives_cast.reset(survives)
         _keras3_writer.reset(keras3)
         _keras2_writer.reset(token)
 
@@ -148,7 +164,8 @@ def _normalize_functional(config: Any) -> dict[str, Any]:
         normalized = _normalize_op(entry) if op else normalize_layer(entry)
         normalized["name"] = entry.get("name", normalized["config"].get("name"))
         layer = f"Layer {entry.get('name')!r} ({entry.get('class_name')})"
-        nodes = [_normalize_node(n, op, layer) for n in entry.get("inbound_nodes", [])]
+        fills_mask = _mask_survives_cast.get() and entry.get("class_name") in KERAS3_MASK_CALLS
+        nodes = [_normalize_node(n, op, layer, fills_mask) for n in entry.get("inbound_nodes", [])]
         if op:
             if len(nodes) != 1:
                 raise ModelFormatError(
@@ -305,7 +322,9 @@ def _ref_names(value: Any) -> list[str]:
     return []
 
 
-def _normalize_node(node: Any, op: bool = False, layer: str = "A layer") -> Any:
+def _normalize_node(
+    node: Any, op: bool = False, layer: str = "A layer", fills_mask: bool = False
+) -> Any:
     """Keras 2 nodes are lists of ``[layer, node, tensor, kwargs]``. Keras 3 nodes are
     ``{"args": [...], "kwargs": {...}}`` holding ``__keras_tensor__`` objects: they become
     the same list, the call arguments in the first reference's kwargs, with tensors as
@@ -315,7 +334,14 @@ def _normalize_node(node: Any, op: bool = False, layer: str = "A layer") -> Any:
     input carries, as Keras 3 does. A recorded
     ``training`` is dropped: Keras 3 overrides it with the model call's. For a Keras operation
     the result is ``(refs, template)``: its positional arguments with each tensor
-    replaced by ``{"tensor": index}``. ``layer`` names the layer in errors."""
+    replaced by ``{"tensor": index}``. ``layer`` names the layer in errors.
+
+    ``fills_mask``: a Keras 3.14+ layer whose call takes ``mask``. A call of it whose
+    input Keras converted to the layer's dtype (a float64 or float16 layer after float32
+    ones) is recorded with the arguments it was given, without ``mask``, yet Keras fills
+    the mask its input carries when it runs (keras-team/keras#21946 keeps that mask
+    through the conversion): with one tensor argument, it is left out too. Keras before
+    3.14 lost it there, and such a call gets none."""
     if isinstance(node, list):
         if op:
             raise ModelFormatError("A Keras operation entry needs a Keras 3 node.")
@@ -366,6 +392,8 @@ def _normalize_node(node: Any, op: bool = False, layer: str = "A layer") -> Any:
             continue
         else:
             call[key] = _tensor_refs(value)
+    if fills_mask and "mask" not in kwargs and not _tensor_keywords(kwargs):
+        del call["mask"]
     if len(histories) == 1 and isinstance(template[0], list):
         call[LIST_OF_ONE] = True  # `Concatenate()([x])`: the input stays a list
     refs = [[*h, {}] for h in histories]
@@ -403,6 +431,22 @@ def _argument_template(value: Any, histories: list[list[Any]]) -> Any:
     if isinstance(value, dict):
         return {key: _argument_template(item, histories) for key, item in value.items()}
     return value
+
+
+def _tensor_keywords(kwargs: dict[str, Any]) -> list[str]:
+    """The keyword arguments of a Keras 3 call that hold tensors (``initial_state``):
+    Keras fills ``mask`` only for a call of one tensor argument."""
+    return [key for key, value in kwargs.items() if _refers_to_tensors(value)]
+
+
+def _refers_to_tensors(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get("class_name") == "__keras_tensor__" or any(
+            _refers_to_tensors(item) for item in value.values()
+        )
+    if isinstance(value, list):
+        return any(_refers_to_tensors(item) for item in value)
+    return False
 
 
 def _holds_tensors(value: Any) -> bool:

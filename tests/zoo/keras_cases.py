@@ -417,6 +417,26 @@ def mask_through_nested_model(k, L):
     return k.Model(inputs, L.LSTM(3)(x))
 
 
+def mask_into_float64_layers(k, L):
+    """Masking, then layers of another dtype: a float64 LSTM and GlobalAveragePooling1D,
+    and a float32 LSTM after a float64 Dense. Keras converts each input to the layer's
+    dtype, records those calls without their mask, and (since 3.14) still hands each the
+    mask its input carries."""
+    inputs = k.Input((6, 3))
+    x = L.Masking()(inputs)
+    steps = L.LSTM(3, return_sequences=True, dtype="float64")(x)
+    pooled = L.GlobalAveragePooling1D(dtype="float64")(x)
+    last = L.LSTM(2)(L.Dense(4, dtype="float64")(x))
+    return k.Model(inputs, [steps, pooled, last])
+
+
+def mask_into_mixed_precision_gru(k, L):
+    """An Embedding(mask_zero) into a GRU of its own mixed_float16 policy."""
+    tokens = k.Input((6,), dtype="int32")
+    x = L.Embedding(5, 4, mask_zero=True)(tokens)
+    return k.Model(tokens, L.GRU(3, dtype="mixed_float16")(x))
+
+
 def conv1d_transpose_decoder(k, L):
     """A 1D decoder: Conv1DTranspose and Conv3DTranspose-free upsampling of signals."""
     latent = k.Input((4, 3))
@@ -464,4 +484,12 @@ CASES = [
     Case("mask_into_nested_model", mask_into_nested_model, inputs=[masked_steps()]),
     Case("mask_out_of_nested_model", mask_out_of_nested_model, inputs=[ints(0, 4)]),
     Case("mask_through_nested_model", mask_through_nested_model, inputs=[ints(0, 4)]),
+    Case("mask_into_float64_layers", mask_into_float64_layers, inputs=[masked_steps()]),
+    # float16 steps: the README's mixed-precision tolerance
+    Case(
+        "mask_into_mixed_precision_gru",
+        mask_into_mixed_precision_gru,
+        inputs=[ints(0, 5)],
+        atol=2e-3,
+    ),
 ]
