@@ -32,12 +32,13 @@ class _RnnActivation:
 # ONNX's own defaults for the parameterised functions (used where a value is omitted).
 _ONNX_DEFAULTS = {"HardSigmoid": (0.2, 0.5), "Elu": (1.0, None)}
 
+# Not softplus: onnxruntime's fused ops compute log(1 + exp(x)), infinite past x = 88
+# where Keras (and the Scan's Softplus) stays finite; a softplus layer takes the Scan.
 _RNN_ACTIVATIONS: dict[str, _RnnActivation] = {
     "sigmoid": _RnnActivation("Sigmoid"),
     "tanh": _RnnActivation("Tanh"),
     "relu": _RnnActivation("Relu"),
     "softsign": _RnnActivation("Softsign"),
-    "softplus": _RnnActivation("Softplus"),
     "elu": _RnnActivation("Elu", alpha=1.0),
     "hard_sigmoid": _RnnActivation("HardSigmoid", alpha=0.2, beta=0.5),
     "hard_sigmoid_v3": _RnnActivation("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),

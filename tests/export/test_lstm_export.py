@@ -295,7 +295,7 @@ def test_table_covers() -> None:
     ("recurrent_activation", "activation", "native"),
     [
         ("sigmoid", "softsign", True),
-        ("sigmoid", "softplus", True),
+        ("sigmoid", "softplus", False),  # the fused op's softplus overflows: Scan
         ("hard_sigmoid", "elu", True),
         ("hard_sigmoid_k3", "elu", True),  # alphas [1/6, 1, 1]: both readings agree
         ("relu", "sigmoid", True),

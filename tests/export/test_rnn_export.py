@@ -415,3 +415,29 @@ def test_cudnn_layers_run_every_step(kind: str) -> None:
         mask = rng.random((batch, STEPS)) < 0.5
         got = runner.run(None, {"x": x, "mask": mask})
         assert_outputs(got, layer(x), f"{kind} batch {batch}")
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "GRU", "LSTM"])
+def test_softplus_stays_finite_past_the_exponent_range(kind: str) -> None:
+    """Pre-activations of several hundred: log(1 + exp(x)) overflows float32 past 88,
+    as onnxruntime's fused RNN, GRU and LSTM ops compute it; Keras gives x there. The
+    exported graph matches the reference (x + log1p(exp(-x)) for large x)."""
+    from layerserve.export import to_onnx
+    from layerserve.layers import Input
+    from layerserve.models import Model
+
+    which = "recurrent_activation" if kind == "LSTM" else "activation"
+    layer = {"SimpleRNN": SimpleRNN, "GRU": GRU, "LSTM": LSTM}[kind](
+        3, return_sequences=True, **{which: "softplus"}
+    )
+    inputs = Input((4, 2))
+    model = Model(inputs, layer(inputs))
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0, 1, w.shape).astype(np.float32) for w in model.get_weights()])
+    x = rng.uniform(-300.0, 300.0, (5, 4, 2)).astype(np.float32)
+    expected = model.predict(x)
+    assert np.isfinite(expected).all() and np.abs(expected).max() > 88
+    graph = to_onnx(model)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
