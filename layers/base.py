@@ -368,9 +368,13 @@ class Layer:
 
     def _to_array(self, value: Any) -> np.ndarray:
         array = np.asarray(value)
-        if array.dtype.kind in "OUSV":
+        if array.dtype.kind in "OUSV" or (
+            array.dtype.kind == "c" and self.casts_inputs and np.dtype(self.dtype).kind != "c"
+        ):
+            # complex values cast to a real dtype would keep their real parts alone
             raise DTypeError(
-                f"Layer {self.name} expects numeric input. Received: dtype={array.dtype}"
+                f"Layer {self.name} expects real numeric input of dtype {self.dtype}. "
+                f"Received: dtype={array.dtype}"
             )
         if self.casts_inputs and array.dtype != np.dtype(self.dtype):
             array = array.astype(self.dtype)

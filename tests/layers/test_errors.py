@@ -229,6 +229,19 @@ BAD_INPUTS = [
         ["dtype"],
         id="model-object-dtype",
     ),
+    # complex values cast to float32 would keep their real parts alone
+    pytest.param(
+        lambda: _small_model().predict(np.full((2, 3), 1 + 2j)),
+        DTypeError,
+        ["float32", "complex128"],
+        id="model-complex-dtype",
+    ),
+    pytest.param(
+        lambda: Dense(2)(np.full((2, 3), 1 + 2j, np.complex64)),
+        DTypeError,
+        ["dense", "float32", "complex64"],
+        id="layer-complex-dtype",
+    ),
     pytest.param(
         lambda: Model([Input((2,)), Input((3,))], Dense(1)(Input((2,)))),
         ValueError,
