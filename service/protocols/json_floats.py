@@ -48,22 +48,39 @@ def with_tokens(array: np.ndarray) -> Any:
     return [with_tokens(array[i, ...]) for i in range(array.shape[0])]
 
 
+def may_hold_booleans(text: bytes | bytearray | memoryview | str) -> bool:
+    """Whether JSON ``text`` may hold a ``true`` or ``false``, found with the ``u`` and the
+    ``l`` of those words (``memchr`` speed): numbers never hold either letter, so in a
+    request of numbers they appear only in its keys and names, a handful of times. Past
+    64 of them (strings), True: the values are then walked (``first_boolean``)."""
+    if not isinstance(text, (bytes, bytearray)):
+        return True  # no find() to scan with: the values tell
+    for letter, word in ((b"u", b"true"), (b"l", b"false")):
+        at, seen = text.find(letter), 0
+        while at != -1:
+            if text[at - 2 : at - 2 + len(word)] == word:
+                return True
+            seen += 1
+            if seen > 64:
+                return True
+            at = text.find(letter, at + 1)
+    return False
+
+
 def first_boolean(data: Any, numbers: np.ndarray) -> tuple[int, str] | None:
     """The flat index of the first JSON ``true`` or ``false`` in ``data`` and that word:
     ``data`` is what NumPy read as the numeric array ``numbers``, where a boolean became 1
     or 0. None when there is none. Triton and TF Serving refuse a boolean for a numeric
     input, and so does layerserve. Only data holding a 0 or a 1 is walked (an array
-    compare first), so other data costs nothing more."""
+    compare first; callers also skip data whose request text names no boolean,
+    ``may_hold_booleans``)."""
     if numbers.dtype.kind == "b":
         return None
     if not (np.count_nonzero(numbers == 0) or np.count_nonzero(numbers == 1)):
         return None  # count_nonzero: half what .any() costs on a small array
-    if numbers.ndim == 1:
-        values: Any = data
-    elif numbers.ndim == 2:
-        values = itertools.chain.from_iterable(data)
-    else:
-        values = np.asarray(data, dtype=object).reshape(-1)
+    values: Any = data
+    for _ in range(numbers.ndim - 1):  # nested lists, flattened level by level in C
+        values = itertools.chain.from_iterable(values)
     if bool not in set(map(type, values)):
         return None
     flat = np.asarray(data, dtype=object).reshape(-1)

@@ -71,6 +71,7 @@ def parse_json(body: bytes) -> Any:
 
 def decode_predict(body: bytes, model: LoadedModel) -> PredictRequest:
     document = parse_json(body)
+    booleans = json_floats.may_hold_booleans(body)
     if not isinstance(document, dict):
         raise InvalidInput(
             "the request body must be a JSON object with an 'instances' (row format) "
@@ -84,9 +85,11 @@ def decode_predict(body: bytes, model: LoadedModel) -> PredictRequest:
             "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
         )
     if has_instances:
-        return PredictRequest("row", _from_instances(document["instances"], model), outputs)
+        rows = _from_instances(document["instances"], model, booleans)
+        return PredictRequest("row", rows, outputs)
     if has_inputs:
-        return PredictRequest("columnar", _from_inputs(document["inputs"], model), outputs)
+        columns = _from_inputs(document["inputs"], model, booleans)
+        return PredictRequest("columnar", columns, outputs)
     raise InvalidInput("Missing 'inputs' or 'instances' key")
 
 
@@ -122,7 +125,7 @@ def _check_signature(document: dict[str, Any]) -> None:
     )
 
 
-def _from_instances(instances: Any, model: LoadedModel) -> dict[str, np.ndarray]:
+def _from_instances(instances: Any, model: LoadedModel, booleans: bool) -> dict[str, np.ndarray]:
     if not isinstance(instances, list):
         raise InvalidInput("Expecting 'instances' to be a list/array (one entry per example)")
     if not instances:
@@ -158,7 +161,7 @@ def _from_instances(instances: Any, model: LoadedModel) -> dict[str, np.ndarray]
         columns = {names[0]: instances}
     tensors = {}
     for spec in model.inputs:
-        array = _to_array(columns[spec.name], spec, model, rows=True)
+        array = _to_array(columns[spec.name], spec, model, True, booleans)
         per_instance = list(spec.shape[1:])
         if array.ndim != len(spec.shape):
             raise InvalidInput(
@@ -171,7 +174,7 @@ def _from_instances(instances: Any, model: LoadedModel) -> dict[str, np.ndarray]
     return tensors
 
 
-def _from_inputs(inputs: Any, model: LoadedModel) -> dict[str, np.ndarray]:
+def _from_inputs(inputs: Any, model: LoadedModel, booleans: bool) -> dict[str, np.ndarray]:
     names = [s.name for s in model.inputs]
     if not _is_object(inputs):
         if len(names) > 1:
@@ -179,9 +182,9 @@ def _from_inputs(inputs: Any, model: LoadedModel) -> dict[str, np.ndarray]:
                 f"inputs is a plain value/list, but expecting an object as model "
                 f"'{model.name}' has {len(names)} inputs: {names}"
             )
-        return {names[0]: _to_array(inputs, model.inputs[0], model, rows=False)}
+        return {names[0]: _to_array(inputs, model.inputs[0], model, False, booleans)}
     check_input_names(inputs, model)
-    return {s.name: _to_array(inputs[s.name], s, model, rows=False) for s in model.inputs}
+    return {s.name: _to_array(inputs[s.name], s, model, False, booleans) for s in model.inputs}
 
 
 def check_input_names(given: Any, model: LoadedModel) -> None:
@@ -210,7 +213,11 @@ def _is_object(value: Any) -> bool:
     return isinstance(value, dict) and not _is_b64(value)
 
 
-def _to_array(value: Any, spec: TensorSpec, model: LoadedModel, rows: bool) -> np.ndarray:
+def _to_array(
+    value: Any, spec: TensorSpec, model: LoadedModel, rows: bool, booleans: bool
+) -> np.ndarray:
+    """One input's values; ``booleans``: False when the request's text names no ``true``
+    or ``false`` (then none can hide among numbers)."""
     where = f"input '{spec.name}' of model '{model.name}'"
     model.check_rank(spec.name, _depth(value))
     if spec.datatype in ("BYTES", "STRING"):
@@ -228,7 +235,7 @@ def _to_array(value: Any, spec: TensorSpec, model: LoadedModel, rows: bool) -> n
         _walk(value, where, rows)  # raises for ragged nesting
         _reject_leaf(value, spec, where)  # raises naming the first value of the wrong kind
         raise InvalidInput(f"{where}: values do not fit {spec.datatype}")
-    if dtype.kind != "b" and json_floats.first_boolean(value, array) is not None:
+    if booleans and dtype.kind != "b" and json_floats.first_boolean(value, array) is not None:
         _reject_leaf(value, spec, where)  # NumPy read a true or false as 1 or 0
     if dtype.kind in "iu" and array.dtype.kind == "f":
         # NumPy infers float64 for integers mixed with fractions or beyond int64 (2**63

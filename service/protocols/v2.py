@@ -89,13 +89,14 @@ def decode_request(
     json_part = body[:header_length] if header_length else body
     binary = memoryview(body)[header_length:] if header_length else memoryview(b"")
     document = parse_json(json_part)
+    booleans = json_floats.may_hold_booleans(json_part)
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         raise InvalidInput("the inference request must be a JSON object with an 'inputs' array")
     parameters = _parameters(document.get("parameters"), "request")
     offset = 0
     inputs: dict[str, np.ndarray] = {}
     for entry in document["inputs"]:
-        name, array, used = _decode_input(entry, binary, offset, limit, model)
+        name, array, used = _decode_input(entry, binary, offset, limit, model, booleans)
         if name in inputs:
             raise InvalidInput(f"input '{name}' is given more than once")
         inputs[name] = array
@@ -177,7 +178,12 @@ def input_dtype(
 
 
 def _decode_input(
-    entry: Any, binary: memoryview, offset: int, limit: int, model: LoadedModel
+    entry: Any,
+    binary: memoryview,
+    offset: int,
+    limit: int,
+    model: LoadedModel,
+    booleans: bool = True,
 ) -> tuple[str, np.ndarray, int]:
     if not isinstance(entry, dict):
         raise InvalidInput("each entry of 'inputs' must be an object")
@@ -219,7 +225,7 @@ def _decode_input(
             f"input '{name}': receiving FP16 data via JSON is not supported; "
             "send it with the binary tensor data extension"
         )
-    return name, read_json_data(name, entry["data"], datatype, dtype, shape), 0
+    return name, read_json_data(name, entry["data"], datatype, dtype, shape, booleans), 0
 
 
 def _raw_binary_request(body: bytes, model: LoadedModel) -> V2Request:

@@ -21,10 +21,17 @@ LITTLE_ENDIAN = sys.byteorder == "little"  # the binary format's byte order is t
 
 
 def read_json_data(
-    name: str, data: Any, datatype: str, dtype: np.dtype, shape: list[int]
+    name: str,
+    data: Any,
+    datatype: str,
+    dtype: np.dtype,
+    shape: list[int],
+    booleans: bool = True,
 ) -> np.ndarray:
     """Input ``name``'s JSON ``data`` as an array of ``shape``, every value of the
-    datatype's kind and range (as inference and ``:validate`` read it)."""
+    datatype's kind and range (as inference and ``:validate`` read it). ``booleans``:
+    False when the request's text names no ``true`` or ``false`` (``may_hold_booleans``),
+    which spares looking for them among numbers."""
     if not isinstance(data, list):
         raise InvalidInput(
             f"input '{name}': 'data' must be a JSON array (nested or flat), "
@@ -53,7 +60,7 @@ def read_json_data(
             array = _integers(name, data, datatype, dtype)  # e.g. UINT64 beyond int64
         else:
             array = _coerce(name, raw, datatype, dtype).reshape(-1)
-            if dtype.kind != "b":
+            if booleans and dtype.kind != "b":
                 _refuse_booleans(name, data, raw, datatype, dtype)
     if array.size != math.prod(shape):
         raise InvalidInput(

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from layerserve.service.protocols.json_floats import first_boolean
+from layerserve.service.protocols.json_floats import first_boolean, may_hold_booleans
 
 NUMBER = st.one_of(
     st.sampled_from([0, 1, 0.0, 1.0, -0.0]),
@@ -52,3 +52,30 @@ def test_first_boolean_is_the_first_true_or_false_of_a_plain_walk(data):
     if numbers.dtype.kind == "b":
         expected = None  # all booleans: the datatype check refuses those for numbers
     assert first_boolean(data, numbers) == expected
+
+
+TOKENS = st.sampled_from(
+    ["true", "false", "null", "1.5", "-2e-05", "NaN", "Infinity", '"inputs"', '"url"', "0"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TOKENS, max_size=200), st.integers(0, 3))
+def test_may_hold_booleans_whenever_the_text_holds_true_or_false(tokens, padding):
+    """Never False for a text holding ``true`` or ``false`` (a plain search is the
+    second implementation); False for numbers alone."""
+    text = (" " * padding + "[" + ", ".join(tokens) + "]").encode()
+    if b"true" in text or b"false" in text:
+        assert may_hold_booleans(text)
+    if not any(t in tokens for t in ("true", "false", "null", '"inputs"', '"url"')):
+        assert not may_hold_booleans(text)
+
+
+def test_may_hold_booleans_on_requests():
+    numbers = (
+        b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [0, 1, 0.5]}]}'
+    )
+    assert not may_hold_booleans(numbers)
+    assert may_hold_booleans(numbers.replace(b"0.5", b"true"))
+    assert may_hold_booleans(numbers.replace(b"0.5", b"false"))
+    assert may_hold_booleans(b'{"data": [' + b'"lulu", ' * 100 + b"0]}")  # strings: walk
