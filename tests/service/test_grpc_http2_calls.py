@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from layerserve.service.grpc import status_message
+from layerserve.service.grpc.http2 import connection as http2_connection
 from layerserve.service.grpc.http2 import rpc
 from layerserve.service.grpc.http2 import stream as http2_stream
 from layerserve.service.grpc.http2.server import Http2Server
@@ -573,22 +574,50 @@ def test_a_stopping_server_still_answers_stalled_calls(caplog):
 IDLE = 0.4  # the server's idle_seconds in the tests below
 
 
-def test_a_connection_without_a_call_for_the_idle_time_is_sent_away():
-    """Once no stream has been open for the idle time, the server sends GOAWAY (NO_ERROR,
-    the last stream it read) and closes; a stream waiting between messages for longer
-    keeps its connection, which is sent away once that stream ends."""
+def test_a_connection_without_a_call_for_the_idle_time_is_sent_away_in_two_steps():
+    """Once no stream has been open for the idle time: GOAWAY naming the largest stream
+    id (NO_ERROR) and a PING. A call the client begins before it answers the PING is
+    served; its answer to the PING brings the final GOAWAY, naming the last stream read,
+    and the connection closes."""
 
     async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
-        client = await Client.open(port)
-        answer = await client.call("Echo", b"one call")
-        assert messages_in(bytes(answer.body)) == [b"one call"]
+        client = await RawClient.open(port)
+        data = hf.DataFrame(1, flags=["END_STREAM"])
+        data.data = message(b"one call")
+        await client.send(client.headers(1, "Echo", ["END_HEADERS"]), data)
+        assert messages_in(bytes((await client.answer(1)).body)) == [b"one call"]
         began = asyncio.get_running_loop().time()
-        await asyncio.wait_for(client.closed.wait(), 10 * IDLE)
+        first = await client.goaway()
         assert asyncio.get_running_loop().time() - began >= IDLE / 2
-        assert client.goaway is not None and client.goaway.error_code == 0
-        assert client.goaway.last_stream_id == 1
-        assert b"LAYERSERVE_GRPC_MAX_CONNECTION_IDLE_SECONDS" in client.goaway.additional_data
+        assert (first.last_stream_id, first.error_code) == (2**31 - 1, 0)
+        assert b"LAYERSERVE_GRPC_MAX_CONNECTION_IDLE_SECONDS" in first.additional_data
+        ping = await client.next_frame()
+        assert isinstance(ping, hf.PingFrame) and "ACK" not in ping.flags
+        data = hf.DataFrame(3, flags=["END_STREAM"])
+        data.data = message(b"on its way")  # sent before the client read the GOAWAY
+        await client.send(client.headers(3, "Echo", ["END_HEADERS"]), data)
+        answer = await client.answer(3)
+        assert answer.trailers[b"grpc-status"] == b"0"
+        assert messages_in(bytes(answer.body)) == [b"on its way"]
+        pong = hf.PingFrame(0, flags=["ACK"])
+        pong.opaque_data = ping.opaque_data
+        await client.send(pong)
+        last = await client.goaway()
+        assert (last.last_stream_id, last.error_code) == (3, 0)
+        while (frame := await client.next_frame()) is not None:
+            assert not isinstance(frame, hf.HeadersFrame), frame
+        assert not server.connections
 
+    serve(test, idle_seconds=IDLE)
+
+
+def test_a_stream_open_keeps_its_connection_and_a_silent_client_is_closed(monkeypatch):
+    """A stream waiting between messages for longer than the idle time keeps its
+    connection; once it ends, the connection is sent away, and a client that does not
+    answer the PING (h2 reads no frame after a GOAWAY) is closed after LEAVING_SECONDS."""
+    monkeypatch.setattr(http2_connection, "LEAVING_SECONDS", 0.2)
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
         client = await Client.open(port)
         chat = client.start("Chat")
         client.h2.send_data(chat, message(b"abc"))
@@ -600,9 +629,10 @@ def test_a_connection_without_a_call_for_the_idle_time_is_sent_away():
         answer = await client.answer(chat)
         assert answer.status == 0 and messages_in(bytes(answer.body)) == [b"cba", b"zyx"]
         ended = asyncio.get_running_loop().time()  # the idle time counts from here
-        await asyncio.wait_for(client.closed.wait(), 10 * IDLE)
-        assert asyncio.get_running_loop().time() - ended >= IDLE / 2
-        assert client.goaway is not None and client.goaway.error_code == 0
+        await eventually(lambda: not server.connections, 10 * IDLE)
+        assert not server.connections
+        assert asyncio.get_running_loop().time() - ended >= IDLE / 2 + 0.2
+        await client.close()
 
     serve(test, idle_seconds=IDLE)
 

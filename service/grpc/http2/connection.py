@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from layerserve.service.grpc.http2.rpc import Call
 
 log = logging.getLogger("layerserve.service")
+# The PING that follows an idle connection's first GOAWAY (send_away_idle), and how long
+# its answer may take.
+LEAVING_PING = b"idle-bye"
+LEAVING_SECONDS = 5.0
 
 
 class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
@@ -84,6 +88,9 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
         self._preface_timer: asyncio.TimerHandle | None = None
         # Since when no stream is open (the server's sweep sends an idle connection away).
         self.idle_since = time.monotonic()
+        # While an idle connection is sent away: the reason, and the last word's timer.
+        self.leaving: str | None = None
+        self._leave_timer: asyncio.TimerHandle | None = None
         # What ``new_call`` made of the last request's header fields: a client's repeated
         # header block decodes to the very same list (``HeaderBlocks._decode``).
         self.call_plan: object = None
@@ -185,6 +192,8 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
         self._writing_resumed()  # whoever waited to write: there is nothing to wait for
         if self._preface_timer is not None:
             self._preface_timer.cancel()
+        if self._leave_timer is not None:
+            self._leave_timer.cancel()
         for stream in list(self.streams.values()):
             self._forget(stream, client_gone=True)
         self.on_close(self)
@@ -260,6 +269,8 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "PING not of 8 bytes")
             if not flags & f.ACK:
                 self.out.append(f.frame(f.PING, f.ACK, 0, bytes(payload)))
+            elif self.leaving is not None and payload == LEAVING_PING:
+                self._leave()
         elif kind == f.RST_STREAM:
             if stream_id == 0 or stream_id > self.last_stream:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on a stream not opened")
@@ -421,6 +432,30 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
         self.out.append(f.goaway(self.last_stream, f.NO_ERROR, reason))
         self._write_out_now()
         self._close_if_idle()
+
+    def send_away_idle(self, reason: str) -> None:
+        """An idle connection is sent away in two steps (RFC 9113 section 6.8), so that a
+        call its client begins meanwhile is served, not lost: GOAWAY naming the largest
+        stream id, and a PING; once the PING comes back, every stream the client opened
+        before it read that GOAWAY has arrived, and the final GOAWAY names the last one
+        (the connection closes when they end). A client that does not answer the PING
+        within ``LEAVING_SECONDS`` gets the final GOAWAY then."""
+        if self.closing or self.closed or self.leaving is not None:
+            return
+        self.leaving = reason
+        self.out.append(f.goaway(f.STREAM_ID_MASK, f.NO_ERROR, reason))
+        self.out.append(f.frame(f.PING, 0, 0, LEAVING_PING))
+        self._write_out_now()
+        loop = asyncio.get_running_loop()
+        self._leave_timer = loop.call_later(LEAVING_SECONDS, self._leave)
+
+    def _leave(self) -> None:
+        if self._leave_timer is not None:
+            self._leave_timer.cancel()
+            self._leave_timer = None
+        if self.closed or self.leaving is None:
+            return
+        self.go_away(self.leaving)
 
     def _fail(self, code: int, reason: str) -> None:
         log.info("gRPC connection from %s closed: %s", self.peer, reason)

@@ -169,7 +169,7 @@ class Http2Server:
             if connection.streams or now - connection.idle_since < idle:
                 continue
             log.debug("gRPC connection from %s idle: sent away", connection.peer)
-            connection.go_away(
+            connection.send_away_idle(
                 f"no call for {idle:g} s (LAYERSERVE_GRPC_MAX_CONNECTION_IDLE_SECONDS)"
             )
 
