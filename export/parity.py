@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from layerserve.errors import LayerCallError, ShapeError
+from layerserve.errors import ExportError, LayerCallError, ShapeError
 from layerserve.export.api import MASK_SUFFIX, exported_mask, output_names
 
 
@@ -29,9 +29,14 @@ class ParityReport:
 def session(onnx_model: onnx.ModelProto, providers: list[str] | None = None) -> Any:
     import onnxruntime as ort
 
-    return ort.InferenceSession(
-        onnx_model.SerializeToString(), providers=providers or ["CPUExecutionProvider"]
-    )
+    try:
+        return ort.InferenceSession(
+            onnx_model.SerializeToString(), providers=providers or ["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime's own types: NotImplemented, Fail, InvalidGraph
+        raise ExportError(
+            f"onnxruntime {ort.__version__} cannot load the exported graph: {exc}"[:2000]
+        ) from exc
 
 
 # Sizes tried for unknown (None) dimensions: the first the model runs on is used, as a

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from layerserve.errors import NotSupportedError
 from layerserve.export.builder import GraphBuilder, Value
 from layerserve.layers.base import Layer
@@ -35,6 +37,18 @@ class Conversion:
 
     def value(self, name: str, index: int = 0) -> Value:
         return Value(name, self.output_shapes[index], self.output_dtypes[index])
+
+    def require_float32(self, op: str) -> None:
+        """Refuses an input of another dtype for ``op``, which onnxruntime's CPU kernels
+        run on float32 alone (a float64 graph would be valid ONNX that no session can
+        load)."""
+        dtype = np.dtype(self.inputs[0].dtype)
+        if dtype != np.float32:
+            raise NotSupportedError(
+                f"Layer {self.layer.name!r} ({type(self.layer).__name__}): onnxruntime runs "
+                f"ONNX {op} on float32 only, so this layer exports only with float32 inputs "
+                f"(its dtype policy float32 or mixed). Received: dtype={dtype}"
+            )
 
 
 @dataclass

@@ -56,6 +56,7 @@ def _nc_input(conversion: Conversion) -> str:
     an NC... tensor (the previous convolution's output) is read before that Transpose;
     the then unused Transpose is dropped by the graph clean-up."""
     layer, builder, x = conversion.layer, conversion.builder, conversion.inputs[0]
+    conversion.require_float32("ConvTranspose" if "Transpose" in type(layer).__name__ else "Conv")
     if layer.data_format == "channels_first":
         return x.name
     producer = _producer(builder, x.name)

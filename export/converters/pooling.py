@@ -51,6 +51,8 @@ def convert_pooling(conversion: Conversion) -> Converted:
         source = builder.op("Transpose", [source], f"{layer.name}_to_nc", perm=perm)
     spatial = tuple(x.shape[i] for i in pooling_shapes.spatial_axes(x.rank, layer.data_format))
     average = layer.mode == "average"
+    if average:
+        conversion.require_float32("AveragePool")
     y = builder.op(
         "AveragePool" if average else "MaxPool",
         [source],

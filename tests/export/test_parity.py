@@ -259,3 +259,22 @@ def test_dense_layout_follows_the_measured_rule(shape, units, expected):
     """benchmarks/dense_layout.py: Reshape -> Gemm -> Reshape up to 8,192 weights."""
     model = seq(Dense(units, input_shape=shape))
     assert [n.op_type for n in to_onnx(model).graph.node] == expected
+
+
+def test_a_graph_onnxruntime_cannot_load_is_an_export_error():
+    """A valid graph without an onnxruntime kernel (a float64 Conv): ExportError naming
+    onnxruntime and its own words, not onnxruntime's exception type."""
+    from onnx import TensorProto, helper
+
+    from layerserve.errors import ExportError
+    from layerserve.export.parity import session
+
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)
+    w = helper.make_tensor("w", TensorProto.DOUBLE, [1, 1, 2, 2], [1.0] * 4)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    with pytest.raises(ExportError, match="onnxruntime .* cannot load the exported graph") as info:
+        session(model)
+    assert "Conv" in str(info.value)

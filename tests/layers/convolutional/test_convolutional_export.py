@@ -244,3 +244,25 @@ def test_unknown_length_with_strides_and_dilation_is_refused():
     with pytest.raises(NotSupportedError, match="needs known spatial sizes") as info:
         to_onnx(model)
     assert "Received" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "op"),
+    [
+        (lambda: Conv2D(4, 3, dtype="float64"), "Conv"),
+        (lambda: DepthwiseConv2D(3, dtype="float64"), "Conv"),
+        (lambda: SeparableConv2D(4, 3, dtype="float64"), "Conv"),
+        (lambda: Conv2DTranspose(4, 3, dtype="float64"), "ConvTranspose"),
+    ],
+)
+def test_float64_convolutions_are_refused_naming_the_layer(make, op):
+    """onnxruntime has no float64 Conv or ConvTranspose kernel: such a graph would be
+    valid ONNX that no session loads. The reference computes them in float64."""
+    model = seq((6, 6, 3), lambda: [make()])
+    model = Sequential([Input((6, 6, 3), dtype="float64"), model.layers[-1]])
+    assert model.predict(np.ones((1, 6, 6, 3))).dtype == np.float64
+    with pytest.raises(NotSupportedError) as info:
+        to_onnx(model)
+    message = str(info.value)
+    assert model.layers[-1].name in message and f"ONNX {op} on float32 only" in message
+    assert "Received: dtype=float64" in message

@@ -232,3 +232,16 @@ def test_refusal_names_the_layer_and_the_arguments():
     message = r"MaxPooling2D .*pool_size=\(3, 2\), strides=\(2, 3\), spatial_shape=\(None, None\)"
     with pytest.raises(NotSupportedError, match=message):
         to_onnx(model)
+
+
+def test_float64_average_pooling_is_refused_and_max_pooling_exported():
+    """onnxruntime runs AveragePool on float32 only; MaxPool also on float64."""
+    average = Sequential([L.Input((6, 6, 3), dtype="float64"), L.AveragePooling2D(dtype="float64")])
+    with pytest.raises(NotSupportedError, match="ONNX AveragePool on float32 only") as info:
+        to_onnx(average)
+    assert average.layers[-1].name in str(info.value)
+    maximum = Sequential([L.Input((6, 6, 3), dtype="float64"), L.MaxPooling2D(dtype="float64")])
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 3))
+    runner = session(to_onnx(maximum))
+    (got,) = runner.run(None, {runner.get_inputs()[0].name: x})
+    np.testing.assert_array_equal(got, maximum.predict(x))
