@@ -304,6 +304,13 @@ class Layer:
                     f"Layer weight shape {variable.shape} not compatible with provided weight "
                     f"shape {tuple(array.shape)} (layer {self.name}, weight {variable.name})"
                 )
+            target = variable.value.dtype
+            if array.dtype.kind not in "biuf" and not (array.dtype.kind == target.kind == "c"):
+                # strings, objects, records; complex values would keep their real parts
+                raise WeightsError(
+                    f"Layer {self.name}, weight {variable.name}: expected numbers for its "
+                    f"{target} values. Received: dtype={array.dtype}"
+                )
         for variable, array in zip(variables, arrays, strict=True):
             variable.value = array.astype(variable.value.dtype, copy=True)
 

@@ -37,6 +37,17 @@ def _attribute_list(group: h5py.Group, name: str) -> list[str] | None:
     return values
 
 
+def _member(group: h5py.Group, name: str, listed: str) -> Any:
+    """``group[name]``, which the file's own lists name; a damaged file lacks it."""
+    try:
+        return group[name]
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(
+            f"The weights file is damaged: its {listed} {name!r}, which it does not hold "
+            f"(in {group.name!r})."
+        ) from exc
+
+
 def has_layer_names(group: h5py.Group) -> bool:
     return "layer_names" in group.attrs or "layer_names0" in group.attrs
 
@@ -50,9 +61,14 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
         )
     stored = []
     for name in names:
-        weight_names = _attribute_list(group[name], "weight_names") or []
+        layer_group = _member(group, name, "layer_names lists the layer")
+        weight_names = _attribute_list(layer_group, "weight_names") or []
         if weight_names:
-            stored.append((name, [np.asarray(group[name][w]) for w in weight_names]))
+            arrays = [
+                np.asarray(_member(layer_group, w, f"layer {name!r} lists the weight"))
+                for w in weight_names
+            ]
+            stored.append((name, arrays))
     targets = [layer for layer in layers if layer.weights]
     if len(stored) != len(targets):
         raise WeightsError(

@@ -645,3 +645,49 @@ def test_broken_input_gives_a_typed_error(tmp_path: Path, case: str) -> None:
     message = str(info.value)
     for fragment in fragments:
         assert fragment.lower() in message.lower(), (fragment, message)
+
+
+def _damage_dense_2(kind: str) -> Callable[[h5py.File], None]:
+    def damage(handle: h5py.File) -> None:
+        if kind == "layer group missing":
+            del handle["dense_2"]
+        elif kind == "weight missing":
+            del handle["dense_2/dense_2/bias:0"]
+        else:
+            del handle["dense_2/dense_2/bias:0"]
+            value = np.array([b"ab", b"cd"]) if kind == "bytes" else np.ones(2, np.complex64)
+            handle["dense_2"].create_dataset("dense_2/bias:0", data=value)
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("layer group missing", "layer_names lists the layer 'dense_2', which it does not hold"),
+        ("weight missing", "layer 'dense_2' lists the weight 'dense_2/bias:0', which it does not"),
+        ("bytes", "weight bias: expected numbers for its float32 values. Received: dtype=|S2"),
+        (
+            "complex",
+            "weight bias: expected numbers for its float32 values. Received: dtype=complex64",
+        ),
+    ],
+)
+def test_a_damaged_weights_file_is_a_weights_error_and_changes_nothing(
+    tmp_path: Path, kind: str, says: str
+) -> None:
+    """A group or dataset the file's own lists name but it lacks, or values that are not
+    real numbers (complex ones would keep their real parts): WeightsError naming it."""
+    path = tmp_path / "w.h5"
+    _write_keras2_weights(
+        path, {"dense_1": [np.ones((3, 4)), np.ones(4)], "dense_2": [np.ones((4, 2)), np.ones(2)]}
+    )
+    with h5py.File(path, "a") as handle:
+        _damage_dense_2(kind)(handle)
+    model = Sequential([Dense(4, input_shape=(3,), name="dense_1"), Dense(2, name="dense_2")])
+    before = model.get_weights()
+    with pytest.raises(errors.WeightsError) as info:
+        model.load_weights(path)
+    assert says in str(info.value)
+    for kept, had in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(kept, had)
