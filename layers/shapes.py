@@ -31,8 +31,13 @@ def dense_output_shape(input_shape: Shape, units: int) -> Shape:
     return tuple(input_shape[:-1]) + (units,)
 
 
-def flatten_output_shape(input_shape: Shape) -> Shape:
+def flatten_output_shape(input_shape: Shape, any_rank: bool = False) -> Shape:
+    """Flatten's output shape. Keras 2.2 needs every non-batch size known; tf.keras and
+    Keras 3 (``any_rank``) flatten unknown sizes to one unknown size, and a rank-1
+    input ``(batch,)`` to ``(batch, 1)``."""
     rest = input_shape[1:]
+    if any_rank and any(d is None for d in rest):
+        return (input_shape[0], None)
     if any(d is None for d in rest):
         raise ShapeError(
             f'The shape of the input to "Flatten" is not fully defined (got {_fmt(rest)}). '

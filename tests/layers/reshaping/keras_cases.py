@@ -137,4 +137,12 @@ CASES = [
         "permute_flatten_repeat_vector",
         lambda k, L: seq(k, (2, 3, 4), L.Permute((3, 1, 2)), L.Flatten(), L.RepeatVector(2)),
     ),
+    # tf.keras and Keras 3 flatten what Keras 2.2 refused: unknown sizes, a flat input,
+    # and a rank-1 one (a column)
+    Case(
+        "flatten_unknown_steps",
+        lambda k, L: seq(k, (None, 3), L.Conv1D(2, 2), L.Flatten(data_format=CF)),
+    ),
+    Case("flatten_flat_input", lambda k, L: seq(k, (4,), L.Flatten(), L.Dense(2))),
+    Case("flatten_rank_1_input", lambda k, L: seq(k, (), L.Flatten(), L.Dense(2))),
 ]
