@@ -88,7 +88,7 @@ def _integers(name: str, data: list, datatype: str, dtype: np.dtype) -> np.ndarr
         if isinstance(item, bool) or not isinstance(item, int):
             raise InvalidInput(
                 f"input '{name}': 'data' must hold JSON integers for datatype {datatype}, "
-                f"got {item!r}"
+                f"got {_json_word(item)}"
             )
     check_range(name, min(flat), max(flat), datatype, dtype)
     return np.array(flat, dtype=dtype)
@@ -145,10 +145,17 @@ def _first_stranger(raw: np.ndarray) -> str:
         if isinstance(value, dict):
             return f"an object at element {index}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{value!r:.40} at element {index}"
+            return f"{_json_word(value):.40} at element {index}"
         if isinstance(value, int) and not -(2**63) <= value < 2**64:
             return f"{value} at element {index}, beyond 64 bits"
     return "mixed values"
+
+
+def _json_word(value: Any) -> str:
+    """A value as JSON spells it: ``true`` where Python says True."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return repr(value)
 
 
 def _flatten(name: str, value: Any, depth: int) -> Any:

@@ -328,6 +328,13 @@ CLIENT_MISTAKES = {
         ["input 'x'", "JSON integers for datatype UINT64, got 1e+19"],
         {"inputs": [x_input("UINT64", [1, 1e19, 3])]},
     ),
+    "UINT64 given true beside a large integer": case(
+        "/v2/models/identity_uint64/infer",
+        400,
+        ["input 'x'", "JSON integers for datatype UINT64, got true"],
+        content=b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "UINT64", '
+        b'"data": [true, 18446744073709551615, 3]}]}',
+    ),
     "INT8 given a fraction": case(
         "/v2/models/identity_int8/infer",
         400,
