@@ -51,7 +51,8 @@ def convert_layer_normalization(conversion: Conversion) -> Converted:
     gamma = placed(layer.gamma, layer.broadcast)
     beta = placed(layer.beta, layer.broadcast)
     trailing = axes == list(range(x.rank - len(axes), x.rank))
-    if builder.opset >= 17 and trailing and not layer.rms_scaling and x.dtype == "float32":
+    fused = trailing and not layer.rms_scaling and layer.broadcast is not None
+    if builder.opset >= 17 and fused and x.dtype == "float32":
         inner = layer.broadcast[axes[0] :]
         scale = np.ones(inner, x.dtype) if gamma is None else gamma.reshape(inner)
         inputs = [x.name, builder.constant(scale, f"{layer.name}_gamma")]

@@ -109,13 +109,19 @@ class LayerNormalization(Layer):
         rank = len(input_shape)
         self.axes = rules.resolve_axes(self.axis, rank, self.name)
         stored = rules.weight_axes(self.axis, rank, self.name, self.keras_version >= (3, 0, 0))
-        shape = rules.defined_sizes(input_shape, stored, self.name)
-        self.broadcast = rules.broadcast_shape(input_shape, self.axes)
+        weighted = self.scale or self.rms_scaling or self.center
+        # only weights need the sizes: without gamma and beta any size normalizes
+        shape = rules.defined_sizes(input_shape, stored, self.name) if weighted else ()
+        known = all(input_shape[a] is not None for a in self.axes)
+        # The weights' shape on the input's axes (None: no weights, sizes unknown).
+        self.broadcast = rules.broadcast_shape(input_shape, self.axes) if known else None
         if self.scale or self.rms_scaling:
             self.gamma = add_owned_weight(self, "gamma", shape)
         if self.center and not self.rms_scaling:
             self.beta = add_owned_weight(self, "beta", shape)
-        self.input_spec = InputSpec(ndim=rank, axes={a: input_shape[a] for a in self.axes})
+        self.input_spec = InputSpec(
+            ndim=rank, axes={a: input_shape[a] for a in self.axes if input_shape[a] is not None}
+        )
 
     def call(self, inputs: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         return layer_normalize(

@@ -89,6 +89,13 @@ LAYER_NORMALIZATION = [
         "ln_channels_first_no_scale",
         lambda k, L: seq(k, (3, 4, 5), L.LayerNormalization(axis=1, scale=False)),
     ),
+    # no gamma or beta: the normalized axes may have unknown sizes
+    Case(
+        "ln_unknown_steps_without_weights",
+        lambda k, L: seq(
+            k, (None, 3), L.LayerNormalization(axis=[1, 2], center=False, scale=False)
+        ),
+    ),
     Case(
         "ln_masked",
         lambda k, L: seq(k, (6, 3), L.Masking(), L.LayerNormalization(epsilon=0.1)),
