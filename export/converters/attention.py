@@ -341,8 +341,10 @@ def convert_multi_head_attention(conversion: Conversion) -> Converted:
         or any(m is not None for m in _carried_masks(conversion)[:size])
     ):
         raise NotSupportedError(
-            f"Layer {name!r} (MultiHeadAttention): masks on queries of rank {rank} are not "
-            "exported (only rank-3 queries). Received: a masked call"
+            f"Layer {name!r} (MultiHeadAttention): a query of rank {rank} is exported "
+            "without masks only (a causal mask, a sliding window, an attention_mask or the "
+            f"inputs' own masks: those of rank-3 queries alone). Received: query rank {rank} "
+            "with a mask"
         )
     free = rank - 1
     gate = _project(builder, layer, "gate", query.name, free) if layer.use_gate else None

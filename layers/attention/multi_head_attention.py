@@ -391,17 +391,27 @@ class MultiHeadAttention(CallArgumentsLayer):
         masks += [None] * (3 - len(masks))
         key_mask = masks[2] if len(inputs) > 2 else None
         rank = query.ndim
-        if rank > 3 and (
-            any(m is not None for m in (masks[0], masks[1], key_mask, attention_mask))
-            or use_causal_mask
-            or self.sliding_window is not None
-        ):
-            # Keras expands such masks as for 3-D inputs, which do not line up with the
-            # scores (its Softmax then refuses them, or attends the wrong positions).
+        given = [
+            label
+            for label, present in (
+                ("the query's mask", masks[0] is not None),
+                ("the value's mask", masks[1] is not None),
+                ("the key's mask", key_mask is not None),
+                ("attention_mask", attention_mask is not None),
+                ("use_causal_mask=True", bool(use_causal_mask)),
+                (f"sliding_window={self.sliding_window}", self.sliding_window is not None),
+            )
+            if present
+        ]
+        if rank > 3 and given:
+            # Keras builds such masks as for 3-D inputs, over axis 1 alone, which do not
+            # line up with the scores over attention_axes (its Softmax then refuses them,
+            # or attends the wrong positions).
             raise NotSupportedError(
-                f"Layer {self.name} (MultiHeadAttention): masks on queries of rank {rank} "
-                "are not supported (Keras lines them up as for rank 3). "
-                + received("query_shape", tuple(query.shape))
+                f"Layer {self.name} (MultiHeadAttention): a query of rank {rank} is attended "
+                "without masks only; Keras builds a mask (here "
+                f"{', '.join(given)}) as for a rank-3 query, which does not line up with "
+                "the scores of a higher rank. " + received("query_shape", tuple(query.shape))
             )
         combined = mha_math.assemble_mask(
             query,

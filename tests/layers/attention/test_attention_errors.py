@@ -150,7 +150,10 @@ def test_masks_on_higher_rank_queries_are_refused():
     """Keras's mask assembly assumes 3-D inputs (its Softmax refuses the result)."""
     query = np.zeros((2, 3, 4, 5), "float32")
     layer = MultiHeadAttention(2, 3, attention_axes=2)
-    with pytest.raises(NotSupportedError, match="masks on queries of rank 4"):
+    with pytest.raises(NotSupportedError, match="rank 4 is attended without masks only") as info:
         layer(query, query, query_mask=np.ones((2, 3, 4), bool))
-    with pytest.raises(NotSupportedError, match="masks on queries of rank 4"):
+    assert "(here the query's mask)" in str(info.value)
+    with pytest.raises(NotSupportedError, match="rank 4 is attended without masks only") as info:
         layer(query, query, use_causal_mask=True)
+    assert "(here use_causal_mask=True)" in str(info.value)
+    assert "Received: query_shape=(2, 3, 4, 5)" in str(info.value)
