@@ -103,14 +103,16 @@ def convert_logical_not(conversion: Conversion) -> Converted:
 
 @converter(AnyOp, AllOp)
 def convert_boolean_reduction(conversion: Conversion) -> Converted:
-    """any = ReduceMax, all = ReduceMin over 0/1 values (onnxruntime reduces no bools)."""
+    """any = ReduceMax, all = ReduceMin over 0/1 values (onnxruntime reduces no bools):
+    each value is first made a bool (non-zero: true, as Keras reads 0.5 or -3), then 0/1."""
     layer: BooleanReduction = conversion.layer
     builder = conversion.builder
     (x,) = _arguments(conversion)
     axes = list(layer.axes(x.rank))
     if not axes:
         return Converted([_as_bool(builder, x, layer.name)])
-    flags = builder.op("Cast", [x.name], f"{layer.name}_flags", to=onnx_type("int32"))
+    truth = _as_bool(builder, x, layer.name)
+    flags = builder.op("Cast", [truth], f"{layer.name}_flags", to=onnx_type("int32"))
     op = "ReduceMax" if isinstance(layer, AnyOp) else "ReduceMin"
     keepdims = int(layer.keepdims)
     if builder.opset >= 18:

@@ -54,6 +54,15 @@ def masks_of(x):
 
 # (model, hand formula over the sample inputs)
 CASES = {
+    # any/all of numbers: non-zero is true (0.5 and -1 included)
+    "any_of_numbers": (
+        lambda: unary(lambda x: AnyOp(axis=-1)(x)),
+        lambda x: np.any(x != 0, axis=-1),
+    ),
+    "all_of_numbers": (
+        lambda: unary(lambda x: AllOp(axis=1, keepdims=True)(x)),
+        lambda x: np.all(x != 0, axis=1, keepdims=True),
+    ),
     "not_equal_constant": (
         lambda: unary(lambda x: NotEqualOp(arguments=[T, 0.5])(x)),
         lambda x: x != 0.5,
