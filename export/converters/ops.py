@@ -54,6 +54,15 @@ def _arguments(conversion: Conversion) -> list[Any]:
     return fill(layer._template(len(conversion.inputs)), list(conversion.inputs))
 
 
+def _along_batch(conversion: Conversion, axes: list[int], rank: int) -> None:
+    """An operation along axis 0 (a reduction, a concatenation, a new or removed axis
+    there) mixes the rows of a batch: the exporter records it, and the service never
+    merges requests for the model (a row's answer would depend on other clients' rows,
+    which a probe with random values may not show: ``any(x == 0, axis=0)``)."""
+    if any(axis % max(rank, 1) == 0 for axis in axes):
+        conversion.builder.batch_coupled.append(conversion.layer.name)
+
+
 def _as_bool(builder: GraphBuilder, value: Value, name: str) -> str:
     if value.dtype == "bool":
         return value.name
@@ -109,6 +118,7 @@ def convert_boolean_reduction(conversion: Conversion) -> Converted:
     builder = conversion.builder
     (x,) = _arguments(conversion)
     axes = list(layer.axes(x.rank))
+    _along_batch(conversion, axes, x.rank)
     if not axes:
         return Converted([_as_bool(builder, x, layer.name)])
     truth = _as_bool(builder, x, layer.name)
@@ -127,7 +137,9 @@ def convert_boolean_reduction(conversion: Conversion) -> Converted:
 def convert_expand_dims(conversion: Conversion) -> Converted:
     layer, builder = conversion.layer, conversion.builder
     (x,) = _arguments(conversion)
-    axes = builder.int64s(list(layer.new_axes(x.rank)), f"{layer.name}_axes")
+    new = list(layer.new_axes(x.rank))
+    _along_batch(conversion, new, x.rank + len(new))
+    axes = builder.int64s(new, f"{layer.name}_axes")
     return Converted([builder.op("Unsqueeze", [x.name, axes], layer.name)])
 
 
@@ -135,7 +147,9 @@ def convert_expand_dims(conversion: Conversion) -> Converted:
 def convert_squeeze(conversion: Conversion) -> Converted:
     layer, builder = conversion.layer, conversion.builder
     (x,) = _arguments(conversion)
-    axes = builder.int64s(list(layer.squeezed(x.shape)), f"{layer.name}_axes")
+    squeezed = list(layer.squeezed(x.shape))
+    _along_batch(conversion, squeezed, x.rank)
+    axes = builder.int64s(squeezed, f"{layer.name}_axes")
     return Converted([builder.op("Squeeze", [x.name, axes], layer.name)])
 
 
@@ -143,6 +157,7 @@ def convert_squeeze(conversion: Conversion) -> Converted:
 def convert_concatenate(conversion: Conversion) -> Converted:
     layer, builder = conversion.layer, conversion.builder
     (values,) = _arguments(conversion)
+    _along_batch(conversion, [layer.axis], values[0].rank)
     return Converted([builder.op("Concat", [v.name for v in values], layer.name, axis=layer.axis)])
 
 

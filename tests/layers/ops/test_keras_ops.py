@@ -222,3 +222,30 @@ def test_convert_to_tensor_batches(batch):
     (x,) = sample(model, batch=batch)
     np.testing.assert_array_equal(model.predict(x), x.astype("int32"))
     assert_matches_reference(model, to_onnx(model), batch_sizes=(batch,))
+
+
+def _recorded_coupling(model: Model) -> list[str]:
+    import json
+
+    onnx_model = to_onnx(model)
+    metadata = {p.key: p.value for p in onnx_model.metadata_props}
+    return json.loads(metadata["batch_coupled_layers"])
+
+
+@pytest.mark.parametrize(
+    ("make", "coupled"),
+    [
+        # any(x == 0) over the rows: a row's answer depends on its batch, whichever
+        # values random probing happens to draw
+        (lambda x: AnyOp(axis=0, keepdims=True, name="rows")(EqualOp(arguments=[T, 0.0])(x)), True),
+        (lambda x: AllOp(axis=None, name="rows")(x), True),
+        (lambda x: ConcatenateOp(axis=0, arguments=[[T, U]], name="rows")([x, x]), True),
+        (lambda x: ExpandDimsOp(axis=0, name="rows")(x), True),
+        (lambda x: AnyOp(axis=-1, name="rows")(x), False),
+        (lambda x: ConcatenateOp(axis=-1, arguments=[[T, U]], name="rows")([x, x]), False),
+    ],
+)
+def test_operations_along_the_batch_axis_are_recorded_as_coupling_rows(make, coupled):
+    """The service reads the record and never merges requests for such a model."""
+    model = unary(make)
+    assert _recorded_coupling(model) == (["rows"] if coupled else [])
