@@ -52,9 +52,16 @@ def unknown_layers_error(layers: list[str], operations: list[str]) -> UnknownLay
     # Classes refused on purpose say why (ConvLSTM2D: layers/rnn/refused.py).
     reasons = "".join(f" {n}: {REFUSED_LAYERS[n]}." for n in layers if n in REFUSED_LAYERS)
     known = ", ".join(sorted([*LAYER_CLASSES, "Sequential", "Functional"]))
+    implemented = f" layerserve implements the layers: {known}." if layers else ""
+    if operations:
+        ops = ", ".join(sorted(name.removesuffix("Op") for name in OP_CLASSES))
+        implemented += (
+            f" Of the Keras operations a functional model records (keras.ops calls and "
+            f"operators such as `x + y` between layers), layerserve implements: {ops}; "
+            "write the others as layers (Add, Multiply, Reshape, ...)."
+        )
     return UnknownLayerError(
-        "; ".join(parts) + f".{reasons} layerserve implements: {known}. Pass custom "
-        "layers in `custom_objects`.",
+        "; ".join(parts) + f".{reasons}{implemented} Pass custom layers in `custom_objects`.",
         layers,
         operations,
     )

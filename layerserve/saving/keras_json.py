@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from layerserve.errors import ModelFormatError, NotSupportedError
-from layerserve.layers import LAYER_CLASSES, OP_CLASSES
 from layerserve.serialization import parse_version
 
 # Keras 3 writes no version into to_json(); assume the newest semantics known.
@@ -204,10 +203,10 @@ def _is_keras_op(entry: dict[str, Any]) -> bool:
         return module.startswith("keras.src.ops")
     # Keras 3's legacy .h5 writes no module: an operation's config, unlike almost every
     # layer's (Layer.get_config), has no `trainable`; some hold a `dtype` (Cast,
-    # ConvertToTensor, ZerosLike). The spatial dropouts leave `trainable` out too: a
-    # layer class's name that names no operation (Concatenate names both) is a layer.
-    name = entry.get("class_name")
-    if name in LAYER_CLASSES and f"{name}{OP_SUFFIX}" not in OP_CLASSES:
+    # ConvertToTensor, ZerosLike). Operations share names with layers (`x + y` is an Add
+    # operation, which carries no mask, unlike the Add layer), so only the layers whose
+    # config leaves `trainable` out are known by name.
+    if entry.get("class_name") in _LAYERS_WITHOUT_TRAINABLE:
         return False
     config = entry.get("config")
     nodes = entry.get("inbound_nodes") or []
@@ -217,6 +216,15 @@ def _is_keras_op(entry: dict[str, Any]) -> bool:
         and bool(nodes)
         and all(isinstance(node, dict) for node in nodes)
     )
+
+
+# Keras 3 layers whose get_config has no `trainable` (read as layers from a legacy .h5).
+_LAYERS_WITHOUT_TRAINABLE = frozenset(
+    {
+        "Discretization", "FeatureSpace", "HashedCrossing", "InputLayer", "Pipeline",
+        "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+    }
+)  # fmt: skip
 
 
 def _normalize_op(entry: dict[str, Any]) -> dict[str, Any]:
@@ -363,8 +371,8 @@ def _normalize_node(
     if op:
         if kwargs:
             raise NotSupportedError(
-                "Keras operations called with keyword arguments are not supported. "
-                f"Received: {sorted(kwargs)}"
+                f"{layer} is a Keras operation called with keyword arguments, which "
+                f"layerserve does not support. Received: {sorted(kwargs)}"
             )
         return [[*h, {}] for h in histories], template
     if not all(_holds_tensors(arg) for arg in template):

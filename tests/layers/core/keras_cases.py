@@ -101,4 +101,16 @@ CASES = [
         flavours=("tf_keras",),
         refused="'SlicingOpLambda'",
     ),
+    # Keras 3 records `e + e` as an Add operation, which drops the Embedding's mask; its
+    # legacy .h5 writes no module, and the Add layer (which would carry the mask) must
+    # not stand in for it: refused in every format
+    Case(
+        "keras3_add_operation_of_a_masked_tensor",
+        lambda k, L: k.Model(
+            x := k.Input((5,), dtype="int32"),
+            L.GlobalAveragePooling1D()((e := L.Embedding(6, 3, mask_zero=True)(x)) + e),
+        ),
+        flavours=("keras3",),
+        refused="'Add'",  # load_model: unknown Keras operation; the upload names it too
+    ),
 ]
