@@ -180,11 +180,19 @@ def convert_filled(conversion: Conversion) -> Converted:
     )
 
 
+def _kept_mask(conversion: Conversion) -> list[str | None]:
+    """The input's mask, which the operation's output keeps (the same tensor in Keras)."""
+    (mask,) = conversion.previous_masks or [None]
+    kept = conversion.layer.compute_mask(conversion.inputs[0], None if mask is None else True)
+    return [mask.name if mask is not None and kept is not None else None]
+
+
 @converter(CastOp)
 def convert_cast(conversion: Conversion) -> Converted:
     layer, builder = conversion.layer, conversion.builder
     (x,) = _arguments(conversion)
-    return Converted([builder.op("Cast", [x.name], layer.name, to=onnx_type(layer.cast_dtype))])
+    y = builder.op("Cast", [x.name], layer.name, to=onnx_type(layer.cast_dtype))
+    return Converted([y], masks=_kept_mask(conversion))
 
 
 @converter(ConvertToTensorOp)
@@ -192,5 +200,8 @@ def convert_convert_to_tensor(conversion: Conversion) -> Converted:
     layer, builder = conversion.layer, conversion.builder
     (x,) = _arguments(conversion)
     if layer.convert_dtype is None or layer.convert_dtype == x.dtype:
-        return Converted([x.name], masks=[None])  # the same values, without a Keras mask
-    return Converted([builder.op("Cast", [x.name], layer.name, to=onnx_type(layer.convert_dtype))])
+        return Converted([x.name], masks=_kept_mask(conversion))  # the same values
+    return Converted(
+        [builder.op("Cast", [x.name], layer.name, to=onnx_type(layer.convert_dtype))],
+        masks=[None],
+    )

@@ -129,15 +129,28 @@ class OnesLikeOp(_Filled):
     value = 1
 
 
+def _dtype_of(inputs: Any) -> str:
+    """The dtype of an operation's one input (an array, or a symbolic tensor)."""
+    (x,) = flatten(inputs)
+    return str(np.dtype(x.dtype))
+
+
 class CastOp(KerasOp):
-    """``keras.ops.cast(x, dtype)``."""
+    """``keras.ops.cast(x, dtype)``. To the input's own dtype Keras returns the very
+    tensor, its Keras mask with it (layers after it read that mask); else a new tensor,
+    without one."""
 
     def __init__(self, dtype: Any, **kwargs: Any) -> None:
         self.cast_dtype = normalize_dtype(dtype)
+        if self.cast_dtype is None:
+            raise ConfigError("Cast: expected a dtype to cast to. " + received("dtype", dtype))
         super().__init__(**kwargs)
 
     def compute(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x).astype(self.cast_dtype)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return mask if _dtype_of(inputs) == self.cast_dtype else None
 
     def output_shape_of(self, x: Shape) -> Shape:
         return tuple(x)
@@ -160,7 +173,14 @@ class ConvertToTensorOp(KerasOp):
     which layerserve has none of (and the JAX backend rejects ``ragged=True``).
     """
 
-    def __init__(self, dtype: Any = None, sparse: Any = None, ragged: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        dtype: Any = None,
+        sparse: Any = None,
+        ragged: Any = None,
+        keeps_mask: bool = True,
+        **kwargs: Any,
+    ):
         for key, value in (("sparse", sparse), ("ragged", ragged)):
             if value is not None and value is not False:
                 raise ConfigError(
@@ -168,11 +188,22 @@ class ConvertToTensorOp(KerasOp):
                     "computes on dense tensors only). " + received(key, value)
                 )
         self.convert_dtype = normalize_dtype(dtype)
+        if not isinstance(keeps_mask, bool):
+            raise ConfigError(
+                "ConvertToTensor: expected `keeps_mask` to be true or false. "
+                + received("keeps_mask", keeps_mask)
+            )
+        # False: an identity without the Keras mask (models/mask_removal.py), not a file's
+        self.keeps_mask = keeps_mask
         super().__init__(**kwargs)
 
     def compute(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         return x if self.convert_dtype is None else x.astype(self.convert_dtype)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        same = self.convert_dtype in (None, _dtype_of(inputs))
+        return mask if self.keeps_mask and same else None
 
     def output_shape_of(self, x: Shape) -> Shape:
         return tuple(x)
@@ -182,4 +213,7 @@ class ConvertToTensorOp(KerasOp):
 
     def get_config(self) -> dict[str, Any]:
         # `sparse` and `ragged` are always null or false here: left out (the defaults).
-        return {**super().get_config(), "dtype": self.convert_dtype}
+        config = {**super().get_config(), "dtype": self.convert_dtype}
+        if not self.keeps_mask:  # layerserve's own mask-removing identity, saved as such
+            config["keeps_mask"] = False
+        return config

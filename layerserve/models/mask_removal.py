@@ -237,7 +237,9 @@ def _rewire(
 ) -> None:
     if id(tensor) not in unmasked:
         layer, node_index, tensor_index = tensor.history
-        op = ConvertToTensorOp(name=f"{layer.name}_{node_index}_{tensor_index}_mask_removed")
+        op = ConvertToTensorOp(
+            name=f"{layer.name}_{node_index}_{tensor_index}_mask_removed", keeps_mask=False
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             output = op(tensor)

@@ -430,6 +430,17 @@ def mask_into_float64_layers(k, L):
     return k.Model(inputs, [steps, pooled, last])
 
 
+def mask_through_same_dtype_operations(k, L):
+    """keras.ops.cast to the tensor's own dtype and convert_to_tensor return the very
+    tensor, its mask with it: the pooling and the LSTM after them are masked (a fully
+    masked row pools to NaN, as in Keras)."""
+    tokens = k.Input((6,), dtype="int32")
+    x = L.Embedding(5, 4, mask_zero=True)(tokens)
+    pooled = L.GlobalAveragePooling1D()(k.ops.cast(x, "float32"))
+    last = L.LSTM(3)(k.ops.convert_to_tensor(x))
+    return k.Model(tokens, [pooled, last])
+
+
 def mask_into_mixed_precision_gru(k, L):
     """An Embedding(mask_zero) into a GRU of its own mixed_float16 policy."""
     tokens = k.Input((6,), dtype="int32")
@@ -485,6 +496,12 @@ CASES = [
     Case("mask_out_of_nested_model", mask_out_of_nested_model, inputs=[ints(0, 4)]),
     Case("mask_through_nested_model", mask_through_nested_model, inputs=[ints(0, 4)]),
     Case("mask_into_float64_layers", mask_into_float64_layers, inputs=[masked_steps()]),
+    Case(
+        "mask_through_same_dtype_operations",
+        mask_through_same_dtype_operations,
+        inputs=[ints(0, 5)],
+        flavours=("keras3",),
+    ),
     # float16 steps: the README's mixed-precision tolerance
     Case(
         "mask_into_mixed_precision_gru",
