@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from layerserve import __version__
-from layerserve.errors import ExportError
+from layerserve.errors import ExportError, NotSupportedError
 from layerserve.export import converters  # noqa: F401 - registers the converters
 from layerserve.export.builder import BATCH_DIM, GraphBuilder, Value
 from layerserve.export.convert import emit_nodes
@@ -41,12 +41,13 @@ def to_onnx(
     builder = GraphBuilder(resolve_opset(opset), name=model.name)
     values: dict[int, Value] = {}
     masks: dict[int, Value | None] = {}
+    owners: dict[str, str] = {}
     for tensor, layer in zip(model.inputs, model.input_layers, strict=True):
-        name = builder.reserve(layer.name)
+        name = _claim(builder, owners, layer.name, f"input {layer.name!r}", model)
         builder.add_input(name, tensor.dtype, _dims(name, tensor.shape))
         values[id(tensor)] = Value(name, tensor.shape, tensor.dtype)
         masks[id(tensor)] = None
-    output_names = _reserve_outputs(builder, model)
+    output_names = _reserve_outputs(builder, model, owners)
     emit_nodes(builder, model._nodes, values, masks)
     mask_outputs = {}
     renamed: dict[str, str] = {}
@@ -55,7 +56,12 @@ def to_onnx(
         if mask is not None:
             mask = _with_batch_axis(builder, mask, values[id(tensor)])
         _bind_output(builder, values[id(tensor)], name, tensor, renamed)
-        if mask is not None:
+        if mask is not None and mask_name is None:
+            raise ExportError(
+                f"Output {name!r} of model {model.name!r} carries a Keras mask in the graph "
+                "but none in the model's own shapes, so no output name was kept for it"
+            )
+        if mask is not None and mask_name is not None:
             _bind_output(builder, mask, mask_name, KerasTensor(mask.shape, "bool"), renamed)
             mask_outputs[name] = mask_name
     onnx_model = builder.model(_metadata(model, mask_outputs, builder.batch_coupled))
@@ -85,10 +91,33 @@ def output_names(model: Any) -> list[str]:
     return [n if n not in input_names else f"{n}_output" for n in names]
 
 
-def _reserve_outputs(builder: GraphBuilder, model: Any) -> list[tuple[str, str]]:
-    return [
-        (builder.reserve(name), builder.reserve(name + MASK_SUFFIX)) for name in output_names(model)
-    ]
+def _reserve_outputs(
+    builder: GraphBuilder, model: Any, owners: dict[str, str]
+) -> list[tuple[str, str | None]]:
+    """Each output's name, and ``<name>_mask`` for one that carries a Keras mask."""
+    reserved: list[tuple[str, str | None]] = []
+    for tensor, name in zip(model.outputs, output_names(model), strict=True):
+        _claim(builder, owners, name, f"output {name!r}", model)
+        mask_name = None
+        if tensor.mask is not None:
+            mask_name = name + MASK_SUFFIX
+            _claim(builder, owners, mask_name, f"the mask of output {name!r}", model)
+        reserved.append((name, mask_name))
+    return reserved
+
+
+def _claim(builder: GraphBuilder, owners: dict[str, str], name: str, what: str, model: Any) -> str:
+    """``name`` for ``what``, refused clearly when an input, an output or an output's
+    mask (``<output>_mask``) of the graph has it already."""
+    if name in owners:
+        raise NotSupportedError(
+            f"Model {model.name!r}: {what} would be the graph's value {name!r}, which is "
+            f"already {owners[name]} (an output with a Keras mask adds '<output>{MASK_SUFFIX}'"
+            "); rename one of those layers in Keras and save the model again. "
+            f"Received: two graph inputs or outputs named {name!r}"
+        )
+    owners[name] = what
+    return builder.reserve(name)
 
 
 def exported_mask(mask: Any, rows: int) -> np.ndarray:

@@ -151,3 +151,54 @@ def test_a_graph_that_fails_onnx_check_is_refused_with_a_typed_error(monkeypatch
     with pytest.raises(ExportError, match="'documents' fails onnx's own check.*MatMul"):
         to_onnx(model, tmp_path / "documents.onnx")
     assert not (tmp_path / "documents.onnx").exists()
+
+
+def _masked_steps_model(output: str, other: str, other_is_input: bool) -> Model:
+    """A masked output ``output`` (Masking keeps its mask), and ``other`` named as an
+    input or as a second output."""
+    steps = Input((4, 3), name=other if other_is_input else "steps")
+    masked = Masking(name=output)(steps)
+    outputs = [masked] if other_is_input else [masked, Dense(2, name=other)(steps)]
+    return Model(steps, outputs)
+
+
+@pytest.mark.parametrize(
+    ("output", "other", "other_is_input", "says"),
+    [
+        (
+            "tags",
+            "tags_mask",
+            False,
+            "output 'tags_mask' would be the graph's value 'tags_mask', which is already "
+            "the mask of output 'tags'",
+        ),
+        (
+            "seq",
+            "seq_mask",
+            True,
+            "the mask of output 'seq' would be the graph's value 'seq_mask', which is "
+            "already input 'seq_mask'",
+        ),
+    ],
+)
+def test_a_mask_output_whose_name_is_taken_is_refused_naming_both(
+    output, other, other_is_input, says
+):
+    model = _masked_steps_model(output, other, other_is_input)
+    with pytest.raises(NotSupportedError) as info:
+        to_onnx(model)
+    assert says in str(info.value) and "rename one of those layers" in str(info.value)
+
+
+def test_an_output_named_like_an_unmasked_outputs_mask_is_exported():
+    """Only an output with a Keras mask claims ``<name>_mask``."""
+    steps = Input((3,), name="steps")
+    model = Model(steps, [Dense(2, name="dense")(steps), Dense(1, name="dense_mask")(steps)])
+    onnx_model = to_onnx(model)
+    assert [o.name for o in onnx_model.graph.output] == ["dense", "dense_mask"]
+    from layerserve.export.parity import session
+
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    runner = session(onnx_model)
+    for got, want in zip(runner.run(None, {"steps": x}), model.predict(x), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
