@@ -36,6 +36,7 @@ from layerserve.layers.ops.shaping import (
     OnesLikeOp,
     SqueezeOp,
     ZerosLikeOp,
+    check_one_dtype,
 )
 
 _COMPARISON_OPS = {
@@ -157,6 +158,7 @@ def convert_squeeze(conversion: Conversion) -> Converted:
 def convert_concatenate(conversion: Conversion) -> Converted:
     layer, builder = conversion.layer, conversion.builder
     (values,) = _arguments(conversion)
+    check_one_dtype(layer.name, [str(np.dtype(v.dtype)) for v in values])
     _along_batch(conversion, [layer.axis], values[0].rank)
     return Converted([builder.op("Concat", [v.name for v in values], layer.name, axis=layer.axis)])
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from layerserve.errors import ConfigError, ShapeError, received
+from layerserve.errors import ConfigError, DTypeError, ShapeError, received
 from layerserve.layers.base import normalize_dtype
 from layerserve.layers.ops.base import KerasOp, normalize_axes
 from layerserve.layers.tensor import Shape, flatten
@@ -69,6 +69,17 @@ class SqueezeOp(KerasOp):
         return {**super().get_config(), "axis": self.axis}
 
 
+def check_one_dtype(name: str, dtypes: list[str]) -> None:
+    """Concatenated tensors of several dtypes: Keras promotes them by its own rules (int32
+    with float32 gives float32, NumPy float64), which layerserve does not reproduce."""
+    if len(set(dtypes)) > 1:
+        raise DTypeError(
+            f"Operation {name!r} (Concatenate): expected tensors of one dtype (Keras "
+            "promotes mixed ones by rules of its own; cast them first). "
+            + received("dtypes", dtypes)
+        )
+
+
 class ConcatenateOp(KerasOp):
     """``keras.ops.concatenate(xs, axis=0)``."""
 
@@ -79,6 +90,7 @@ class ConcatenateOp(KerasOp):
         self.axis = axis
 
     def compute(self, xs: list[np.ndarray]) -> np.ndarray:
+        check_one_dtype(self.name, [str(np.asarray(x).dtype) for x in xs])
         return np.concatenate(xs, axis=self.axis)
 
     def output_shape_of(self, xs: list[Shape]) -> Shape:

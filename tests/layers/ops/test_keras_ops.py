@@ -249,3 +249,16 @@ def test_operations_along_the_batch_axis_are_recorded_as_coupling_rows(make, cou
     """The service reads the record and never merges requests for such a model."""
     model = unary(make)
     assert _recorded_coupling(model) == (["rows"] if coupled else [])
+
+
+def test_concatenating_tensors_of_two_dtypes_is_refused():
+    """Keras promotes int32 with float32 to float32 (NumPy: float64, and 2**24 + 1 kept):
+    refused by the reference and the export alike, never computed by other rules."""
+    from layerserve.errors import DTypeError
+
+    a, b = Input((2,), dtype="int32", name="a"), Input((2,), name="b")
+    model = Model([a, b], ConcatenateOp(axis=-1, arguments=[[T, U]], name="joined")([a, b]))
+    with pytest.raises(DTypeError, match=r"'joined'.*dtypes=\['int32', 'float32'\]"):
+        model.predict([np.ones((1, 2), "int32"), np.ones((1, 2), "float32")])
+    with pytest.raises(DTypeError, match="expected tensors of one dtype"):
+        to_onnx(model)
