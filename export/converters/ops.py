@@ -183,10 +183,10 @@ def convert_filled(conversion: Conversion) -> Converted:
 
 
 def _kept_mask(conversion: Conversion) -> list[str | None]:
-    """The input's mask, which the operation's output keeps (the same tensor in Keras)."""
+    """The input's mask, where the operation's output keeps it (the same tensor in Keras)."""
     (mask,) = conversion.previous_masks or [None]
-    kept = conversion.layer.compute_mask(conversion.inputs[0], None if mask is None else True)
-    return [mask.name if mask is not None and kept is not None else None]
+    dtype = str(np.dtype(conversion.inputs[0].dtype))
+    return [mask.name if mask is not None and conversion.layer.passes_mask(dtype) else None]
 
 
 @converter(CastOp)

@@ -161,8 +161,12 @@ class CastOp(KerasOp):
     def compute(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x).astype(self.cast_dtype)
 
+    def passes_mask(self, input_dtype: str) -> bool:
+        """Whether the output keeps the input's Keras mask (reference and export)."""
+        return input_dtype == self.cast_dtype
+
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
-        return mask if _dtype_of(inputs) == self.cast_dtype else None
+        return mask if self.passes_mask(_dtype_of(inputs)) else None
 
     def output_shape_of(self, x: Shape) -> Shape:
         return tuple(x)
@@ -213,9 +217,12 @@ class ConvertToTensorOp(KerasOp):
         x = np.asarray(x)
         return x if self.convert_dtype is None else x.astype(self.convert_dtype)
 
+    def passes_mask(self, input_dtype: str) -> bool:
+        """Whether the output keeps the input's Keras mask (reference and export)."""
+        return self.keeps_mask and self.convert_dtype in (None, input_dtype)
+
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
-        same = self.convert_dtype in (None, _dtype_of(inputs))
-        return mask if self.keeps_mask and same else None
+        return mask if self.passes_mask(_dtype_of(inputs)) else None
 
     def output_shape_of(self, x: Shape) -> Shape:
         return tuple(x)
