@@ -34,16 +34,15 @@ _MODEL_CLASSES = {"Sequential", "Model", "Functional"}
 _keras2_writer: contextvars.ContextVar[tuple[int, int, int] | None] = contextvars.ContextVar(
     "keras2_writer", default=None
 )
-# True while a document Keras 3 wrote is normalised: the outputs' references to nested
-# functional models are then converted (see _keras3_output_offsets).
-_keras3_writer: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "keras3_writer", default=False
+# The writer's version while a document Keras 3 wrote (not layerserve) is normalised: the
+# outputs' references to nested functional models are then converted
+# (_keras3_output_offsets), and from 3.14 on a call recorded without `mask` reads the mask
+# its input carries (_normalize_node).
+_keras3_writer: contextvars.ContextVar[tuple[int, int, int] | None] = contextvars.ContextVar(
+    "keras3_writer", default=None
 )
-# True while a document of Keras 3.14 or later is normalised: a call recorded without
-# `mask` then reads the mask its input carries (see _normalize_node).
-_mask_survives_cast: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "mask_survives_cast", default=False
-)
+# Keras 3.14 keeps a tensor's mask through the conversion to a layer's dtype (#21946).
+MASK_SURVIVES_CAST = (3, 14, 0)
 # The Keras 3 layers whose call takes `mask` (Keras fills it from the input's own mask).
 KERAS3_MASK_CALLS = frozenset(
     {
@@ -92,12 +91,11 @@ def normalize_model(document: dict[str, Any], version: str | None = None) -> dic
     writer = parse_version(version or detect_keras_version(document))
     keras2 = writer < (3, 0, 0)
     token = _keras2_writer.set(writer if keras2 else None)
-    keras3 = _keras3_writer.set(not keras2 and document.get("backend") != "layerserve")
-    survives = _mask_survives_cast.set(writer >= (3, 14, 0) and _keras3_writer.get())
+    ours = document.get("backend") == "layerserve"
+    keras3 = _keras3_writer.set(None if keras2 or ours else writer)
     try:
         return normalize_layer(document)
     finally:
-        _mask_survives_cast.reset(survives)
         _keras3_writer.reset(keras3)
         _keras2_writer.reset(token)
 
@@ -163,7 +161,12 @@ def _normalize_functional(config: Any) -> dict[str, Any]:
         normalized = _normalize_op(entry) if op else normalize_layer(entry)
         normalized["name"] = entry.get("name", normalized["config"].get("name"))
         layer = f"Layer {entry.get('name')!r} ({entry.get('class_name')})"
-        fills_mask = _mask_survives_cast.get() and entry.get("class_name") in KERAS3_MASK_CALLS
+        keras3 = _keras3_writer.get()
+        fills_mask = (
+            keras3 is not None
+            and keras3 >= MASK_SURVIVES_CAST
+            and entry.get("class_name") in KERAS3_MASK_CALLS
+        )
         nodes = [_normalize_node(n, op, layer, fills_mask) for n in entry.get("inbound_nodes", [])]
         if op:
             if len(nodes) != 1:
@@ -184,7 +187,7 @@ def _normalize_functional(config: Any) -> dict[str, Any]:
             entry["inbound_nodes"] = [_shift_refs(node, offsets) for node in entry["inbound_nodes"]]
         input_layers = _shift_refs(input_layers, offsets)
         output_layers = _shift_refs(output_layers, offsets)
-    elif _keras3_writer.get():
+    elif _keras3_writer.get() is not None:
         output_layers = _shift_refs(output_layers, _keras3_output_offsets(layers, output_layers))
     layers = _reachable(layers, output_layers)
     return {
