@@ -62,6 +62,11 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", first).lower()
 
 
+def drops_imaginary(array: np.ndarray, dtype: Any) -> bool:
+    """Complex values for a real ``dtype``: a cast would keep their real parts alone."""
+    return array.dtype.kind == "c" and np.dtype(dtype).kind != "c"
+
+
 def normalize_dtype(dtype: Any) -> str | None:
     """A dtype name from a string, a NumPy dtype or a Keras 3 DTypePolicy config."""
     if dtype is None:
@@ -375,10 +380,7 @@ class Layer:
 
     def _to_array(self, value: Any) -> np.ndarray:
         array = np.asarray(value)
-        if array.dtype.kind in "OUSV" or (
-            array.dtype.kind == "c" and self.casts_inputs and np.dtype(self.dtype).kind != "c"
-        ):
-            # complex values cast to a real dtype would keep their real parts alone
+        if array.dtype.kind in "OUSV" or (self.casts_inputs and drops_imaginary(array, self.dtype)):
             raise DTypeError(
                 f"Layer {self.name} expects real numeric input of dtype {self.dtype}. "
                 f"Received: dtype={array.dtype}"

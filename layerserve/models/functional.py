@@ -10,7 +10,7 @@ import numpy as np
 
 from layerserve import __version__
 from layerserve.errors import ConfigError, DTypeError, ShapeError, received
-from layerserve.layers.base import Layer, Variable, unique_name
+from layerserve.layers.base import Layer, Variable, drops_imaginary, unique_name
 from layerserve.layers.core.input_layer import InputLayer
 from layerserve.layers.rnn.nested import keras3_entries_under, keras3_keys
 from layerserve.layers.tensor import NOT_GIVEN, KerasTensor, Node, flatten, pack_like
@@ -437,7 +437,7 @@ def _unique(variables: Any) -> list[Variable]:
 
 def _check_input(layer: InputLayer, value: Any) -> np.ndarray:
     array = np.asarray(value)
-    if array.dtype.kind in "OUSV" or _drops_imaginary(array, layer.dtype):
+    if array.dtype.kind in "OUSV" or drops_imaginary(array, layer.dtype):
         raise DTypeError(
             f"Input {layer.name!r} expects numeric data of dtype {layer.dtype}. "
             f"Received: dtype={array.dtype}"
@@ -456,11 +456,6 @@ def _check_input(layer: InputLayer, value: Any) -> np.ndarray:
     if array.dtype != np.dtype(layer.dtype):
         array = array.astype(layer.dtype)
     return array
-
-
-def _drops_imaginary(array: np.ndarray, dtype: Any) -> bool:
-    """Complex values for a real input: casting them would keep the real parts alone."""
-    return array.dtype.kind == "c" and np.dtype(dtype).kind != "c"
 
 
 def _shape_text(shape: tuple) -> str:
