@@ -163,8 +163,9 @@ class Http2Server:
         self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval(), self._sweep)
 
     def _send_idle_away(self, now: float, idle: float) -> None:
-        """Connections with no stream open for ``idle`` seconds get GOAWAY and close;
-        gRPC clients open a new connection for their next call."""
+        """Connections with no stream open for ``idle`` seconds are sent away, in the two
+        steps of ``Connection.send_away_idle``; gRPC clients open a new connection for
+        their next call."""
         for connection in list(self.connections):
             if connection.streams or now - connection.idle_since < idle:
                 continue
