@@ -27,6 +27,8 @@ from layerserve.layers.ops.elementwise import (
     LogicalOrOp,
     LogicalXorOp,
     NotEqualOp,
+    as_operand,
+    comparison_dtype,
 )
 from layerserve.layers.ops.shaping import (
     CastOp,
@@ -72,10 +74,11 @@ def _as_bool(builder: GraphBuilder, value: Value, name: str) -> str:
 
 @converter(*_COMPARISON_OPS)
 def convert_comparison(conversion: Conversion) -> Converted:
-    """Both sides in their common NumPy type (constants promote weakly, as in NumPy)."""
+    """Both sides in the dtype Keras compares them in (the reference's rule)."""
     layer, builder = conversion.layer, conversion.builder
     x1, x2 = _arguments(conversion)
-    common = np.result_type(*(v.dtype if isinstance(v, Value) else v for v in (x1, x2)))
+    kinds = [np.dtype(v.dtype) if isinstance(v, Value) else v for v in (x1, x2)]
+    common = comparison_dtype(layer.name, *kinds)
     names = [_operand(builder, v, common, f"{layer.name}_{i}") for i, v in enumerate((x1, x2))]
     op = _COMPARISON_OPS[type(layer)]
     if isinstance(layer, NotEqualOp):
@@ -86,7 +89,7 @@ def convert_comparison(conversion: Conversion) -> Converted:
 
 def _operand(builder: GraphBuilder, value: Any, dtype: np.dtype, name: str) -> str:
     if not isinstance(value, Value):
-        return builder.constant(np.asarray(value, dtype=dtype), f"{name}_constant")
+        return builder.constant(as_operand(value, dtype), f"{name}_constant")
     if np.dtype(value.dtype) == dtype:
         return value.name
     return builder.op("Cast", [value.name], f"{name}_cast", to=onnx_type(dtype))

@@ -87,6 +87,15 @@ class KerasOp(Layer):
             )
         return self.arguments
 
+    def _call_symbolic(self, inputs: Any, training: bool | None, mask: Any) -> Any:
+        dtypes = [np.dtype(t.dtype) for t in flatten(inputs)]
+        self.check_dtypes(*fill(self._template(len(dtypes)), dtypes))
+        return super()._call_symbolic(inputs, training, mask)
+
+    def check_dtypes(self, *args: Any) -> None:
+        """Refuse, when the model is built, arguments of dtypes the operation cannot take
+        (tensors as ``np.dtype``, constants as given)."""
+
     def call(self, inputs: Any, training: bool = False, mask: Any = None) -> np.ndarray:
         values = flatten(inputs)
         return np.asarray(self.compute(*fill(self._template(len(values)), values)))

@@ -41,6 +41,29 @@ def explicit_ops_mask(k, L):
     return k.Model(tokens, L.LSTM(3, return_sequences=True)(embedded, mask=padding))
 
 
+def int_float_comparisons(k, L):
+    """Keras 3 compares an integer tensor with a float tensor, or with a float constant,
+    in float32: there 2**24 + 1 equals 2**24 (NumPy would compare in float64)."""
+    counts = k.Input((6,), dtype="int32", name="counts")
+    limits = k.Input((6,), name="limits")
+    return k.Model(
+        [counts, limits],
+        [k.ops.equal(counts, limits), k.ops.greater(counts, 16777216.5)],
+    )
+
+
+def int8_against_200(k, L):
+    """JAX wraps 200 into int8 (-56), TensorFlow compares it in int32."""
+    x = k.Input((4,), dtype="int8")
+    return k.Model(x, k.ops.greater(x, 200))
+
+
+def float16_against_a_tenth(k, L):
+    """JAX rounds 0.1 to float16, TensorFlow compares in float32."""
+    x = k.Input((4,), dtype="float16")
+    return k.Model(x, k.ops.less_equal(x, 0.1))
+
+
 def fixed_batch(k, L):
     """A Sequential built by calling it on data: its InputLayer records batch 32."""
     model = k.Sequential([L.Dense(4, activation="relu"), L.Dense(2)])
@@ -80,6 +103,19 @@ CASES = [
     Case("states_as_inputs", states_as_inputs),
     Case("states_as_inputs_masked", states_as_inputs_masked, inputs=[masked_steps(fraction=0.4)]),
     Case("explicit_ops_mask", explicit_ops_mask, inputs=[ints(0, 10)], flavours=("keras3",)),
+    Case(
+        "int_float_comparisons",
+        int_float_comparisons,
+        inputs=[ints(2**24 - 4, 2**24 + 4), ints(2**24 - 4, 2**24 + 4)],
+        flavours=("keras3",),
+    ),
+    Case("int8_against_200", int8_against_200, flavours=("keras3",), refused="out of int8's range"),
+    Case(
+        "float16_against_a_tenth",
+        float16_against_a_tenth,
+        flavours=("keras3",),
+        refused="float16 does not hold the constant 0.1",
+    ),
     Case("fixed_batch_sequential", fixed_batch),
     Case("keras3_recorded_training", recorded_training, flavours=("keras3",)),
     Case("fixed_batch_functional", fixed_batch_functional, inputs=[masked_steps()]),
