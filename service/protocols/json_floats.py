@@ -25,6 +25,13 @@ _FRAGMENTS = {
 }
 
 
+def snippet(value: Any, limit: int = 60) -> str:
+    """A value of a request as JSON spells it (``true``, ``null``, ``"a"``, ``NaN``), cut
+    to ``limit`` characters, for error messages."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def loads(body: bytes) -> Any:
     """orjson, or Python's parser when the body uses the non-finite tokens. Raises
     ValueError (orjson's and json's decode errors are ValueErrors) or RecursionError."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ import orjson
 from layerserve.service.datatypes import to_float
 from layerserve.service.errors import InvalidInput, NotSupported
 from layerserve.service.protocols import json_floats
+from layerserve.service.protocols.json_floats import snippet
 from layerserve.service.protocols.tfserving_models import SIGNATURE
 from layerserve.service.runtime import MAX_RANK, LoadedModel, TensorSpec
 
@@ -106,7 +106,7 @@ def _output_filter(value: Any, model: LoadedModel) -> list[str]:
     ):
         raise InvalidInput(
             f"'{OUTPUT_FILTER}' must be a non-empty list of distinct output names of "
-            f"model '{model.name}', e.g. {[s.name for s in model.outputs]}; got {_snippet(value)}"
+            f"model '{model.name}', e.g. {[s.name for s in model.outputs]}; got {snippet(value)}"
         )
     for name in value:
         model.output_spec(name)
@@ -333,7 +333,7 @@ def _reject_leaf(value: Any, spec: TensorSpec, where: str) -> None:
             ok = isinstance(leaf, (int, float)) and not isinstance(leaf, bool)
         if not ok:
             raise InvalidInput(
-                f"{where}: JSON value {_snippet(leaf)} of type {_json_type(leaf)} is not of "
+                f"{where}: JSON value {snippet(leaf)} of type {_json_type(leaf)} is not of "
                 f"the expected type: the model expects {spec.datatype} ({expected})"
             )
         if isinstance(leaf, int) and spec.dtype.kind in "iu":
@@ -361,13 +361,13 @@ def _text(leaf: Any, where: str) -> str:
         return leaf
     if not _is_b64(leaf):
         raise InvalidInput(
-            f"{where}: JSON value {_snippet(leaf)} of type {_json_type(leaf)} is not of "
+            f"{where}: JSON value {snippet(leaf)} of type {_json_type(leaf)} is not of "
             'the expected type: the model expects BYTES (strings or {"b64": "..."})'
         )
     try:
         raw = base64.b64decode(leaf["b64"], validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"{where}: unable to base64 decode {_snippet(leaf)}: {exc}") from exc
+        raise InvalidInput(f"{where}: unable to base64 decode {snippet(leaf)}: {exc}") from exc
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -389,11 +389,6 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "list"
     return "b64 object" if _is_b64(value) else "object"
-
-
-def _snippet(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---- predict response --------------------------------------------------------------

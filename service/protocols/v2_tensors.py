@@ -14,7 +14,7 @@ import numpy as np
 
 from layerserve.service.datatypes import from_little_endian, to_float
 from layerserve.service.errors import InvalidInput
-from layerserve.service.protocols.json_floats import first_boolean
+from layerserve.service.protocols.json_floats import first_boolean, snippet
 from layerserve.service.runtime import MAX_RANK
 
 LITTLE_ENDIAN = sys.byteorder == "little"  # the binary format's byte order is the host's
@@ -88,7 +88,7 @@ def _integers(name: str, data: list, datatype: str, dtype: np.dtype) -> np.ndarr
         if isinstance(item, bool) or not isinstance(item, int):
             raise InvalidInput(
                 f"input '{name}': 'data' must hold JSON integers for datatype {datatype}, "
-                f"got {_json_word(item)}"
+                f"got {snippet(item)}"
             )
     check_range(name, min(flat), max(flat), datatype, dtype)
     return np.array(flat, dtype=dtype)
@@ -145,17 +145,10 @@ def _first_stranger(raw: np.ndarray) -> str:
         if isinstance(value, dict):
             return f"an object at element {index}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{_json_word(value):.40} at element {index}"
+            return f"{snippet(value, 40)} at element {index}"
         if isinstance(value, int) and not -(2**63) <= value < 2**64:
             return f"{value} at element {index}, beyond 64 bits"
     return "mixed values"
-
-
-def _json_word(value: Any) -> str:
-    """A value as JSON spells it: ``true`` where Python says True."""
-    if isinstance(value, bool) or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
-    return repr(value)
 
 
 def _flatten(name: str, value: Any, depth: int) -> Any:
