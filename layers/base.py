@@ -141,6 +141,9 @@ class Layer:
     supports_masking = False
     # Layers with weights compute in their dtype and cast numeric inputs to it.
     casts_inputs = False
+    # Layers that refuse integer and boolean inputs: Keras computes them by rules of each
+    # backend's function (float results on some, the integer dtype kept on others).
+    float_inputs_only = False
     name_prefix: str | None = None
     # Keras 3 ``.weights.h5`` sub-objects of this layer in weight order, where their names
     # do not sort that way (wrappers, attention); the loader reads the others sorted.
@@ -378,8 +381,17 @@ class Layer:
         self._record_activity_loss(outputs)
         return outputs, output_mask
 
+    def _check_float_input(self, dtype: Any) -> None:
+        if self.float_inputs_only and np.dtype(dtype).kind in "biu":
+            raise DTypeError(
+                f"Layer {self.name!r} ({type(self).__name__}): expected a float input; Keras "
+                "computes activations of integer tensors by each backend's own rules. Cast "
+                f"the input to float first. Received: dtype={np.dtype(dtype)}"
+            )
+
     def _to_array(self, value: Any) -> np.ndarray:
         array = np.asarray(value)
+        self._check_float_input(array.dtype)
         if array.dtype.kind in "OUSV" or (self.casts_inputs and drops_imaginary(array, self.dtype)):
             raise DTypeError(
                 f"Layer {self.name} expects real numeric input of dtype {self.dtype}. "
@@ -428,6 +440,8 @@ class Layer:
                 f"Layer {self.name} was called on a mix of symbolic tensors and arrays. "
                 "Wrap constants in the layer's function or pass them as `arguments`."
             )
+        for tensor in tensors:
+            self._check_float_input(tensor.dtype)
         shapes = pack_like(inputs, [t.shape for t in tensors])
         self._maybe_build(shapes)
         check_input_specs(self.name, self._specs_for(len(tensors)), [t.shape for t in tensors])

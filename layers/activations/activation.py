@@ -48,6 +48,8 @@ class Activation(Layer):
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
+        # "linear" is the identity in every backend, whatever the dtype
+        self.float_inputs_only = activations.serialize(self.activation) != "linear"
 
     def call(self, inputs: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         with own_semantics(self):

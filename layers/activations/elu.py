@@ -24,6 +24,8 @@ class ELU(Layer):
         Same as the input.
     """
 
+    float_inputs_only = True
+
     supports_masking = True
 
     def __init__(self, alpha: float = 1.0, **kwargs: Any) -> None:

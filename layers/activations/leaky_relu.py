@@ -30,6 +30,8 @@ class LeakyReLU(Layer):
         Same as the input.
     """
 
+    float_inputs_only = True
+
     supports_masking = True
 
     def __init__(

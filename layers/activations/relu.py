@@ -39,6 +39,8 @@ class ReLU(Layer):
         Same as the input.
     """
 
+    float_inputs_only = True
+
     supports_masking = True
 
     def __init__(

@@ -118,6 +118,8 @@ class Softmax(Layer):
         Same as the input.
     """
 
+    float_inputs_only = True
+
     supports_masking = True
 
     def __init__(self, axis: Any = -1, robust_masking: bool = False, **kwargs: Any) -> None:

@@ -33,6 +33,8 @@ class ThresholdedReLU(Layer):
         Same as the input.
     """
 
+    float_inputs_only = True
+
     supports_masking = True
 
     def __init__(self, theta: float = 1.0, **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ The name cases first check that the installed Keras resolves exactly the names l
 here, so a Keras release that adds or drops one fails the test.
 """
 
-from oracle_case import Case, masked_steps
+from oracle_case import Case, ints, masked_steps
 
 # Every name Keras 3.15.1 resolves (keras.activations.get); "threshold" resolves but
 # cannot be called with the input alone, so no model can use it by name.
@@ -207,4 +207,21 @@ CASES = [
     Case("activation_layer_names", activation_by_name, inputs=[spread(scale=3.0)]),
     Case("activation_layers_as_activations", layer_activations, inputs=[spread()]),
     Case("masks_pass_through", masked_chain, inputs=[masked_steps(spread())]),
+    # integer tensors: LeakyReLU gives floats in both flavours, ReLU(max_value=2.5) keeps
+    # int32 (the cap becomes 2): refused rather than computed by one backend's rules
+    Case(
+        "leaky_relu_of_integers_refused",
+        lambda k, L: k.Sequential([k.Input((4,), dtype="int32"), L.LeakyReLU(0.5)]),
+        refused="expected a float input",
+    ),
+    Case(
+        "relu_max_value_of_integers_refused",
+        lambda k, L: k.Sequential([k.Input((4,), dtype="int32"), L.ReLU(max_value=2.5)]),
+        refused="expected a float input",
+    ),
+    Case(
+        "linear_activation_of_integers",
+        lambda k, L: k.Sequential([k.Input((4,), dtype="int32"), L.Activation("linear")]),
+        inputs=[ints(-5, 5)],
+    ),
 ]

@@ -3,7 +3,7 @@ cropping form (int, symmetric pairs, asymmetric (before, after) pairs), both dat
 formats, unknown step/spatial sizes, nearest and bilinear upsampling, and a mask that
 these layers drop."""
 
-from oracle_case import Case, masked_steps
+from oracle_case import Case, ints, masked_steps
 
 
 def seq(k, shape, *layers):
@@ -102,6 +102,24 @@ CASES = [
         lambda k, L: seq(
             k, (2, 3, 5), L.UpSampling2D((3, 1), data_format=CF, interpolation="bilinear")
         ),
+    ),
+    # integer images: tf.keras answers in float32, Keras 3 rounds back to the integer
+    # dtype (ties by its backend's arithmetic), refused
+    Case(
+        "up_sampling2d_bilinear_integers",
+        lambda k, L: k.Sequential(
+            [k.Input((3, 4, 2), dtype="int32"), L.UpSampling2D(2, interpolation="bilinear")]
+        ),
+        inputs=[ints(0, 255)],
+        flavours=("tf_keras",),
+    ),
+    Case(
+        "up_sampling2d_bilinear_integers_refused",
+        lambda k, L: k.Sequential(
+            [k.Input((3, 4, 2), dtype="uint8"), L.UpSampling2D(2, interpolation="bilinear")]
+        ),
+        flavours=("keras3",),
+        refused="Keras 3 rounds bilinear results back",
     ),
     Case(
         "up_sampling2d_bilinear_variable",

@@ -85,8 +85,8 @@ MODELS = {
     "bilinear-keras3-float64": lambda: seq(
         lambda: UpSampling2D(2, interpolation="bilinear"), (3, 4, 2), "float64", "3.15.1"
     ),
-    "bilinear-keras3-int32": lambda: seq(
-        lambda: UpSampling2D(2, interpolation="bilinear"), (3, 4, 2), "int32", "3.15.1"
+    "bilinear-tf-keras-int32": lambda: seq(
+        lambda: UpSampling2D(2, interpolation="bilinear"), (3, 4, 2), "int32", "2.21.0"
     ),
 }
 
