@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from layerserve.errors import ConfigError, ExportError, LayerserveError, NotSupportedError
 from layerserve.export.builder import GraphBuilder, Value
 from layerserve.export.registry import Conversion, find_converter
@@ -108,9 +110,10 @@ def _output_masks(
 
 
 def _cast_if_needed(builder: GraphBuilder, layer: Layer, value: Value) -> Value:
-    if not layer.casts_inputs or value.dtype == layer.dtype:
+    dtype = layer.call_dtype(value.dtype).name
+    if dtype == np.dtype(value.dtype).name:
         return value
     from layerserve.export.builder import onnx_type
 
-    name = builder.op("Cast", [value.name], f"{layer.name}_cast", to=onnx_type(layer.dtype))
-    return Value(name, value.shape, layer.dtype)
+    name = builder.op("Cast", [value.name], f"{layer.name}_cast", to=onnx_type(dtype))
+    return Value(name, value.shape, dtype)

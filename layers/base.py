@@ -47,6 +47,11 @@ from layerserve.serialization import (
 _name_counts: defaultdict[str, int] = defaultdict(int)
 
 
+# tf.keras 2.4 (the first with Keras's own version number, "2.4.0") is the oldest writer
+# whose layers cast float inputs to their dtype; Keras 2.2 and TF1's tf.keras did not.
+AUTOCAST_SINCE = (2, 4, 0)
+
+
 def unique_name(prefix: str) -> str:
     """Keras 2.2 default names: ``dense_1``, ``dense_2``, ... counted per prefix."""
     _name_counts[prefix] += 1
@@ -144,6 +149,9 @@ class Layer:
     # Layers that refuse integer and boolean inputs: Keras computes them by rules of each
     # backend's function (float results on some, the integer dtype kept on others).
     float_inputs_only = False
+    # tf.keras 2.4+ and Keras 3 cast a float input to a float layer's dtype before the call
+    # (a float16 model input reaches a float32 Softmax as float32); integers stay.
+    autocasts = True
     name_prefix: str | None = None
     # Keras 3 ``.weights.h5`` sub-objects of this layer in weight order, where their names
     # do not sort that way (wrappers, attention); the loader reads the others sorted.
@@ -397,9 +405,27 @@ class Layer:
                 f"Layer {self.name} expects real numeric input of dtype {self.dtype}. "
                 f"Received: dtype={array.dtype}"
             )
-        if self.casts_inputs and array.dtype != np.dtype(self.dtype):
-            array = array.astype(self.dtype)
+        call_dtype = self.call_dtype(array.dtype)
+        if array.dtype != call_dtype:
+            array = array.astype(call_dtype)
         return array
+
+    def call_dtype(self, input_dtype: Any) -> np.dtype:
+        """The dtype an input of ``input_dtype`` has inside the call: the layer's own for
+        layers with weights (every numeric input) and, from tf.keras 2.4 on, for float
+        inputs of any layer whose dtype is a float (Keras's autocast)."""
+        given, own = np.dtype(input_dtype), np.dtype(self.dtype)
+        if given == own:
+            return given
+        if self.casts_inputs:
+            return own
+        if (
+            self.autocasts
+            and given.kind == own.kind == "f"
+            and self.keras_version >= AUTOCAST_SINCE
+        ):
+            return own
+        return given
 
     def _specs_for(self, count: int) -> list[InputSpec] | None:
         """The input specs of a call on ``count`` tensors (layers whose calls take a
@@ -466,7 +492,7 @@ class Layer:
             masks = list(out_mask)
         else:
             masks = [out_mask] * len(shape_list)
-        dtype = self.output_dtype(tensors[0].dtype if tensors else self.dtype)
+        dtype = self.output_dtype(self.call_dtype(tensors[0].dtype).name if tensors else self.dtype)
         node_index = len(self.inbound_nodes)
         node.outputs = [
             KerasTensor(

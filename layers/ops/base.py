@@ -65,6 +65,7 @@ class KerasOp(Layer):
     """
 
     is_keras_op = True
+    autocasts = False  # operations take their arguments as they are; layers autocast
 
     def __init__(self, arguments: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -64,6 +64,19 @@ def float16_against_a_tenth(k, L):
     return k.Model(x, k.ops.less_equal(x, 0.1))
 
 
+def float16_input(k, L):
+    """tf.keras and Keras 3 cast a float16 input to each float32 layer's dtype before
+    the call (autocast): the layers compute, and answer, in float32."""
+    x = k.Input((4, 4, 3), dtype="float16")
+    y = L.AveragePooling2D(2)(L.UpSampling2D(2, interpolation="bilinear")(x))
+    return k.Model(x, L.Reshape((-1,))(L.Softmax()(L.ReLU()(y))))
+
+
+def float16_masked_input(k, L):
+    x = k.Input((6, 3), dtype="float16")
+    return k.Model(x, L.LSTM(4)(L.Masking()(x)))
+
+
 def fixed_batch(k, L):
     """A Sequential built by calling it on data: its InputLayer records batch 32."""
     model = k.Sequential([L.Dense(4, activation="relu"), L.Dense(2)])
@@ -116,6 +129,8 @@ CASES = [
         flavours=("keras3",),
         refused="float16 does not hold the constant 0.1",
     ),
+    Case("float16_input", float16_input, inputs=[floats(scale=3.0)]),
+    Case("float16_masked_input", float16_masked_input, inputs=[masked_steps()]),
     Case("fixed_batch_sequential", fixed_batch),
     Case("keras3_recorded_training", recorded_training, flavours=("keras3",)),
     Case("fixed_batch_functional", fixed_batch_functional, inputs=[masked_steps()]),
