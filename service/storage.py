@@ -162,8 +162,10 @@ def sync_tree(path: Path) -> None:
 
 
 def is_version_name(name: str) -> bool:
-    """A version folder's name: ASCII digits only ("²" is a digit to str.isdigit)."""
-    return name.isascii() and name.isdigit()
+    """A version folder's name: a number in ASCII digits ("²" is a digit to
+    str.isdigit), written without leading zeros: "07" beside "7" would be two folders
+    for one version, which Triton and TF Serving both read as 7."""
+    return name.isascii() and name.isdigit() and (name == "0" or not name.startswith("0"))
 
 
 def numeric_entries(model_dir: Path) -> list[int]:

@@ -26,6 +26,19 @@ def test_a_folder_named_with_a_unicode_digit_is_not_a_version(tmp_path):
     assert repository.all_ready
 
 
+def test_a_folder_named_with_leading_zeros_is_not_a_version(tmp_path):
+    """A folder "07" beside "7" would be a second one for version 7 (Triton and TF Serving read
+    both as 7): only "7" serves, whichever a client names."""
+    write_model(tmp_path, "m", examples.mlp(), "7")
+    write_model(tmp_path, "m", examples.mlp(), "07")
+    write_model(tmp_path, "n", examples.mlp(), "010")
+    repository = ModelRepository(tmp_path, Settings(model_repository=tmp_path))
+    repository.load_all()
+    assert list(repository.served_versions("m")) == ["7"]
+    assert "n" not in {s.name for s in repository.states()}
+    assert repository.all_ready
+
+
 def test_paths_as_model_names_are_not_found_and_change_nothing(tmp_path):
     write_model(tmp_path, "m", examples.mlp(), "1")
     (tmp_path / ".unloaded").mkdir()
