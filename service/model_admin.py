@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import os
 import shutil
@@ -32,7 +31,6 @@ from layerserve.service.conversion_process import (
 )
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import (
-    Conflict,
     InvalidInput,
     ModelLoadError,
     ModelNotFound,
@@ -40,10 +38,12 @@ from layerserve.service.errors import (
     ReadOnlyRepository,
 )
 from layerserve.service.model_config import ModelConfig
+from layerserve.service.model_publish import Publishing
 from layerserve.service.model_versions import (
     UPLOAD_RECORD,
     config_bytes,
     describe,
+    merge_config,
     parse_config,
     parse_opset,
     read_config,
@@ -118,7 +118,7 @@ def check_name(name: str) -> None:
         raise InvalidInput(f"invalid model name {name!r}: expected {NAME_RULE}")
 
 
-class ModelAdmin:
+class ModelAdmin(Publishing):
     def __init__(
         self, plane: DataPlane, settings: Settings, cluster: Cluster | None = None
     ) -> None:
@@ -243,9 +243,11 @@ class ModelAdmin:
     async def _loads(self, name: str, staged: Path, config: ModelConfig | None) -> LoadedModel:
         """The staged version loaded before it is published: a version that cannot serve
         never appears."""
-        effective = (
-            config if config is not None else await asyncio.to_thread(read_config, self.root / name)
-        )
+        model_dir = self.root / name
+        if config is not None:
+            effective = await asyncio.to_thread(merge_config, model_dir, config)
+        else:
+            effective = await asyncio.to_thread(read_config, model_dir)
         try:
             return await self._in_pool(
                 LoadedModel.load,
@@ -259,79 +261,6 @@ class ModelAdmin:
             raise ModelRejected(
                 f"the uploaded model does not load in onnxruntime; nothing was stored: {cause}"
             ) from exc
-
-    async def _publish(
-        self,
-        name: str,
-        staged: Path,
-        config: ModelConfig | None,
-        record: dict[str, Any],
-        loaded: LoadedModel,
-    ) -> dict[str, Any]:
-        """Publish the staged version (under the model's locks) and serve it."""
-        model_dir = self.root / name
-        others = [m.version for m in self.plane.loaded_models() if m.name == name]
-        created, old_config, version = await asyncio.to_thread(
-            self._write_and_rename, name, staged, config
-        )
-        model = dataclasses.replace(loaded, version=version, path=model_dir / version / MODEL_FILE)
-        await asyncio.to_thread(self.plane.repository.add_version, model)
-        if config is not None and others:
-            try:  # the model's config changed: its other versions take it too
-                await self.plane.load(name)
-            except ModelLoadError as exc:
-                await self.plane.unload_version(name, version)
-                await asyncio.to_thread(self._undo, name, version, created, config, old_config)
-                await self.plane.converge(name, SETTLE_SECONDS)
-                raise ModelRejected(
-                    f"the new config does not load the model's other versions {others}; "
-                    f"nothing was stored: {exc}"
-                ) from exc
-        else:  # the version policy may retire older versions; versions being copied in
-            # by hand wait, as in a poll
-            await self.plane.converge(name, SETTLE_SECONDS, trusted=frozenset({version}))
-        if version not in self.plane.repository.served_versions(name):
-            await asyncio.to_thread(self._undo, name, version, created, config, old_config)
-            await self.plane.converge(name, SETTLE_SECONDS)
-            raise Conflict(
-                f"the version policy of model '{name}' does not select the new version "
-                f"{version}; nothing was stored: change version_policy in its config.json"
-            )
-        model = self.plane.model(name, version)
-        return describe(model, record)
-
-    def _write_and_rename(
-        self, name: str, staged: Path, config: ModelConfig | None
-    ) -> tuple[bool, bytes | None, str]:
-        model_dir, created = storage.ensure_model_dir(self.root, name)
-        config_path = model_dir / storage.CONFIG_FILE
-        old_config = storage.read_optional(config_path)
-        try:
-            if config is not None:
-                storage.write_atomic(config_path, config_bytes(config))
-            storage.clear_unloaded(self.root, name)  # a new version serves
-            version = storage.publish_version(self.root, name, staged)
-        except BaseException:
-            self._undo(name, None, created, config, old_config)
-            raise
-        return created, old_config, version
-
-    def _undo(
-        self,
-        name: str,
-        version: str | None,
-        created: bool,
-        config: ModelConfig | None,
-        old_config: bytes | None,
-    ) -> None:
-        model_dir = self.root / name
-        if created:
-            storage.remove_dir(self.root, model_dir)
-            return
-        if version is not None:
-            storage.remove_dir(self.root, model_dir / version)
-        if config is not None:
-            storage.restore_file(model_dir / storage.CONFIG_FILE, old_config)
 
     # ---- export --------------------------------------------------------------------
     async def export(self, body: Body) -> Exported:

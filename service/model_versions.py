@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from layerserve.service import idempotency, storage
 from layerserve.service.conversion_process import ConvertedFile
-from layerserve.service.errors import InvalidInput, ModelRejected
+from layerserve.service.errors import InvalidInput, ModelLoadError, ModelRejected
 from layerserve.service.model_config import ModelConfig
 from layerserve.service.protocols.multipart import Form, UploadedFile
 from layerserve.service.repository import MODEL_FILE, MODEL_NAME
@@ -72,6 +72,24 @@ def config_bytes(config: ModelConfig) -> bytes:
 
 def read_config(model_dir: Path) -> ModelConfig:
     return ModelConfig.read(model_dir) if model_dir.is_dir() else ModelConfig()
+
+
+def merge_config(model_dir: Path, given: ModelConfig) -> ModelConfig:
+    """An upload's ``config`` over the model's config.json: the fields it gives (``null``
+    included, which returns a field to the server's default) replace the file's, the
+    others are kept, so that a batch size sent alone keeps the version policy. A
+    config.json that does not read is replaced whole."""
+    try:
+        current = read_config(model_dir)
+    except ModelLoadError:
+        return given
+    fields = current.model_dump(exclude_none=True) | given.model_dump(exclude_unset=True)
+    try:
+        return ModelConfig.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"the 'config' field over the model's config.json is invalid: {exc}"
+        ) from exc
 
 
 def stage_version(

@@ -192,7 +192,7 @@ def publish_version(repository: Path, name: str, staged: Path) -> str:
     highest existing number; on a collision (another process published n meanwhile) try
     the next number. Returns the version."""
     model_dir, _ = ensure_model_dir(repository, name)
-    version = max([*numeric_entries(model_dir), highest_published(repository, name)]) + 1
+    version = next_version(repository, name)
     while True:
         try:
             os.rename(staged, model_dir / str(version))
@@ -204,6 +204,13 @@ def publish_version(repository: Path, name: str, staged: Path) -> str:
         fsync_dir(model_dir)
         _record_published(repository, name, version)
         return str(version)
+
+
+def next_version(repository: Path, name: str) -> int:
+    """The number the next version of ``name`` gets, unless another process publishes one
+    first: one above every version folder and every number ever published."""
+    model_dir = Path(repository) / name
+    return max([*numeric_entries(model_dir), highest_published(repository, name)]) + 1
 
 
 def highest_published(repository: Path, name: str) -> int:

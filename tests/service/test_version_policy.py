@@ -11,11 +11,13 @@ Each version has its own weights, so an answer shows which version computed it."
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,3 +271,60 @@ def test_an_upload_the_policy_does_not_select_is_served_or_refused_whole(tmp_pat
             assert response.status_code in (400, 409), response.text
             assert stored == ["1"], response.text
         assert_serves(http, "s", None, expected="1")
+
+
+def test_an_upload_the_policy_refuses_is_never_served_meanwhile(tmp_path):
+    """The refusal is decided before anything is written: clients asking while such
+    uploads come in get version 2 alone, never version 1 (which the refused policy
+    selects), the refused version, or the refused config's batch limit (1, for requests
+    of 2 rows)."""
+    root = tmp_path / "repository"
+    write_model(root, "r", tiny(1), "1")
+    write_model(root, "r", tiny(2), "2")
+    refused = {"max_batch_size": 1, "version_policy": {"specific": {"versions": [1]}}}
+    answers: collections.Counter = collections.Counter()
+    stop = threading.Event()
+    with serving(root) as (url, http):
+
+        def ask() -> None:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                while not stop.is_set():
+                    response = infer(client, "r")
+                    answers[response.status_code, response.json().get("model_version")] += 1
+
+        askers = [threading.Thread(target=ask) for _ in range(3)]
+        for asker in askers:
+            asker.start()
+        try:
+            for _ in range(15):
+                response = upload(url, "r", onnx_file(tmp_path, 3), config=refused)
+                assert response.status_code == 409, response.text
+        finally:
+            stop.set()
+            for asker in askers:
+                asker.join()
+        assert set(answers) == {(200, "2")}, answers
+        assert sorted(p.name for p in (root / "r").iterdir()) == ["1", "2"]
+
+
+def test_an_uploads_config_keeps_the_fields_it_does_not_give(tmp_path):
+    """A batch size sent alone with an upload keeps the version policy (else the
+    versions ``latest: 1`` retired would serve again); ``null`` removes a field."""
+    root = tmp_path / "repository"
+    write_model(root, "k", tiny(1), "1", {"version_policy": LATEST_1, "max_batch_size": 4})
+    with serving(root) as (url, http):
+        response = upload(url, "k", onnx_file(tmp_path, 2), config={"max_queue_delay_us": 50})
+        assert response.status_code == 201, response.text
+        on_disk = json.loads((root / "k" / "config.json").read_text())
+        assert on_disk == {
+            "version_policy": LATEST_1,
+            "max_batch_size": 4,
+            "max_queue_delay_us": 50,
+        }
+        assert versions(http, "k") == ["2"]
+        response = upload(url, "k", onnx_file(tmp_path, 3), config={"max_batch_size": None})
+        assert response.status_code == 201, response.text
+        on_disk = json.loads((root / "k" / "config.json").read_text())
+        assert on_disk == {"version_policy": LATEST_1, "max_queue_delay_us": 50}
+        assert versions(http, "k") == ["3"]
+        assert_serves(http, "k", None, expected="3")
