@@ -149,7 +149,13 @@ class DirectLane:
             json_bytes=header_length,
         )
         outputs = await self.plane.infer(model, parsed.inputs, parsed.timeout_us, admission)
-        content, json_length = v2.encode_response(model, parsed, outputs)
+        content, json_length = await self.plane.decoder.encode(
+            v2.encode_response,
+            model,
+            parsed,
+            outputs,
+            text_values=v2.text_values(model, parsed, outputs),
+        )
         if json_length is None:
             return 200, [JSON_TYPE], content
         binary = [
@@ -166,7 +172,14 @@ class DirectLane:
         self._check_declared_size(model, headers)
         parsed = await self.plane.decoder.decode(tfserving.decode_predict, body, model)
         outputs = await self.plane.infer(model, parsed.inputs, admission=admission)
-        return 200, [JSON_TYPE], tfserving.encode_predict(model, parsed, outputs)
+        content = await self.plane.decoder.encode(
+            tfserving.encode_predict,
+            model,
+            parsed,
+            outputs,
+            text_values=tfserving.answer_values(model, parsed, outputs),
+        )
+        return 200, [JSON_TYPE], content
 
     def _check_declared_size(self, model: LoadedModel, headers: Headers) -> None:
         """413 for a body larger than any valid request for ``model``, as the routes'

@@ -194,7 +194,13 @@ async def _predict(
     try:
         parsed = await decode_inference_body(request, model, tfserving.decode_predict, model)
         outputs = await plane.infer(model, parsed.inputs, admission=place)
-        content = tfserving.encode_predict(model, parsed, outputs)
+        content = await plane.decoder.encode(
+            tfserving.encode_predict,
+            model,
+            parsed,
+            outputs,
+            text_values=tfserving.answer_values(model, parsed, outputs),
+        )
     finally:
         place.release()
     return Response(content, media_type="application/json")

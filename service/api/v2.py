@@ -207,7 +207,13 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     try:
         parsed = await read_v2_request(request, model)
         outputs = await plane.infer(model, parsed.inputs, parsed.timeout_us, place)
-        content, json_length = v2.encode_response(model, parsed, outputs)
+        content, json_length = await plane.decoder.encode(
+            v2.encode_response,
+            model,
+            parsed,
+            outputs,
+            text_values=v2.text_values(model, parsed, outputs),
+        )
     finally:
         place.release()
     if json_length is None:

@@ -37,7 +37,7 @@ class EncodedResponse:
         self.data = data
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
     """A non-negative integer as a protobuf varint."""
     if value < 0x80:
         return bytes((value,))
@@ -50,7 +50,7 @@ def _varint(value: int) -> bytes:
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
+    return tag + varint(len(payload)) + payload
 
 
 def _text(tag: bytes, text: str) -> bytes:
@@ -80,10 +80,10 @@ def infer_response(
     for name, datatype, shape, _ in outputs:
         tensor = _output_fields(name, datatype)
         if len(shape):
-            tensor += _field(_OUTPUT_SHAPE, b"".join([_varint(int(d) & _INT64) for d in shape]))
+            tensor += _field(_OUTPUT_SHAPE, b"".join([varint(int(d) & _INT64) for d in shape]))
         parts.append(_field(_OUTPUTS, tensor))
     for _, _, _, raw in outputs:
-        parts.append(_RAW_OUTPUT_CONTENTS + _varint(len(raw)))
+        parts.append(_RAW_OUTPUT_CONTENTS + varint(len(raw)))
         parts.append(raw)
     return EncodedResponse(b"".join(parts))
 

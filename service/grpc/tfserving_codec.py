@@ -20,6 +20,7 @@ from google.protobuf import json_format
 
 from layerserve.service.datatypes import from_little_endian, v2_datatype
 from layerserve.service.errors import InvalidInput
+from layerserve.service.grpc.infer_response import varint
 from layerserve.service.grpc.tfs_generated.tensorflow.core.framework import types_pb2
 from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -50,6 +51,10 @@ VALUE_FIELD = {
     DataType.DT_STRING: "string_val",
     DataType.DT_HALF: "half_val",
 }
+# float_val (5) and double_val (6) of TensorProto: packed, little-endian, fixed width;
+# their key is the field number with wire type 2 (length-delimited).
+_FIXED_WIDTH = {DataType.DT_FLOAT: "<f4", DataType.DT_DOUBLE: "<f8"}
+_FIXED_WIDTH_KEY = {DataType.DT_FLOAT: bytes([5 << 3 | 2]), DataType.DT_DOUBLE: bytes([6 << 3 | 2])}
 ALL_VALUE_FIELDS = (
     *sorted(set(VALUE_FIELD.values())),
     "scomplex_val",
@@ -150,7 +155,12 @@ def encode_tensor(tensor: Any, array: np.ndarray) -> None:
     for size in array.shape:
         tensor.tensor_shape.dim.add(size=size)
     flat = array.reshape(-1)
-    if dtype == DataType.DT_STRING:
+    if dtype in _FIXED_WIDTH:
+        # the packed field as protobuf writes it, parsed in one step: a Python float per
+        # value (extend) took 0.2 s of the event loop for 4 million
+        payload = flat.astype(_FIXED_WIDTH[dtype], copy=False).tobytes()
+        tensor.MergeFromString(_FIXED_WIDTH_KEY[dtype] + varint(len(payload)) + payload)
+    elif dtype == DataType.DT_STRING:
         tensor.string_val.extend(
             v if isinstance(v, bytes) else str(v).encode("utf-8") for v in flat
         )

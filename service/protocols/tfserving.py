@@ -392,6 +392,13 @@ def _json_type(value: Any) -> str:
 
 
 # ---- predict response --------------------------------------------------------------
+def answer_values(
+    model: LoadedModel, request: PredictRequest, outputs: dict[str, np.ndarray]
+) -> int:
+    """The values :func:`encode_predict` writes as JSON."""
+    return sum(outputs[name].size for name in request.outputs or model.value_outputs)
+
+
 def encode_predict(
     model: LoadedModel, request: PredictRequest, outputs: dict[str, np.ndarray]
 ) -> bytes:

@@ -300,16 +300,14 @@ def encode_response(
     """``(body, json_length)``; ``json_length`` is None when no output is binary. Without
     ``outputs`` in the request, the model's own outputs: a ``<output>_mask`` output comes
     back only when asked for by name."""
-    wanted = request.outputs or [RequestedOutput(name) for name in model.value_outputs]
     entries, chunks = [], []
-    for item in wanted:
-        array = outputs[item.name]
+    for name, binary in _answered(model, request):
+        array = outputs[name]
         entry: dict[str, Any] = {
-            "name": item.name,
+            "name": name,
             "datatype": v2_datatype(array.dtype),
             "shape": list(array.shape),
         }
-        binary = request.binary_output_default if item.binary is None else item.binary
         if binary:
             chunk = to_binary(array)
             entry["parameters"] = {"binary_data_size": len(chunk)}
@@ -325,6 +323,18 @@ def encode_response(
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)
+
+
+def _answered(model: LoadedModel, request: V2Request) -> list[tuple[str, bool]]:
+    """The outputs an answer holds, in order, and whether each is binary."""
+    wanted = request.outputs or [RequestedOutput(name) for name in model.value_outputs]
+    default = request.binary_output_default
+    return [(item.name, default if item.binary is None else item.binary) for item in wanted]
+
+
+def text_values(model: LoadedModel, request: V2Request, outputs: dict[str, np.ndarray]) -> int:
+    """The values :func:`encode_response` writes as JSON (binary outputs cost a copy)."""
+    return sum(outputs[name].size for name, binary in _answered(model, request) if not binary)
 
 
 def _json_data(array: np.ndarray) -> Any:
