@@ -18,8 +18,9 @@ repository in a temporary directory) and measures two things:
    another asks ``/v2/health/live`` every 10 ms. The body goes to the MLP, whose batch
    limit of 64 rows makes it larger than any valid request (refused from its header),
    then to the same MLP allowed 8192 rows a request (decoded in the worker process, and
-   run). Printed: the answer, its time, and the median and worst liveness latency during
-   it, beside the same probe on an idle server.
+   run), and a small request whose JSON answer holds 4 million values (written in the
+   worker process). Printed: the answer, its time to the last byte, and the median and
+   worst liveness latency during it, beside the same probe on an idle server.
 
 The server is one process unless ``--workers`` asks for more (measured once every worker
 listens). With more, the queue size is each worker's, the kernel spreads the connections
@@ -49,12 +50,16 @@ import server_processes
 from rich.console import Console
 from rich.table import Table
 
+from layerserve.export import to_onnx
+from layerserve.layers import Dense
 from layerserve.loadgen import build_request, event_loop_factory, http_request
+from layerserve.models import Sequential
 from layerserve.service.demo import ensure_demo_repository
 
 MODEL = "mlp"
 LARGE_MODEL = "mlp_large"
 INPUT = "hidden_1_input"
+WIDE_MODEL, WIDE_INPUT, WIDE, WIDE_ROWS = "wide", "wide_input", 4096, 1024
 
 
 # ---- the server ---------------------------------------------------------------------
@@ -73,6 +78,11 @@ def started_server(queue_size: int, workers: int, log: Path) -> Iterator[tuple[s
         (large / "1").mkdir(parents=True)
         shutil.copy(repository / MODEL / "1" / "model.onnx", large / "1" / "model.onnx")
         (large / "config.json").write_text('{"max_batch_size": 8192}')
+        # a model with a large answer: 4,096 values a row
+        wide = Sequential([Dense(WIDE, input_shape=(4,), name="wide")])
+        (repository / WIDE_MODEL / "1").mkdir(parents=True)
+        to_onnx(wide, repository / WIDE_MODEL / "1" / "model.onnx")
+        (repository / WIDE_MODEL / "config.json").write_text('{"max_batch_size": 1024}')
         overrides = {"LAYERSERVE_MAX_QUEUE_SIZE": str(queue_size)}
         with server_processes.started_server(repository, workers, overrides, log) as (base, _):
             yield base, urllib.parse.urlsplit(base).port
@@ -231,14 +241,22 @@ def stall_rows(port: int, body_mb: float) -> list[list[str]]:
     rows.append(["idle server", "-", "-", f"{np.median(idle):.2f}", f"{max(idle):.2f}"])
 
     for model in (MODEL, LARGE_MODEL):
-        rows.append(_large_body_row(port, model, body_mb))
+        rows_of_body = int(body_mb * 1e6 / (784 * 19))  # about 19 bytes per JSON float
+        values = np.random.default_rng(1).random((rows_of_body, 784), dtype=np.float32)
+        body, headers = build_request("json", {INPUT: values}, [])
+        label = f"{len(body) / 1e6:.0f} MB JSON, {rows_of_body} rows, to {model}"
+        rows.append(_large_body_row(port, model, body, headers, label))
+    x = np.random.default_rng(2).random((WIDE_ROWS, 4), dtype=np.float32)
+    body, headers = build_request("json", {WIDE_INPUT: x}, [])
+    label = f"{WIDE_ROWS} rows to {WIDE_MODEL}: a JSON answer of {WIDE_ROWS * WIDE:,} values"
+    rows.append(_large_body_row(port, WIDE_MODEL, body, headers, label))
     return rows
 
 
-def _large_body_row(port: int, model: str, body_mb: float) -> list[str]:
-    rows_of_body = int(body_mb * 1e6 / (784 * 19))  # about 19 bytes per JSON float
-    values = np.random.default_rng(1).random((rows_of_body, 784), dtype=np.float32)
-    body, headers = build_request("json", {INPUT: values}, [])
+def _large_body_row(
+    port: int, model: str, body: bytes, headers: dict[str, str], label: str
+) -> list[str]:
+    """The answer's status and time (to its last byte), and the probe's latencies."""
     request = http_request("127.0.0.1", port, f"/v2/models/{model}/infer", body, headers)
     during: list[float] = []
     stop = threading.Event()
@@ -255,17 +273,29 @@ def _large_body_row(port: int, model: str, body_mb: float) -> list[str]:
             if not chunk:
                 break
             answer += chunk
+        head, _, received = answer.partition(b"\r\n\r\n")
+        length = _content_length(head)
+        while len(received) < length and (chunk := sock.recv(1 << 20)):
+            received += chunk
     took = (time.perf_counter() - started) * 1e3
     time.sleep(0.2)
     stop.set()
     probe.join()
     return [
-        f"{len(body) / 1e6:.0f} MB JSON, {rows_of_body} rows, to {model}",
+        label,
         answer[9:12].decode() or "closed",
         f"{took:.0f}",
         f"{np.median(during):.2f}",
         f"{max(during):.2f}",
     ]
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 # ---- main ----------------------------------------------------------------------------
@@ -319,7 +349,7 @@ def main() -> None:
         args.markdown,
     )
     _table(
-        "Stall: liveness while a large body is received",
+        "Stall: liveness while a large body is received, or a large answer written",
         ["request", "answer", "time ms", "live p50 ms", "live max ms"],
         stall,
         args.markdown,
