@@ -63,11 +63,14 @@ async def model_version_status(
 
 @router.get("/v1/models/{name:segment}/labels/{label:segment}", **STATUS)
 async def model_label_status(request: Request, name: ModelName, label: Label) -> dict[str, Any]:
-    return _status(request, name, tfserving_models.version_for_label(name, label))
+    version = tfserving_models.version_for_label(name, label)
+    return _status(request, name, version, labelled=True)
 
 
-def _status(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    return tfserving_models.model_status(dataplane(request).repository, name, version)
+def _status(
+    request: Request, name: str, version: str | None, labelled: bool = False
+) -> dict[str, Any]:
+    return tfserving_models.model_status(dataplane(request).repository, name, version, labelled)
 
 
 # ---- metadata --------------------------------------------------------------------------

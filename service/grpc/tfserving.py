@@ -178,7 +178,10 @@ class ModelServicer(_TFServing, model_service_pb2_grpc.ModelServiceServicer):
     async def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
         spec = request.model_spec
         version = version_of(spec)
-        document = tfserving_models.model_status(self.plane.repository, spec.name, version)
+        labelled = bool(spec.version_label)
+        document = tfserving_models.model_status(
+            self.plane.repository, spec.name, version, labelled
+        )
         return codec.model_status(document)
 
     @rpc("admin")

@@ -9,6 +9,7 @@ from typing import Any
 from layerserve.service.errors import ModelNotFound
 from layerserve.service.repository import MODEL_FILE, UNLOADED, ModelRepository, ModelState
 from layerserve.service.runtime import LoadedModel, TensorSpec
+from layerserve.service.storage import is_version_name
 
 SIGNATURE = "serving_default"
 METHOD_NAME = "tensorflow/serving/predict"
@@ -45,13 +46,20 @@ def version_for_label(model_name: str, label: str) -> str | None:
 
 
 # ---- status ------------------------------------------------------------------------
-def model_status(repository: ModelRepository, name: str, version: str | None) -> dict[str, Any]:
-    """GetModelStatus: every version without ``version``; also KServe V1's name/ready."""
+def model_status(
+    repository: ModelRepository, name: str, version: str | None, labelled: bool = False
+) -> dict[str, Any]:
+    """GetModelStatus: every version without ``version``, or with ``labelled`` (the
+    ``latest`` label) the version Predict runs, as TF Serving answers for a label; also
+    KServe V1's name/ready."""
     state = next((s for s in repository.states() if s.name == name), None)
     on_disk = name in repository.model_names_on_disk()
     if state is None and not on_disk:
         raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
     entries = _version_entries(repository, name, state)
+    available = [e for e in entries if e["state"] == "AVAILABLE"]
+    if labelled and version is None and available:
+        version = max((e["version"] for e in available), key=int)
     if version is not None:
         selected = [e for e in entries if e["version"] == version]
         if not selected:
@@ -99,7 +107,7 @@ def _disk_versions(repository: ModelRepository, name: str) -> list[str]:
     return [
         p.name
         for p in model_dir.iterdir()
-        if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()
+        if p.is_dir() and is_version_name(p.name) and (p / MODEL_FILE).is_file()
     ]
 
 

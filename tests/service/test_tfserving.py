@@ -372,7 +372,9 @@ def _available(*versions: str) -> list[dict]:
         ("/v1/models/mlp", ["1", "2"]),
         ("/v1/models/mlp/versions/1", ["1"]),
         ("/v1/models/mlp/versions/2", ["2"]),
-        ("/v1/models/mlp/labels/latest", ["1", "2"]),
+        # a label's status is its version's alone, as TF Serving answers: the one
+        # Predict runs for `latest`
+        ("/v1/models/mlp/labels/latest", ["2"]),
         ("/v1/models/hadamard", ["1"]),
     ],
 )
