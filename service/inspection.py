@@ -118,7 +118,7 @@ def _described_inputs(
                 f"{[s.name for s in model.inputs]}"
             )
         else:
-            _check_against(spec, item, problems)
+            _check_against(model, spec, item, problems)
         _check_data(entry, item, limit, problems, model if spec is not None else None)
         described.append(item)
     for spec in model.inputs:
@@ -157,11 +157,11 @@ def _describe(index: int, entry: Any, problems: list[str]) -> _Described | None:
     return _Described(name, shape, datatype)
 
 
-def _check_against(spec: TensorSpec, item: _Described, problems: list[str]) -> None:
+def _check_against(
+    model: LoadedModel, spec: TensorSpec, item: _Described, problems: list[str]
+) -> None:
     if item.datatype is not None and item.datatype != spec.datatype:
-        problems.append(
-            f"input '{item.name}': expected datatype {spec.datatype}, received {item.datatype}"
-        )
+        problems.append(model.datatype_mismatch(item.name, item.datatype, spec.datatype))
     if item.shape is None:
         return
     expected = list(spec.shape)

@@ -292,6 +292,20 @@ class LoadedModel:
             f"at most {MAX_RANK} dimensions"
         )
 
+    def check_datatype(self, name: str, dtype: np.dtype) -> None:
+        """Input ``name``'s dtype is the model's (names the model lacks are refused by
+        :meth:`validate`, with every missing and unexpected one)."""
+        spec = next((s for s in self.inputs if s.name == name), None)
+        if spec is not None and dtype != spec.dtype:
+            raise InvalidInput(self.datatype_mismatch(name, v2_datatype(dtype), spec.datatype))
+
+    def datatype_mismatch(self, name: str, received: str, expected: str) -> str:
+        """Inference's words (and :validate's) for an input of another datatype."""
+        return (
+            f"inference input data-type is '{received}', model expects '{expected}' for "
+            f"'{self.name}' (input '{name}')"
+        )
+
     def check_shape(self, name: str, shape: list[int], itemsize: int) -> None:
         """A client-given shape NumPy can represent: at most ``MAX_RANK`` dimensions, and
         dimensions whose product (zeros left out) fits NumPy's address space."""
@@ -323,11 +337,7 @@ class LoadedModel:
         rows = None
         for name, array in tensors.items():
             spec = self.input_spec(name)
-            if array.dtype != spec.dtype:
-                raise InvalidInput(
-                    f"inference input data-type is '{v2_datatype(array.dtype)}', model expects "
-                    f"'{spec.datatype}' for '{self.name}' (input '{name}')"
-                )
+            self.check_datatype(name, array.dtype)
             if not _shape_fits(array.shape, spec.shape):
                 hint = ""
                 if len(array.shape) + 1 == len(spec.shape) and array.size:

@@ -25,7 +25,8 @@ class ValidationErrorResponse(ResponseBody):
             "problems": [
                 "input 'hidden_1_input' dimension 1: expected 784, received 783 "
                 "(expected shape [-1, 784], received [2, 783])",
-                "input 'hidden_1_input': expected datatype FP32, received FP64",
+                "inference input data-type is 'FP64', model expects 'FP32' for 'mlp' "
+                "(input 'hidden_1_input')",
             ],
         }
     )

@@ -166,6 +166,7 @@ def input_dtype(
     if datatype == "BF16":
         raise InvalidInput(f"input '{name}': BF16 is not supported by this server")
     dtype = numpy_dtype(datatype)
+    model.check_datatype(name, dtype)
     model.check_rank(name, len(shape))
     count = math.prod(shape)
     if dtype.kind != "O" and count * dtype.itemsize > limit:

@@ -288,6 +288,31 @@ def same_words(message: str) -> str:
     return re.sub(r"after waiting \d+ ms", "after waiting N ms", message)
 
 
+def test_float_data_sent_as_bytes_is_refused_for_its_datatype_with_rests_words(server, stub):
+    """Another datatype than the model's is refused before its data are read: float32
+    bytes given as BYTES are no BYTES elements, which REST and gRPC must not report
+    differently."""
+    raw = np.full((1, 784), 0.1, np.float32).tobytes()
+    request = tpb.ModelInferRequest(model_name="mlp")
+    request.inputs.add(name=MLP_INPUT, datatype="BYTES", shape=[1, 784])
+    request.raw_input_contents.append(raw)
+    with pytest.raises(grpc.RpcError) as over_grpc:
+        stub.ModelInfer(request)
+    header = (
+        b'{"inputs": [{"name": "%s", "shape": [1, 784], "datatype": "BYTES", '
+        b'"parameters": {"binary_data_size": %d}}]}' % (MLP_INPUT.encode(), len(raw))
+    )
+    over_rest = httpx.post(
+        f"{server[0]}/v2/models/mlp/infer",
+        content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert over_rest.status_code == 400, over_rest.text
+    assert over_grpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert over_grpc.value.details() == over_rest.json()["error"]
+    assert "model expects 'FP32'" in over_rest.json()["error"]
+
+
 @pytest.mark.parametrize("case", list(mistakes()))
 def test_every_error_has_rests_message_and_the_matching_code(clients, case):
     rest, client = clients

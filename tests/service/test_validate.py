@@ -75,7 +75,7 @@ REFUSALS = {
     "datatype": (
         "mlp",
         {"inputs": [tensor(MLP, [2, 784], "FP64")]},
-        [f"input '{MLP}': expected datatype FP32, received FP64"],
+        [f"inference input data-type is 'FP64', model expects 'FP32' for 'mlp' (input '{MLP}')"],
     ),
     "unknown-input": (
         "mlp",
@@ -177,7 +177,8 @@ REFUSALS = {
             "outputs": [{"name": "hadamard_2"}],
         },
         [
-            "input 'left': expected datatype FP32, received FP64",
+            "inference input data-type is 'FP64', model expects 'FP32' for 'hadamard' "
+            "(input 'left')",
             "input 'left' dimension 1: expected 8, received 7 "
             "(expected shape [-1, 8], received [2, 7])",
             "input 'left': 'data' has 3 elements, shape [2, 7] needs 14",
