@@ -146,6 +146,26 @@ CASES = [
         ),
         inputs=[masked_steps()],
     ),
+    # Permute leaving the axes in place on a masked input: tf.keras drops the mask; Keras
+    # 3 keeps it on JAX (the very tensor comes back) and drops it on TensorFlow: refused
+    Case(
+        "masking_then_identity_permute",
+        lambda k, L: seq(k, (5, 3), L.Masking(), L.Permute((1, 2)), L.LSTM(2)),
+        inputs=[masked_steps()],
+        flavours=("tf_keras",),
+    ),
+    Case(
+        "masking_then_identity_permute_refused",
+        lambda k, L: seq(k, (5, 3), L.Masking(), L.Permute((1, 2)), L.LSTM(2)),
+        inputs=[masked_steps()],
+        flavours=("keras3",),
+        refused="Keras 3 keeps the mask there on JAX",
+    ),
+    Case(
+        "masking_then_permute_drops_the_mask",
+        lambda k, L: seq(k, (5, 3), L.Masking(), L.Permute((2, 1)), L.LSTM(2)),
+        inputs=[masked_steps()],
+    ),
     # ---- Flatten, Reshape, Permute, RepeatVector -------------------------------------
     Case(
         "flatten_channels_first_reshape",
