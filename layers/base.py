@@ -22,6 +22,7 @@ from layerserve.errors import (
     ConfigError,
     DTypeError,
     MaskingNotSupportedError,
+    NotSupportedError,
     UnknownArgumentError,
     WeightsError,
     received,
@@ -229,6 +230,14 @@ class Layer:
         if mask is None or all(m is None for m in flatten(mask)):
             return None
         if not self.supports_masking:
+            if self.keras_version >= (3, 0, 0) and self._returns_its_input(inputs):
+                raise NotSupportedError(
+                    f"Layer {self.name!r} ({type(self).__name__}) returns its input unchanged "
+                    "here, on a masked input: Keras 3 keeps the mask through it on JAX (the "
+                    "very tensor comes back) and drops it on TensorFlow, so the file's numbers "
+                    "depend on the backend that ran it. Expected a layer that changes its "
+                    f"input, or none. Received: input shape {self._first_shape(inputs)}"
+                )
             if self.keras_version >= (2, 4, 0):
                 return self._drop_mask()
             raise MaskingNotSupportedError(
@@ -237,6 +246,20 @@ class Layer:
                 "(such as LSTM), or remove the Masking layer."
             )
         return mask
+
+    def returns_its_input(self, input_shape: tuple) -> bool:
+        """Whether a call on an input of ``input_shape`` returns it as it is (a Reshape to
+        the same shape, a Cropping of nothing): Keras 3 on JAX then hands back the very
+        tensor, its mask with it."""
+        return False
+
+    @staticmethod
+    def _first_shape(inputs: Any) -> tuple:
+        first = flatten(inputs)[0]
+        return tuple(first.shape)
+
+    def _returns_its_input(self, inputs: Any) -> bool:
+        return bool(flatten(inputs)) and self.returns_its_input(self._first_shape(inputs))
 
     def _drop_mask(self) -> None:
         """tf.keras 2.x drops the mask silently; Keras 3 warns, then drops it."""

@@ -32,6 +32,9 @@ class BaseCropping(Layer):
             index[axis] = slice(before, before + shape[axis])
         return inputs[tuple(index)]
 
+    def returns_its_input(self, input_shape: tuple) -> bool:
+        return all(before == after == 0 for before, after in self.cropping)
+
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return cropped_shape(
             tuple(input_shape), self.cropping, self.data_format, type(self).__name__

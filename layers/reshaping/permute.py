@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from layerserve.errors import ConfigError, NotSupportedError, received
+from layerserve.errors import ConfigError, received
 from layerserve.layers import shapes
 from layerserve.layers.base import Layer
 from layerserve.layers.input_spec import InputSpec
@@ -33,18 +33,8 @@ class Permute(Layer):
     def call(self, inputs: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         return np.transpose(inputs, (0, *self.dims))
 
-    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
-        identity = self.dims == tuple(range(1, len(self.dims) + 1))
-        if identity and mask is not None and self.keras_version >= (3, 0, 0):
-            # JAX's transpose returns the very tensor, whose mask the next layer then reads;
-            # TensorFlow's returns a new one, without it
-            raise NotSupportedError(
-                f"Layer {self.name!r} (Permute) leaves the axes in place on a masked input: "
-                "Keras 3 keeps the mask there on JAX and drops it on TensorFlow, so the "
-                "file's numbers depend on the backend that ran it. Expected a permutation "
-                "that moves an axis, or no Permute. " + received("dims", list(self.dims))
-            )
-        return super().compute_mask(inputs, mask)
+    def returns_its_input(self, input_shape: tuple) -> bool:
+        return self.dims == tuple(range(1, len(self.dims) + 1))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return shapes.permute_output_shape(input_shape, self.dims)

@@ -22,6 +22,9 @@ class Reshape(Layer):
         out = shapes.resolve_reshape_target(tuple(inputs.shape), self.target_shape)
         return np.reshape(inputs, out)
 
+    def returns_its_input(self, input_shape: tuple) -> bool:
+        return tuple(self.compute_output_shape(input_shape)) == tuple(input_shape)
+
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return shapes.resolve_reshape_target(input_shape, self.target_shape)
 

@@ -146,21 +146,32 @@ CASES = [
         ),
         inputs=[masked_steps()],
     ),
-    # Permute leaving the axes in place on a masked input: tf.keras drops the mask; Keras
-    # 3 keeps it on JAX (the very tensor comes back) and drops it on TensorFlow: refused
-    Case(
-        "masking_then_identity_permute",
-        lambda k, L: seq(k, (5, 3), L.Masking(), L.Permute((1, 2)), L.LSTM(2)),
-        inputs=[masked_steps()],
-        flavours=("tf_keras",),
-    ),
-    Case(
-        "masking_then_identity_permute_refused",
-        lambda k, L: seq(k, (5, 3), L.Masking(), L.Permute((1, 2)), L.LSTM(2)),
-        inputs=[masked_steps()],
-        flavours=("keras3",),
-        refused="Keras 3 keeps the mask there on JAX",
-    ),
+    # layers that return their input as it is, on a masked input: tf.keras drops the
+    # mask; Keras 3 keeps it on JAX (the very tensor comes back) and drops it on
+    # TensorFlow: refused
+    *[
+        case
+        for name, layer in {
+            "identity_permute": lambda L: L.Permute((1, 2)),
+            "same_shape_reshape": lambda L: L.Reshape((-1, 3)),
+            "cropping_nothing": lambda L: L.Cropping1D(0),
+        }.items()
+        for case in (
+            Case(
+                f"masking_then_{name}",
+                lambda k, L, layer=layer: seq(k, (5, 3), L.Masking(), layer(L), L.LSTM(2)),
+                inputs=[masked_steps()],
+                flavours=("tf_keras",),
+            ),
+            Case(
+                f"masking_then_{name}_refused",
+                lambda k, L, layer=layer: seq(k, (5, 3), L.Masking(), layer(L), L.LSTM(2)),
+                inputs=[masked_steps()],
+                flavours=("keras3",),
+                refused="returns its input unchanged here, on a masked input",
+            ),
+        )
+    ],
     Case(
         "masking_then_permute_drops_the_mask",
         lambda k, L: seq(k, (5, 3), L.Masking(), L.Permute((2, 1)), L.LSTM(2)),
