@@ -154,6 +154,13 @@ def load_keras3_weights(group: h5py.Group, layers: list[Layer], keras2: bool = F
         if sublayers is not None and "layers" in entry:
             load_keras3_weights(entry, sublayers, keras2)
             continue
+        inner = getattr(layer, "layer", None)  # a wrapper (TimeDistributed) of a model
+        inner_layers = getattr(inner, "layers", None)
+        if inner_layers is not None and "layer" in entry and "layers" in entry["layer"]:
+            # layer by layer, as the model's own: the entries sort by name, not in the
+            # model's order, and each layer's frozen weights and statistics stay its own
+            load_keras3_weights(entry["layer"], inner_layers, keras2)
+            continue
         arrays = _collect_vars(entry, getattr(layer, "keras3_weight_entries", ()))
         try:
             if keras2:

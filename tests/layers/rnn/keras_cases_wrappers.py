@@ -200,6 +200,22 @@ def time_distributed_sequential(k, L):
     return k.Model(x, L.TimeDistributed(inner)(x))
 
 
+def time_distributed_sequential_with_statistics(k, L):
+    """A nested Sequential holding BatchNormalization and a frozen layer: each layer's
+    weights stay its own (trainable ones first would hand the statistics to another)."""
+    x = sequence(k)
+    inner = k.Sequential(
+        [
+            k.Input((FEATURES,)),
+            L.Dense(3, name="frozen"),
+            L.BatchNormalization(name="norm"),
+            L.Dense(3, name="a_last"),  # sorts before the others by name
+        ]
+    )
+    inner.get_layer("frozen").trainable = False
+    return k.Model(x, L.TimeDistributed(inner)(x))
+
+
 def bidirectional_gru_simple_rnn(k, L):
     """GRU and SimpleRNN halves: masked sequences, states, an activation of their own."""
     x = sequence(k)
@@ -407,6 +423,7 @@ CASES = [
     Case("time_distributed_conv", time_distributed_conv),
     Case("time_distributed_pooling_masked", time_distributed_pooling_masked, inputs=[ints(0, 5)]),
     Case("time_distributed_bidirectional", time_distributed_bidirectional, inputs=[ints(0, 6)]),
+    Case("time_distributed_nested_statistics", time_distributed_sequential_with_statistics),
     Case("time_distributed_batch_norm", time_distributed_batch_norm),
     Case("time_distributed_sequential", time_distributed_sequential),
     Case("time_distributed_rnns", time_distributed_rnns),
