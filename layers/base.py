@@ -247,6 +247,12 @@ class Layer:
             )
         return mask
 
+    def compute_output_shape_and_mask(self, inputs: Any, mask: Any = None) -> tuple[Any, Any]:
+        """``compute_output_shape`` and ``compute_mask`` of symbolic ``inputs`` (models
+        answer both from one pass through their graph)."""
+        shapes = pack_like(inputs, [t.shape for t in flatten(inputs)])
+        return self.compute_output_shape(shapes), self.compute_mask(inputs, mask)
+
     def returns_its_input(self, input_shape: tuple) -> bool:
         """Whether a call on an input of ``input_shape`` returns it as it is (a Reshape to
         the same shape, a Cropping of nothing): Keras 3 on JAX then hands back the very
@@ -501,8 +507,7 @@ class Layer:
             _check_symbolic_mask(self.name, mask)
         node = Node(self, list(tensors), [], inputs, call_masks=mask)
         _, previous_mask = node.masks_for_call(propagated, lambda tensor: tensor)
-        out_shapes = self.compute_output_shape(shapes)
-        out_mask = self.compute_mask(inputs, previous_mask)
+        out_shapes, out_mask = self.compute_output_shape_and_mask(inputs, previous_mask)
         return self._record_node(node, out_shapes, out_mask, training)
 
     def _record_node(

@@ -269,6 +269,12 @@ class Model(Layer):
             return self._symbolic_outputs(tensors, mask)[1]
         return self.run(inputs, training=False, mask=mask)[1]
 
+    def compute_output_shape_and_mask(self, inputs: Any, mask: Any = None) -> tuple[Any, Any]:
+        """Both from one pass through the graph: asked one after the other, a model nested
+        n deep would be passed through 2**n times."""
+        shapes, masks = self._symbolic_outputs(flatten(inputs), mask)
+        return (shapes if self._outputs_are_list else shapes[0]), masks
+
     def compute_output_shape(self, input_shape: Any) -> Any:
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         tensors = [KerasTensor(tuple(s), t.dtype) for s, t in zip(shapes, self.inputs, strict=True)]

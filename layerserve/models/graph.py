@@ -84,8 +84,11 @@ def propagate_symbolic(nodes: list[Node], feeds: dict[int, KerasTensor]) -> None
         propagated = propagated_masks(node, [t.mask for t in tensors])
         _, previous = node.masks_for_call(propagated, lambda t: feeds[id(t)])
         options = call_options(node, lambda t: feeds[id(t)])
-        out_shapes = node.layer.compute_output_shape(shapes, **options)
-        out_mask = node.layer.compute_mask(args, previous, **options)
+        if options:
+            out_shapes = node.layer.compute_output_shape(shapes, **options)
+            out_mask = node.layer.compute_mask(args, previous, **options)
+        else:
+            out_shapes, out_mask = node.layer.compute_output_shape_and_mask(args, previous)
         shape_list = out_shapes if isinstance(out_shapes, list) else [out_shapes]
         masks = mask_list(out_mask, len(shape_list))
         for tensor, shape, mask in zip(node.outputs, shape_list, masks, strict=True):

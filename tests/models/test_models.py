@@ -529,3 +529,36 @@ def test_activity_regularizer_losses_follow_the_last_call(rng):
     y = model(x, training=True)
     close(model.losses, [0.5 * np.abs(y.astype(np.float64)).sum()])  # not divided by N
     close(y, np.repeat(x.sum(-1, keepdims=True), 2, axis=1))
+
+
+def test_a_deeply_nested_model_is_passed_through_once_per_level(monkeypatch):
+    """Shapes and masks of a nested model come from one pass through its graph: asked
+    one after the other, a model nested n deep was passed through 2**n times (a file of a
+    few hundred bytes took minutes to load)."""
+    import json
+
+    from layerserve.layers import Dense as DenseLayer
+    from layerserve.models import model_from_json
+
+    depth = 14
+    layer = {"class_name": "Dense", "config": {"units": 2, "name": "innermost"}}
+    for level in range(depth):
+        layer = {"class_name": "Sequential", "config": {"name": f"s{level}", "layers": [layer]}}
+    document = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "top",
+            "layers": [{"class_name": "InputLayer", "config": {"batch_shape": [None, 2]}}, layer],
+        },
+    }
+    calls = []
+    original = DenseLayer.compute_output_shape
+    monkeypatch.setattr(
+        DenseLayer,
+        "compute_output_shape",
+        lambda self, shape: calls.append(self.name) or original(self, shape),
+    )
+    model = model_from_json(json.dumps(document))
+    assert 0 < calls.count("innermost") <= 4 * depth, len(calls)
+    x = np.ones((3, 2), np.float32)
+    np.testing.assert_allclose(model.predict(x), model.layers[0].predict(x), rtol=1e-6)
