@@ -104,17 +104,24 @@ class Node:
         """``(mask, previous_mask)`` of this call: the mask given to ``call``, and the one
         ``compute_mask`` derives the output mask from. ``propagated`` is the structure of
         the input tensors' own masks (None if all are None); ``lookup`` maps a recorded
-        mask tensor to its value. As in Keras 3, the output mask falls back to the
-        inputs' own masks when the recorded mask is None."""
+        mask tensor to its value. A mask given as None, or as a list of Nones, goes to
+        ``call`` as given. The output mask derives from it in tf.keras (whose output masks
+        come from the masks a call was given), and from a list of Nones in Keras 3 too; a
+        plain None in Keras 3 (a call Keras handed no mask, as the file records it) and
+        every None in multi-backend Keras 2.2-2.3 (and models built in code) leave the
+        output mask to the inputs' own masks."""
         if self.call_masks is NOT_GIVEN:
             return propagated, propagated
+        layer = self.layer
+        tf_keras = layer.tf_keras_file or (2, 4, 0) <= layer.keras_version < (3, 0, 0)
         if self.call_masks is None:
-            return None, propagated
+            return None, None if tf_keras else propagated
         recorded = pack_like(
             self.call_masks,
             [None if m is None else lookup(m) for m in flatten(self.call_masks)],
         )
-        if all(m is None for m in flatten(recorded)):
+        multi_backend = layer.keras_version < (2, 4, 0) and not layer.tf_keras_file
+        if multi_backend and all(m is None for m in flatten(recorded)):
             return recorded, propagated
         return recorded, recorded
 

@@ -77,6 +77,18 @@ def float16_masked_input(k, L):
     return k.Model(x, L.LSTM(4)(L.Masking()(x)))
 
 
+def explicit_none_masks(k, L):
+    """`mask=None` / `mask=[None, None]` given by hand: the call runs unmasked, and in
+    tf.keras and Keras 3 the output carries no mask either (the LSTMs after read none);
+    Keras 3 reads a plain None as "the inputs' masks"."""
+    tokens = k.Input((7,), dtype="int32", name="tokens")
+    embedded = L.Embedding(10, 4, mask_zero=True)(tokens)
+    sequence = L.LSTM(3, return_sequences=True)(embedded, mask=None)
+    attended = L.Attention()([embedded, embedded], mask=[None, None])
+    plain = L.Attention()([embedded, embedded], mask=None)
+    return k.Model(tokens, [L.LSTM(2)(sequence), L.LSTM(2)(attended), L.LSTM(2)(plain)])
+
+
 def fixed_batch(k, L):
     """A Sequential built by calling it on data: its InputLayer records batch 32."""
     model = k.Sequential([L.Dense(4, activation="relu"), L.Dense(2)])
@@ -131,6 +143,7 @@ CASES = [
     ),
     Case("float16_input", float16_input, inputs=[floats(scale=3.0)]),
     Case("float16_masked_input", float16_masked_input, inputs=[masked_steps()]),
+    Case("explicit_none_masks", explicit_none_masks, inputs=[ints(0, 10)]),
     Case("fixed_batch_sequential", fixed_batch),
     Case("keras3_recorded_training", recorded_training, flavours=("keras3",)),
     Case("fixed_batch_functional", fixed_batch_functional, inputs=[masked_steps()]),
