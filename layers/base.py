@@ -78,8 +78,7 @@ def normalize_dtype(dtype: Any) -> str | None:
     if dtype is None:
         return None
     if isinstance(dtype, dict):
-        config = dtype.get("config", {})
-        dtype = config.get("name", "float32") if isinstance(config, dict) else "float32"
+        dtype = _policy_name(dtype)
     name = str(dtype.name if isinstance(dtype, np.dtype) else dtype)
     if name.startswith("mixed_"):
         # A mixed policy keeps float32 variables; the reference computes in float32 too.
@@ -95,6 +94,27 @@ def normalize_dtype(dtype: Any) -> str | None:
         return np.dtype(name).name
     except TypeError as exc:
         raise ConfigError(f"Expected a NumPy dtype name. {received('dtype', dtype)}") from exc
+
+
+_POLICY_CLASSES = ("DTypePolicy", "FloatDTypePolicy", "Policy")  # Policy: tf.keras's
+_POLICY_KEYS = {"module", "class_name", "config", "registered_name", "shared_object_id"}
+
+
+def _policy_name(policy: dict[str, Any]) -> str:
+    """The dtype a serialized dtype policy names; other policies (quantized ones) and
+    unknown keys are refused."""
+    config = policy.get("config")
+    if (
+        policy.get("class_name") not in _POLICY_CLASSES
+        or set(policy) - _POLICY_KEYS
+        or not isinstance(config, dict)
+        or set(config) != {"name"}
+    ):
+        raise ConfigError(
+            "Expected a dtype policy {'class_name': 'DTypePolicy', 'config': {'name': ...}} "
+            f"(or FloatDTypePolicy, tf.keras's Policy). {received('dtype', policy)}"[:400]
+        )
+    return config["name"]
 
 
 def to_shape(value: Any, argument: str) -> tuple[int | None, ...]:

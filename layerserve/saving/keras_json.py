@@ -94,10 +94,36 @@ def normalize_model(document: dict[str, Any], version: str | None = None) -> dic
     ours = document.get("backend") == "layerserve"
     keras3 = _keras3_writer.set(None if keras2 or ours else writer)
     try:
-        return normalize_layer(document)
+        check_keys("The model document", document, DOCUMENT_KEYS)
+        return _normalize_entry(document)
     finally:
         _keras3_writer.reset(keras3)
         _keras2_writer.reset(token)
+
+
+# The keys of a layer's entry in a model config (Keras 2 and 3, tf.keras), of a model's
+# own config, and of the document around it; any other key is refused, never ignored.
+LAYER_ENTRY_KEYS = frozenset(
+    {"class_name", "config", "module", "registered_name", "name", "inbound_nodes",
+     "build_config", "compile_config", "shared_object_id", "keras_op"}
+)  # fmt: skip
+MODEL_CONFIG_KEYS = frozenset(
+    {"name", "trainable", "layers", "input_layers", "output_layers", "dtype",
+     "build_input_shape"}
+)  # fmt: skip
+DOCUMENT_KEYS = LAYER_ENTRY_KEYS - {"inbound_nodes", "keras_op"} | {
+    "keras_version",
+    "backend",
+    "layerserve_version",  # layerserve's own documents
+}
+
+
+def check_keys(what: str, given: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(str(key) for key in set(given) - allowed)
+    if unknown:
+        raise ModelFormatError(
+            f"{what}: unknown key(s) {unknown}; expected only {sorted(allowed)}"[:500]
+        )
 
 
 def normalize_layer(entry: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +131,11 @@ def normalize_layer(entry: dict[str, Any]) -> dict[str, Any]:
         raise ModelFormatError(
             f"Expected a layer entry with 'class_name'. Received: {entry!r}"[:300]
         )
+    check_keys(f"The entry of layer {entry.get('name')!r}", entry, LAYER_ENTRY_KEYS)
+    return _normalize_entry(entry)
+
+
+def _normalize_entry(entry: dict[str, Any]) -> dict[str, Any]:
     class_name = entry["class_name"]
     config = entry.get("config")
     if class_name == "Sequential":
@@ -122,6 +153,7 @@ def _normalize_sequential(config: Any) -> dict[str, Any]:
         config = {"layers": config}
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ModelFormatError("A Sequential config needs a 'layers' list.")
+    check_keys(f"The config of model {config.get('name')!r}", config, MODEL_CONFIG_KEYS)
     out: dict[str, Any] = {
         "name": config.get("name"),
         "layers": [normalize_layer(e) for e in config["layers"]],
@@ -153,11 +185,14 @@ def _batch_shape(value: Any) -> Any:
 def _normalize_functional(config: Any) -> dict[str, Any]:
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ModelFormatError("A functional model config needs a 'layers' list.")
+    check_keys(f"The config of model {config.get('name')!r}", config, MODEL_CONFIG_KEYS)
     layers = []
     for entry in config["layers"]:
         if not isinstance(entry, dict):
             raise ModelFormatError(f"Expected a layer entry. Received: {entry!r}"[:300])
         op = _is_keras_op(entry)
+        if op:
+            check_keys(f"The entry of operation {entry.get('name')!r}", entry, LAYER_ENTRY_KEYS)
         normalized = _normalize_op(entry) if op else normalize_layer(entry)
         normalized["name"] = entry.get("name", normalized["config"].get("name"))
         layer = f"Layer {entry.get('name')!r} ({entry.get('class_name')})"
