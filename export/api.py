@@ -221,10 +221,16 @@ def input_value_ranges(model: Any) -> dict[str, list[int]]:
 
 
 def save_onnx(onnx_model: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write atomically: the file appears whole or not at all."""
+    """Write atomically: the file appears whole or not at all (its folder is made if
+    missing). A path that cannot be written is an :class:`ExportError` naming it."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    if target.is_dir():
+        raise ExportError(f"{target} is a directory: expected the path of the .onnx file to write")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise ExportError(f"Cannot write {target}: {exc}") from exc
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(onnx_model.SerializeToString())
@@ -232,6 +238,8 @@ def save_onnx(onnx_model: onnx.ModelProto, path: str | os.PathLike) -> None:
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o644)
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ExportError(f"Cannot write {target}: {exc}") from exc
         raise

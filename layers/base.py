@@ -204,6 +204,11 @@ class Layer:
                 f"Keyword argument not understood by {type(self).__name__}: {unknown}. "
                 f"Received: {given}"
             )
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(
+                f"{type(self).__name__}: expected the layer's name to be a string. "
+                + received("name", name)
+            )
         self.name = name or unique_name(self.name_prefix or snake_case(type(self).__name__))
         self.trainable = bool(trainable)
         explicit_dtype = normalize_dtype(dtype if dtype is not None else input_dtype)

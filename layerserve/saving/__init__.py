@@ -10,15 +10,15 @@ import secrets
 import stat
 import zipfile
 import zlib
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import h5py
 
 from layerserve.activations import any_version_names
-from layerserve.errors import ModelFormatError
+from layerserve.errors import LayerserveError, ModelFormatError
 from layerserve.saving import keras_json, native, weights_h5
 from layerserve.serialization import (
     custom_object_scope,
@@ -28,6 +28,34 @@ from layerserve.serialization import (
 )
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# What a damaged or hand-made file makes h5py, zipfile, json and the config walk raise
+# once it opened: a missing member or attribute, a value of another type or shape, text
+# that is not UTF-8, a structure that refers to itself.
+_DAMAGE = (
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+@contextmanager
+def _read_as_keras(what: object) -> Iterator[None]:
+    """Errors a damaged file raises as :class:`ModelFormatError` naming ``what``; the
+    typed errors of layerserve pass as they are."""
+    try:
+        yield
+    except LayerserveError:
+        raise
+    except _DAMAGE as exc:  # RecursionError is a RuntimeError
+        raise ModelFormatError(
+            f"{what} cannot be read as a Keras model: {type(exc).__name__}: {exc}"[:500]
+        ) from exc
 
 
 def model_from_json(
@@ -38,9 +66,10 @@ def model_from_json(
 ) -> Any:
     """A model from ``to_json()`` output of Keras 2.2.x, tf.keras 2.x, Keras 3 or
     layerserve. ``keras_version`` overrides the version the document states."""
-    document = keras_json.parse_document(json_string)
-    version = keras_version or keras_json.detect_keras_version(document)
-    return _build(document, version, custom_objects, safe_mode)
+    with _read_as_keras("The model JSON"):
+        document = keras_json.parse_document(json_string)
+        version = keras_version or keras_json.detect_keras_version(document)
+        return _build(document, version, custom_objects, safe_mode)
 
 
 def _build(
@@ -78,18 +107,19 @@ def load_model(
         head = path.open("rb").read(8)
     except OSError as exc:
         raise ModelFormatError(f"Cannot read model file {path}: {exc}") from exc
-    if head.startswith(HDF5_SIGNATURE):
-        model = _load_h5(path, custom_objects, safe_mode)
-    elif zipfile.is_zipfile(path):
-        model = _load_zip(path, custom_objects, safe_mode)
-    elif head.lstrip()[:1] == b"{":
-        model = model_from_json(path.read_bytes(), custom_objects, safe_mode)
-    else:
-        raise ModelFormatError(
-            f"{path} is not a model file layerserve knows: expected a "
-            ".keras archive, an HDF5 .h5 file, a layerserve archive or JSON. "
-            f"Found {_describe_head(head)}."
-        )
+    with _read_as_keras(path):
+        if head.startswith(HDF5_SIGNATURE):
+            model = _load_h5(path, custom_objects, safe_mode)
+        elif zipfile.is_zipfile(path):
+            model = _load_zip(path, custom_objects, safe_mode)
+        elif head.lstrip()[:1] == b"{":
+            model = model_from_json(path.read_bytes(), custom_objects, safe_mode)
+        else:
+            raise ModelFormatError(
+                f"{path} is not a model file layerserve knows: expected a "
+                ".keras archive, an HDF5 .h5 file, a layerserve archive or JSON. "
+                f"Found {_describe_head(head)}."
+            )
     if weights is not None:
         load_weights(model, weights)
     return model
@@ -180,7 +210,8 @@ def load_weights(model: Any, filepath: str | os.PathLike) -> None:
     (its shapes, its layout) the ones set before it are put back as they were."""
     before = model.get_weights()
     try:
-        _load_weights(model, Path(filepath))
+        with _read_as_keras(f"The weights file {filepath}"):
+            _load_weights(model, Path(filepath))
     except BaseException:
         if len(before) == len(model.weights):  # a model built by the load has no "before"
             model.set_weights(before)
