@@ -40,6 +40,7 @@ from layerserve.layers.tensor import (
 )
 from layerserve.serialization import (
     charge_weight,
+    in_keras_document,
     is_tf_keras_file,
     semantics_version,
     serialize,
@@ -222,6 +223,8 @@ class Layer:
             self._dtype_in_config = True
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self.keras_version = semantics_version()
+        # made from a document Keras wrote, not built in layerserve
+        self.read_from_file = in_keras_document()
         # tf.keras bundled with TensorFlow 1.13-2.3 wrote "2.x-tf" (its own semantics)
         self.tf_keras_file = is_tf_keras_file()
         self.input_spec: InputSpec | list[InputSpec] | None = None

@@ -29,6 +29,10 @@ _tf_keras_file: contextvars.ContextVar[bool] = contextvars.ContextVar(
 _custom_objects: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "custom_objects", default=None
 )
+# True while a document Keras wrote (not layerserve) is being rebuilt.
+_keras_document: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "keras_document", default=False
+)
 
 
 def parse_version(version: str | tuple[int, ...] | None) -> tuple[int, int, int]:
@@ -68,6 +72,22 @@ def semantics_explicit() -> bool:
     """Whether a :func:`keras_semantics` block is in force (a file is being read), as
     opposed to the reference semantics that models built in code get."""
     return _semantics.get(None) is not None
+
+
+@contextlib.contextmanager
+def keras_document_scope(written_by_keras: bool) -> Iterator[None]:
+    """Within the block, the layers made are those of a document Keras wrote: its
+    records say what Keras did (a call recorded without a mask was made without one),
+    where a model built in layerserve leaves it open."""
+    token = _keras_document.set(written_by_keras)
+    try:
+        yield
+    finally:
+        _keras_document.reset(token)
+
+
+def in_keras_document() -> bool:
+    return _keras_document.get()
 
 
 def is_tf_keras_file() -> bool:

@@ -213,12 +213,13 @@ def _refuse_same_depth(
 
 
 def _refuse_unknown_recording(node: Node, tensor: KerasTensor) -> None:
-    """A call recorded without ``mask=`` (a model built in layerserve, not loaded from a
-    Keras 3 file): whether Keras 3 would have recorded the tensor's mask for it (a
-    layer whose call takes ``mask``) or let it read the removed one is not known, unless
-    the tensor had no mask when the model was built (a nested model's input: Keras
-    records no mask then)."""
-    if node.call_masks is NOT_GIVEN and tensor.mask is not None:
+    """A call recorded without ``mask=`` in a model built in layerserve: whether Keras 3
+    would have recorded the tensor's mask for it (a layer whose call takes ``mask``) or
+    let it read the removed one is not known, unless the tensor had no mask when the
+    model was built (a nested model's input: Keras records no mask then). A Keras 3 file
+    says it: such a call recorded none (the Attention layers' calls, say), and reads the
+    mask the tensor carries when it runs, which is gone."""
+    if node.call_masks is NOT_GIVEN and tensor.mask is not None and not node.layer.read_from_file:
         raise NotSupportedError(
             f"Layer {node.layer.name!r} reads {tensor.name!r} after a Keras 3 "
             "MultiHeadAttention removed its mask, in a model built in layerserve: whether "

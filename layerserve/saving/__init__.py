@@ -22,6 +22,7 @@ from layerserve.errors import LayerserveError, ModelFormatError
 from layerserve.saving import keras_json, native, weights_h5
 from layerserve.serialization import (
     custom_object_scope,
+    keras_document_scope,
     keras_semantics,
     parse_version,
     safe_mode_scope,
@@ -85,6 +86,7 @@ def _build(
     names = any_version_names() if document.get("backend") == "layerserve" else nullcontext()
     with (
         keras_semantics(version),
+        keras_document_scope(document.get("backend") != "layerserve"),
         custom_object_scope(custom_objects),
         safe_mode_scope(safe_mode),
         names,

@@ -254,6 +254,17 @@ def mha_mask_removal_by_depth(k, L):
     return k.Model(tokens, [L.Add()([deep, late]), L.Add()([shallow, early])])
 
 
+def attention_after_mha_removed_the_mask(k, L):
+    """Keras 3 records no mask for an Attention call: it reads the value's mask when it
+    runs, after the MultiHeadAttention that read the same embedding removed it."""
+    query_tokens = k.Input((5,), dtype="int32")
+    value_tokens = k.Input((7,), dtype="int32")
+    embedding = L.Embedding(9, 4, mask_zero=True)
+    query, value = embedding(query_tokens), embedding(value_tokens)
+    attended = L.MultiHeadAttention(2, 2)(query, value)
+    return k.Model([query_tokens, value_tokens], L.Attention()([L.Dense(4)(attended), value]))
+
+
 def mha_by_keyword(k, L):
     """``mha(query=..., value=..., key=...)`` as keras.io writes it (Keras 3 records the
     query among the call's keyword arguments)."""
@@ -385,6 +396,11 @@ CASES = [
     Case("transformer_block_masked", transformer_block_masked, inputs=[ints(0, 4)]),
     Case("transformer_encoder_masked", transformer_encoder_masked, inputs=[ints(0, 4)]),
     Case("mha_mask_removal_by_depth", mha_mask_removal_by_depth, inputs=[ints(0, 4)]),
+    Case(
+        "attention_after_mha_removed_the_mask",
+        attention_after_mha_removed_the_mask,
+        inputs=[ints(0, 4), ints(0, 4)],
+    ),
     Case("mha_by_keyword", mha_by_keyword),
     Case(
         "mha_same_depth_readers",
