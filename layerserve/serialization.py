@@ -183,6 +183,10 @@ def weight_budget_scope(max_bytes: int) -> Iterator[None]:
         _weight_budget.reset(token)
 
 
+def weight_budget_active() -> bool:
+    return _weight_budget.get() is not None
+
+
 def charge_weight(nbytes: int, what: str) -> None:
     """Count ``nbytes`` of new weights against the budget of :func:`weight_budget_scope`."""
     budget = _weight_budget.get()

@@ -26,6 +26,8 @@ from layerserve.serialization import (
     keras_semantics,
     parse_version,
     safe_mode_scope,
+    weight_budget_active,
+    weight_budget_scope,
 )
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -109,7 +111,11 @@ def load_model(
         head = path.open("rb").read(8)
     except OSError as exc:
         raise ModelFormatError(f"Cannot read model file {path}: {exc}") from exc
-    with _read_as_keras(path):
+    stored = not (head.lstrip()[:1] == b"{" and weights is None)  # weights from files
+    budget = nullcontext()
+    if stored and not weight_budget_active():
+        budget = weight_budget_scope(_weight_budget_of(path, weights))
+    with _read_as_keras(path), budget:
         if head.startswith(HDF5_SIGNATURE):
             model = _load_h5(path, custom_objects, safe_mode)
         elif zipfile.is_zipfile(path):
@@ -122,9 +128,29 @@ def load_model(
                 ".keras archive, an HDF5 .h5 file, a layerserve archive or JSON. "
                 f"Found {_describe_head(head)}."
             )
-    if weights is not None:
-        load_weights(model, weights)
+        if weights is not None:
+            load_weights(model, weights)
     return model
+
+
+def _weight_budget_of(path: Path, weights: str | os.PathLike | None) -> int:
+    """What the weights a file (and a weights file beside it) can fill may take in memory:
+    four times the bytes they hold (float16 values of a float32 layer take twice theirs),
+    and 64 MiB more. A model's weights are made from its config before any stored value
+    is read: a config asking for more than its file holds (``Dense(10**9)`` in a file of
+    kilobytes) would allocate them only to fail."""
+    held = _bytes_held(path) + (0 if weights is None else _bytes_held(Path(weights)))
+    return 4 * held + (64 << 20)
+
+
+def _bytes_held(path: Path) -> int:
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return sum(entry.file_size for entry in archive.infolist())
+        return path.stat().st_size
+    except (OSError, zipfile.BadZipFile):
+        return 0  # the read that follows says what is wrong with the file
 
 
 def _describe_head(head: bytes) -> str:

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from layerserve.cli import app
-from layerserve.errors import LayerserveError, ModelFormatError
+from layerserve.errors import LayerserveError, ModelFormatError, WeightsError
 from layerserve.models import load_model
 
 WRITTEN = Path(__file__).parent / "keras22" / "tensorflow" / "dense-linear.h5"
@@ -99,3 +99,15 @@ def test_export_to_a_directory_is_refused_in_one_line(tmp_path):
     assert result.exit_code == 2, result.output
     assert "is a directory" in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_asking_for_more_weights_than_its_file_holds_is_refused_before_allocating(
+    tmp_path,
+):
+    """The kernel a Dense of 10**9 units asks for (some 30 GB) is refused from the config,
+    against what the file's bytes can fill, before NumPy is asked for it."""
+    path = tmp_path / "model.h5"
+    shutil.copy(WRITTEN, path)
+    _config(lambda d: _first_layer(d)["config"].__setitem__("units", 10**9))(path)
+    with pytest.raises(WeightsError, match="past the limit"):
+        load_model(path)
