@@ -41,18 +41,13 @@ def _refuse(layer: Merge, why: str) -> NotSupportedError:
 
 
 def _inputs(conversion: Conversion) -> list[Value]:
-    """The inputs in the dtype the reference computes in (floats: the layer's dtype)."""
-    layer, builder, values = conversion.layer, conversion.builder, conversion.inputs
+    """The inputs, floats already in the layer's dtype (``Merge.call_dtype``, applied to
+    every layer's inputs by the exporter); integers mixed with floats are refused."""
+    layer, values = conversion.layer, conversion.inputs
     kinds = {np.dtype(v.dtype).kind == "f" for v in values}
     if len(kinds) > 1:
         raise _refuse(layer, "inputs mixing integer and float dtypes cannot be exported.")
-    cast = []
-    for value in values:
-        if np.dtype(value.dtype).kind == "f" and value.dtype != layer.dtype:
-            name = builder.op("Cast", [value.name], f"{layer.name}_cast", to=onnx_type(layer.dtype))
-            value = Value(name, value.shape, layer.dtype)
-        cast.append(value)
-    return cast
+    return list(values)
 
 
 def _masks(conversion: Conversion) -> list[Value | None]:

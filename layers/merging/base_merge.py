@@ -64,15 +64,11 @@ class Merge(Layer):
     def compute_output_shape(self, input_shape: Any) -> ms.Shape:
         return ms.elementwise_output_shape(self._input_shapes(input_shape))
 
-    def _to_array(self, value: Any) -> np.ndarray:
-        # Keras casts floating inputs to the layer's dtype and leaves integers alone.
-        array = super()._to_array(value)
-        if array.dtype.kind == "f" and array.dtype != np.dtype(self.dtype):
-            array = array.astype(self.dtype)
-        return array
-
-    def output_dtype(self, input_dtype: str) -> str:
-        return self.dtype if np.dtype(input_dtype).kind == "f" else input_dtype
+    def call_dtype(self, input_dtype: Any) -> np.dtype:
+        """Keras casts a merge's floating inputs to its dtype, in every version (other
+        layers from tf.keras 2.4 on), and leaves integers alone."""
+        given = np.dtype(input_dtype)
+        return np.dtype(self.dtype) if given.kind == "f" else given
 
     def _arrays(self, inputs: Any) -> list[np.ndarray]:
         if not isinstance(inputs, (list, tuple)):
