@@ -35,6 +35,16 @@ _keras_document: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+@contextlib.contextmanager
+def _set_within(variable: contextvars.ContextVar[Any], value: Any) -> Iterator[None]:
+    """``variable`` holds ``value`` inside the block, and what it held before after it."""
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
+
+
 def parse_version(version: str | tuple[int, ...] | None) -> tuple[int, int, int]:
     """``"3.15.1"`` -> ``(3, 15, 1)``; ``"2.2.4-tf"`` -> ``(2, 2, 4)``; None -> reference."""
     if version is None:
@@ -74,16 +84,11 @@ def semantics_explicit() -> bool:
     return _semantics.get(None) is not None
 
 
-@contextlib.contextmanager
-def keras_document_scope(written_by_keras: bool) -> Iterator[None]:
+def keras_document_scope(written_by_keras: bool) -> contextlib.AbstractContextManager[None]:
     """Within the block, the layers made are those of a document Keras wrote: its
     records say what Keras did (a call recorded without a mask was made without one),
     where a model built in layerserve leaves it open."""
-    token = _keras_document.set(written_by_keras)
-    try:
-        yield
-    finally:
-        _keras_document.reset(token)
+    return _set_within(_keras_document, written_by_keras)
 
 
 def in_keras_document() -> bool:
@@ -105,15 +110,11 @@ def version_string(version: tuple[int, int, int], tf_keras_file: bool = False) -
     return ".".join(str(p) for p in version) + ("-tf" if tf_keras_file else "")
 
 
-@contextlib.contextmanager
-def custom_object_scope(objects: Mapping[str, Any] | None) -> Iterator[None]:
+def custom_object_scope(
+    objects: Mapping[str, Any] | None,
+) -> contextlib.AbstractContextManager[None]:
     """Make user classes and functions findable by name while deserializing."""
-    merged = {**(_custom_objects.get() or {}), **(objects or {})}
-    token = _custom_objects.set(merged)
-    try:
-        yield
-    finally:
-        _custom_objects.reset(token)
+    return _set_within(_custom_objects, {**(_custom_objects.get() or {}), **(objects or {})})
 
 
 def custom_objects() -> Mapping[str, Any]:
@@ -171,16 +172,11 @@ _weight_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVa
 )
 
 
-@contextlib.contextmanager
-def weight_budget_scope(max_bytes: int) -> Iterator[None]:
+def weight_budget_scope(max_bytes: int) -> contextlib.AbstractContextManager[None]:
     """Within the block, layers may create at most ``max_bytes`` of weights in all, so that
     building a model from an untrusted config fails cleanly instead of exhausting memory
     (weights are allocated from the config before the stored values are read)."""
-    token = _weight_budget.set([int(max_bytes), int(max_bytes)])
-    try:
-        yield
-    finally:
-        _weight_budget.reset(token)
+    return _set_within(_weight_budget, [int(max_bytes), int(max_bytes)])
 
 
 def weight_budget_active() -> bool:
@@ -200,14 +196,9 @@ def charge_weight(nbytes: int, what: str) -> None:
         )
 
 
-@contextlib.contextmanager
-def safe_mode_scope(safe_mode: bool) -> Iterator[None]:
+def safe_mode_scope(safe_mode: bool) -> contextlib.AbstractContextManager[None]:
     """Within the block, stored Python bytecode may be loaded only if ``safe_mode`` is False."""
-    token = _safe_mode.set(bool(safe_mode))
-    try:
-        yield
-    finally:
-        _safe_mode.reset(token)
+    return _set_within(_safe_mode, bool(safe_mode))
 
 
 def in_safe_mode() -> bool:

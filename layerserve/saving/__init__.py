@@ -111,16 +111,16 @@ def load_model(
         head = path.open("rb").read(8)
     except OSError as exc:
         raise ModelFormatError(f"Cannot read model file {path}: {exc}") from exc
-    stored = not (head.lstrip()[:1] == b"{" and weights is None)  # weights from files
+    is_json = head.lstrip()[:1] == b"{"
     budget = nullcontext()
-    if stored and not weight_budget_active():
+    if not (is_json and weights is None) and not weight_budget_active():  # stored weights
         budget = weight_budget_scope(_weight_budget_of(path, weights))
     with _read_as_keras(path), budget:
         if head.startswith(HDF5_SIGNATURE):
             model = _load_h5(path, custom_objects, safe_mode)
         elif zipfile.is_zipfile(path):
             model = _load_zip(path, custom_objects, safe_mode)
-        elif head.lstrip()[:1] == b"{":
+        elif is_json:
             model = model_from_json(path.read_bytes(), custom_objects, safe_mode)
         else:
             raise ModelFormatError(
