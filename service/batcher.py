@@ -51,7 +51,9 @@ LOOP_RUN_COOLDOWN_S = 5.0
 log = logging.getLogger("layerserve.service")
 
 
-@dataclass
+# Compared by identity: the queue finds a request by the object, never by its arrays
+# (comparing two requests' inputs by value raises, or takes the time of the data).
+@dataclass(eq=False)
 class Pending:
     inputs: dict[str, np.ndarray]
     rows: int
@@ -377,10 +379,14 @@ class DynamicBatcher:
         now = time.monotonic()
         if not any(item.deadline <= now or item.future.done() for item in self._queue):
             return
-        for item in list(self._queue):
+        kept: list[Pending] = []
+        for item in self._queue:
             if item.future.done() or item.deadline <= now:
-                self._queue.remove(item)
                 self._loop.call_soon_threadsafe(self._drop, item, now)
+            else:
+                kept.append(item)
+        self._queue.clear()
+        self._queue.extend(kept)
 
     # ---- the event loop -------------------------------------------------------------
     def _drop(self, item: Pending, now: float) -> None:

@@ -68,6 +68,7 @@ def url(tmp_path_factory):
         write_identity(root, f"identity_{datatype.lower()}", datatype)
     write_identity(root, "queue_timeout", "FP32", QUEUE_TIMEOUT)
     write_identity(root, "delayed", "FP32", DELAYED)
+    write_identity(root, "expiring", "FP32", DELAYED)
     write_identity(root, "tiny_queue", "FP32", TINY_QUEUE)
     with running_server(Settings(model_repository=root, max_request_bytes=LIMIT)) as server:
         yield server
@@ -797,6 +798,33 @@ def test_request_timeout_parameter_shortens_the_queue_timeout(url, http):
     with pytest.raises(InferenceServerException) as error:
         client.infer("delayed", [request], timeout=1000)
     assert error.value.status() == "504"
+
+
+def test_a_request_expiring_behind_another_leaves_the_queue_serving(url):
+    """A request queued behind another runs out of time first: it gets its 504, and the
+    one ahead of it, and every later request, are still served (dropping it once stopped
+    the model's queue for good, so that every later request waited out its client)."""
+
+    def send(value: float, **parameters) -> httpx.Response:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            document = identity_request(value, **parameters)
+            return http.post("/v2/models/expiring/infer", json=document)
+
+    with ThreadPoolExecutor(2) as pool:
+        ahead = pool.submit(send, 10.0)
+        deadline = time.monotonic() + 10
+        while pending(httpx.get(url + "/metrics").text, "expiring") < 1:
+            assert time.monotonic() < deadline, "the first request was never queued"
+            time.sleep(0.01)
+        behind = pool.submit(send, 20.0, timeout=1000)
+        expired, served = behind.result(), ahead.result()
+    assert expired.status_code == 504, expired.text
+    assert "'expiring' timed out after waiting" in expired.json()["error"]
+    assert served.status_code == 200, served.text
+    assert served.json()["outputs"][0]["data"] == [10.0, 11.0, 12.0]
+    later = send(30.0)
+    assert later.status_code == 200, later.text
+    assert later.json()["outputs"][0]["data"] == [30.0, 31.0, 32.0]
 
 
 # ---- 503 queue full ---------------------------------------------------------------------
