@@ -36,6 +36,7 @@ class ModelState:
     # version -> (fingerprint, config digest) of a load that failed: not retried by a
     # poll until one of them changes (an explicit load retries it).
     failed: dict[str, tuple[Fingerprint, str]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # version -> why, of those
     optional: bool = False  # not needed for readiness until it served once
     errors: list[str] = field(default_factory=list)  # of the latest convergence
 
@@ -179,6 +180,7 @@ class ModelRepository:
                     loaded[version] = LoadedModel.load(name, version, path, resolved)
                 except ModelLoadError as exc:
                     state.failed[version] = memo
+                    state.failures[version] = str(exc)
                     errors.append(f"version {version}: {exc}")
                     log.error("model %s version %s did not load: %s", name, version, exc)
                     if version not in current:
@@ -192,6 +194,7 @@ class ModelRepository:
                 v: stamp if v in loaded else fingerprints.get(v, stamp) for v, stamp in now.items()
             }
             state.failed = {v: m for v, m in state.failed.items() if v in disk.versions}
+            state.failures = {v: e for v, e in state.failures.items() if v in state.failed}
             if state.versions:
                 state.state, state.reason, state.optional = "READY", "", False
             elif errors:

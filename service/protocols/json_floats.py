@@ -1,10 +1,12 @@
-"""Numbers in JSON bodies. Non-finite floats: the ``NaN``, ``Infinity`` and ``-Infinity``
-tokens, which strict JSON lacks. Both protocols read and write them as their reference servers
-do: Triton parses and writes JSON with rapidjson's ``kParseNanAndInfFlag`` and
-``kWriteNanAndInfFlag`` (``triton/common/triton_json.h``), TF Serving with
-``json_tensor.cc``; tritonclient (python-rapidjson) and Python's ``json`` read them
-back. orjson alone would refuse them in requests and write ``null`` in responses,
-which loses the value (and the sign of an infinity). Booleans among numbers: NumPy reads
+"""Numbers in JSON bodies. Non-finite floats: the ``NaN``, ``Inf``, ``Infinity``, ``-Inf``
+and ``-Infinity`` tokens, which strict JSON lacks. Both protocols read and write them as
+their reference servers do: Triton parses and writes JSON with rapidjson's
+``kParseNanAndInfFlag`` and ``kWriteNanAndInfFlag`` (``triton/common/triton_json.h``), TF
+Serving with ``json_tensor.cc``. A body holding them is read by rapidjson itself
+(python-rapidjson), which also refuses a number too large for a double (``1e400``), as
+they do; tritonclient (python-rapidjson) and Python's ``json`` read the written tokens
+back. orjson alone would refuse them in requests and write ``null`` in responses, which
+loses the value (and the sign of an infinity). Booleans among numbers: NumPy reads
 ``[0.5, true]`` as ``[0.5, 1.0]``, so a numeric input's values are checked for them."""
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+import rapidjson
 
-NON_FINITE_TOKEN = re.compile(rb"NaN|Infinity")
+NON_FINITE_TOKEN = re.compile(rb"NaN|Inf")
 _FRAGMENTS = {
     "nan": orjson.Fragment(b"NaN"),
     "inf": orjson.Fragment(b"Infinity"),
@@ -32,15 +35,16 @@ def snippet(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def loads(body: bytes) -> Any:
-    """orjson, or Python's parser when the body uses the non-finite tokens. Raises
-    ValueError (orjson's and json's decode errors are ValueErrors) or RecursionError."""
+def loads(body: bytes | bytearray | memoryview) -> Any:
+    """orjson, or rapidjson when the body uses the non-finite tokens. Raises ValueError
+    (both parsers' decode errors are ValueErrors) or RecursionError."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         if not NON_FINITE_TOKEN.search(body):
             raise
-    return json.loads(body)
+    text = body if isinstance(body, bytes | bytearray) else bytes(body)
+    return rapidjson.loads(text, number_mode=rapidjson.NM_NAN)
 
 
 def with_tokens(array: np.ndarray) -> Any:
@@ -83,6 +87,8 @@ def first_boolean(data: Any, numbers: np.ndarray) -> tuple[int, str] | None:
     ``may_hold_booleans``)."""
     if numbers.dtype.kind == "b":
         return None
+    if numbers.ndim == 0:  # a bare value, no list to walk
+        return (0, "true" if data else "false") if isinstance(data, bool) else None
     if not (np.count_nonzero(numbers == 0) or np.count_nonzero(numbers == 1)):
         return None  # count_nonzero: half what .any() costs on a small array
     values: Any = data

@@ -237,6 +237,8 @@ def _to_array(
         raise InvalidInput(f"{where}: values do not fit {spec.datatype}")
     if booleans and dtype.kind != "b" and json_floats.first_boolean(value, array) is not None:
         _reject_leaf(value, spec, where)  # NumPy read a true or false as 1 or 0
+    if dtype.kind == "f" and dtype.itemsize >= 4:  # TF Serving reads no FP16 JSON
+        _check_lossless(value, array, spec, where, rows)
     if dtype.kind in "iu" and array.dtype.kind == "f":
         # NumPy infers float64 for integers mixed with fractions or beyond int64 (2**63
         # beside 1): that would round every integer past 2**53 and wrap those past the
@@ -245,11 +247,37 @@ def _to_array(
     return _cast(array, spec, where)
 
 
+def _check_lossless(
+    value: Any, array: np.ndarray, spec: TensorSpec, where: str, rows: bool
+) -> None:
+    """A JSON integer for an FP32 or FP64 input must be at most 2**digits - 1 in magnitude
+    (FP32: 16,777,215), as TF Serving's ``IsLosslessDecimal`` has it: past that, 16777217 would
+    be served as 16777216. Numbers written with a fraction or exponent are floats already,
+    and only their range is checked (``to_float``)."""
+    most = 2 ** (np.finfo(spec.dtype).nmant + 1) - 1
+    if not array.size or (array.min() >= -most and array.max() <= most):
+        return  # the common case (False with a NaN too: then the values tell)
+    if array.dtype.kind in "iu":
+        outside = array[(array < -most) | (array > most)]
+        beyond = [outside[0].item()] if outside.size else []
+    else:  # integers among floats, which NumPy made floats: found in the values
+        beyond = [
+            leaf for leaf in _walk(value, where, rows)[1] if type(leaf) is int and abs(leaf) > most
+        ]
+    if beyond:
+        raise InvalidInput(
+            f"{where}: cannot convert JSON value {beyond[0]} to {spec.datatype} without loss "
+            f"of precision: a JSON integer for a {spec.datatype} input is at most {most} in "
+            "magnitude"
+        )
+
+
 def _exact_integers(value: Any, spec: TensorSpec, where: str, rows: bool) -> np.ndarray:
     """Integers for an INT or UINT input, each JSON integer as it was written; a number
     written with a fraction or exponent is taken when it is integral (``3.0``) and exact
-    (at most 2**53 in magnitude). The JSON parser reads an integer beyond 64 bits as such a
-    float, so that limit also refuses those, which no 64-bit type holds."""
+    (below 2**53 in magnitude: from there on a double stands for more than one integer).
+    The JSON parser reads an integer beyond 64 bits as such a float, so that limit also
+    refuses those, which no 64-bit type holds."""
     shape, leaves = _walk(value, where, rows)
     exact = []
     for leaf in leaves:
@@ -258,10 +286,10 @@ def _exact_integers(value: Any, spec: TensorSpec, where: str, rows: bool) -> np.
                 raise InvalidInput(
                     f"{where}: value {leaf!r} is not an integer; the model expects {spec.datatype}"
                 )
-            if abs(leaf) > 2**53:
+            if abs(leaf) >= 2**53:
                 raise InvalidInput(
                     f"{where}: value {leaf!r} does not fit {spec.datatype} exactly: beyond "
-                    f"2**53, write integers as JSON integers within {spec.datatype}'s range"
+                    f"2**53 - 1, write integers as JSON integers within {spec.datatype}'s range"
                 )
             leaf = int(leaf)
         elif isinstance(leaf, bool) or not isinstance(leaf, int):
@@ -436,9 +464,14 @@ def _jsonable(name: str, array: np.ndarray) -> Any:
         return _nest(items, list(array.shape))
     if array.dtype == np.float16:
         array = array.astype(np.float32)
-    array = np.ascontiguousarray(array)
+    if array.ndim:  # (ascontiguousarray makes a scalar a list of one)
+        array = np.ascontiguousarray(array)
     if array.dtype.kind == "f":
         return json_floats.with_tokens(array)
+    if array.dtype.kind in "iu":
+        # onnxruntime's 64-bit integers are NumPy's longlong, whose scalars (a row's value
+        # in row format, a scalar output) orjson does not write; int64's it does.
+        array = array.view(f"{array.dtype.kind}{array.dtype.itemsize}")
     return array[()] if array.ndim == 0 else array
 
 

@@ -79,7 +79,14 @@ def _version_entries(
     repository: ModelRepository, name: str, state: ModelState | None
 ) -> list[dict[str, Any]]:
     if state is not None and state.versions:
-        versions = dict.fromkeys(state.versions, ("AVAILABLE", "OK", ""))
+        # Beside the versions serving, those whose load failed (TF Serving's status lists
+        # every version it tried): END with the error.
+        versions = {
+            v: ("END", "UNKNOWN", reason)
+            for v, reason in state.failures.items()
+            if v not in state.versions
+        }
+        versions.update(dict.fromkeys(state.versions, ("AVAILABLE", "OK", "")))
     else:
         if state is None:
             status = ("START", "OK", "")
