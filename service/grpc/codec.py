@@ -97,6 +97,7 @@ def _decode_input(
             f"input '{name}' needs 'shape' as a list of non-negative integers, got {shape!r}"
         )
     dtype = v2.input_dtype(model, name, shape, datatype, limit)
+    v2.refuse_shared_memory(tensor.parameters, f"input '{name}'")
     count = math.prod(shape)
     typed = tensor.HasField("contents")
     if raw is not None:
@@ -152,6 +153,7 @@ def _requested_outputs(outputs: Any, model: LoadedModel) -> list[str] | None:
             raise NotSupported(
                 f"output '{output.name}': the classification extension is not supported"
             )
+        v2.refuse_shared_memory(output.parameters, f"output '{output.name}'")
         names.append(output.name)
     return names
 
@@ -175,13 +177,8 @@ def model_metadata(document: dict[str, Any]) -> Any:
 
 
 def model_config(document: dict[str, Any]) -> Any:
-    """Triton's ModelConfig JSON (REST's ``/config``) as the message; BYTES is the
-    message's ``TYPE_STRING``."""
+    """Triton's ModelConfig JSON (REST's ``/config``) as the message."""
     config = {key: value for key, value in document.items() if value is not None}
-    for key in ("input", "output"):
-        for tensor in config.get(key, []):
-            if tensor["data_type"] == "TYPE_BYTES":
-                tensor["data_type"] = "TYPE_STRING"
     message = json_format.ParseDict(config, model_config_pb2.ModelConfig())
     return pb.ModelConfigResponse(config=message)
 

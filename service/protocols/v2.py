@@ -4,6 +4,7 @@ binary tensor data extension in both directions."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +201,9 @@ def _decode_input(
     if not isinstance(datatype, str):
         raise InvalidInput(f"input '{name}' has no 'datatype' string")
     dtype = input_dtype(model, name, shape, datatype, limit)
-    size = _parameters(entry.get("parameters"), f"input '{name}'").get("binary_data_size")
+    parameters = _parameters(entry.get("parameters"), f"input '{name}'")
+    refuse_shared_memory(parameters, f"input '{name}'")
+    size = parameters.get("binary_data_size")
     if size is not None:
         if not _is_count(size):
             raise InvalidInput(
@@ -284,9 +287,29 @@ def _requested_outputs(value: Any, model: LoadedModel) -> list[RequestedOutput] 
             raise NotSupported(
                 f"output '{entry['name']}': the classification extension is not supported"
             )
+        refuse_shared_memory(parameters, f"output '{entry['name']}'")
         binary = _flag(parameters, "binary_data", f"output '{entry['name']}'")
         requested.append(RequestedOutput(entry["name"], binary))
     return requested
+
+
+SHARED_MEMORY_PARAMETERS = (
+    "shared_memory_region",
+    "shared_memory_byte_size",
+    "shared_memory_offset",
+)
+
+
+def refuse_shared_memory(parameters: Mapping[str, Any], where: str) -> None:
+    """A tensor naming a shared memory region (REST and gRPC): this server registers no
+    region (its register calls are refused), so such an input would be read from nowhere
+    and such an output answered in the response, where its client does not look."""
+    named = [key for key in SHARED_MEMORY_PARAMETERS if key in parameters]
+    if named:
+        raise NotSupported(
+            f"{where}: the shared memory extension is not supported (parameter "
+            f"'{named[0]}'); send the tensor in the request and read it from the response"
+        )
 
 
 def check_requested_once(name: str, earlier: list[str]) -> None:
@@ -360,6 +383,12 @@ def tensor_metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
     }
 
 
+def config_type(datatype: str) -> str:
+    """A V2 datatype as Triton's ModelConfig ``DataType`` names it: BYTES is ``TYPE_STRING``
+    there (model_config.proto), the others are ``TYPE_`` and the V2 name."""
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+
+
 def model_configuration(model: LoadedModel) -> dict[str, Any]:
     """The model configuration in Triton's ModelConfig JSON form (REST and gRPC)."""
     config = model.config
@@ -375,11 +404,11 @@ def model_configuration(model: LoadedModel) -> dict[str, Any]:
         "max_batch_size": config.max_batch_size,
         "version_policy": config.version_policy,
         "input": [
-            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)}
+            {"name": s.name, "data_type": config_type(s.datatype), "dims": dims(s)}
             for s in model.inputs
         ],
         "output": [
-            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)}
+            {"name": s.name, "data_type": config_type(s.datatype), "dims": dims(s)}
             for s in model.outputs
         ],
         "dynamic_batching": {

@@ -116,7 +116,9 @@ def test_model_config_is_rests(clients):
         == expected["dynamic_batching"]["default_queue_policy"]["max_queue_size"]
     )
     bytes_config = client.get_model_config(identity_name("BYTES"), as_json=True)["config"]
-    assert bytes_config["input"][0]["data_type"] == "TYPE_STRING"  # REST's TYPE_BYTES
+    assert bytes_config["input"][0]["data_type"] == "TYPE_STRING"  # model_config.proto's name
+    rest_bytes = rest.get_model_config(identity_name("BYTES"))
+    assert rest_bytes["input"][0]["data_type"] == "TYPE_STRING"
 
 
 # ---- inference ------------------------------------------------------------------------
@@ -274,7 +276,22 @@ def mistakes():
         "queue timeout": infer(
             "delayed", [("x", np.ones((1, 3), np.float32), "FP32")], timeout=1000
         ),
+        # no region is registered here (the register calls are refused): a tensor naming
+        # one is refused, neither read from nowhere nor answered where its client never looks
+        "input in shared memory": lambda module, client: client.infer(
+            "mlp", [_in_shared_memory(module.InferInput(MLP_INPUT, [1, 784], "FP32"))]
+        ),
+        "output in shared memory": lambda module, client: client.infer(
+            "mlp",
+            _mlp(module, x),
+            outputs=[_in_shared_memory(module.InferRequestedOutput("probabilities"))],
+        ),
     }
+
+
+def _in_shared_memory(tensor):
+    tensor.set_shared_memory("region", 784 * 4)
+    return tensor
 
 
 def _mlp(module, x):
