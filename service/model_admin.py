@@ -378,13 +378,18 @@ class ModelAdmin(Publishing):
         mark is on disk first."""
         check_known_name(name)
         self._check_writable("unload a model")
-        async with self.changing(name):
-            if name not in {s.name for s in self.plane.repository.states()}:
-                raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
-            try:
+        marked = False
+        try:
+            async with self.changing(name):
+                if name not in {s.name for s in self.plane.repository.states()}:
+                    raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
+                marked = True
                 await asyncio.to_thread(storage.mark_unloaded, self.root, name)
                 await self.plane.unload(name)
-            finally:
+        finally:
+            # Once the locks are released, as every change does: a sibling converging
+            # waits for them, and would wait out the request's own wait for it.
+            if marked:
                 await self.cluster.converge_siblings(name)
 
     async def converge(

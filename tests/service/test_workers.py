@@ -247,3 +247,27 @@ def test_concurrent_deletes_through_two_workers_answer_200_or_404(repo, tmp_path
         with fresh(served.url) as http:
             for _ in range(CONNECTIONS):
                 assert http.get("/v2/models/m").status_code == 404
+
+
+def test_concurrent_unloads_and_loads_through_two_workers_answer_at_once(tmp_path):
+    """An unload asks the other worker to converge once it has released the model's
+    locks, as every change does: asked while it held them, a worker changing the same
+    model waited for them, and both answered only when their 60 s wait ran out."""
+    root = tmp_path / "own"
+    write_model(root, "m", examples.mlp(), "1")
+    with serving(root, tmp_path, 2) as served:
+
+        def post(route: str) -> tuple[int, float]:
+            with fresh(served.url) as http:
+                started = time.monotonic()
+                status = http.post(route).status_code
+                return status, time.monotonic() - started
+
+        with ThreadPoolExecutor(8) as pool:
+            for routes in (
+                ["/v2/repository/models/m/unload"] * 8,
+                ["/v2/repository/models/m/load", "/v2/repository/models/m/unload"] * 4,
+            ):
+                answers = list(pool.map(post, routes))
+                assert {status for status, _ in answers} == {200}, answers
+                assert max(seconds for _, seconds in answers) < 20, answers
