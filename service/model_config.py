@@ -20,6 +20,22 @@ from layerserve.service.settings import (
 )
 
 MAX_VERSIONS = 10_000
+# The largest config.json read from the repository: a config lists at most MAX_VERSIONS
+# versions (about 60 KB); every worker reads the file at every poll.
+MAX_CONFIG_FILE_BYTES = 1024 * 1024
+
+
+def read_config_file(path: Path) -> bytes:
+    """The bytes of a config.json, at most MAX_CONFIG_FILE_BYTES of them (ModelLoadError
+    past that, read no further); OSError as ``open`` raises it."""
+    with path.open("rb") as file:
+        raw = file.read(MAX_CONFIG_FILE_BYTES + 1)
+    if len(raw) > MAX_CONFIG_FILE_BYTES:
+        raise ModelLoadError(
+            f"invalid {path}: Expected at most {MAX_CONFIG_FILE_BYTES} bytes. Received: a "
+            "larger file"
+        )
+    return raw
 
 
 class Latest(BaseModel):
@@ -97,7 +113,7 @@ class ModelConfig(BaseModel):
         if not path.exists():
             return cls()
         try:
-            return cls.parse(path.read_bytes(), path)
+            return cls.parse(read_config_file(path), path)
         except OSError as exc:
             raise ModelLoadError(f"cannot read {path}: {exc}") from exc
 

@@ -153,7 +153,7 @@ class ModelRepository:
                 return state
             current, fingerprints = dict(state.versions), dict(state.fingerprints)
         if disk.config is None:
-            return self._failed(state, disk.config_error)
+            return self._failed(state, disk.config_error, set(disk.versions))
         policy, resolved = disk.config.policy(), disk.config.resolved(self.settings)
         loaded: dict[str, LoadedModel] = {}
         errors: list[str] = []
@@ -214,13 +214,20 @@ class ModelRepository:
             )
         return state
 
-    def _failed(self, state: ModelState, reason: str) -> ModelState:
+    def _failed(self, state: ModelState, reason: str, on_disk: set[str]) -> ModelState:
         """The model's config is unusable: what serves keeps serving (a bad edit must not
-        take a model down); with nothing loaded it is unavailable, saying why."""
+        take a model down), but for versions whose folders were removed (``on_disk``: the
+        versions still there); with nothing loaded it is unavailable, saying why."""
         with self._lock:
             if state.reason != reason:
                 log.error("model %s: %s", state.name, reason)
             state.reason, state.errors = reason, [reason]
+            gone = sorted(set(state.versions) - on_disk, key=int)
+            if gone:
+                log.info("model %s: versions %s are gone from the repository", state.name, gone)
+                # New dicts: readers keep the ones they took.
+                state.versions = {v: m for v, m in state.versions.items() if v in on_disk}
+                state.fingerprints = {v: f for v, f in state.fingerprints.items() if v in on_disk}
             if not state.versions:
                 state.state = "UNAVAILABLE"
         return state
@@ -243,7 +250,14 @@ class ModelRepository:
             state.versions = {**state.versions, model.version: model}
             state.state, state.reason = "READY", ""
             if found is not None and disk is not None:
-                state.fingerprints[model.version] = (found.fingerprint, disk.config_digest)
+                # The config it was loaded with may be older than the config.json now
+                # there (an upload reads it before it takes the model's file lock): then
+                # no digest is recorded, and the next convergence loads it with the file's.
+                current = (
+                    disk.config is not None and disk.config.resolved(self.settings) == model.config
+                )
+                digest = disk.config_digest if current else ""
+                state.fingerprints[model.version] = (found.fingerprint, digest)
         log.info("model %s version %s ready on %s", model.name, model.version, model.providers)
 
     def unload_version(self, name: str, version: str) -> None:

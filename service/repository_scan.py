@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerserve.service.errors import ModelLoadError
-from layerserve.service.model_config import ModelConfig
+from layerserve.service.model_config import ModelConfig, read_config_file
 from layerserve.service.storage import CONFIG_FILE, UNLOADED_DIR, is_version_name
 
 MODEL_FILE = "model.onnx"
 # A version found on disk whose files changed more recently than this waits: a copy may
 # be in progress (polls and changes of siblings; an explicit load trusts the disk).
 SETTLE_SECONDS = 1.0
-# (file name, inode, size, modification time) of every file of a version folder: a file
-# replaced, rewritten or added changes it; a folder renamed into place keeps it.
-Fingerprint = tuple[tuple[str, int, int, int], ...]
+# (file name, inode, size, modification time, change time) of every file of a version
+# folder: a file replaced, rewritten or added changes it, also one rewritten in place with
+# its size and modification time kept (cp -p, reproducible builds): the change time cannot
+# be set back. A folder renamed into place keeps it.
+Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ def scan_version(path: Path) -> DiskVersion | None:
             continue
         changed = max(changed, stat.st_ctime_ns)
         if entry.is_file():
-            files.append((entry.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+            files.append(
+                (entry.name, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+            )
     if not any(name == MODEL_FILE for name, *_ in files):
         return None
     return DiskVersion(path, tuple(files), changed)
@@ -85,11 +89,13 @@ def scan_model(root: Path, name: str) -> DiskModel | None:
         return None
     unloaded = (root / UNLOADED_DIR / name).exists()
     try:
-        raw = (model_dir / CONFIG_FILE).read_bytes()
+        raw = read_config_file(model_dir / CONFIG_FILE)
     except FileNotFoundError:
         raw = b""
     except OSError as exc:
         return DiskModel(name, versions, None, "", f"cannot read {CONFIG_FILE}: {exc}", unloaded)
+    except ModelLoadError as exc:  # too large to read
+        return DiskModel(name, versions, None, "", str(exc), unloaded)
     digest = hashlib.sha256(raw).hexdigest()
     try:
         config = ModelConfig.parse(raw, model_dir / CONFIG_FILE) if raw else ModelConfig()

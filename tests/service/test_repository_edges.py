@@ -4,6 +4,7 @@ are paths, and readiness as a worker restarted into a serving server sees it."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import numpy as np
@@ -13,7 +14,9 @@ from live_server import running_server, write_model
 from layerserve import examples
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.errors import ModelLoadError
+from layerserve.service.model_config import ModelConfig
 from layerserve.service.repository import ModelRepository
+from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 
 
@@ -93,3 +96,22 @@ def test_a_load_that_fails_for_one_version_retires_the_batchers_it_replaced(tmp_
             await plane.stop()
 
     assert asyncio.run(scenario()) == [True]  # version 2's batcher; version 1's old one went
+
+
+def test_a_version_loaded_with_a_config_replaced_since_is_reloaded_with_the_files(tmp_path):
+    """An upload loads its version with the config.json it read before it took the
+    model's file lock; should the file be replaced meanwhile, the next convergence
+    reloads that version with the file's config, as every other worker loads it."""
+    write_model(tmp_path, "m", examples.mlp(), "1", {"max_batch_size": 64})
+    settings = Settings(model_repository=tmp_path)
+    repository = ModelRepository(tmp_path, settings)
+    repository.load_all()
+    write_model(tmp_path, "m", examples.mlp(), "2")
+    read_first = ModelConfig.read(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"max_batch_size": 2}))
+    path = tmp_path / "m" / "2" / "model.onnx"
+    repository.add_version(LoadedModel.load("m", "2", path, read_first.resolved(settings)))
+    assert repository.get("m", "2").config.max_batch_size == 64
+    repository.converge("m", settle_seconds=0)
+    assert repository.get("m", "2").config.max_batch_size == 2
+    assert repository.get("m", "1").config.max_batch_size == 2

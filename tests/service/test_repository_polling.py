@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from layerserve.export import to_onnx
+from layerserve.service.model_config import MAX_CONFIG_FILE_BYTES
 from layerserve.service.settings import Settings
 from layerserve.service.watcher import SETTLE_SECONDS
 
@@ -223,6 +224,55 @@ def test_a_config_edit_applies_and_a_broken_edit_keeps_the_model_serving(http, r
     write_config(repo, "m", {"max_batch_size": 8})
     eventually(lambda: http.get("/v2/models/m/config").json()["max_batch_size"], 8)
     assert_serves(http, "m", None, expected=1)
+
+
+def test_a_removed_version_goes_while_the_config_is_broken(http, repo, caplog):
+    """A config.json that does not parse keeps what serves serving, but a version
+    folder taken away stops being served all the same."""
+    caplog.set_level(logging.INFO, logger="layerserve.service")
+    publish(repo, "m", "2", onnx_bytes(2))
+    eventually(lambda: versions(http, "m"), ["1", "2"])
+    write_config(repo, "m", '{"max_batch_size": 8,')
+    eventually(lambda: any("model m: invalid" in r.getMessage() for r in caplog.records), True)
+    take_away(repo / "m" / "2")
+    eventually(lambda: versions(http, "m"), ["1"])
+    assert_serves(http, "m", None, expected=1)
+    assert infer(http, "m", "2").status_code == 404
+
+
+def test_a_config_file_past_its_limit_is_refused_unread_and_the_model_serves_on(http, repo, caplog):
+    caplog.set_level(logging.INFO, logger="layerserve.service")
+    write_config(repo, "m", " " * MAX_CONFIG_FILE_BYTES + '{"max_batch_size": 2}')
+    needle = f"Expected at most {MAX_CONFIG_FILE_BYTES} bytes"
+    eventually(lambda: any(needle in r.getMessage() for r in caplog.records), True)
+    assert_serves(http, "m", None, expected=1)  # three rows: the old limit of 64 holds
+    assert http.get("/v2/models/m/config").json()["max_batch_size"] == 64
+
+
+def test_a_model_file_rewritten_in_place_with_its_size_and_time_is_reloaded(http, repo):
+    """Rewritten in place (one inode) with its size and modification time kept, as `cp
+    -p` or a reproducible build leaves it: its change time still tells, and the version
+    serves the new file's weights."""
+    path = repo / "m" / "1" / "model.onnx"
+    before = path.stat()
+    content = onnx_bytes(5)
+    assert len(content) == before.st_size  # the same graph, other weights
+    with path.open("r+b") as file:
+        file.write(content)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+
+    def serves_the_new_weights() -> bool:
+        values = np.asarray(infer(http, "m").json()["outputs"][0]["data"], np.float32)
+        return bool(np.allclose(values.reshape(3, 3), tiny(5).predict(X), atol=ATOL))
+
+    eventually(serves_the_new_weights, True)
+    assert_serves(http, "m", "1", expected=1, seed=5)
 
 
 # ---- copies in progress and broken versions -----------------------------------------
