@@ -305,6 +305,13 @@ MALFORMED = {
     "a repeated pseudo-header": REQUEST + [(b":path", b"/other")],
     "a connection-specific field": REQUEST + [(b"connection", b"keep-alive")],
     "te other than trailers": REQUEST[:-1] + [(b"te", b"gzip")],
+    "a colon in a regular name": REQUEST + [(b"x:y", b"v")],
+    "a value starting with a space": REQUEST + [(b"x-a", b" v")],
+    "a value ending with a tab": REQUEST + [(b"x-a", b"v\t")],
+    "no :method": [f for f in REQUEST if f[0] != b":method"],
+    "no :scheme": [f for f in REQUEST if f[0] != b":scheme"],
+    "no :path": [f for f in REQUEST if f[0] != b":path"],
+    "an empty :path": REQUEST[:2] + [(b":path", b"")] + REQUEST[3:],
 }
 
 
@@ -433,26 +440,49 @@ def test_metadata_not_in_base64_refuses_the_call_not_the_connection():
     serve(test)
 
 
-def test_headers_on_a_stream_already_answered_are_dropped():
-    """Trailers sent on a stream the server answered and closed: the block is decoded
-    (it may add to the header table) and dropped, and the connection goes on."""
+def test_trailers_on_a_stream_answered_early_are_dropped():
+    """A call answered (and reset) while its client still writes: the client's late DATA
+    and trailers are read and dropped (the block may add to the header table), and the
+    connection goes on."""
 
     async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
         client = await RawClient.open(port)
-        await client.send(client.headers(1, "Echo", ["END_HEADERS"]), _body(1, b"one"))
-        assert messages_in(bytes((await client.answer(1)).body)) == [b"one"]
+        await client.send(client.headers(1, "Nope", ["END_HEADERS"]))  # no such method
+        refused = await client.answer(1)
+        assert refused.status == grpc.StatusCode.UNIMPLEMENTED.value[0]
+        late = hf.DataFrame(1)
+        late.data = message(b"late")
         trailers = hf.HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
         trailers.data = client.encoder.encode([(b"x-late", b"trailer")])
-        await client.send(trailers)
+        await client.send(late, trailers)
         await client.send(client.headers(3, "Echo", ["END_HEADERS"]), _body(3, b"two"))
         frames = []
         while not (frames and frames[-1].stream_id == 3 and "END_STREAM" in frames[-1].flags):
             frame = await client.next_frame()
             assert frame is not None
             frames.append(frame)
-        assert [frame for frame in frames if frame.stream_id == 1] == []  # nothing answered
+        assert not [f for f in frames if isinstance(f, hf.GoAwayFrame)]
         data = b"".join(frame.data for frame in frames if isinstance(frame, hf.DataFrame))
         assert messages_in(data) == [b"two"]
+
+    serve(test)
+
+
+@pytest.mark.parametrize("stream_id", [1, 3])  # reused, and below the last one opened
+def test_headers_opening_a_closed_or_lower_stream_end_the_connection(stream_id):
+    """RFC 9113 section 5.1.1: HEADERS with END_STREAM on a stream both sides closed, or
+    on an id below the last one opened, is a connection error (PROTOCOL_ERROR), not
+    dropped: its client would wait for an answer that never comes."""
+
+    async def test(port: int, handlers: Handlers, server: Http2Server) -> None:
+        client = await RawClient.open(port)
+        await client.send(client.headers(1, "Echo", ["END_HEADERS"]), _body(1, b"one"))
+        assert messages_in(bytes((await client.answer(1)).body)) == [b"one"]
+        await client.send(client.headers(5, "Echo", ["END_HEADERS"]), _body(5, b"two"))
+        assert messages_in(bytes((await client.answer(5)).body)) == [b"two"]
+        await client.send(client.headers(stream_id, "Echo", ["END_HEADERS", "END_STREAM"]))
+        frame = await client.goaway()
+        assert frame.error_code == 0x1 and frame.last_stream_id == 5  # PROTOCOL_ERROR
 
     serve(test)
 

@@ -389,6 +389,8 @@ class Connection(HeaderBlocks, DataFrames, Outbound, asyncio.BufferedProtocol):
     def _reset(self, stream: Stream, code: int) -> None:
         if not stream.local_closed:
             self.out.append(f.rst_stream(stream.id, code))
+            if not stream.remote_closed:
+                self._note_reset(stream.id)
         stream.local_closed = stream.remote_closed = True
         self._forget(stream, client_gone=True)  # nobody to answer: the handler stops
 

@@ -27,8 +27,13 @@ CONNECTION_SPECIFIC = frozenset(
 # What a field name or value must not hold (RFC 9113 section 8.2.1): in a name, controls,
 # space, upper case and bytes past ASCII; in a value, NUL, CR and LF, which would let a
 # value that is passed on (logged, or read as metadata) end a line or a string.
-NOT_IN_NAME = re.compile(rb"[\x00-\x20A-Z\x7f-\xff]")
+NOT_IN_NAME = re.compile(rb"[\x00-\x20:A-Z\x7f-\xff]")  # ':' only starts a pseudo-header
 NOT_IN_VALUE = re.compile(rb"[\x00\r\n]")
+EDGE_WHITESPACE = (b" ", b"\t")  # a value must neither start nor end with either
+REQUIRED_PSEUDO_HEADERS = frozenset((b":method", b":scheme", b":path"))
+# Streams reset here while their client still wrote to them, remembered so that their late
+# trailers are dropped, not taken for a stream reopened (at most this many at once).
+RESETS_REMEMBERED = 4 * MAX_STREAMS
 
 
 def malformed(fields: Fields, request: bool) -> str | None:
@@ -38,6 +43,8 @@ def malformed(fields: Fields, request: bool) -> str | None:
     for name, value in fields:
         if NOT_IN_VALUE.search(value):
             return f"a NUL, CR or LF in the value of {name.decode('latin-1')!r}"
+        if value[:1] in EDGE_WHITESPACE or value[-1:] in EDGE_WHITESPACE:
+            return f"white space around the value of {name.decode('latin-1')!r}"
         if name[:1] == b":":
             if not request:
                 return f"a pseudo-header ({name.decode('latin-1')}) in trailers"
@@ -49,9 +56,14 @@ def malformed(fields: Fields, request: bool) -> str | None:
             continue
         regular = True
         if NOT_IN_NAME.search(name) or not name:
-            return "a field name with upper case, a control, a space or a byte past ASCII"
+            return "a field name with upper case, a colon, a control, a space or a byte past ASCII"
         if name in CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
             return f"a connection-specific field ({name.decode('latin-1')})"
+    if request and not REQUIRED_PSEUDO_HEADERS <= pseudo:
+        missing = sorted(n.decode() for n in REQUIRED_PSEUDO_HEADERS - pseudo)
+        return f"no {', '.join(missing)} (RFC 9113 section 8.3.1)"
+    if request and not dict(fields).get(b":path"):
+        return "an empty :path"
     return None
 
 
@@ -80,6 +92,13 @@ class HeaderBlocks:
         self.header_block = bytearray()
         self.header_end = False
         self.headers_closed = False  # the header block is of a stream already closed
+        self.reset_here: dict[int, None] = {}  # RESETS_REMEMBERED, oldest first
+
+    def _note_reset(self, stream_id: int) -> None:
+        """The stream is reset here while its client may still send its trailers."""
+        self.reset_here[stream_id] = None
+        if len(self.reset_here) > RESETS_REMEMBERED:
+            del self.reset_here[next(iter(self.reset_here))]
 
     def _headers_frame(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if stream_id == 0:
@@ -102,15 +121,18 @@ class HeaderBlocks:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}")
             if stream_id > self.last_stream:
                 self.last_stream = stream_id
-            elif not flags & f.END_STREAM:
-                # Not trailers, so a new stream, and its id is not above those opened before
-                # (RFC 9113 section 5.1.1).
+            elif not flags & f.END_STREAM or stream_id not in self.reset_here:
+                # Not trailers of a stream reset here, so a new stream, and its id is not
+                # above those opened before (RFC 9113 section 5.1.1).
                 raise f.ConnectionError_(
                     f.PROTOCOL_ERROR,
                     f"HEADERS opening stream {stream_id}, not above stream {self.last_stream}",
                 )
-            # else trailers on a stream closed here (answered or reset) while the client
-            # still wrote to it: its block is decoded, for the header table, and dropped
+            else:
+                # Trailers on a stream reset here (answered early, or refused) while the
+                # client still wrote to it: the block is decoded, for the header table,
+                # and dropped.
+                del self.reset_here[stream_id]
         elif not flags & f.END_STREAM or stream.remote_closed:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on an open stream")
         self.headers_for = stream_id
@@ -163,16 +185,18 @@ class HeaderBlocks:
             return
         if self.headers_closed:  # a stream closed here meanwhile (answered or reset)
             return
+        refusal = None
         if headers is not self.checked:
             if malformed(headers, request=True):
-                self.out.append(f.rst_stream(stream_id, f.PROTOCOL_ERROR))
-                return
-            self.checked = headers  # the same list again is the same block, well-formed
-        if self.closing:
-            self.out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
-            return
-        if len(self.streams) >= MAX_STREAMS:
-            self.out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
+                refusal = f.PROTOCOL_ERROR
+            else:
+                self.checked = headers  # the same list again is the same block, well-formed
+        if refusal is None and (self.closing or len(self.streams) >= MAX_STREAMS):
+            refusal = f.REFUSED_STREAM
+        if refusal is not None:
+            self.out.append(f.rst_stream(stream_id, refusal))
+            if not end_stream:
+                self._note_reset(stream_id)
             return
         stream = Stream(stream_id, self.peer_window)
         self.streams[stream_id] = stream

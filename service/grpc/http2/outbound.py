@@ -35,6 +35,9 @@ class Outbound:
     def _maybe_forget(self, stream: Stream) -> None:
         raise NotImplementedError
 
+    def _note_reset(self, stream_id: int) -> None:  # HeaderBlocks'
+        raise NotImplementedError
+
     def send_headers(self, stream: Stream, block: bytes, end: bool = False) -> None:
         """A header block (the response headers, or the trailers with ``end``), after the
         DATA queued before it."""
@@ -161,6 +164,7 @@ class Outbound:
             # send no more (RFC 9113 section 8.1).
             stream.discard = True
             self.out.append(f.rst_stream(stream.id, f.NO_ERROR))
+            self._note_reset(stream.id)
             stream.remote_closed = True
         self._maybe_forget(stream)
 
