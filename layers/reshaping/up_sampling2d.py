@@ -136,17 +136,19 @@ class UpSampling2D(BaseUpSampling):
         return out.astype(self.output_dtype(str(inputs.dtype)))
 
     def output_dtype(self, input_dtype: str) -> str:
-        if self.interpolation == "nearest" or np.dtype(input_dtype).kind == "f":
+        if self.interpolation == "nearest":
             return super().output_dtype(input_dtype)
-        if self.keras_version >= (3, 0, 0):
-            # tf.keras answers in float32; Keras 3 rounds back to the input's dtype
-            raise NotSupportedError(
-                f"Layer {self.name!r} (UpSampling2D): Keras 3 rounds bilinear results back to "
-                f"the integer input dtype {input_dtype}, and whether a .5 tie rounds up or "
-                "down depends on its backend's float arithmetic. Expected a float input: cast "
-                "the images to float first. " + received("dtype", input_dtype)
-            )
-        return "float32"
+        if self.keras_version < (3, 0, 0):
+            return "float32"  # tf.image.resize's bilinear answer, whatever the input dtype
+        if np.dtype(input_dtype).kind == "f":
+            return super().output_dtype(input_dtype)
+        # Keras 3 rounds back to the input's dtype
+        raise NotSupportedError(
+            f"Layer {self.name!r} (UpSampling2D): Keras 3 rounds bilinear results back to "
+            f"the integer input dtype {input_dtype}, and whether a .5 tie rounds up or "
+            "down depends on its backend's float arithmetic. Expected a float input: cast "
+            "the images to float first. " + received("dtype", input_dtype)
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "interpolation": self.interpolation}

@@ -175,7 +175,9 @@ class KerasOracle:
         outputs = [data[f"y{i}"] for i in range(meta["outputs"])]
         masks = [data[f"m{i}"] if f"m{i}" in data else None for i in range(meta["outputs"])]
         for rows in (BATCH, 1):
-            assert_reference_matches(model, inputs, outputs, masks, rows, case.atol)
+            assert_reference_matches(
+                model, inputs, outputs, masks, rows, case.atol, not case.dtype_differs
+            )
         if case.export_refused is not None:
             from layerserve.export import to_onnx
 
@@ -183,7 +185,7 @@ class KerasOracle:
                 to_onnx(model)
             assert case.export_refused in str(raised.value), str(raised.value)
             return model
-        assert_export_matches(model, inputs, outputs, masks, case.atol)
+        assert_export_matches(model, inputs, outputs, masks, case.atol, not case.dtype_differs)
         return model
 
 
@@ -199,9 +201,11 @@ def load_file(case_dir: Path, flavour: str, fmt: str) -> Any:
     return model
 
 
-def _close(got: np.ndarray, want: np.ndarray, atol: float, what: str) -> None:
+def _close(got: np.ndarray, want: np.ndarray, atol: float, what: str, dtype: bool) -> None:
     got = np.asarray(got)
     assert got.shape == want.shape, f"{what}: shape {got.shape}, Keras {want.shape}"
+    if dtype:
+        assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, Keras {want.dtype}"
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol, err_msg=what)
 
 
@@ -218,11 +222,13 @@ def assert_reference_matches(
     masks: list[np.ndarray | None],
     rows: int,
     atol: float,
+    dtype: bool = True,
 ) -> None:
+    """``dtype``: the outputs' dtypes must be Keras's too."""
     feed = [x[:rows] for x in inputs]
     predicted = _as_list(model.predict(feed if len(feed) > 1 else feed[0]), len(outputs))
     for index, (got, want) in enumerate(zip(predicted, outputs, strict=True)):
-        _close(got, want[:rows], atol, f"output {index}, {rows} rows (NumPy reference)")
+        _close(got, want[:rows], atol, f"output {index}, {rows} rows (NumPy reference)", dtype)
     got_masks = _as_list(model.compute_mask(feed if len(feed) > 1 else feed[0]), len(outputs))
     for index, (got, want) in enumerate(zip(got_masks, masks, strict=True)):
         if want is None:
@@ -238,6 +244,7 @@ def assert_export_matches(
     outputs: list[np.ndarray],
     masks: list[np.ndarray | None],
     atol: float,
+    dtype: bool = True,
 ) -> None:
     import onnx
 
@@ -252,7 +259,7 @@ def assert_export_matches(
     graph_outputs = [o.name for o in runner.get_outputs()]
     got = dict(zip(graph_outputs, runner.run(None, feeds), strict=True))
     for index, name in enumerate(output_names(model)):
-        _close(got[name], outputs[index], atol, f"output {name!r} (onnxruntime)")
+        _close(got[name], outputs[index], atol, f"output {name!r} (onnxruntime)", dtype)
         if masks[index] is None:
             assert name + MASK_SUFFIX not in got
         else:

@@ -74,6 +74,7 @@ class Case:
     ``export_refused``: it loads and predicts, but the ONNX export is refused so.
     ``weights``: "random" (default: every weight drawn, so every weight matters; weights
     named ``*variance*`` positive) or "keep" (Keras's own initial values).
+    ``dtype_differs``: why the outputs' dtype may differ from Keras's (empty: it must not).
     """
 
     id: str
@@ -86,6 +87,7 @@ class Case:
     export_refused: str | None = None
     weights: str = "random"
     note: str = ""
+    dtype_differs: str = ""
 
     def formats_for(self, flavour: str) -> tuple[str, ...]:
         return self.formats.get(flavour, FORMATS[flavour])

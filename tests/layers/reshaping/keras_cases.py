@@ -113,6 +113,14 @@ CASES = [
         inputs=[ints(0, 255)],
         flavours=("tf_keras",),
     ),
+    # float16 images: tf.image.resize answers float32 whatever the input's float dtype
+    Case(
+        "up_sampling2d_bilinear_float16",
+        lambda k, L: seq(
+            k, (3, 4, 2), L.UpSampling2D(2, interpolation="bilinear", dtype="float16")
+        ),
+        flavours=("tf_keras",),
+    ),
     Case(
         "up_sampling2d_bilinear_integers_refused",
         lambda k, L: k.Sequential(
