@@ -60,6 +60,18 @@ class DirectLane:
         self.max_request_bytes: int = app.state.settings.max_request_bytes
         self.access_log: bool = app.state.settings.access_log
 
+    def takes(self, model: LoadedModel, headers: Headers, tf_serving: bool) -> bool:
+        """Whether the lane takes the request: one its head already refuses (a body
+        declared larger than the model takes, a malformed Inference-Header-Content-Length)
+        is left to the application, which answers it before the body arrives."""
+        try:
+            if not tf_serving:
+                v2.header_length(_values(headers, v2.HEADER_LENGTH_BYTES))
+            self._check_declared_size(model, headers)
+        except ServiceError:
+            return False
+        return True
+
     def request(
         self,
         model: LoadedModel,
@@ -136,10 +148,8 @@ class DirectLane:
         self, model: LoadedModel, admission: Admission, body: bytes, headers: Headers
     ) -> Answer:
         """A V2 ``infer`` request, as ``api/v2.py`` answers it."""
-        # in the route's order: the header first, then the body's size
-        given = [v.decode("latin-1") for k, v in headers if k == v2.HEADER_LENGTH_BYTES]
-        header_length = v2.header_length(given)
-        self._check_declared_size(model, headers)
+        # checked with the body's declared size before the lane took the request (takes)
+        header_length = v2.header_length(_values(headers, v2.HEADER_LENGTH_BYTES))
         parsed = await self.plane.decoder.decode(
             v2.decode_request,
             body,
@@ -168,8 +178,8 @@ class DirectLane:
         self, model: LoadedModel, admission: Admission, body: bytes, headers: Headers
     ) -> Answer:
         """A TF Serving ``:predict`` request, as ``api/tfserving.py`` answers it (the
-        shedder admits ``:predict`` paths only, so the method needs no check)."""
-        self._check_declared_size(model, headers)
+        shedder admits ``:predict`` paths only, so the method needs no check; the body's
+        declared size was checked before the lane took the request)."""
         parsed = await self.plane.decoder.decode(tfserving.decode_predict, body, model)
         outputs = await self.plane.infer(model, parsed.inputs, admission=admission)
         content = await self.plane.decoder.encode(
@@ -186,6 +196,10 @@ class DirectLane:
         ``decode_inference_body`` refuses it."""
         limit = model_body_limit(model, self.max_request_bytes)
         check_declared_size(_header(headers, b"content-length"), limit.size, limit.reason)
+
+
+def _values(headers: Headers, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in headers if key == name]
 
 
 def _header(headers: Headers, name: bytes) -> str | None:

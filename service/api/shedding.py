@@ -70,8 +70,8 @@ def shedder(app: FastAPI) -> Shedder:
                 return None  # the application answers 401/403
         admission = plane.try_admit(model)
         if admission is not None:
-            if direct is not None:
-                tf_serving = match.re is _TF_SERVING
+            tf_serving = match.re is _TF_SERVING
+            if direct is not None and direct.takes(model, headers, tf_serving):
                 return direct.request(model, version, admission, url, tf_serving)
             return admission
         started = time.perf_counter()
