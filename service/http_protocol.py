@@ -133,6 +133,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._resume_timer: asyncio.TimerHandle | None = None
         self._paused_until = 0.0
         self._direct: DirectRequest | None = None  # admitted; its body is still arriving
+        # A pipelined request refused while the answers before it are still to come:
+        # written once they are (RFC 9112 section 9.3.2: answers keep the requests' order).
+        self._deferred: tuple[int, str] | None = None
         self._body_chunks: list[bytes] = []  # of a body collected here
 
     # ---- connections ----------------------------------------------------------------
@@ -180,9 +183,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
         super().data_received(data)
         if self._refusal is not None:
-            self._refuse(*self._refusal)
+            self._refuse_in_order(*self._refusal)
         elif self._awaiting_head and self._head_bytes > self.policy.max_header_bytes:
-            self._refuse(431, self._head_too_large())
+            self._refuse_in_order(431, self._head_too_large())
         elif self._in_head:
             if self._head_timer is None:
                 self._arm_head_timer()
@@ -398,7 +401,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._head_bytes == 0:  # an idle connection that never sent a byte
             self.transport.close()
             return
-        self._refuse(
+        self._refuse_in_order(
             408,
             f"the request headers did not arrive within {self.policy.header_timeout_seconds:g} s "
             "(LAYERSERVE_HEADER_TIMEOUT_SECONDS)",
@@ -408,6 +411,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_timer = None
         if self.transport.is_closing():
             return
+        if self.flow.read_paused:
+            # The server holds the body unread (a pipelined request waits for the answers
+            # before it): that is no stall of the client's; its time starts once read again.
+            self._body_seen = self.loop.time()
         idle = self.loop.time() - self._body_seen
         if idle < self.policy.body_timeout_seconds:
             self._body_timer = self.loop.call_later(
@@ -480,7 +487,32 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         header or chunk size; two Content-Lengths), written as the service's other errors
         are: JSON, then the connection closed."""
         reason = msg.rstrip(".")
-        self._refuse(400, f"{reason}: it is not well-formed HTTP/1.1")
+        self._refuse_in_order(400, f"{reason}: it is not well-formed HTTP/1.1")
+
+    def _refuse_in_order(self, status: int, message: str) -> None:
+        """``_refuse`` a request refused from its head, after the answers to the requests
+        pipelined before it: meanwhile nothing more is read (``on_response_complete``)."""
+        if self._awaiting_head and self._answers_due():
+            self._cancel_timers()
+            self._deferred = (status, message)
+            self.flow.pause_reading()
+            return
+        self._refuse(status, message)
+
+    def _answers_due(self) -> bool:
+        """Whether a request before the one being read is still to be answered."""
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # starts the next pipelined request, if any
+        if self._deferred is None or self.transport.is_closing():
+            return
+        if self._answers_due():
+            self.flow.pause_reading()  # (uvicorn resumed it)
+            return
+        status, message = self._deferred
+        self._deferred = None
+        self._refuse(status, message)
 
     def _refuse(self, status: int, message: str) -> None:
         """A JSON error written straight to the socket, then the connection closed."""

@@ -170,6 +170,48 @@ def test_pipelined_requests_are_answered_in_order(stand_in):
     assert app.app_calls == [("/other", None), ("/direct", None)]
 
 
+@pytest.mark.parametrize(
+    ("refused", "status"),
+    [
+        (b"GET /x HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", 431),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+)
+def test_a_refused_pipelined_request_is_answered_after_the_one_before_it(stand_in, refused, status):
+    """RFC 9112 section 9.3.2: answers go in the order of the requests. A request
+    refused from its head (too many header fields, not HTTP) waits for the answer to the
+    request before it; written at once, its client took it for that answer."""
+    app, _, _, port = stand_in
+    app.hold = asyncio.Event()
+    with connect(port) as sock:
+        sock.sendall(post("/direct", b"one") + refused)
+        wait_for(app.answering.is_set)
+        time.sleep(0.1)  # the refused request is read meanwhile
+        app.let_go()
+        answers = read_responses(sock, 2)
+        assert closed_by_server(sock)
+    assert [(s, c) for s, _, c in answers][0] == (200, b"direct:one")
+    assert answers[1][0] == status, answers[1]
+
+
+def test_a_pipelined_body_the_server_holds_unread_is_not_timed(stand_in):
+    """A request pipelined behind one still answered is not read until that answer is
+    out: the rest of its body, sent meanwhile, is no stall of the client's (it got 408,
+    and the 408 went out before the first answer)."""
+    app, _, _, port = stand_in
+    app.hold = asyncio.Event()
+    second = post("/other", b"x" * 100)
+    with connect(port) as sock:
+        sock.sendall(post("/direct", b"one") + second[:-10])
+        wait_for(app.answering.is_set)
+        time.sleep(BODY_TIMEOUT * 3)
+        sock.sendall(second[-10:])
+        time.sleep(BODY_TIMEOUT * 3)
+        app.let_go()
+        answers = [(status, content) for status, _, content in read_responses(sock, 2)]
+    assert answers == [(200, b"direct:one"), (200, b"app:/other:" + b"x" * 100)]
+
+
 def test_a_stalled_body_gets_408_and_gives_its_place_back(stand_in):
     app, _, _, port = stand_in
     with connect(port) as sock:
