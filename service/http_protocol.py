@@ -220,6 +220,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         head = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
         if self._refusal is None and head > self.policy.max_header_bytes:
             self._refusal = (431, self._head_too_large())
+        if self._refusal is None and (coding := _transfer_coding(self.headers)) is not None:
+            # RFC 9112 section 6.1: a coding the server does not apply is a 501 (the parser
+            # would take the body as chunked only: gzip, chunked came in still gzipped)
+            self._refusal = (
+                501,
+                f"Transfer-Encoding {coding!r} is not supported: send the body as it is or "
+                "chunked (Content-Encoding: gzip or deflate compresses it)",
+            )
         if self._refusal is not None:
             return  # answered by data_received once the parser returns; no task started
         self._awaiting_head = False
@@ -535,6 +543,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.writelines((b"".join(head), body))
         if close:
             self.transport.close()
+
+
+def _transfer_coding(headers: Headers) -> str | None:
+    """The request's Transfer-Encoding when it is other than ``chunked`` alone, else None."""
+    values = [value for name, value in headers if name == b"transfer-encoding"]
+    if not values:
+        return None
+    codings = [c.strip().lower() for c in b",".join(values).split(b",")]
+    return None if codings == [b"chunked"] else b", ".join(codings).decode("latin-1")
 
 
 def _joined(chunks: list[bytes]) -> bytes:

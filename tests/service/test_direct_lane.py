@@ -212,6 +212,22 @@ def test_a_pipelined_body_the_server_holds_unread_is_not_timed(stand_in):
     assert answers == [(200, b"direct:one"), (200, b"app:/other:" + b"x" * 100)]
 
 
+@pytest.mark.parametrize("coding", ["gzip, chunked", "Deflate,chunked"])
+def test_a_transfer_coding_other_than_chunked_is_a_501(stand_in, coding):
+    """RFC 9112 section 6.1: the parser takes a body as chunked only, so a gzip transfer
+    coding under chunked reached the application still gzipped (codings it cannot read
+    at all, gzip alone, are its 400)."""
+    app, _, _, port = stand_in
+    with connect(port) as sock:
+        head = f"POST /other HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n\r\n"
+        sock.sendall(head.encode() + b"3\r\nabc\r\n0\r\n\r\n")
+        status, _, content = read_response(sock)
+        assert closed_by_server(sock)
+    assert status == 501, content
+    assert "Transfer-Encoding" in orjson.loads(content)["error"]
+    assert app.app_calls == []
+
+
 def test_a_stalled_body_gets_408_and_gives_its_place_back(stand_in):
     app, _, _, port = stand_in
     with connect(port) as sock:
