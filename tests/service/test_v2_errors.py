@@ -767,6 +767,14 @@ def test_not_ready_server_answers_503_with_retry_after(tmp_path):
 
 
 # ---- 504 queue timeouts -----------------------------------------------------------------
+def wait_until_queued(url: str, model: str) -> None:
+    """Until a request waits in ``model``'s queue (its pending gauge)."""
+    deadline = time.monotonic() + 10
+    while pending(httpx.get(url + "/metrics").text, model) < 1:
+        assert time.monotonic() < deadline, "the first request was never queued"
+        time.sleep(0.01)
+
+
 def identity_request(value: float, **parameters) -> dict:
     document = {"inputs": [x_input("FP32", [value, value + 1, value + 2])]}
     if parameters:
@@ -812,10 +820,7 @@ def test_a_request_expiring_behind_another_leaves_the_queue_serving(url):
 
     with ThreadPoolExecutor(2) as pool:
         ahead = pool.submit(send, 10.0)
-        deadline = time.monotonic() + 10
-        while pending(httpx.get(url + "/metrics").text, "expiring") < 1:
-            assert time.monotonic() < deadline, "the first request was never queued"
-            time.sleep(0.01)
+        wait_until_queued(url, "expiring")
         behind = pool.submit(send, 20.0, timeout=1000)
         expired, served = behind.result(), ahead.result()
     assert expired.status_code == 504, expired.text
@@ -838,10 +843,7 @@ def test_queue_full_is_a_503_with_retry_after(url):
 
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(send, 10.0)
-        deadline = time.monotonic() + 10
-        while pending(httpx.get(url + "/metrics").text, "tiny_queue") < 1:
-            assert time.monotonic() < deadline, "the first request was never queued"
-            time.sleep(0.01)
+        wait_until_queued(url, "tiny_queue")
         refused = [send(20.0), send(30.0)]
         served = first.result()
     assert served.status_code == 200, served.text
