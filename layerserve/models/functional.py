@@ -44,6 +44,9 @@ class Model(Layer):
 
     # ---- graph ---------------------------------------------------------------------
     def _init_graph(self, inputs: Any, outputs: Any) -> None:
+        # Dicts of inputs or outputs (Keras 3, tf.keras) flatten by their sorted keys, as
+        # keras.tree and tf.nest flatten them, and as a file's graph lists them.
+        inputs, outputs = _by_sorted_key(inputs), _by_sorted_key(outputs)
         # As in Keras 2, a one-element list of inputs or outputs means a single tensor.
         self._inputs_are_list = len(flatten(inputs)) > 1
         self._outputs_are_list = len(flatten(outputs)) > 1
@@ -480,3 +483,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, tuple)):
         return list(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _by_sorted_key(structure: Any) -> Any:
+    """A dict's values in the order of its sorted keys; anything else as it is."""
+    if isinstance(structure, dict):
+        return [_by_sorted_key(structure[key]) for key in sorted(structure)]
+    return structure

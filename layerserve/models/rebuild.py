@@ -315,9 +315,17 @@ def _is_tensor_ref(value: Any) -> bool:
 def _refs(value: Any) -> list[list]:
     """A model's input or output references, in order: a Keras 3 model whose outputs nest
     (a stack of cells' states, ``[out, [h, c], h2]``) has them flattened, as its graph
-    and its served outputs list them."""
+    and its served outputs list them; a dict of them (a model built on dicts of inputs or
+    outputs) by its sorted keys, as ``keras.tree`` and ``tf.nest`` flatten it."""
     if _is_single(value):
         return [value]
+    if isinstance(value, dict):
+        return [ref for key in sorted(value) for ref in _refs(value[key])]
+    if not isinstance(value, list):
+        raise ModelFormatError(
+            "Expected the model's inputs and outputs as [layer, node, tensor] references, "
+            f"in lists or dicts. Received: {value!r}"
+        )
     return [ref for item in value for ref in _refs(item)]
 
 

@@ -100,6 +100,18 @@ def keras_mask(keras: Any, tensor: Any) -> np.ndarray | None:
     return None if mask is None else np.asarray(mask, dtype=bool)
 
 
+def feed_of(model: Any, arrays: list[np.ndarray]) -> Any:
+    """The arrays (in ``model.inputs``' order) as the model takes them: a dict for a
+    model built on a dict of inputs (Keras 3's ``_inputs_struct``, tf.keras's
+    ``_nested_inputs``), whose flat order is its sorted keys."""
+    struct = getattr(model, "_inputs_struct", None)  # a KerasTensor has no truth value
+    if struct is None:
+        struct = getattr(model, "_nested_inputs", None)
+    if isinstance(struct, dict):
+        return dict(zip(sorted(struct), arrays, strict=True))
+    return arrays if len(arrays) > 1 else arrays[0]
+
+
 def make_inputs(model: Any, case: Case, rng: np.random.Generator) -> list[np.ndarray]:
     makers = list(case.inputs or [])
     arrays = []
@@ -129,7 +141,10 @@ def save_formats(flavour: str, model: Any, directory: Path, formats: tuple[str, 
 
 
 def flat_outputs(result: Any) -> list[Any]:
-    """A model's outputs in order, nested ones (a stack of cells' states) flattened."""
+    """A model's outputs in order, nested ones (a stack of cells' states) flattened, a
+    dict of them by its sorted keys (as keras.tree and tf.nest flatten it)."""
+    if isinstance(result, dict):
+        return [leaf for key in sorted(result) for leaf in flat_outputs(result[key])]
     if isinstance(result, (list, tuple)):
         return [leaf for item in result for leaf in flat_outputs(item)]
     return [result]
@@ -144,8 +159,7 @@ def write_case(flavour: str, keras: Any, case: Case, directory: Path) -> dict:
     if case.weights == "random":
         randomize_weights(model, rng)
     arrays = make_inputs(model, case, rng)
-    feed = arrays if len(arrays) > 1 else arrays[0]
-    result = model(feed, training=False)
+    result = model(feed_of(model, arrays), training=False)
     outputs = flat_outputs(result)
     data = {f"x{i}": a for i, a in enumerate(arrays)}
     has_mask = []

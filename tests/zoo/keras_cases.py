@@ -441,6 +441,17 @@ def mask_through_same_dtype_operations(k, L):
     return k.Model(tokens, [pooled, last])
 
 
+def dict_inputs_and_outputs(k, L):
+    """A model built on dicts: its inputs and outputs flatten by sorted key (``zeta``
+    before ``alpha``'s output ``z``... sorted: alpha, beta / w, z), as Keras flattens them."""
+    alpha, beta = k.Input((3,), name="alpha"), k.Input((2,), name="beta")
+    joined = L.Concatenate()([L.Dense(4)(alpha), beta])
+    return k.Model(
+        {"zeta": alpha, "beta": beta},
+        {"z": L.Dense(2, name="zed")(joined), "w": L.Dense(3, name="double_u")(beta)},
+    )
+
+
 def mask_into_mixed_precision_gru(k, L):
     """An Embedding(mask_zero) into a GRU of its own mixed_float16 policy."""
     tokens = k.Input((6,), dtype="int32")
@@ -507,6 +518,7 @@ CASES = [
         inputs=[ints(0, 5)],
         flavours=("keras3",),
     ),
+    Case("dict_inputs_and_outputs", dict_inputs_and_outputs),
     # float16 steps: the README's mixed-precision tolerance
     Case(
         "mask_into_mixed_precision_gru",
