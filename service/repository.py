@@ -33,10 +33,9 @@ class ModelState:
     reason: str = ""
     # version -> (its files' fingerprint, the config.json digest it was loaded with)
     fingerprints: dict[str, tuple[Fingerprint, str]] = field(default_factory=dict)
-    # version -> (fingerprint, config digest) of a load that failed: not retried by a
-    # poll until one of them changes (an explicit load retries it).
-    failed: dict[str, tuple[Fingerprint, str]] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)  # version -> why, of those
+    # version -> ((fingerprint, config digest), why) of a load that failed: not retried by
+    # a poll until the fingerprint or the digest changes (an explicit load retries it).
+    failed: dict[str, tuple[tuple[Fingerprint, str], str]] = field(default_factory=dict)
     optional: bool = False  # not needed for readiness until it served once
     errors: list[str] = field(default_factory=list)  # of the latest convergence
 
@@ -171,7 +170,8 @@ class ModelRepository:
                 if version in current and fingerprints.get(version) == memo and not force:
                     continue  # its files and the config are those it serves with
                 settled = force or version in trusted or found.quiet_for(settle_seconds)
-                if (not force and state.failed.get(version) == memo) or not settled:
+                failed_as_is = state.failed.get(version, (None, ""))[0] == memo
+                if (not force and failed_as_is) or not settled:
                     if version not in current:
                         unusable.add(version)
                     continue
@@ -179,8 +179,7 @@ class ModelRepository:
                     path = found.path / MODEL_FILE
                     loaded[version] = LoadedModel.load(name, version, path, resolved)
                 except ModelLoadError as exc:
-                    state.failed[version] = memo
-                    state.failures[version] = str(exc)
+                    state.failed[version] = (memo, str(exc))
                     errors.append(f"version {version}: {exc}")
                     log.error("model %s version %s did not load: %s", name, version, exc)
                     if version not in current:
@@ -193,8 +192,7 @@ class ModelRepository:
             state.fingerprints = {
                 v: stamp if v in loaded else fingerprints.get(v, stamp) for v, stamp in now.items()
             }
-            state.failed = {v: m for v, m in state.failed.items() if v in disk.versions}
-            state.failures = {v: e for v, e in state.failures.items() if v in state.failed}
+            state.failed = {v: f for v, f in state.failed.items() if v in disk.versions}
             if state.versions:
                 state.state, state.reason, state.optional = "READY", "", False
             elif errors:

@@ -83,7 +83,7 @@ def _version_entries(
         # every version it tried): END with the error.
         versions = {
             v: ("END", "UNKNOWN", reason)
-            for v, reason in state.failures.items()
+            for v, (_, reason) in state.failed.items()
             if v not in state.versions
         }
         versions.update(dict.fromkeys(state.versions, ("AVAILABLE", "OK", "")))
