@@ -52,6 +52,8 @@ def malformed(fields: Fields, request: bool) -> str | None:
                 return f"a pseudo-header ({name.decode('latin-1')}) after the regular fields"
             if name not in REQUEST_PSEUDO_HEADERS or name in pseudo:
                 return f"an unknown or repeated pseudo-header ({name.decode('latin-1')})"
+            if name == b":path" and not value:
+                return "an empty :path"
             pseudo.add(name)
             continue
         regular = True
@@ -62,8 +64,6 @@ def malformed(fields: Fields, request: bool) -> str | None:
     if request and not REQUIRED_PSEUDO_HEADERS <= pseudo:
         missing = sorted(n.decode() for n in REQUIRED_PSEUDO_HEADERS - pseudo)
         return f"no {', '.join(missing)} (RFC 9113 section 8.3.1)"
-    if request and not dict(fields).get(b":path"):
-        return "an empty :path"
     return None
 
 
