@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from grpc_test_models import write_identity
 from live_server import running_server
 from onnx import TensorProto, helper
 
@@ -49,31 +50,14 @@ def classifier() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def identity(element: int) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "identity",
-        [helper.make_tensor_value_info("x", element, ["batch", 3])],
-        [helper.make_tensor_value_info("y", element, ["batch", 3])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-IDENTITIES = {
-    "fp32": TensorProto.FLOAT,
-    "fp64": TensorProto.DOUBLE,
-    "int64": TensorProto.INT64,
-}
-
-
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfserving_numbers")
     save(classifier(), root / "classifier" / "1" / "model.onnx")
-    for name, element in IDENTITIES.items():
-        save(identity(element), root / name / "1" / "model.onnx")
+    for datatype in ("FP32", "FP64", "INT64"):
+        write_identity(root, datatype.lower(), datatype)
     for version in ("1", "2"):
-        save(identity(TensorProto.FLOAT), root / "two" / version / "model.onnx")
+        write_identity(root, "two", "FP32", version=version)
     (root / "two" / "3").mkdir()
     (root / "two" / "3" / "model.onnx").write_bytes(b"not an ONNX model")
     (root / "two" / "config.json").write_text(json.dumps({"version_policy": {"all": {}}}))

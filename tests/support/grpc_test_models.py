@@ -28,6 +28,8 @@ ONNX = {
     "BOOL": TensorProto.BOOL,
     "BYTES": TensorProto.STRING,
 }
+# Every datatype an identity model may have (the repository above holds ONNX's).
+ELEMENTS = {**ONNX, "FP64": TensorProto.DOUBLE, "INT64": TensorProto.INT64}
 # A sample input [2, 3] of each datatype, with values at the ends of its range.
 DATATYPES = {
     "FP32": np.array([[0.5, -1.25, 3e38], [0.0, -0.0, 1e-38]], np.float32),
@@ -48,18 +50,20 @@ def identity_name(datatype: str) -> str:
     return f"identity_{datatype.lower()}"
 
 
-def write_identity(root: Path, name: str, datatype: str, config: dict | None = None) -> None:
-    """``y = Identity(x)``, x of shape [batch, 3]."""
+def write_identity(
+    root: Path, name: str, datatype: str, config: dict | None = None, version: str = "1"
+) -> None:
+    """``y = Identity(x)``, x of shape [batch, 3], as ``version`` of ``name``."""
     graph = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["y"])],
         name,
-        [helper.make_tensor_value_info("x", ONNX[datatype], ["batch", 3])],
-        [helper.make_tensor_value_info("y", ONNX[datatype], ["batch", 3])],
+        [helper.make_tensor_value_info("x", ELEMENTS[datatype], ["batch", 3])],
+        [helper.make_tensor_value_info("y", ELEMENTS[datatype], ["batch", 3])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    (root / name / "1").mkdir(parents=True)
-    onnx.save(model, root / name / "1" / "model.onnx")
+    (root / name / version).mkdir(parents=True)
+    onnx.save(model, root / name / version / "model.onnx")
     if config is not None:
         (root / name / "config.json").write_text(json.dumps(config))
 
