@@ -15,13 +15,12 @@ import struct
 
 import httpx
 import numpy as np
-import onnx
 import pytest
 import tritonclient.http as triton
+from grpc_test_models import write_identity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from live_server import running_server, write_model
-from onnx import TensorProto, helper
 
 from layerserve import examples
 from layerserve.service.settings import Settings
@@ -30,21 +29,7 @@ NUMPY_MAX_DIMS = 64
 MLP_INPUT = ("hidden_1_input", [-1, 784])
 LSTM_INPUT = ("masking_input", [-1, 10, 8])
 TEXT_INPUT = ("x", [-1, 3])
-ONNX_TYPES = {"FP16": TensorProto.FLOAT16, "FP32": TensorProto.FLOAT, "BYTES": TensorProto.STRING}
-
-
-def write_identity(root, name: str, datatype: str) -> None:
-    """``y = Identity(x)``, x of shape [batch, 3]."""
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        name,
-        [helper.make_tensor_value_info("x", ONNX_TYPES[datatype], ["batch", 3])],
-        [helper.make_tensor_value_info("y", ONNX_TYPES[datatype], ["batch", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    (root / name / "1").mkdir(parents=True)
-    onnx.save(model, root / name / "1" / "model.onnx")
+IDENTITY_TYPES = ("FP16", "FP32", "BYTES")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +37,7 @@ def url(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile_repository")
     write_model(root, "mlp", examples.mlp())
     write_model(root, "masking_lstm", examples.masking_lstm())
-    for datatype in ONNX_TYPES:
+    for datatype in IDENTITY_TYPES:
         write_identity(root, f"identity_{datatype.lower()}", datatype)
     with running_server(Settings(model_repository=root)) as base:
         yield base

@@ -15,43 +15,16 @@ from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
-import onnx
 import pytest
 import tritonclient.http as triton
+from grpc_test_models import ONNX, write_identity
 from live_server import pending, running_server, write_model
-from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
 from layerserve import examples
 from layerserve.service.settings import Settings
 
 LIMIT = 256 * 1024  # the server's max_request_bytes
-ONNX = {
-    "FP16": TensorProto.FLOAT16,
-    "FP32": TensorProto.FLOAT,
-    "INT8": TensorProto.INT8,
-    "BOOL": TensorProto.BOOL,
-    "BYTES": TensorProto.STRING,
-    "UINT64": TensorProto.UINT64,
-}
-
-
-def write_identity(root, name: str, datatype: str, config: dict | None = None) -> None:
-    """``y = Identity(x)``, x of shape [batch, 3]."""
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        name,
-        [helper.make_tensor_value_info("x", ONNX[datatype], ["batch", 3])],
-        [helper.make_tensor_value_info("y", ONNX[datatype], ["batch", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    (root / name / "1").mkdir(parents=True)
-    onnx.save(model, root / name / "1" / "model.onnx")
-    if config is not None:
-        (root / name / "config.json").write_text(json.dumps(config))
-
-
 # Queue behaviour made deterministic: with max_queue_delay_us the batcher keeps the
 # oldest request queued until the delay has passed (or max_batch_size rows are queued).
 QUEUE_TIMEOUT = {"max_batch_size": 8, "max_queue_delay_us": 300_000, "queue_timeout_ms": 1}
