@@ -21,7 +21,8 @@ show (:func:`client_address`): a loopback peer is local *and* is the only peer w
 forwarding headers are believed. When it forwards a request (``X-Forwarded-For``, RFC 7239
 ``Forwarded: for=``), the client is the nearest address of that chain that is not loopback,
 so a same-host proxy on any loopback address (127.0.0.2 as much as 127.0.0.1) passes its
-remote clients through as remote; an address that cannot be parsed counts as remote.
+remote clients through as remote; an address that cannot be parsed counts as remote, and is
+named ``unknown`` (what a client wrote in those headers never reaches a log line).
 Behind a same-host proxy that sets neither header every client looks local: set the admin
 token there.
 """
@@ -129,8 +130,19 @@ def client_address(peer: str | None, headers: Iterable[tuple[bytes, bytes]]) -> 
     for item in reversed(chain):  # the nearest hop is the last one appended
         host = _host_of(item)
         if not is_loopback(host):
-            return host or item or "unknown"
+            # a hop that is no IP address (RFC 7239's "unknown" or "_hidden", or text a
+            # client forged into its headers) is a remote client all the same, and is
+            # named "unknown": what a client wrote never reaches a log line
+            return host if _is_address(host) else "unknown"
     return peer
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _host_of(item: str) -> str:

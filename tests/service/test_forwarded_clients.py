@@ -70,3 +70,32 @@ def test_the_access_log_names_the_forwarded_client(server, caplog):
 def test_a_remote_peer_cannot_claim_to_be_forwarded_from_loopback():
     assert client_address("203.0.113.7", [(b"x-forwarded-for", b"127.0.0.1")]) == "203.0.113.7"
     assert client_address("::1", [(b"x-forwarded-for", b"::1, 127.0.0.1")]) == "::1"
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "named"),
+    [
+        ((b"x-forwarded-for", b"1.2.3.4 status=200 request_id=FORGED"), "unknown"),
+        ((b"x-forwarded-for", b"\x1b[2J8.8.8.8"), "unknown"),
+        ((b"forwarded", b'for="_hidden"'), "unknown"),
+        ((b"forwarded", b"for=unknown"), "unknown"),
+        ((b"x-forwarded-for", b"198.51.100.23:8443"), "198.51.100.23"),
+        ((b"forwarded", b'for="[2001:db8::7]:4711"'), "2001:db8::7"),
+    ],
+)
+def test_a_forwarded_hop_that_is_no_address_is_named_unknown(forwarded, named):
+    assert client_address("127.0.0.1", [forwarded]) == named
+
+
+def test_text_forged_into_a_forwarding_header_never_reaches_the_log(server, caplog):
+    caplog.set_level(logging.INFO, logger="layerserve.service.requests")
+    forged = "1.2.3.4 status=200 request_id=FORGED"
+    response = from_source(server, "127.0.0.2", {"X-Forwarded-For": forged})
+    assert response.status_code == 403  # a remote client all the same
+    request_id = response.headers["x-request-id"]
+    deadline = time.monotonic() + 2
+    while not (lines := [r.getMessage() for r in caplog.records if request_id in r.getMessage()]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert lines[0].endswith("client=unknown")
+    assert "FORGED" not in lines[0]
