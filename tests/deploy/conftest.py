@@ -44,6 +44,11 @@ def kubectl() -> str:
 
 
 @pytest.fixture(scope="session")
+def kubectl_binary() -> str:
+    return kubectl()
+
+
+@pytest.fixture(scope="session")
 def kustomize() -> Callable[[str], list[dict[str, Any]]]:
     """``kubectl kustomize docker/kubernetes/<name>``, parsed; each build runs once."""
     built: dict[str, list[dict[str, Any]]] = {}

@@ -6,9 +6,12 @@ serves /mnt/models read-only over the V2 protocol that the InferenceService asks
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -24,27 +27,24 @@ def manifests(read_manifest) -> list[dict[str, Any]]:
     return [obj for name in MANIFESTS for obj in read_manifest(KSERVE / name)]
 
 
+def protocol_of(obj: dict[str, Any]) -> str:
+    """The protocol of a runtime (its one) or of an InferenceService."""
+    if obj["kind"] == "InferenceService":
+        return obj["spec"]["predictor"]["model"]["protocolVersion"]
+    (protocol,) = obj["spec"]["protocolVersions"]
+    return protocol
+
+
 @pytest.fixture(scope="module")
 def kserve(manifests) -> dict[str, dict[str, Any]]:
     """kind -> the object: the runtime and the InferenceService served over REST (v2)."""
-    return {
-        obj["kind"]: obj
-        for obj in manifests
-        if obj["kind"] != "InferenceService"
-        or obj["spec"]["predictor"]["model"]["protocolVersion"] == "v2"
-    }
+    return {obj["kind"]: obj for obj in manifests if protocol_of(obj) == "v2"}
 
 
 @pytest.fixture(scope="module")
-def grpc_isvc(manifests) -> dict[str, Any]:
-    """The InferenceService served over gRPC (grpc-v2)."""
-    (isvc,) = [
-        obj
-        for obj in manifests
-        if obj["kind"] == "InferenceService"
-        and obj["spec"]["predictor"]["model"]["protocolVersion"] == "grpc-v2"
-    ]
-    return isvc
+def grpc_kserve(manifests) -> dict[str, dict[str, Any]]:
+    """kind -> the object: the runtime and the InferenceService served over gRPC (grpc-v2)."""
+    return {obj["kind"]: obj for obj in manifests if protocol_of(obj) == "grpc-v2"}
 
 
 def runtime_container(runtime: dict[str, Any]) -> dict[str, Any]:
@@ -63,10 +63,8 @@ def write(folder: Path, obj: dict[str, Any], name: str) -> Path:
 
 
 def test_the_vendored_crds_are_the_kinds_used(manifests, kserve, kserve_schemas):
-    assert sorted(o["kind"] for o in manifests) == [
-        "ClusterServingRuntime",
-        "InferenceService",
-        "InferenceService",
+    assert sorted(o["kind"] for o in manifests) == 2 * ["ClusterServingRuntime"] + 2 * [
+        "InferenceService"
     ]
     assert set(kserve) == {"ClusterServingRuntime", "InferenceService"}
     assert set(kserve_schemas) >= set(kserve)
@@ -84,13 +82,13 @@ def test_each_manifest_validates_against_its_crd(
 def test_the_kustomize_output_validates(kustomize, kserve_schemas, jsonschema_check, tmp_path):
     objects = kustomize("kserve")
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ClusterServingRuntime", "InferenceService", "InferenceService"]
+    assert kinds == 2 * ["ClusterServingRuntime"] + 2 * ["InferenceService"]
     for obj in objects:
         instance = write(tmp_path, obj, f"{obj['kind']}-{obj['metadata']['name']}.yaml")
         done = jsonschema_check(kserve_schemas[obj["kind"]], instance)
         assert done.returncode == 0, done.stdout + done.stderr
-    runtime = next(o for o in objects if o["kind"] == "ClusterServingRuntime")
-    assert runtime_container(runtime)["image"] == "layerserve:latest"  # images: applies
+    for runtime in (o for o in objects if o["kind"] == "ClusterServingRuntime"):
+        assert runtime_container(runtime)["image"] == "layerserve:latest"  # images: applies
 
 
 def _misspell_model_field(isvc: dict[str, Any]) -> None:
@@ -141,11 +139,12 @@ def test_int_or_string_quantities_take_both_forms(
 def test_the_runtime_serves_mnt_models_read_only_over_v2(kserve):
     runtime = kserve["ClusterServingRuntime"]
     spec, container = runtime["spec"], runtime_container(runtime)
-    formats = {f["name"]: f for f in spec["supportedModelFormats"]}
-    assert set(formats) == {"onnx", "keras"}
-    # Triton claims onnx too: this runtime is chosen by name, never taken by surprise.
-    assert formats["onnx"]["autoSelect"] is False
-    assert spec["protocolVersions"] == ["v2", "grpc-v2"]
+    # /mnt/models holds ONNX files (Keras files are exported first): a runtime that claimed
+    # keras would be Ready serving nothing. Triton claims onnx too: this runtime is chosen
+    # by name, never taken by surprise.
+    (model_format,) = spec["supportedModelFormats"]
+    assert (model_format["name"], model_format["autoSelect"]) == ("onnx", False)
+    assert spec["protocolVersions"] == ["v2"]
     assert container["name"] == "kserve-container"  # where KServe mounts /mnt/models
     assert container["command"] == ["layerserve", "serve"]
     variables = env(container)
@@ -160,6 +159,8 @@ def test_the_runtime_serves_mnt_models_read_only_over_v2(kserve):
     assert port["containerPort"] == int(variables["LAYERSERVE_PORT"]) == 8080  # KServe's port
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    # The workers answer once the models are loaded: startup waits for that, liveness after.
+    assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
     assert spec["annotations"]["prometheus.kserve.io/port"] == variables["LAYERSERVE_PORT"]
     assert spec["annotations"]["prometheus.kserve.io/path"] == "/metrics"
 
@@ -200,22 +201,98 @@ def test_the_runtime_environment_is_settings_the_server_accepts(kserve, monkeypa
     assert settings.workers == 0  # one per CPU of the container's limit
 
 
-def test_the_grpc_inference_service_routes_the_grpc_port_as_h2c(kserve, grpc_isvc):
+def test_the_grpc_runtime_routes_the_grpc_port_as_h2c(kserve, grpc_kserve):
     """KServe (and Knative) route gRPC to the container port named h2c; readiness asks the
-    gRPC health service there, liveness stays the runtime's HTTP one (SERVING waits for the
-    models, liveness must not)."""
-    runtime = kserve["ClusterServingRuntime"]
-    variables = env(runtime_container(runtime))
-    model = grpc_isvc["spec"]["predictor"]["model"]
+    gRPC health service there (SERVING once every model is loaded), startup and liveness
+    that the port accepts connections (it does once the models are loaded)."""
+    runtime, isvc = grpc_kserve["ClusterServingRuntime"], grpc_kserve["InferenceService"]
+    container = runtime_container(runtime)
+    grpc_port = int(env(container)["LAYERSERVE_GRPC_PORT"])
+    (port,) = container["ports"]
+    assert (port["name"], port["containerPort"]) == ("h2c", grpc_port)
+    assert container["readinessProbe"]["grpc"] == {"port": grpc_port}  # service "": overall
+    assert container["startupProbe"]["tcpSocket"] == {"port": grpc_port}
+    assert container["livenessProbe"]["tcpSocket"] == {"port": grpc_port}
+    model = isvc["spec"]["predictor"]["model"]
     assert model["runtime"] == runtime["metadata"]["name"]
     assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]
-    (port,) = model["ports"]
-    assert port["name"] == "h2c"
-    assert port["containerPort"] == int(variables["LAYERSERVE_GRPC_PORT"])
-    assert model["readinessProbe"]["grpc"]["port"] == port["containerPort"]
-    assert "livenessProbe" not in model
-    assert runtime_container(runtime)["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     # The same model as the REST example: only the protocol differs.
     rest = kserve["InferenceService"]["spec"]["predictor"]["model"]
     assert model["storageUri"] == rest["storageUri"]
     assert model["modelFormat"] == rest["modelFormat"]
+
+
+PROTOCOL_FIELDS = ("protocolVersions", "ports", "startupProbe", "readinessProbe", "livenessProbe")
+
+
+def test_the_two_runtimes_are_one_server_on_two_ports(kserve, grpc_kserve):
+    """Everything but the name, the protocol, the routed port and the probes is the same."""
+    rest, grpc = kserve["ClusterServingRuntime"], grpc_kserve["ClusterServingRuntime"]
+
+    def without_protocol(runtime: dict[str, Any]) -> dict[str, Any]:
+        runtime = copy.deepcopy(runtime)
+        del runtime["metadata"]["name"], runtime["spec"]["protocolVersions"]
+        for field in PROTOCOL_FIELDS:
+            runtime_container(runtime).pop(field, None)
+        return runtime
+
+    assert without_protocol(rest) == without_protocol(grpc)
+    assert rest["metadata"]["name"] != grpc["metadata"]["name"]
+
+
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
+# Knative's default progress deadline: a revision whose pods are not ready by then fails.
+KNATIVE_PROGRESS_DEADLINE_S = 600
+
+
+def merged_container(
+    kubectl: str, runtime: dict[str, Any], isvc: dict[str, Any], tmp_path: Path
+) -> dict[str, Any]:
+    """The container KServe runs: the InferenceService's model spec merged into the
+    runtime's container as KServe's MergeRuntimeContainers does (a strategic merge patch
+    of a core/v1 Container), here by kubectl's own strategic merge."""
+    container = runtime_container(runtime)
+    model = {
+        key: value
+        for key, value in isvc["spec"]["predictor"]["model"].items()
+        if key not in ("modelFormat", "runtime", "protocolVersion", "storageUri")
+    }
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}}
+    pod["spec"] = {"containers": [container]}
+    path = tmp_path / "pod.json"
+    path.write_text(json.dumps(pod), encoding="utf-8")
+    patch = {"spec": {"containers": [{"name": container["name"], **model}]}}
+    done = subprocess.run(
+        [kubectl, "patch", "--local", "-f", str(path), "--type", "strategic"]
+        + ["-p", json.dumps(patch), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    (merged,) = json.loads(done.stdout)["spec"]["containers"]
+    return merged
+
+
+@pytest.mark.parametrize("protocol", ["v2", "grpc-v2"])
+def test_kserve_merges_each_inference_service_into_a_container_knative_runs(
+    manifests, kubectl_binary, protocol, tmp_path
+):
+    """One port (Knative routes one, and refuses a container with more), named for the
+    protocol KServe routes to it, and every probe with one handler, on that port."""
+    chosen = {obj["kind"]: obj for obj in manifests if protocol_of(obj) == protocol}
+    container = merged_container(
+        kubectl_binary, chosen["ClusterServingRuntime"], chosen["InferenceService"], tmp_path
+    )
+    (port,) = container["ports"]
+    assert port["name"] == {"v2": "http1", "grpc-v2": "h2c"}[protocol]
+    for probe in PROBES:
+        (handler,) = [h for h in HANDLERS if h in container[probe]]
+        assert container[probe][handler]["port"] == port["containerPort"], probe
+    startup = container["startupProbe"]
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert 300 <= budget < KNATIVE_PROGRESS_DEADLINE_S  # models may load for minutes
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}}
+    pod["spec"] = {"containers": [container]}
+    kubernetes_validate.validate(pod, "1.29", strict=True)
