@@ -88,6 +88,8 @@ class ModelRepository:
 
     def load_all(self) -> None:
         names = self.model_names_on_disk()
+        if not self._started:
+            _warn_of_what_serves_nothing(self.root, names)
         with self._lock:  # known at once, so that requests meanwhile get 503, not 404
             for name in names:
                 self._models.setdefault(
@@ -334,6 +336,33 @@ class ModelRepository:
         if not states:
             return True
         return all(s.settled for s in states)
+
+
+def _warn_of_what_serves_nothing(root: Path, names: list[str]) -> None:
+    """At the start, name what the repository's top level holds that serves no model: a
+    model file copied to the root, or a folder whose layout is not
+    ``<model>/<version>/model.onnx`` (a mount laid out for another server would otherwise
+    give a ready server serving nothing, and no word of why)."""
+    layout = f"a model is served from <repository>/<model>/<version>/{MODEL_FILE}"
+    try:
+        # lost+found: an ext4 volume's own, on every such mount
+        entries = sorted(
+            p for p in root.iterdir() if not p.name.startswith(".") and p.name != "lost+found"
+        )
+    except OSError:
+        entries = []
+    served = set(names)
+    # quoted: a name on disk is never a log line of its own
+    unserved = [
+        repr(f"{p.name}/" if p.is_dir() else p.name) for p in entries if p.name not in served
+    ]
+    if unserved:
+        shown = ", ".join(unserved[:10]) + (
+            f" and {len(unserved) - 10} more" if unserved[10:] else ""
+        )
+        log.warning("model repository %s: %s serve no model; %s", root, shown, layout)
+    if not names:
+        log.warning("model repository %s holds no model to serve; %s", root, layout)
 
 
 def _versions(model_dir: Path) -> list[str]:

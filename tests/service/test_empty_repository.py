@@ -3,6 +3,8 @@ uploaded to it, the usual first step before ``layerserve upload``."""
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import numpy as np
 from live_server import running_server
@@ -26,3 +28,45 @@ def test_an_empty_repository_is_ready_and_serves_an_upload(tmp_path):
         assert response.status_code == 200, response.text
         np.testing.assert_allclose(next(iter(outputs.values())), hand_reference(x), rtol=1e-6)
         assert httpx.get(f"{url}/v2/health/ready").status_code == 200
+
+
+def warnings_of(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.getMessage().startswith("model repository")
+    ]
+
+
+def test_a_repository_laid_out_for_another_server_is_named_at_the_start(tmp_path, caplog):
+    """A mount that serves nothing (a model file at the root, a Keras file, a version
+    without its folder) is ready as any repository is, and the log says why it is empty."""
+    repository = tmp_path / "models"
+    repository.mkdir()
+    hand_onnx(repository / "model.onnx")  # KServe's single-model layout
+    (repository / "keras_model" / "1").mkdir(parents=True)
+    (repository / "keras_model" / "1" / "model.keras").write_bytes(b"PK")
+    (repository / "flat").mkdir()
+    hand_onnx(repository / "flat" / "model.onnx")  # no version folder
+    caplog.set_level(logging.WARNING, logger="layerserve.service")
+    with running_server(Settings(model_repository=repository)) as url:
+        assert httpx.post(f"{url}/v2/repository/index").json() == []
+    (unserved, empty) = warnings_of(caplog)
+    assert "'flat/', 'keras_model/', 'model.onnx' serve no model" in unserved
+    assert "<repository>/<model>/<version>/model.onnx" in unserved
+    assert empty.endswith(
+        "holds no model to serve; a model is served from <repository>/<model>/<version>/model.onnx"
+    )
+
+
+def test_a_served_repository_names_only_what_serves_nothing(tmp_path, caplog):
+    repository = tmp_path / "models"
+    (repository / "served" / "1").mkdir(parents=True)
+    hand_onnx(repository / "served" / "1" / "model.onnx")
+    (repository / "notes.txt").write_text("how these models were trained")
+    (repository / "lost+found").mkdir()
+    caplog.set_level(logging.WARNING, logger="layerserve.service")
+    with running_server(Settings(model_repository=repository)) as url:
+        assert [m["name"] for m in httpx.post(f"{url}/v2/repository/index").json()] == ["served"]
+    (unserved,) = warnings_of(caplog)
+    assert ": 'notes.txt' serve no model;" in unserved  # not lost+found, an ext4 volume's
