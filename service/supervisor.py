@@ -10,10 +10,16 @@ the address (bound, not listening) from before the first worker starts until it 
 no other server can take the port between restarts. Workers run in their own process
 group: a terminal's Ctrl-C reaches the supervisor alone, which turns it into one orderly
 drain; a worker whose supervisor is killed is sent SIGTERM by the kernel.
+
+As a container's first process (PID 1, as ``CMD ["layerserve", "serve"]`` runs in a pod),
+the supervisor inherits every orphan of the container: a dead worker's helper processes
+(its forkserver) exit once it is gone, and the supervisor reaps them, so that worker
+restarts leave no zombies behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import math
@@ -39,6 +45,7 @@ FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+REAP_EVERY_SECONDS = 1.0
 
 
 class Supervisor:
@@ -58,6 +65,8 @@ class Supervisor:
         # After the signal: the drain, the requests in flight, a margin; then SIGKILL.
         self.stop_grace = settings.drain_seconds + settings.exit_timeout_seconds + 10.0
         self.stop_deadline = 0.0
+        self.reaps_orphans = os.getpid() == 1
+        self.next_reap = 0.0
 
     def run(self) -> int:
         """Serve until a signal asks to stop (0) or workers keep crashing (1)."""
@@ -113,6 +122,9 @@ class Supervisor:
     def _watch(self) -> int:
         backoff: dict[int, float] = {}  # index -> when to restart it
         while True:
+            if self.reaps_orphans and time.monotonic() >= self.next_reap:
+                self.next_reap = time.monotonic() + REAP_EVERY_SECONDS
+                self._reap_orphans()
             if self.stopping and not self.processes:
                 log.info("every worker has stopped")
                 return 0
@@ -160,6 +172,15 @@ class Supervisor:
         log.error("worker %d died (%s); restarting it", index, how)
         return False
 
+    def _reap_orphans(self) -> None:
+        """Reap the children that exited and are not workers (multiprocessing waits for
+        those): as PID 1, the container's orphans."""
+        workers = {process.pid for process in self.processes.values()}
+        for pid in exited_children(os.getpid()):
+            if pid not in workers:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
     def _send(self, sig: int) -> None:
         for process in self.processes.values():
             if process.pid is not None and process.exitcode is None:
@@ -179,6 +200,23 @@ class Supervisor:
                 process.kill()
                 process.join()
         self.processes.clear()
+
+
+def exited_children(parent: int) -> list[int]:
+    """The children of ``parent`` that exited and wait to be reaped (zombies), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                # pid (comm) state ppid ...: comm may hold spaces and parentheses
+                state, ppid = stat.read().rpartition(b")")[2].split(maxsplit=2)[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if state == b"Z" and int(ppid) == parent:
+            found.append(int(entry))
+    return found
 
 
 def runtime_directory(workers: int) -> Path:

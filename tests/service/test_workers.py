@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from live_server import write_model
+from live_server import free_port, wait_ready, write_model
 from metrics_text import parse, value
 from model_uploads import upload
 from workers import eventually, fresh, serving
@@ -271,3 +271,72 @@ def test_concurrent_unloads_and_loads_through_two_workers_answer_at_once(tmp_pat
                 answers = list(pool.map(post, routes))
                 assert {status for status, _ in answers} == {200}, answers
                 assert max(seconds for _, seconds in answers) < 20, answers
+
+
+def _children(parent: int) -> dict[int, bytes]:
+    """pid -> command line of ``parent``'s children, from /proc (zombies included)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat", "rb").read()
+                command = open(f"/proc/{entry}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if int(stat.rpartition(b")")[2].split()[1]) == parent:
+                found[int(entry)] = command
+    return found
+
+
+def _own_pid_namespace() -> list[str]:
+    """``unshare`` with a PID namespace of its own and its /proc, where the system allows
+    it (root, or unprivileged user namespaces): the supervisor runs as PID 1 there, as in a
+    container."""
+    prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to run the server as PID 1")
+    probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"needs a PID namespace (unshare --pid): {probe.stderr.decode().strip()}")
+    return prefix
+
+
+def test_as_pid_1_the_supervisor_reaps_a_dead_workers_orphans(repo, tmp_path):
+    """In a container the supervisor is PID 1 and inherits every orphan: a worker killed
+    leaves its forkserver behind, which exits and must be reaped, or every restart would
+    leave a zombie in the pod."""
+    port = free_port()
+    with (tmp_path / "server.log").open("w") as log:
+        process = subprocess.Popen(
+            [*_own_pid_namespace(), sys.executable, "-m", "layerserve.cli", "serve"]
+            + ["--model-repository", str(repo), "--port", str(port), "--workers", "2"],
+            env={**os.environ, "TMPDIR": "/tmp"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, timeout=90)
+        (supervisor,) = _children(process.pid)  # PID 1 of the namespace
+        worker = eventually(
+            lambda: [p for p, c in _children(supervisor).items() if b"spawn_main" in c],
+            "a worker",
+        )[0]
+        forkserver = eventually(
+            lambda: [p for p, c in _children(worker).items() if b"forkserver" in c],
+            "the worker's forkserver",
+            timeout=60,
+        )[0]
+        os.kill(worker, signal.SIGKILL)
+        eventually(lambda: not _alive(forkserver), "the orphaned forkserver reaped", timeout=15)
+        assert not _alive(worker)  # multiprocessing reaped the worker itself
+        eventually(
+            lambda: len([c for c in _children(supervisor).values() if b"spawn_main" in c]) == 2,
+            "the worker restarted",
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
