@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -222,11 +223,21 @@ def serve(print_settings: bool = False, **flags: Any) -> None:
     setting, also read from its LAYERSERVE_<NAME> environment variable; a flag given wins
     over the variable."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         settings = cli_options.settings_from(flags)
     except ValidationError as exc:
         _fail(cli_options.describe_errors(exc), code=2)
+    except SettingsError as exc:  # a variable of a list setting that is not JSON
+        _fail(f'{exc}: its value must be JSON, as in LAYERSERVE_PROVIDERS=\'["cuda", "cpu"]\'', 2)
+    for warning in cli_options.unknown_variables(os.environ):
+        _stderr().print(
+            f"warning: {warning}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if print_settings:
         _stdout().print_json(data=settings.model_dump(mode="json"))
         return

@@ -8,9 +8,11 @@ Only the settings model is imported here (pydantic), never the server itself."""
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -24,6 +26,8 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 from layerserve.service.settings import Settings
 
 ENV_PREFIX = "LAYERSERVE_"
+# Read by the client commands (bench, upload), not by the server.
+CLIENT_VARIABLES = frozenset({"LAYERSERVE_URL"})
 # Help for the fields that have no ``description`` in Settings yet.
 SECRET_NOTE = (
     "Better set by the environment variable {env}{file}: a command line can be read by "
@@ -109,13 +113,28 @@ def settings_from(given: dict[str, Any]) -> Settings:
     return Settings(**values)
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``LAYERSERVE_*`` variable that names no setting (names match in
+    any case, as the settings read them), with the setting it is closest to: a typo such as
+    ``LAYERSERVE_WORKER`` would otherwise leave the default in force without a word."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | CLIENT_VARIABLES
+    found = []
+    for variable in sorted(environ):
+        name = variable.upper()
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            found.append(f"{variable} is not a setting and is ignored{hint}")
+    return found
+
+
 def describe_errors(error: ValidationError) -> str:
     """A settings error naming the flags (and variables) at fault."""
     lines = []
     for item in error.errors():
         name = str(item["loc"][0]) if item["loc"] else ""
         where = f"{flag(name)} (or {ENV_PREFIX}{name.upper()}): " if name else ""
-        lines.append(f"{where}{item['msg']}")
+        lines.append(f"{where}{item['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 

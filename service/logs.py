@@ -32,6 +32,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
+TRACE_LEVEL = 5
+
+
 def configure_logging(level: str, log_format: str = "text") -> None:
     """One handler on the root logger (uvicorn's loggers propagate to it)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -42,7 +45,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # uvicorn's TRACE (5) is a level of its own that logging learns when uvicorn's config
+    # is imported, which a supervisor never does
+    root.setLevel(TRACE_LEVEL if level.lower() == "trace" else level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

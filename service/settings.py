@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Provider = Literal["cpu", "cuda"]
@@ -124,10 +124,13 @@ class Settings(BaseSettings):
         description="Largest request body in bytes (413 past it); a model whose inputs have "
         "fixed sizes gets the lower limit its largest valid request needs.",
     )
-    drain_seconds: float = Field(1.0, ge=0, description="Serve on after SIGTERM, not ready.")
+    drain_seconds: float = Field(
+        1.0, ge=0, le=3600, description="Serve on after SIGTERM, not ready."
+    )
     exit_timeout_seconds: float = Field(
         25.0,
         ge=0,
+        le=3600,
         description="After SIGTERM and the drain, seconds to finish the requests in flight.",
     )
     admin_token: SecretStr | None = Field(
@@ -170,9 +173,12 @@ class Settings(BaseSettings):
         "is killed and the upload refused.",
     )
     benchmark_max_seconds: float = Field(
-        10.0, gt=0, description="Cap on a benchmark request's measuring time, all batch sizes."
+        10.0,
+        gt=0,
+        le=3600,
+        description="Cap on a benchmark request's measuring time, all batch sizes.",
     )
-    log_level: str = Field(
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         "info", description="Logging level: critical, error, warning, info, debug or trace."
     )
     access_log: bool = Field(False, description="One log line per request (key=value or JSON).")
@@ -220,6 +226,33 @@ class Settings(BaseSettings):
         description="Open connections on each port; one more is answered 503 (gRPC: closed).",
     )
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("model_repository", mode="before")
+    @classmethod
+    def _a_repository_is_named(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the model repository is empty: name its directory")
+        try:
+            a_file = value is not None and Path(value).exists() and not Path(value).is_dir()
+        except OSError as exc:  # a parent that cannot be searched
+            raise ValueError(f"cannot look at {str(value)!r}: {exc.strerror}") from exc
+        if a_file:
+            raise ValueError(f"{str(value)!r} is a file: the model repository is a directory")
+        return value
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(
+                f"port and grpc_port are both {self.port}: HTTP and gRPC need ports of their "
+                "own (or grpc_port 0: no gRPC)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _demo_needs_writes(self) -> Settings:
         if self.demo and self.read_only:
@@ -244,6 +277,29 @@ class Settings(BaseSettings):
                 raise ValueError(f"cannot read {file_field} {str(path)!r}: {exc}") from exc
             token = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
             setattr(self, token_field, SecretStr(token))
+        return self
+
+    @model_validator(mode="after")
+    def _tokens_are_bearer_tokens(self) -> Settings:
+        """A token a client can send in ``Authorization: Bearer``: visible ASCII (RFC
+        6750's token characters and more; gRPC metadata takes ASCII only), so that it
+        never matches one way over HTTP and another over gRPC, nor is empty."""
+        for token_field in ("admin_token", "api_token"):
+            secret = getattr(self, token_field)
+            if secret is None:
+                continue
+            token = secret.get_secret_value()
+            if not token or not all("!" <= c <= "~" for c in token):
+                path = getattr(self, f"{token_field}_file")
+                source = f"LAYERSERVE_{token_field.upper()}" + (
+                    f"_FILE ({str(path)!r}) must hold" if path is not None else " must be"
+                )
+                raise ValueError(
+                    f"{source} a non-empty token of visible "
+                    "ASCII characters "
+                    "(no spaces, no surrounding whitespace or newline); unset it to disable "
+                    "the check"
+                )
         return self
 
     def worker_count(self) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import subprocess
@@ -24,6 +25,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from layerserve.cli import app
+from layerserve.service.logs import configure_logging
 from layerserve.service.settings import Settings
 
 runner = CliRunner()
@@ -62,6 +64,9 @@ def other_value(name: str, field: Any, tmp_path: Path) -> tuple[list[str], Any]:
         return [option, str(value)], value
     if kind is SecretStr:
         return [option, f"token-for-{name}"], MASKED
+    if kind is Path and name == "model_repository":
+        (tmp_path / "repository").mkdir()
+        return [option, str(tmp_path / "repository")], str(tmp_path / "repository")
     if kind is Path:
         path = tmp_path / f"{name}.txt"
         path.write_text(f"token-of-{name}\n")  # a token file is read at once
@@ -123,6 +128,12 @@ def test_a_flag_wins_over_the_environment_variable_and_the_variable_applies():
         (["--providers", "tpu"], "--providers (or LAYERSERVE_PROVIDERS): Input should be"),
         (["--instances", "0"], "Invalid value for '--instances'"),
         (["--log-format", "xml"], "Invalid value for '--log-format'"),
+        (["--log-level", "verbose"], "Invalid value for '--log-level'"),
+        # a drain that never ends: SIGTERM would never stop the server
+        (["--drain-seconds", "inf"], "Invalid value for '--drain-seconds'"),
+        (["--exit-timeout-seconds", "1e308"], "Invalid value for '--exit-timeout-seconds'"),
+        # with several workers both would listen on the port, and split its connections
+        (["--port", "9411", "--grpc-port", "9411"], "port and grpc_port are both 9411"),
     ],
 )
 def test_a_bad_value_names_its_flag_and_serves_nothing(arguments, message):
@@ -196,3 +207,63 @@ def test_bench_still_takes_concurrency_levels_after_the_option():
     assert hidden == ["more_levels"]
     result = runner.invoke(app, ["bench", "--help"], env=WIDE)
     assert "more_levels" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("LAYERSERVE_ADMIN_TOKEN", "", "LAYERSERVE_ADMIN_TOKEN must be a non-empty token"),
+        ("LAYERSERVE_API_TOKEN", " padded ", "LAYERSERVE_API_TOKEN must be a non-empty token"),
+        # matched as UTF-8 over HTTP, as Latin-1 over gRPC: refused, as gRPC metadata is ASCII
+        ("LAYERSERVE_API_TOKEN", "tök", "visible ASCII characters"),
+        ("LAYERSERVE_PROVIDERS", "cuda", "its value must be JSON"),
+        ("LAYERSERVE_MODEL_REPOSITORY", "", "the model repository is empty"),
+        ("LAYERSERVE_LOG_LEVEL", "loud", "LAYERSERVE_LOG_LEVEL"),
+    ],
+)
+def test_a_bad_variable_is_one_line_naming_it_and_serves_nothing(variable, value, message):
+    result = runner.invoke(app, ["serve"], env={**WIDE, variable: value})
+    assert result.exit_code == 2
+    assert message in flat(result.stderr)
+    assert "Traceback" not in result.output
+
+
+def test_a_bad_token_file_is_named(tmp_path):
+    (tmp_path / "token").write_text("two words\n")
+    env = {**WIDE, "LAYERSERVE_ADMIN_TOKEN_FILE": str(tmp_path / "token")}
+    result = runner.invoke(app, ["serve"], env=env)
+    assert result.exit_code == 2
+    assert f"LAYERSERVE_ADMIN_TOKEN_FILE ('{tmp_path / 'token'}') must hold" in flat(result.stderr)
+
+
+def test_a_file_is_no_model_repository(tmp_path):
+    (tmp_path / "models").write_text("not a directory")
+    result = runner.invoke(app, ["serve", "--model-repository", str(tmp_path / "models")])
+    assert result.exit_code == 2
+    assert "is a file: the model repository is a directory" in flat(result.stderr)
+
+
+def test_a_log_level_in_any_case_and_trace_are_taken():
+    assert print_settings(env={"LAYERSERVE_LOG_LEVEL": "DEBUG"})["log_level"] == "debug"
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        configure_logging("trace")  # uvicorn's own level, below debug
+        assert root.level == 5
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_is_close_to():
+    result = runner.invoke(
+        app, ["serve", "--print-settings"], env={"LAYERSERVE_WORKER": "4", "LAYERSERVE_URL": "x"}
+    )
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["workers"] == Settings().workers  # the default in force
+    warning = (
+        "warning: LAYERSERVE_WORKER is not a setting and is ignored "
+        "(did you mean LAYERSERVE_WORKERS?)"
+    )
+    assert warning in flat(result.stderr)
+    assert "LAYERSERVE_URL" not in result.stderr  # the client commands' variable
