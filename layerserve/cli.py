@@ -175,6 +175,11 @@ def export_command(
     """Export a saved model to a checked, optimised ONNX graph and verify its outputs."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    if output.exists() and any(
+        output.samefile(source) for source in (model_path, weights) if source and source.exists()
+    ):
+        _fail(f"--output {output} is the model's own file: write the ONNX graph elsewhere", 2)
+
     from layerserve.export import to_onnx
     from layerserve.export.parity import compare
     from layerserve.models import load_model

@@ -95,7 +95,10 @@ def model_config(
 
 def read_config(path: Path) -> str:
     """The text of a model config file, checked to be a JSON object."""
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidConfig(f"--config {path} is not UTF-8 text: {exc}") from exc
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:

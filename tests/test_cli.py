@@ -47,6 +47,16 @@ def test_export_writes_a_checked_graph_and_reports_parity(tmp_path, name):
     assert "parity ok" in flat(result.output)
 
 
+def test_export_never_writes_over_the_model_it_reads(tmp_path):
+    source = tmp_path / "mlp.h5"
+    examples.mlp().save(source)
+    before = source.read_bytes()
+    result = runner.invoke(app, ["export", str(source), "-o", str(tmp_path / "." / "mlp.h5")])
+    assert result.exit_code == 2
+    assert "is the model's own file: write the ONNX graph elsewhere" in flat(result.stderr)
+    assert source.read_bytes() == before
+
+
 @pytest.mark.parametrize("command", ["export", "summary"])
 def test_lambda_bytecode_is_refused_naming_the_unsafe_flag(tmp_path, command):
     model = Sequential([Dense(2, input_shape=(3,)), Lambda(lambda x: x * 2)])

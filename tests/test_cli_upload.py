@@ -49,6 +49,7 @@ def files(tmp_path_factory):
     (root / "batching.json").write_text('{"max_batch_size": 8}')
     (root / "broken.json").write_text('{"max_batch_size": 8')
     (root / "list.json").write_text("[1, 2]")
+    (root / "latin1.json").write_bytes('{"name": "caf\xe9"}'.encode("latin-1"))
     (root / "corrupt.onnx").write_bytes(b"\x08\x07 certainly not a protobuf graph" * 10)
     return {"model": mlp, "root": root, "weights": weights}
 
@@ -172,6 +173,9 @@ def test_a_large_file_is_streamed_in_chunks_with_a_progress_bar(url, files):
         ),
         pytest.param(
             "mlp.onnx", "a", ["--config", "list.json"], 2, "must hold a JSON object", id="list"
+        ),
+        pytest.param(
+            "mlp.onnx", "a", ["--config", "latin1.json"], 2, "is not UTF-8 text", id="encoding"
         ),
         pytest.param("corrupt.onnx", "a", [], 1, "SERVER", id="corrupt file"),
         pytest.param("mlp.onnx", "bad name!", [], 1, "SERVER", id="model name"),
