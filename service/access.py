@@ -1,7 +1,8 @@
 """Who may call what: the access level of each endpoint and the credential check.
 
-Three levels, decided by method and path alone (before routing, so an unauthenticated
-client learns nothing about which models exist):
+Three levels, decided by method and path alone (before routing, so that a refusal is the
+same whether the model asked for exists or not; ``/metrics`` is open, as Triton's is, and
+its labels name the models served):
 
 - ``admin``: upload, delete, ONNX download and export, load/unload and benchmark. With
   ``LAYERSERVE_ADMIN_TOKEN`` set they need ``Authorization: Bearer <admin token>``; unset,

@@ -38,6 +38,9 @@ class ReadinessHealth(health.aio.HealthServicer):
     def __init__(self, plane: Any) -> None:
         super().__init__()
         self.plane = plane
+        # "" (the server as a whole) and every service the port serves, as reflection
+        # lists them: a probe may name any of them
+        self.services: tuple[str, ...] = ("", SERVICE_NAME)
 
     async def follow_readiness(self) -> None:
         status = (
@@ -45,7 +48,7 @@ class ReadinessHealth(health.aio.HealthServicer):
             if self.plane.ready
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for service in ("", SERVICE_NAME):
+        for service in self.services:
             await self.set(service, status)
 
     async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
@@ -103,6 +106,7 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         names = (SERVICE_NAME, *tfserving_names, health_name)
+        self.health.services = ("", SERVICE_NAME, *tfserving_names)
         # Reflection describes every service it lists from POOL: health's and its own
         # protos are in protobuf's default pool.
         hold(health_pb2.DESCRIPTOR)

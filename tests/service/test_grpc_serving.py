@@ -198,7 +198,15 @@ def health_status(target: str, service: str) -> int:
         return health_pb2_grpc.HealthStub(channel).Check(request, timeout=10).status
 
 
-@pytest.mark.parametrize("service", ["", "inference.GRPCInferenceService"])
+@pytest.mark.parametrize(
+    "service",
+    [
+        "",
+        "inference.GRPCInferenceService",
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
+    ],
+)
 def test_health_is_serving_when_ready_and_not_before(guarded, half_ready, service):
     target = guarded[2]
     assert health_status(target, service) == health_pb2.HealthCheckResponse.SERVING
