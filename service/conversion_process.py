@@ -257,6 +257,9 @@ def _converted(answer: dict[str, Any], upload: Path, output: Path, label: str) -
 # ---- in the child ------------------------------------------------------------------
 def _child_main(writer: Connection, job: dict[str, Any]) -> None:
     _limit_self(job["memory_bytes"], job["timeout_seconds"])
+    # What the load of an .onnx upload would log here (a model whose requests are never
+    # merged) the worker that serves it logs again, under the model's own name.
+    logging.getLogger("layerserve").setLevel(logging.ERROR)
     try:
         answer = _convert(job)
     except BaseException as exc:  # noqa: BLE001 - every failure is answered, typed

@@ -1,5 +1,8 @@
 """Checks of an uploaded ``.onnx`` file: self-contained, operators onnxruntime runs,
-valid by ONNX's checker, and loadable by onnxruntime on CPU."""
+valid by ONNX's checker, and loaded by onnxruntime on CPU as the server loads it (session,
+warm-up run, row probe). They run in the converter's child process, within its memory and
+time limits: a graph that needs more memory to run than the limit allows (a 160-byte file
+whose ConstantOfShape makes 1.6 GB) is refused there, before any worker loads it."""
 
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ def check_onnx_file(path: Path, label: str) -> onnx.ModelProto:
     check_self_contained(model, label)
     check_domains(model, label)
     check_with_onnx(model, path, label)
+    del model  # not held beside the session and its warm-up run: read again once they pass
     check_loads_in_onnxruntime(path, label)
-    return model
+    return onnx.load(str(path), load_external_data=False)
 
 
 def check_self_contained(model: onnx.ModelProto, label: str) -> None:
@@ -80,19 +84,38 @@ def check_with_onnx(model: onnx.ModelProto, path: Path, label: str) -> None:
     ) from failure
 
 
-def check_loads_in_onnxruntime(path: Path, label: str) -> None:
-    import onnxruntime as ort
+# onnxruntime's messages for an allocation that failed (RLIMIT_AS): a MemoryError, which
+# the converter answers 413 naming the memory limit.
+_ALLOCATION_FAILED = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc")
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
+
+def check_loads_in_onnxruntime(path: Path, label: str) -> None:
+    from layerserve.service.model_config import ResolvedConfig
+    from layerserve.service.runtime import LoadedModel
+    from layerserve.service.settings import Settings
+
+    defaults = Settings.model_fields
+    config = ResolvedConfig(
+        max_batch_size=defaults["max_batch_size"].default,
+        max_queue_delay_us=0,
+        max_queue_size=1,
+        queue_timeout_ms=1,
+        providers=["cpu"],
+        allow_cpu_fallback=False,
+        instances=1,
+        intra_op_threads=1,
+    )
     try:  # from the path: the file is read once more, not held in memory twice
-        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises many kinds
+        LoadedModel.load("upload", "1", path, config)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises many kinds
         message = str(exc).replace(str(path), label)
+        if any(sign in message for sign in _ALLOCATION_FAILED):
+            raise MemoryError(message) from exc
         raise ModelRejected(
-            f"Expected {label} to be a model onnxruntime can load on CPU. Received: one it "
-            f"refuses: {message}"
+            f"Expected {label} to be a model onnxruntime can load and run on CPU. Received: "
+            f"one it refuses: {message}"
         ) from exc
 
 

@@ -29,6 +29,7 @@ from conversion_files import (
 )
 from live_server import running_server
 from model_uploads import hand_onnx, hand_reference, infer, listing, staging_entries, upload
+from onnx import TensorProto, helper, numpy_helper
 
 from layerserve import examples
 from layerserve.layers import LSTM, Activation, Dense
@@ -333,3 +334,51 @@ def test_a_conversion_past_the_timeout_is_killed_and_refused(tmp_path, files):
         assert _conversion_children() == []  # killed and reaped before the answer
         assert _stored(tmp_path) == before and staging_entries(tmp_path) == []
         assert httpx.get(base + "/v2/health/live", timeout=10).status_code == 200
+
+
+def _constant_of_shape_onnx(side: int) -> bytes:
+    """y = x + sum(zeros(side, side)): a file of a few hundred bytes whose run makes a
+    side x side float32 tensor. The shape depends on x (plus 0 x sum(x)), so onnxruntime
+    cannot fold it when it loads the graph: the memory is taken when it runs."""
+    shape = numpy_helper.from_array(np.array([side, side], np.int64), "shape")
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceSum", ["x"], ["x_total"], keepdims=0),
+            helper.make_node("Mul", ["x_total", "zero"], ["nothing"]),
+            helper.make_node("Cast", ["nothing"], ["offset"], to=TensorProto.INT64),
+            helper.make_node("Add", ["shape", "offset"], ["run_shape"]),
+            helper.make_node("ConstantOfShape", ["run_shape"], ["zeros"]),
+            helper.make_node("ReduceSum", ["zeros"], ["total"], keepdims=0),
+            helper.make_node("Add", ["x", "total"], ["y"]),
+        ],
+        "constant_of_shape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [shape, zero],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_an_onnx_file_whose_run_needs_more_memory_than_the_limit_is_a_413(url, repo, files):
+    """The server loads and warms up an uploaded graph as it will serve it inside the
+    converter's limits first: 20,000 x 20,000 floats (1.6 GB) made by the run of a
+    500-byte file would otherwise be made in every worker, and kept."""
+    before = _stored(repo)
+    data = _constant_of_shape_onnx(20_000)
+    assert len(data) < 500
+    response = _upload_bytes(url, "constant_of_shape", data, "model.onnx")
+    assert response.status_code == 413, response.text
+    assert response.json()["error"].startswith(
+        f"Expected converting 'model.onnx' to fit in {MEMORY} bytes of memory (setting "
+        "conversion_memory_bytes, LAYERSERVE_CONVERSION_MEMORY_BYTES)."
+    )
+    assert _stored(repo) == before and staging_entries(repo) == []
+    small = _upload_bytes(url, "constant_of_shape", _constant_of_shape_onnx(64), "model.onnx")
+    assert small.status_code == 201, small.text  # the same graph, within the limit
+    x = np.ones((2, 4), np.float32)
+    answer, outputs = infer(url, "constant_of_shape", {"x": x}, version="1")
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_array_equal(outputs["y"], x)  # zeros sum to 0
