@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -57,6 +58,7 @@ from layerserve.service.repository_scan import SETTLE_SECONDS
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 
+log = logging.getLogger("layerserve.service")
 T = TypeVar("T")
 CONVERSION_WORKERS = 2  # uploads and exports convert at most this many at once
 LOCK_POLL_SECONDS = 0.05  # while another process holds a model's lock
@@ -138,11 +140,24 @@ class ModelAdmin(Publishing):
         # that uploads never starve inference.
         self._pool = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Models with versions left to settle, and when they are looked at again.
+        self._second_looks: dict[str, asyncio.TimerHandle] = {}
+        self._looking: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def start(self) -> None:
         """Start the converters' forkserver in the background, so that the first upload
         does not wait for its imports (about 0.5 s); without it, that upload starts it."""
         self._pool.submit(start_forkserver)
+
+    async def stop_looking(self) -> None:
+        """No second look from now on (on the event loop: its timers and tasks are the
+        loop's); those running end first."""
+        self._closed = True
+        for handle in self._second_looks.values():
+            handle.cancel()
+        self._second_looks.clear()
+        await asyncio.gather(*self._looking, return_exceptions=True)
 
     def close(self) -> None:
         """Let running conversions finish (their staging dirs are removed either way)."""
@@ -186,6 +201,7 @@ class ModelAdmin(Publishing):
                     async with self._file_lock(name):
                         answer = await self._publish(name, staged, config, record, loaded)
             await self.cluster.converge_siblings(name, trusted=(answer["version"],))
+            self.look_again_once_settled(name)
             return Uploaded(answer)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
@@ -403,6 +419,31 @@ class ModelAdmin(Publishing):
         own changes to it."""
         async with self.lock(name):
             await self.plane.converge(name, settle_seconds, force, trusted)
+        self.look_again_once_settled(name)
+
+    def look_again_once_settled(self, name: str) -> None:
+        """Converge ``name`` again once the versions its latest convergence left to
+        settle may have (a copy in progress, or a version published by an upload a moment
+        before): whether the repository is polled or not, so that a worker never keeps
+        serving less than a worker that reads the repository later."""
+        if self._closed or name in self._second_looks:
+            return
+        if not self.plane.repository.settling(name):
+            return
+
+        def look() -> None:
+            del self._second_looks[name]
+            task = asyncio.create_task(self._second_look(name), name=f"second-look-{name}")
+            self._looking.add(task)
+            task.add_done_callback(self._looking.discard)
+
+        self._second_looks[name] = asyncio.get_running_loop().call_later(SETTLE_SECONDS, look)
+
+    async def _second_look(self, name: str) -> None:
+        try:
+            await self.converge(name)
+        except Exception:  # as a poll: logged, and the next change or poll tries again
+            log.exception("reading model %s in the repository failed", name)
 
     def _check_writable(self, action: str) -> None:
         if self.read_only:

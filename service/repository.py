@@ -38,6 +38,9 @@ class ModelState:
     failed: dict[str, tuple[tuple[Fingerprint, str], str]] = field(default_factory=dict)
     optional: bool = False  # not needed for readiness until it served once
     errors: list[str] = field(default_factory=list)  # of the latest convergence
+    # Versions the latest convergence left for a later one: their files changed within
+    # the settle time (a copy may be in progress).
+    settling: frozenset[str] = frozenset()
 
     @property
     def settled(self) -> bool:
@@ -133,7 +136,11 @@ class ModelRepository:
             disk = scan_model(self.root, name) if MODEL_NAME.match(name) else None
         except OSError as exc:  # unreadable is not deleted: what serves serves on
             log.warning("cannot read model %s in the repository: %s", name, exc)
-            return self._models.get(name)
+            with self._lock:
+                state = self._models.get(name)
+                if state is not None:  # the next poll or change reads it again
+                    state.settling = frozenset()
+            return state
         with self._lock:
             state = self._models.get(name)
             if disk is None:  # deleted, or never had a version
@@ -150,7 +157,7 @@ class ModelRepository:
                 if state.versions or state.reason != UNLOADED:
                     log.info("model %s is unloaded", name)
                 state.versions, state.fingerprints, state.errors = {}, {}, []
-                state.state, state.reason = "UNAVAILABLE", UNLOADED
+                state.state, state.reason, state.settling = "UNAVAILABLE", UNLOADED, frozenset()
                 return state
             current, fingerprints = dict(state.versions), dict(state.fingerprints)
         if disk.config is None:
@@ -160,6 +167,7 @@ class ModelRepository:
         errors: list[str] = []
         unusable: set[str] = set()  # cannot serve now and nothing old serves in its place
         tried: set[str] = set()
+        settling: set[str] = set()
         while True:
             selected = policy.select([v for v in disk.versions if v not in unusable])
             waiting = [v for v in selected if v not in tried]
@@ -173,6 +181,8 @@ class ModelRepository:
                     continue  # its files and the config are those it serves with
                 settled = force or version in trusted or found.quiet_for(settle_seconds)
                 failed_as_is = state.failed.get(version, (None, ""))[0] == memo
+                if not settled:
+                    settling.add(version)
                 if (not force and failed_as_is) or not settled:
                     if version not in current:
                         unusable.add(version)
@@ -189,7 +199,7 @@ class ModelRepository:
         with self._lock:
             # A new dict: readers keep the one they took.
             state.versions = {v: loaded.get(v) or current[v] for v in selected}
-            state.errors = errors
+            state.errors, state.settling = errors, frozenset(settling)
             now = {v: (disk.versions[v].fingerprint, disk.config_digest) for v in state.versions}
             state.fingerprints = {
                 v: stamp if v in loaded else fingerprints.get(v, stamp) for v, stamp in now.items()
@@ -221,7 +231,8 @@ class ModelRepository:
         with self._lock:
             if state.reason != reason:
                 log.error("model %s: %s", state.name, reason)
-            state.reason, state.errors = reason, [reason]
+            # nothing is loaded until the config is fixed: no version waits to settle
+            state.reason, state.errors, state.settling = reason, [reason], frozenset()
             gone = sorted(set(state.versions) - on_disk, key=int)
             if gone:
                 log.info("model %s: versions %s are gone from the repository", state.name, gone)
@@ -238,6 +249,7 @@ class ModelRepository:
             if state is None:
                 raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
             state.versions, state.state, state.reason = {}, "UNAVAILABLE", UNLOADED
+            state.settling = frozenset()
 
     def add_version(self, model: LoadedModel) -> None:
         """Serve ``model``, loaded from its published directory, beside the model's other
@@ -276,6 +288,11 @@ class ModelRepository:
         """Stop serving every version of ``name`` and drop its state (404 afterwards)."""
         with self._lock:
             self._models.pop(name, None)
+
+    def settling(self, name: str) -> bool:
+        """Whether the latest convergence of ``name`` left versions to settle."""
+        state = self._models.get(name)
+        return state is not None and bool(state.settling)
 
     def serves(self, model: LoadedModel) -> bool:
         """Whether ``model`` is still the loaded object for its name and version."""

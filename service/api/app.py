@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
             await grpc.stop()  # begun with the HTTP server's (DrainingServer.shutdown)
         await watcher.stop()
         await cluster.close()
+        await admin.stop_looking()
         await asyncio.get_running_loop().run_in_executor(None, admin.close)
         await plane.stop()
 

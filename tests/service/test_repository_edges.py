@@ -115,3 +115,23 @@ def test_a_version_loaded_with_a_config_replaced_since_is_reloaded_with_the_file
     repository.converge("m", settle_seconds=0)
     assert repository.get("m", "2").config.max_batch_size == 2
     assert repository.get("m", "1").config.max_batch_size == 2
+
+
+@pytest.mark.parametrize("then", ["unloaded", "config broken"])
+def test_a_version_left_to_settle_is_forgotten_once_nothing_would_load_it(tmp_path, then):
+    """A version written a moment ago waits for a second look; once the model is
+    unloaded, or its config.json cannot be read, none is due (else a look every second
+    for as long as the model stays so)."""
+    write_model(tmp_path, "m", examples.mlp(), "1")
+    repository = ModelRepository(tmp_path, Settings(model_repository=tmp_path))
+    repository.load_all()
+    write_model(tmp_path, "m", examples.mlp(), "2")  # its files changed just now
+    repository.converge("m", settle_seconds=60.0)
+    assert repository.settling("m") and list(repository.served_versions("m")) == ["1"]
+    if then == "unloaded":
+        (tmp_path / ".unloaded").mkdir()
+        (tmp_path / ".unloaded" / "m").touch()
+    else:
+        (tmp_path / "m" / "config.json").write_text("{not json")
+    repository.converge("m", settle_seconds=60.0)
+    assert not repository.settling("m")

@@ -340,3 +340,29 @@ def test_as_pid_1_the_supervisor_reaps_a_dead_workers_orphans(repo, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_an_upload_after_an_unload_serves_every_version_on_disk_in_every_worker(tmp_path):
+    """An upload lifts an unload: the model serves again what its repository folder holds
+    (version 1, unloaded a moment before, and the new 2), in every worker, also with the
+    repository not polled and also in a worker started afterwards. Version 1 changed
+    within the settle time, so a first convergence leaves it; a second look takes it."""
+    repo = tmp_path / "repository"
+    repo.mkdir()
+    path = tmp_path / "model.onnx"
+    to_onnx(examples.mlp(), path)
+    with serving(repo, tmp_path, 2, LAYERSERVE_REPOSITORY_POLL_SECONDS="0") as served:
+        assert upload(served.url, "mlp", path).status_code == 201
+        with fresh(served.url) as http:
+            assert http.post("/v2/repository/models/mlp/unload").status_code == 200
+        assert upload(served.url, "mlp", path).json()["version"] == "2"
+
+        def every_worker_serves_both() -> bool:
+            with fresh(served.url) as http:
+                seen = {tuple(http.get("/v2/models/mlp").json()["versions"]) for _ in range(16)}
+            return seen == {("1", "2")}
+
+        eventually(every_worker_serves_both, "every worker serving versions 1 and 2", 10)
+        os.kill(served.worker_pids()[0], signal.SIGKILL)
+        eventually(lambda: len(served.snapshots()) == 2, "both workers listening again")
+        assert every_worker_serves_both()
