@@ -5,6 +5,7 @@ nothing itself, does not import it."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 
@@ -61,6 +62,13 @@ def serve(settings: Settings) -> None:
             probe.close()
             sock = bind(settings.host, port, reuse_port=True, listen=False)
         grpc_reservation = reserve_grpc_port(settings, workers)
+        # Held while the server runs: several workers share their addresses (SO_REUSEPORT)
+        # with any process of this user, and a second layerserve started while the
+        # first's workers load (nothing listens yet) would share them too. (One process
+        # listens from the start: a second bind fails without a lock.)
+        held = [] if workers == 1 else [hold_address(sock)]
+        if grpc_reservation is not None:
+            held.append(hold_address(grpc_reservation))
     except PortUnavailable as exc:
         log.error("%s", exc)
         raise SystemExit(1) from exc
@@ -76,6 +84,26 @@ def serve(settings: Settings) -> None:
     finally:
         if grpc_reservation is not None:
             grpc_reservation.close()
+
+
+def hold_address(reservation: socket.socket) -> socket.socket | None:
+    """A Unix socket in Linux's abstract namespace named after the address
+    ``reservation`` is bound to: one per network namespace, as the address is, gone with
+    the process that holds it (however it ends). :class:`PortUnavailable` when another
+    layerserve holds it; None where there is no abstract namespace."""
+    host, port = reservation.getsockname()[:2]
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lock.bind(f"\0layerserve-address-{host}-{port}")
+    except OSError as exc:
+        lock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(
+                f"cannot listen on {host}:{port}: another layerserve server on this machine "
+                "serves it (its workers may still be loading their models)"
+            ) from exc
+        return None
+    return lock
 
 
 def reserve_grpc_port(settings: Settings, workers: int) -> socket.socket | None:

@@ -25,6 +25,7 @@ from workers import eventually, fresh, serving
 
 from layerserve import examples
 from layerserve.export import to_onnx
+from layerserve.service.launch import PortUnavailable, bind, hold_address
 
 MLP_INPUT = "hidden_1_input"
 CONNECTIONS = 24  # new connections per check: both workers get some (the kernel hashes)
@@ -214,8 +215,21 @@ def _serve(port: int, repo, tmp_path, workers: int) -> subprocess.CompletedProce
     )
 
 
-@pytest.mark.parametrize("holder", ["a plain listener", "another multi-worker server"])
+@pytest.mark.parametrize(
+    "holder",
+    ["a plain listener", "another multi-worker server", "one whose workers still load"],
+)
 def test_a_busy_port_fails_at_once_with_several_workers(repo, tmp_path, holder):
+    if holder == "one whose workers still load":
+        # what a multi-worker server holds before its workers listen: the port reserved
+        # (bound with SO_REUSEPORT, not listening), which a plain bind alone does not see
+        reservation = bind("127.0.0.1", 0, reuse_port=True, listen=False)
+        port = reservation.getsockname()[1]
+        with reservation, hold_address(reservation):
+            result = _serve(port, repo, tmp_path, 2)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"on 127.0.0.1:{port}: another layerserve server" in result.stderr
+        return
     if holder == "a plain listener":
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
@@ -366,3 +380,14 @@ def test_an_upload_after_an_unload_serves_every_version_on_disk_in_every_worker(
         os.kill(served.worker_pids()[0], signal.SIGKILL)
         eventually(lambda: len(served.snapshots()) == 2, "both workers listening again")
         assert every_worker_serves_both()
+
+
+def test_the_address_lock_is_the_addresss_own():
+    """Servers on one port of two addresses (127.0.0.1 and 127.0.0.2) both start; one
+    address is held once."""
+    first = bind("127.0.0.1", 0, reuse_port=True, listen=False)
+    port = first.getsockname()[1]
+    second = bind("127.0.0.2", port, reuse_port=True, listen=False)
+    with first, second, hold_address(first), hold_address(second):
+        with pytest.raises(PortUnavailable, match=f"127.0.0.1:{port}: another layerserve"):
+            hold_address(first)
