@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from layerserve.service.errors import ModelLoadError
 from layerserve.service.settings import (
@@ -38,18 +46,34 @@ def read_config_file(path: Path) -> bytes:
     return raw
 
 
+# Strict: a value of the wrong JSON type is refused, never coerced ("8" for 8, true for 1,
+# "yes" or 1 for true), since a coerced value would serve with a setting nobody wrote.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+def _whole(value: object) -> object:
+    """JSON has one number type: 8.0 (as json.dumps writes a float) is the number 8."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A whole number in JSON: 8 or 8.0, never 8.5, "8" or true.
+JsonInt = Annotated[int, BeforeValidator(_whole)]
+
+
 class Latest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    num_versions: int = Field(1, ge=1, le=MAX_VERSIONS)
+    model_config = STRICT
+    num_versions: JsonInt = Field(1, ge=1, le=MAX_VERSIONS)
 
 
 class Specific(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    versions: list[int] = Field(min_length=1, max_length=MAX_VERSIONS)
+    model_config = STRICT
+    versions: list[Annotated[JsonInt, Field(ge=0)]] = Field(min_length=1, max_length=MAX_VERSIONS)
 
 
 class Everything(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class VersionPolicy(BaseModel):
@@ -58,7 +82,7 @@ class VersionPolicy(BaseModel):
     N}}`` the N highest, ``{"all": {}}`` every one (layerserve's default), or
     ``{"specific": {"versions": [1, 3]}}`` those listed that exist."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     latest: Latest | None = None
     all: Everything | None = None
@@ -95,16 +119,16 @@ class ModelConfig(BaseModel):
     """Batching, providers, threads and the version policy of one model; unset fields
     take the server's."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    max_batch_size: int | None = Field(None, ge=0, le=MAX_BATCH)
-    max_queue_delay_us: int | None = Field(None, ge=0, le=MAX_QUEUE_DELAY_US)
-    max_queue_size: int | None = Field(None, ge=1, le=MAX_QUEUE_SIZE)
-    queue_timeout_ms: int | None = Field(None, ge=1, le=MAX_QUEUE_TIMEOUT_MS)
-    providers: list[Provider] | None = None
+    max_batch_size: JsonInt | None = Field(None, ge=0, le=MAX_BATCH)
+    max_queue_delay_us: JsonInt | None = Field(None, ge=0, le=MAX_QUEUE_DELAY_US)
+    max_queue_size: JsonInt | None = Field(None, ge=1, le=MAX_QUEUE_SIZE)
+    queue_timeout_ms: JsonInt | None = Field(None, ge=1, le=MAX_QUEUE_TIMEOUT_MS)
+    providers: list[Provider] | None = Field(None, min_length=1)
     allow_cpu_fallback: bool | None = None
-    instances: int | None = Field(None, ge=1, le=MAX_INSTANCES)
-    intra_op_threads: int | None = Field(None, ge=0, le=MAX_THREADS)
+    instances: JsonInt | None = Field(None, ge=1, le=MAX_INSTANCES)
+    intra_op_threads: JsonInt | None = Field(None, ge=0, le=MAX_THREADS)
     version_policy: VersionPolicy | None = None
 
     @classmethod
@@ -119,7 +143,10 @@ class ModelConfig(BaseModel):
 
     @classmethod
     def parse(cls, raw: bytes, path: Path) -> ModelConfig:
-        """The config in ``raw`` (the bytes of ``path``), or ModelLoadError naming it."""
+        """The config in ``raw`` (the bytes of ``path``), or ModelLoadError naming it. An
+        empty file is no config, as a missing one is (the repository reads it so too)."""
+        if not raw.strip():
+            return cls()
         try:
             return cls.model_validate(json.loads(raw.decode("utf-8")))
         except (ValueError, ValidationError) as exc:
