@@ -20,6 +20,10 @@ import numpy as np
 from layerserve.service.errors import ModelRejected
 from layerserve.service.upload_checks import check_config_size
 
+# Bounds on an HDF5 file's structure (a Keras file nests a few levels, with a dataset or
+# two per weight).
+MAX_DEPTH = 64
+MAX_OBJECTS = 50_000
 # Root attributes of a Keras .h5 model that hold JSON.
 CONFIG_ATTRIBUTES = ("model_config", "training_config")
 
@@ -40,8 +44,7 @@ def check_hdf5(
         with handle:
             if max_config_bytes is not None:
                 _check_config_attributes(handle, path, label, max_config_bytes)
-            walker.group("/", handle)
-            handle.visititems(walker.visit)
+            walker.walk(handle)
     except (OSError, KeyError, RuntimeError, ValueError) as exc:
         raise ModelRejected(f"{label} is a corrupt HDF5 file: {exc}") from exc
 
@@ -73,20 +76,51 @@ def _text_size(value: Any) -> int:
     return sum(len(v.encode("utf-8") if isinstance(v, str) else bytes(v)) for v in items)
 
 
+def _address(item: h5py.HLObject) -> tuple[int, int]:
+    info = h5py.h5o.get_info(item.id)
+    return info.fileno, info.addr
+
+
 class _Walker:
-    """Visits every object once (h5py's visititems follows hard links, skips cycles)."""
+    """Visits every object once, as HDF5's own visit does (through hard links, each
+    object once, so link cycles end), with bounds on the groups' depth and the number of
+    objects: HDF5's visit costs time quadratic in the depth (3,000 nested empty groups,
+    3 MB of file, took 16 s), and no Keras file nests more than a few levels."""
 
     def __init__(self, label: str, limit: int) -> None:
         self.label = label
         self.limit = limit
         self.total = 0
 
-    def visit(self, name: str, item: Any) -> None:
-        name = "/" + name.strip("/")
-        if isinstance(item, h5py.Group):
-            self.group(name, item)
-        elif isinstance(item, h5py.Dataset):
-            self.dataset(name, item)
+    def walk(self, root: h5py.Group) -> None:
+        # objects by their place in the file, not their open handles (a few KB each)
+        seen = {_address(root)}
+        pending: list[tuple[str, int]] = [("/", 0)]
+        while pending:
+            name, depth = pending.pop()
+            group = root[name]
+            self.group(name, group)
+            for key in group:
+                if not isinstance(group.get(key, getlink=True), h5py.HardLink):
+                    continue  # soft links name objects reached through their hard links
+                item, where = group[key], f"{name.rstrip('/')}/{key}"
+                address = _address(item)
+                if address in seen:
+                    continue
+                seen.add(address)
+                if len(seen) > MAX_OBJECTS:
+                    self._too_large(f"more than {MAX_OBJECTS} groups and datasets")
+                if isinstance(item, h5py.Dataset):
+                    self.dataset(where, item)
+                elif isinstance(item, h5py.Group):
+                    if depth + 1 > MAX_DEPTH:
+                        self._too_large(f"groups nested more than {MAX_DEPTH} deep, at {where!r}")
+                    pending.append((where, depth + 1))
+
+    def _too_large(self, what: str) -> None:
+        raise ModelRejected(
+            f"Expected {self.label} to hold a Keras model's groups and datasets. Received: {what}."
+        )
 
     def group(self, name: str, group: h5py.Group) -> None:
         for key in group:

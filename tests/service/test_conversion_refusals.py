@@ -35,8 +35,10 @@ from onnx import helper
 
 from layerserve import examples
 from layerserve.export import to_onnx
+from layerserve.service import upload_hdf5
 from layerserve.service.conversion import ConversionLimits, convert_file
 from layerserve.service.errors import InvalidInput, ModelRejected, ParityFailed
+from layerserve.service.upload_hdf5 import MAX_DEPTH, check_hdf5
 
 pytestmark = pytest.mark.parallel_safe
 
@@ -224,6 +226,12 @@ def virtual(handle: h5py.File) -> None:
     handle.create_virtual_dataset("leak", layout)
 
 
+def deep_groups(handle: h5py.File) -> None:
+    group = handle["/"]
+    for _ in range(MAX_DEPTH + 1):  # 3,000 levels took HDF5's own visit 16 s
+        group = group.create_group("g")
+
+
 def compressed_zeros(handle: h5py.File) -> None:
     handle.create_dataset("bomb", data=np.zeros(2 * MIB // 4 * 2, "f4"), compression="gzip")
 
@@ -362,6 +370,9 @@ REFUSALS: dict[str, Refusal] = {
     "h5-external-raw-data": Refusal(h5_with(external_raw), ("'/leak'", "external raw files")),
     "h5-virtual-dataset": Refusal(h5_with(virtual), ("'/leak'", "virtual dataset")),
     "h5-compressed-bomb": Refusal(h5_with(compressed_zeros), (f"at most {MIB} bytes", "'/bomb'")),
+    "h5-deep-groups": Refusal(
+        h5_with(deep_groups), (f"groups nested more than {MAX_DEPTH} deep", "'/g/g/g")
+    ),
     "empty-file": Refusal(write("model.onnx", b""), ("an empty file", *ACCEPTED)),
     "text-file": Refusal(
         write("notes.txt", b"hello world\nmore text\n"),
@@ -416,3 +427,18 @@ def test_refused_uploads_name_what_was_expected_and_leave_nothing_behind(
     assert list(scratch.iterdir()) == []
     assert sorted(os.listdir(upload)) == before
     assert not (tmp_path / "evil").exists() and not (upload.parent.parent / "evil").exists()
+
+
+def test_the_hdf5_walk_bounds_the_objects_and_ends_on_link_cycles(tmp_path, monkeypatch):
+    path = tmp_path / "walk.h5"
+    with h5py.File(path, "w") as handle:
+        group = handle.create_group("layer")
+        group["kernel"] = np.ones((3, 2), "f4")
+        group["itself"] = group  # a hard link cycle: each object is visited once
+        handle["soft"] = h5py.SoftLink("/layer/kernel")
+        for index in range(40):
+            handle.create_dataset(f"extra/{index}", data=index)
+    check_hdf5(path, max_unpacked_bytes=MIB, label="'walk.h5'")  # 44 objects
+    monkeypatch.setattr(upload_hdf5, "MAX_OBJECTS", 40)
+    with pytest.raises(ModelRejected, match="more than 40 groups and datasets"):
+        check_hdf5(path, max_unpacked_bytes=MIB, label="'walk.h5'")
