@@ -12,8 +12,10 @@ its labels name the models served):
 - ``open``: ``/v2``, ``/v2/health/*``, ``/metrics`` and the API docs with their assets
   (``/docs/static/*``), always.
 
-Missing credentials (or another scheme than Bearer) are :class:`Unauthorized`; a wrong
-token, or a non-loopback client of an admin endpoint while no admin token is set, is
+Missing credentials (or another scheme than Bearer) are :class:`Unauthorized`, a token
+that is none of the server's :class:`InvalidToken` (401 both, RFC 6750: the caller is not
+identified); the API token on an admin endpoint (RFC 6750's ``insufficient_scope``), or a
+non-loopback client of an admin endpoint while no admin token is set, is
 :class:`Forbidden`. Tokens are compared with :func:`hmac.compare_digest` and never appear
 in messages.
 
@@ -38,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from layerserve.service.errors import Forbidden, Unauthorized
+from layerserve.service.errors import Forbidden, InsufficientScope, InvalidToken, Unauthorized
 
 Level = Literal["admin", "api", "open"]
 
@@ -212,7 +214,7 @@ class AccessPolicy:
             # Both comparisons always run: the time taken does not tell which token matched.
             matches = _same(token, self.api_token) | _same(token, self.admin_token)
             if not matches:
-                raise Forbidden("the Bearer token is not valid for this endpoint")
+                raise InvalidToken("the Bearer token is not valid for this endpoint")
 
     def _check_admin(self, authorization: bytes | None, client_host: str | None) -> None:
         if self.admin_token is None:
@@ -224,8 +226,14 @@ class AccessPolicy:
                 )
             return
         token = bearer_token(authorization, "admin token")
-        if not _same(token, self.admin_token):
-            raise Forbidden("the Bearer token is not the admin token this endpoint needs")
+        # Both comparisons always run: the time taken does not tell which token matched.
+        admin, api = _same(token, self.admin_token), _same(token, self.api_token)
+        if api and not admin:
+            raise InsufficientScope(
+                "the API token does not reach this endpoint: it needs the admin token"
+            )
+        if not admin:
+            raise InvalidToken("the Bearer token is not the admin token this endpoint needs")
 
 
 def _same(given: bytes, expected: bytes | None) -> bool:

@@ -35,9 +35,20 @@ class Unauthorized(ServiceError):
     """No credentials, or not a Bearer token, for an endpoint that needs one."""
 
 
+class InvalidToken(Unauthorized):
+    """A Bearer token that is none of the server's: the caller is not identified (401
+    with RFC 6750's ``error="invalid_token"``; gRPC's UNAUTHENTICATED)."""
+
+
 class Forbidden(ServiceError):
-    """Credentials given but wrong, or an admin endpoint asked from a non-loopback client
+    """A caller identified but not allowed: the API token on an admin endpoint (RFC
+    6750's ``insufficient_scope``), or an admin endpoint asked from a non-loopback client
     while no admin token is configured."""
+
+
+class InsufficientScope(Forbidden):
+    """The API token on an admin endpoint (403 with RFC 6750's
+    ``error="insufficient_scope"``)."""
 
 
 class ReadOnlyRepository(Forbidden):

@@ -208,7 +208,7 @@ def test_the_admin_token_comes_from_the_option_or_the_environment(guarded_url, f
     refused = upload(guarded_url, path, "guarded")
     assert refused.exit_code == 1 and "the server answered 401" in flat(refused.stderr)
     wrong = upload(guarded_url, path, "guarded", "--token", "not-it")
-    assert wrong.exit_code == 1 and "the server answered 403" in flat(wrong.stderr)
+    assert wrong.exit_code == 1 and "the server answered 401" in flat(wrong.stderr)
     assert upload(guarded_url, path, "guarded", "--token", ADMIN_TOKEN).exit_code == 0
     from_env = upload(guarded_url, path, "guarded", env={"LAYERSERVE_ADMIN_TOKEN": ADMIN_TOKEN})
     assert from_env.exit_code == 0, from_env.output

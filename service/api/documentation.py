@@ -58,29 +58,30 @@ SECURITY: dict[Level, list[dict[str, list[str]]]] = {
     "api": [{API_SCHEME: []}, {ADMIN_SCHEME: []}],
     "open": [],
 }
-# The 401 and 403 answers of each level: (description, example message).
+# The 401 and 403 answers of each level: (description, example message). RFC 6750: a
+# token that is none of the server's is a 401 (with error="invalid_token"), as no token
+# is; a 403 is for a caller identified whose token does not reach the endpoint.
 ACCESS_ERRORS: dict[Level, dict[int, tuple[str, str]]] = {
     "admin": {
         401: (
-            "No bearer token while LAYERSERVE_ADMIN_TOKEN is set",
+            "No bearer token, or one that is not the admin token (WWW-Authenticate: Bearer "
+            'realm="layerserve", error="invalid_token"), while LAYERSERVE_ADMIN_TOKEN is set',
             "this endpoint needs 'Authorization: Bearer <admin token>'; the request has no "
             "Authorization header",
         ),
         403: (
-            "A token that is not the admin token, or a non-loopback client while "
-            "LAYERSERVE_ADMIN_TOKEN is unset",
-            "the Bearer token is not the admin token this endpoint needs",
+            "The API token (an admin endpoint needs the admin token), or a non-loopback "
+            "client while LAYERSERVE_ADMIN_TOKEN is unset",
+            "the API token does not reach this endpoint: it needs the admin token",
         ),
     },
     "api": {
         401: (
-            "No bearer token while LAYERSERVE_API_TOKEN is set",
+            "No bearer token, or one that is neither the API token nor the admin token "
+            '(WWW-Authenticate: Bearer realm="layerserve", error="invalid_token"), while '
+            "LAYERSERVE_API_TOKEN is set",
             "this endpoint needs 'Authorization: Bearer <API token>'; the request has no "
             "Authorization header",
-        ),
-        403: (
-            "A token that is neither the API token nor the admin token",
-            "the Bearer token is not valid for this endpoint",
         ),
     },
 }

@@ -45,10 +45,15 @@ def status_of(error: Exception) -> int:
     return 400 if isinstance(error, LayerserveError) else 500
 
 
-def error_response(status: int, message: str, problems: list[str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, problems: list[str] | None = None, bearer_error: str = ""
+) -> JSONResponse:
+    """``bearer_error``: RFC 6750's error code for a Bearer token that was sent
+    (invalid_token with a 401, insufficient_scope with a 403)."""
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else {}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="layerserve"'
+    if status == 401 or bearer_error:
+        error = f', error="{bearer_error}"' if bearer_error else ""
+        headers["WWW-Authenticate"] = f'Bearer realm="layerserve"{error}'
     content: dict[str, object] = {"error": message}
     if problems is not None:
         content["problems"] = problems
@@ -58,7 +63,14 @@ def error_response(status: int, message: str, problems: list[str] | None = None)
 def service_error_response(exc: errors.ServiceError) -> JSONResponse:
     """The response for a domain error, for code outside FastAPI's handlers (ASGI
     middleware, plain Starlette routes)."""
-    return error_response(status_of(exc), str(exc), getattr(exc, "problems", None))
+    bearer_error = (
+        "invalid_token"
+        if isinstance(exc, errors.InvalidToken)
+        else "insufficient_scope"
+        if isinstance(exc, errors.InsufficientScope)
+        else ""
+    )
+    return error_response(status_of(exc), str(exc), getattr(exc, "problems", None), bearer_error)
 
 
 def report_service_error(method: str, path: str, exc: errors.ServiceError) -> None:

@@ -114,25 +114,28 @@ ENDPOINTS = {
     "open": OPEN_ENDPOINTS,
 }
 
-# Expected outcome per credential: "ok" (past access control), 401 or 403.
+# Expected outcome per credential: "ok" (past access control), 401 (no credentials),
+# INVALID (401, a token that is none of the server's) or 403 (a token of too small a scope).
+INVALID = "401 invalid_token"
 ALL_PASS = dict.fromkeys(CREDENTIALS, "ok")
 NEED_ADMIN_TOKEN = {
     "none": 401,
     "admin": "ok",
     "admin, lower-case scheme": "ok",
-    "api": 403,
-    "api, upper-case scheme": 403,
-    "wrong token": 403,
+    "api": INVALID,  # no API token configured: just a wrong token
+    "api, upper-case scheme": INVALID,
+    "wrong token": INVALID,
     "basic": 401,
     "empty bearer": 401,
 }
+NEED_ADMIN_NOT_API_TOKEN = {**NEED_ADMIN_TOKEN, "api": 403, "api, upper-case scheme": 403}
 NEED_API_TOKEN = {
     "none": 401,
-    "admin": 403,  # no admin token configured: just a wrong token
-    "admin, lower-case scheme": 403,
+    "admin": INVALID,  # no admin token configured: just a wrong token
+    "admin, lower-case scheme": INVALID,
     "api": "ok",
     "api, upper-case scheme": "ok",
-    "wrong token": 403,
+    "wrong token": INVALID,
     "basic": 401,
     "empty bearer": 401,
 }
@@ -142,7 +145,7 @@ NEED_EITHER_TOKEN = {
     "admin, lower-case scheme": "ok",
     "api": "ok",
     "api, upper-case scheme": "ok",
-    "wrong token": 403,
+    "wrong token": INVALID,
     "basic": 401,
     "empty bearer": 401,
 }
@@ -157,7 +160,7 @@ EXPECTED = {
     ("api token", "admin"): ALL_PASS,
     ("api token", "api"): NEED_API_TOKEN,
     ("api token", "open"): ALL_PASS,
-    ("both tokens", "admin"): NEED_ADMIN_TOKEN,
+    ("both tokens", "admin"): NEED_ADMIN_NOT_API_TOKEN,
     ("both tokens", "api"): NEED_EITHER_TOKEN,
     ("both tokens", "open"): ALL_PASS,
 }
@@ -195,7 +198,11 @@ def send(client: httpx.Client, endpoint, authorization: str | None, **headers) -
 def outcome(response: httpx.Response, allowed_status: int | None) -> str | int:
     has_body = response.request.method != "HEAD"
     if response.status_code == 401:
-        assert response.headers["www-authenticate"] == 'Bearer realm="layerserve"'
+        challenge = response.headers["www-authenticate"]
+        if challenge == 'Bearer realm="layerserve", error="invalid_token"':  # RFC 6750 3.1
+            assert not has_body or "token" in response.json()["error"]
+            return INVALID
+        assert challenge == 'Bearer realm="layerserve"'  # no credentials: no error code
         assert not has_body or "Authorization: Bearer <" in response.json()["error"]
         return 401
     if response.status_code == 403:
@@ -231,15 +238,23 @@ def test_refusals_name_what_is_expected(clients):
     cases = [
         (load, None, 401, "needs 'Authorization: Bearer <admin token>'; the request has no"),
         (load, CREDENTIALS["basic"], 401, "Authorization header uses the 'Basic' scheme"),
-        (load, CREDENTIALS["api"], 403, "not the admin token"),
+        (load, CREDENTIALS["api"], 403, "the API token does not reach this endpoint"),
+        (load, CREDENTIALS["wrong token"], 401, "not the admin token"),
         (infer, None, 401, "needs 'Authorization: Bearer <API token>'"),
         (infer, CREDENTIALS["empty bearer"], 401, "Bearer token is empty"),
-        (infer, CREDENTIALS["wrong token"], 403, "not valid for this endpoint"),
+        (infer, CREDENTIALS["wrong token"], 401, "not valid for this endpoint"),
     ]
     for endpoint, authorization, status, fragment in cases:
         response = send(client, endpoint, authorization)
         assert response.status_code == status
         assert fragment in response.json()["error"]
+    # RFC 6750 3.1: a caller identified, whose token's scope does not reach the endpoint
+    refused = send(client, load, CREDENTIALS["api"])
+    challenge = refused.headers["www-authenticate"]
+    assert challenge == 'Bearer realm="layerserve", error="insufficient_scope"'
+    # a refusal that is no token's: no challenge
+    remote = send(clients["no tokens"], load, None, **{"X-Forwarded-For": "203.0.113.7"})
+    assert remote.status_code == 403 and "www-authenticate" not in remote.headers
 
 
 def test_refusal_does_not_tell_whether_the_model_exists(clients):
@@ -269,7 +284,7 @@ FORWARDED = [
     ("no tokens", "::1", None, 404),
     ("admin token", "203.0.113.7", CREDENTIALS["admin"], 404),
     ("admin token", "203.0.113.7", None, 401),
-    ("admin token", "203.0.113.7", CREDENTIALS["wrong token"], 403),
+    ("admin token", "203.0.113.7", CREDENTIALS["wrong token"], 401),
 ]
 
 
@@ -357,7 +372,7 @@ def test_tritonclient_with_authorization_headers(servers):
     client = triton.InferenceServerClient(servers["both tokens"].removeprefix("http://"))
     assert client.is_server_live()
     assert client.is_server_ready()
-    for headers, status in [(None, "401"), ({"Authorization": "Bearer nope"}, "403")]:
+    for headers, status in [(None, "401"), ({"Authorization": "Bearer nope"}, "401")]:
         with pytest.raises(InferenceServerException) as refused:
             client.get_model_metadata("m", headers=headers)
         assert refused.value.status() == status

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from layerserve.service.access import AccessPolicy, bearer_token, classify, is_loopback
 from layerserve.service.api.app import create_app
-from layerserve.service.errors import Forbidden, Unauthorized
+from layerserve.service.errors import Forbidden, InsufficientScope, InvalidToken, Unauthorized
 from layerserve.service.settings import Settings as ServiceSettings
 
 pytestmark = pytest.mark.parallel_safe
@@ -166,6 +166,7 @@ def test_bearer_token_refused(header, fragment):
 # ---- AccessPolicy.check() for clients the live servers cannot be ---------------------
 NO_ADMIN_TOKEN = AccessPolicy.from_secrets(None, "api")
 ADMIN_TOKEN = AccessPolicy.from_secrets("admin", None)
+BOTH_TOKENS = AccessPolicy.from_secrets("admin", "api")
 CHECKS = [
     (NO_ADMIN_TOKEN, "::1", None, None),
     (NO_ADMIN_TOKEN, "127.0.0.2", None, None),
@@ -176,10 +177,32 @@ CHECKS = [
     (ADMIN_TOKEN, "10.0.0.5", b"Bearer admin", None),
     (ADMIN_TOKEN, None, b"Bearer admin", None),
     (ADMIN_TOKEN, "127.0.0.1", None, Unauthorized),  # loopback needs the token too
-    (ADMIN_TOKEN, "127.0.0.1", b"Bearer admi", Forbidden),
-    (ADMIN_TOKEN, "127.0.0.1", b"Bearer admin2", Forbidden),
-    (ADMIN_TOKEN, "127.0.0.1", b"Bearer ADMIN", Forbidden),
+    # a token that is none of the server's: the caller is not identified (RFC 6750 3.1)
+    (ADMIN_TOKEN, "127.0.0.1", b"Bearer admi", InvalidToken),
+    (ADMIN_TOKEN, "127.0.0.1", b"Bearer admin2", InvalidToken),
+    (ADMIN_TOKEN, "127.0.0.1", b"Bearer ADMIN", InvalidToken),
+    # the API token is a caller identified, whose token does not reach admin endpoints
+    (BOTH_TOKENS, "127.0.0.1", b"Bearer api", InsufficientScope),
+    (BOTH_TOKENS, "127.0.0.1", b"Bearer admin", None),
 ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "header", "error"),
+    [
+        (BOTH_TOKENS, b"Bearer api", None),
+        (BOTH_TOKENS, b"Bearer admin", None),
+        (BOTH_TOKENS, b"Bearer nope", InvalidToken),
+        (BOTH_TOKENS, None, Unauthorized),
+    ],
+)
+def test_api_check(policy, header, error):
+    if error is None:
+        policy.check("api", header, "10.0.0.5")
+    else:
+        with pytest.raises(error) as caught:
+            policy.check("api", header, "10.0.0.5")
+        assert type(caught.value) is error
 
 
 @pytest.mark.parametrize(("policy", "host", "header", "error"), CHECKS)
@@ -187,8 +210,9 @@ def test_admin_check(policy, host, header, error):
     if error is None:
         policy.check("admin", header, host)
     else:
-        with pytest.raises(error):
+        with pytest.raises(error) as caught:
             policy.check("admin", header, host)
+        assert type(caught.value) is error
 
 
 def test_loopback_refusal_says_how_to_allow_remote_clients():

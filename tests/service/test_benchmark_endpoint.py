@@ -367,7 +367,8 @@ def test_needs_the_admin_token_when_one_is_set(guarded_http):
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == 'Bearer realm="layerserve"'
     wrong = benchmark(guarded_http, "mlp", QUICK, headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 403
+    assert wrong.status_code == 401
+    assert wrong.headers["www-authenticate"] == 'Bearer realm="layerserve", error="invalid_token"'
     right = benchmark(
         guarded_http, "mlp", QUICK, headers={"Authorization": "Bearer bench-admin-token"}
     )

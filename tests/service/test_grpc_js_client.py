@@ -33,7 +33,7 @@ pytestmark = pytest.mark.parallel_safe
 ATOL = 1e-5
 MLP_INPUT, MLP_OUTPUT = "hidden_1_input", "probabilities"
 OK, CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 0, 1, 3, 4, 5
-PERMISSION_DENIED, UNIMPLEMENTED, UNAUTHENTICATED = 7, 12, 16
+UNIMPLEMENTED, UNAUTHENTICATED = 12, 16
 V2 = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
 PREDICTION = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
 MODELS = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
@@ -262,7 +262,10 @@ def test_each_call_is_checked_for_its_token(tmp_path):
             ],
         )
     codes = [result["code"] for [result] in results]
-    assert codes == [OK, PERMISSION_DENIED, UNAUTHENTICATED, OK, OK]
+    assert codes == [OK, UNAUTHENTICATED, UNAUTHENTICATED, OK, OK]  # RFC 6750: both 401s
+    wrong, missing = results[1][0]["details"], results[2][0]["details"]
+    assert "the Bearer token is not valid for this endpoint" in wrong
+    assert "the request has no Authorization header" in missing
 
 
 # ---- TensorFlow Serving ----------------------------------------------------------------------

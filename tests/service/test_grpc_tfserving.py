@@ -486,7 +486,7 @@ def test_tokens_guard_the_tensorflow_serving_services(tmp_path, caplog):
         request = predict_request("mlp", {MLP_INPUT: tensor_of(X1)})
         for metadata, code in (
             ((), grpc.StatusCode.UNAUTHENTICATED),
-            ((("authorization", "Bearer wrong"),), grpc.StatusCode.PERMISSION_DENIED),
+            ((("authorization", "Bearer wrong"),), grpc.StatusCode.UNAUTHENTICATED),
         ):
             with pytest.raises(grpc.RpcError) as error:
                 stub.Predict(request, metadata=metadata)

@@ -77,7 +77,7 @@ def test_every_method_allow_names_is_routed(http, path):
     ("method", "path", "token", "status"),
     [
         ("GET", "/v2/models/mlp", None, 401),
-        ("POST", "/v2/models/mlp/infer", "wrong", 403),
+        ("POST", "/v2/models/mlp/infer", "wrong", 401),
         ("POST", "/v1/models/mlp:predict", None, 401),
         ("POST", "/v2/repository/models/mlp/unload", API, 403),
         ("DELETE", "/v1/models/mlp", None, 401),
