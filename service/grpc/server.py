@@ -23,7 +23,7 @@ from layerserve.service.access import AccessPolicy
 from layerserve.service.grpc import reflection_v1
 from layerserve.service.grpc import tfserving as tfserving_grpc
 from layerserve.service.grpc.http2.server import Http2Server
-from layerserve.service.grpc.pool import POOL, hold
+from layerserve.service.grpc.pool import POOL, ReflectedPool, hold
 from layerserve.service.grpc.servicer import SERVICE_NAME, InferenceServicer
 from layerserve.service.grpc.servicer import add_to_server as add_inference_service
 
@@ -114,7 +114,8 @@ class GrpcServer:
         # The asyncio reflection servicer, which enable_server_reflection picks only for a
         # grpc.aio.Server; it answers as v1alpha and as v1.
         reflecting = reflection.aio.ReflectionServicer(
-            (*names, reflection.SERVICE_NAME, reflection_v1.SERVICE_NAME), pool=POOL
+            (*names, reflection.SERVICE_NAME, reflection_v1.SERVICE_NAME),
+            pool=ReflectedPool(POOL),
         )
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflecting, server)
         reflection_v1.add_to_server(reflecting, server)

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tg
 import tritonclient.http as th
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
@@ -240,6 +241,37 @@ def test_reflection_lists_and_describes_the_services(half_ready):
         assert method.input_type.full_name == "inference.ModelInferRequest"
         config = described.FindMessageTypeByName("inference.ModelConfig")
         assert "max_batch_size" in config.fields_by_name
+
+
+@pytest.mark.parametrize(
+    ("symbol", "found"),
+    [
+        ("inference.GRPCInferenceService.ModelInfer", True),
+        ("grpc.health.v1.Health.Check", True),
+        ("tensorflow.serving.PredictionService.Predict", True),
+        ("inference.GRPCInferenceService.NoSuchMethod", False),
+        ("inference.NoSuchService.ModelInfer", False),
+    ],
+)
+def test_reflection_finds_the_file_of_a_method(half_ready, symbol, found):
+    """The reflection protocol's symbols are `<package>.<service>[.<method>]`: `grpcurl
+    describe inference.GRPCInferenceService.ModelInfer` asks for a method's file."""
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    with grpc.insecure_channel(half_ready) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        (answer,) = stub.ServerReflectionInfo(iter([request]), timeout=10)
+    if not found:
+        assert answer.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+        return
+    service_name, _, method_name = symbol.rpartition(".")
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in answer.file_descriptor_response.file_descriptor_proto
+    ]
+    methods = {
+        f"{f.package}.{s.name}": {m.name for m in s.method} for f in files for s in f.service
+    }
+    assert method_name in methods[service_name], methods
 
 
 # ---- read-only repository -------------------------------------------------------------
