@@ -21,7 +21,7 @@ import pytest
 from live_server import free_port, wait_ready, write_model
 from metrics_text import parse, value
 from model_uploads import upload
-from workers import eventually, fresh, serving
+from workers import eventually, fresh, serving, stop
 
 from layerserve import examples
 from layerserve.export import to_onnx
@@ -348,12 +348,7 @@ def test_as_pid_1_the_supervisor_reaps_a_dead_workers_orphans(repo, tmp_path):
             "the worker restarted",
         )
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def test_an_upload_after_an_unload_serves_every_version_on_disk_in_every_worker(tmp_path):

@@ -90,14 +90,19 @@ def serving(
         eventually(lambda: len(served.snapshots()) == workers, "every worker listening")
         yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         shutil.rmtree(runtime_parent, ignore_errors=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, 30 s to drain and exit, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def eventually(check: Callable[[], T], what: str, timeout: float = 30) -> T:
