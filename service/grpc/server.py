@@ -29,6 +29,9 @@ from layerserve.service.grpc.servicer import add_to_server as add_inference_serv
 
 log = logging.getLogger("layerserve.service")
 HEALTH_POLL_SECONDS = 0.2  # how soon the health service follows readiness (drain, loads)
+# A health service name for liveness probes: SERVING whenever a worker's event loop
+# answers, ready or not (Kubernetes: grpc probe with service "liveness").
+LIVENESS_SERVICE = "liveness"
 
 
 class ReadinessHealth(health.aio.HealthServicer):
@@ -50,6 +53,7 @@ class ReadinessHealth(health.aio.HealthServicer):
         )
         for service in self.services:
             await self.set(service, status)
+        await self.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
         await self.follow_readiness()

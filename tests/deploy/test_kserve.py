@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from layerserve.service.grpc.server import LIVENESS_SERVICE
 from layerserve.service.settings import Settings
 
 KSERVE = Path(__file__).resolve().parents[2] / "docker" / "kubernetes" / "kserve"
@@ -204,15 +205,15 @@ def test_the_runtime_environment_is_settings_the_server_accepts(kserve, monkeypa
 def test_the_grpc_runtime_routes_the_grpc_port_as_h2c(kserve, grpc_kserve):
     """KServe (and Knative) route gRPC to the container port named h2c; readiness asks the
     gRPC health service there (SERVING once every model is loaded), startup and liveness
-    that the port accepts connections (it does once the models are loaded)."""
+    service "liveness", SERVING whenever a worker answers (once the models are loaded)."""
     runtime, isvc = grpc_kserve["ClusterServingRuntime"], grpc_kserve["InferenceService"]
     container = runtime_container(runtime)
     grpc_port = int(env(container)["LAYERSERVE_GRPC_PORT"])
     (port,) = container["ports"]
     assert (port["name"], port["containerPort"]) == ("h2c", grpc_port)
     assert container["readinessProbe"]["grpc"] == {"port": grpc_port}  # service "": overall
-    assert container["startupProbe"]["tcpSocket"] == {"port": grpc_port}
-    assert container["livenessProbe"]["tcpSocket"] == {"port": grpc_port}
+    liveness = {"port": grpc_port, "service": LIVENESS_SERVICE}  # SERVING while answering
+    assert container["startupProbe"]["grpc"] == container["livenessProbe"]["grpc"] == liveness
     model = isvc["spec"]["predictor"]["model"]
     assert model["runtime"] == runtime["metadata"]["name"]
     assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]

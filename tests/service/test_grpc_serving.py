@@ -214,6 +214,12 @@ def test_health_is_serving_when_ready_and_not_before(guarded, half_ready, servic
     assert health_status(half_ready, service) == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def test_the_liveness_service_is_serving_whether_ready_or_not(guarded, half_ready):
+    """For a Kubernetes grpc liveness probe (service "liveness"): the worker answers."""
+    for target in (guarded[2], half_ready):
+        assert health_status(target, "liveness") == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_a_server_whose_model_cannot_load_is_live_not_ready(half_ready):
     client = tg.InferenceServerClient(half_ready)
     assert client.is_server_live() and not client.is_server_ready()
