@@ -348,6 +348,8 @@ def test_as_pid_1_the_supervisor_reaps_a_dead_workers_orphans(repo, tmp_path):
             "the worker restarted",
         )
     finally:
+        for supervisor in _children(process.pid):  # unshare passes no signal on
+            os.kill(supervisor, signal.SIGTERM)
         stop(process)
 
 
