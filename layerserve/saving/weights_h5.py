@@ -63,12 +63,11 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
     for name in names:
         layer_group = _member(group, name, "layer_names lists the layer")
         weight_names = _attribute_list(layer_group, "weight_names") or []
-        if weight_names:
-            arrays = [
-                np.asarray(_member(layer_group, w, f"layer {name!r} lists the weight"))
-                for w in weight_names
+        if weight_names:  # read once matched with a layer, and its size checked
+            datasets = [
+                _member(layer_group, w, f"layer {name!r} lists the weight") for w in weight_names
             ]
-            stored.append((name, arrays))
+            stored.append((name, datasets))
     targets = [layer for layer in layers if layer.weights]
     if len(stored) != len(targets):
         raise WeightsError(
@@ -80,8 +79,9 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
     theano = keras2 and _written_on_theano(group)
     if theano:  # before any weight is set: a refused file changes nothing
         check_theano_layers(layers)
-    for layer, (name, arrays) in zip(targets, stored, strict=True):
-        arrays = _in_layer_order(layer, arrays)
+    for layer, (name, datasets) in zip(targets, stored, strict=True):
+        _check_stored_size(layer, name, datasets)
+        arrays = _in_layer_order(layer, [np.asarray(d) for d in datasets])
         try:
             if keras2:  # Keras 2 converts cuDNN-layout RNN weights; Keras 3 never does
                 arrays = convert_keras2_rnn_weights(layer, arrays)
@@ -92,6 +92,27 @@ def load_layered_weights(group: h5py.Group, layers: list[Layer]) -> None:
             raise WeightsError(
                 f"Loading weights of file layer {name!r} into layer {layer.name!r}: {exc}"
             ) from exc
+
+
+# How many more values a file layer may store than its model layer holds, before any is
+# read: the conversions of old files (cuDNN biases, Theano kernels) change shapes, never
+# more than doubling a layer's values.
+STORED_SIZE_FACTOR = 4
+
+
+def _check_stored_size(layer: Layer, name: str, datasets: list[Any]) -> None:
+    """Refuse, before reading them, weights far larger than the layer's (a compressed
+    dataset of a 13 KB file can inflate to gigabytes): set_weights would refuse their
+    shapes after they were read."""
+    holds = sum(int(np.prod(v.shape)) for v in layer.weights)
+    stored = sum(int(getattr(d, "size", 0) or 0) for d in datasets)
+    if stored > STORED_SIZE_FACTOR * holds + 64:
+        shapes = [tuple(getattr(d, "shape", ())) for d in datasets]
+        raise WeightsError(
+            f"Loading weights of file layer {name!r} into layer {layer.name!r}: expected "
+            f"about {holds} values (weight shapes {[tuple(v.shape) for v in layer.weights]}). "
+            f"Received: {stored} values stored (shapes {shapes})."
+        )
 
 
 def _in_layer_order(layer: Layer, arrays: list[np.ndarray]) -> list[np.ndarray]:

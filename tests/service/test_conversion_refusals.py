@@ -232,6 +232,28 @@ def deep_groups(handle: h5py.File) -> None:
         group = group.create_group("g")
 
 
+def oversized_kernel(handle: h5py.File) -> None:
+    """The first kernel stored 1,000,000 times longer than the config says: a few KB of
+    file (its chunks are never written), 80 MB once read here, gigabytes for a larger
+    layer."""
+    kernels: list[str] = []
+    handle["model_weights"].visititems(
+        lambda name, item: (
+            kernels.append(name) if isinstance(item, h5py.Dataset) and item.ndim == 2 else None
+        )
+    )
+    path = f"model_weights/{kernels[0]}"
+    rows, columns = handle[path].shape
+    del handle[path]
+    handle.create_dataset(
+        path,
+        shape=(rows * 1_000_000, columns),
+        dtype="f4",
+        chunks=(4096, columns),
+        compression="gzip",
+    )
+
+
 def compressed_zeros(handle: h5py.File) -> None:
     handle.create_dataset("bomb", data=np.zeros(2 * MIB // 4 * 2, "f4"), compression="gzip")
 
@@ -370,6 +392,11 @@ REFUSALS: dict[str, Refusal] = {
     "h5-external-raw-data": Refusal(h5_with(external_raw), ("'/leak'", "external raw files")),
     "h5-virtual-dataset": Refusal(h5_with(virtual), ("'/leak'", "virtual dataset")),
     "h5-compressed-bomb": Refusal(h5_with(compressed_zeros), (f"at most {MIB} bytes", "'/bomb'")),
+    "h5-oversized-stored-weight": Refusal(
+        h5_with(oversized_kernel),
+        ("expected about", "values stored (shapes [(", "000000, "),
+        limits=ConversionLimits(max_unpacked_bytes=64 << 30),  # past the archive cap
+    ),
     "h5-deep-groups": Refusal(
         h5_with(deep_groups), (f"groups nested more than {MAX_DEPTH} deep", "'/g/g/g")
     ),
