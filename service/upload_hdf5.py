@@ -99,9 +99,13 @@ class _Walker:
         while pending:
             name, depth = pending.pop()
             group = root[name]
-            self.group(name, group)
-            for key in group:
-                if not isinstance(group.get(key, getlink=True), h5py.HardLink):
+            links = [(key, group.get(key, getlink=True)) for key in group]
+            for key, link in links:  # a group's links to other files, before its objects
+                if isinstance(link, h5py.ExternalLink):
+                    where = f"{name.rstrip('/')}/{key}"
+                    self._refuse(f"{where!r}, a link to {link.filename!r}", "another file")
+            for key, link in links:
+                if not isinstance(link, h5py.HardLink):
                     continue  # soft links name objects reached through their hard links
                 item, where = group[key], f"{name.rstrip('/')}/{key}"
                 address = _address(item)
@@ -121,13 +125,6 @@ class _Walker:
         raise ModelRejected(
             f"Expected {self.label} to hold a Keras model's groups and datasets. Received: {what}."
         )
-
-    def group(self, name: str, group: h5py.Group) -> None:
-        for key in group:
-            link = group.get(key, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                where = f"{name.rstrip('/')}/{key}"
-                self._refuse(f"{where!r}, a link to {link.filename!r}", "another file")
 
     def dataset(self, name: str, dataset: h5py.Dataset) -> None:
         if dataset.is_virtual:
