@@ -39,6 +39,8 @@ class InvalidToken(Unauthorized):
     """A Bearer token that is none of the server's: the caller is not identified (401
     with RFC 6750's ``error="invalid_token"``; gRPC's UNAUTHENTICATED)."""
 
+    bearer_error = "invalid_token"
+
 
 class Forbidden(ServiceError):
     """A caller identified but not allowed: the API token on an admin endpoint (RFC
@@ -49,6 +51,8 @@ class Forbidden(ServiceError):
 class InsufficientScope(Forbidden):
     """The API token on an admin endpoint (403 with RFC 6750's
     ``error="insufficient_scope"``)."""
+
+    bearer_error = "insufficient_scope"
 
 
 class ReadOnlyRepository(Forbidden):

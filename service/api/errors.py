@@ -63,14 +63,12 @@ def error_response(
 def service_error_response(exc: errors.ServiceError) -> JSONResponse:
     """The response for a domain error, for code outside FastAPI's handlers (ASGI
     middleware, plain Starlette routes)."""
-    bearer_error = (
-        "invalid_token"
-        if isinstance(exc, errors.InvalidToken)
-        else "insufficient_scope"
-        if isinstance(exc, errors.InsufficientScope)
-        else ""
+    return error_response(
+        status_of(exc),
+        str(exc),
+        getattr(exc, "problems", None),
+        getattr(exc, "bearer_error", ""),  # the RFC 6750 code its class names
     )
-    return error_response(status_of(exc), str(exc), getattr(exc, "problems", None), bearer_error)
 
 
 def report_service_error(method: str, path: str, exc: errors.ServiceError) -> None:
