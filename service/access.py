@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from layerserve.service.errors import Forbidden, InsufficientScope, InvalidToken, Unauthorized
+from layerserve.service.settings import TOKEN_RULE, is_token
 
 Level = Literal["admin", "api", "open"]
 
@@ -187,15 +188,11 @@ class AccessPolicy:
 
     @classmethod
     def from_secrets(cls, admin_token: str | None, api_token: str | None) -> AccessPolicy:
-        """Refuses an empty token or one with surrounding whitespace (a stray newline from
-        a secret file): it could never match a header, or would match an empty one."""
+        """Refuses a token that is not one (:func:`is_token`)."""
         tokens = {"LAYERSERVE_ADMIN_TOKEN": admin_token, "LAYERSERVE_API_TOKEN": api_token}
         for variable, token in tokens.items():
-            if token is not None and (not token or token != token.strip()):
-                raise ValueError(
-                    f"{variable} must be a non-empty token without surrounding whitespace; "
-                    "unset it to disable the check"
-                )
+            if token is not None and not is_token(token):
+                raise ValueError(f"{variable} must be {TOKEN_RULE}; unset it to disable the check")
         return cls(
             admin_token.encode() if admin_token is not None else None,
             api_token.encode() if api_token is not None else None,

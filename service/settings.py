@@ -23,6 +23,20 @@ MAX_WORKERS = 256
 DEFAULT_INSTANCES = 2
 
 
+TOKEN_RULE = (
+    "a non-empty token of visible ASCII characters (no spaces, no surrounding whitespace "
+    "or newline)"
+)
+
+
+def is_token(text: str) -> bool:
+    """Whether a configured token is one a client can send in ``Authorization: Bearer``:
+    visible ASCII (RFC 6750's token characters and more; gRPC metadata carries ASCII
+    only), so that it matches alike over HTTP and gRPC. An empty one, or one with a stray
+    newline from a secret file, could never match a header, or would match an empty one."""
+    return bool(text) and all("!" <= c <= "~" for c in text)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAYERSERVE_", protected_namespaces=())
 
@@ -281,25 +295,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tokens_are_bearer_tokens(self) -> Settings:
-        """A token a client can send in ``Authorization: Bearer``: visible ASCII (RFC
-        6750's token characters and more; gRPC metadata takes ASCII only), so that it
-        never matches one way over HTTP and another over gRPC, nor is empty."""
+        """Each token one a client can send (:func:`is_token`), named by the
+        variable or the file it came from."""
         for token_field in ("admin_token", "api_token"):
             secret = getattr(self, token_field)
-            if secret is None:
+            if secret is None or is_token(secret.get_secret_value()):
                 continue
-            token = secret.get_secret_value()
-            if not token or not all("!" <= c <= "~" for c in token):
-                path = getattr(self, f"{token_field}_file")
-                source = f"LAYERSERVE_{token_field.upper()}" + (
-                    f"_FILE ({str(path)!r}) must hold" if path is not None else " must be"
-                )
-                raise ValueError(
-                    f"{source} a non-empty token of visible "
-                    "ASCII characters "
-                    "(no spaces, no surrounding whitespace or newline); unset it to disable "
-                    "the check"
-                )
+            path = getattr(self, f"{token_field}_file")
+            source = f"LAYERSERVE_{token_field.upper()}" + (
+                f"_FILE ({str(path)!r}) must hold" if path is not None else " must be"
+            )
+            raise ValueError(f"{source} {TOKEN_RULE}; unset it to disable the check")
         return self
 
     def worker_count(self) -> int:
