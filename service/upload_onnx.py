@@ -86,7 +86,7 @@ def check_with_onnx(model: onnx.ModelProto, path: Path, label: str) -> None:
 
 # onnxruntime's messages for an allocation that failed (RLIMIT_AS): a MemoryError, which
 # the converter answers 413 naming the memory limit.
-_ALLOCATION_FAILED = ("Failed to allocate memory", "bad_alloc", "std::bad_alloc")
+_ALLOCATION_FAILED = ("Failed to allocate memory", "bad_alloc")
 
 
 def check_loads_in_onnxruntime(path: Path, label: str) -> None:
