@@ -14,8 +14,9 @@ raw keep-alive HTTP/1.1 connections with pre-encoded requests, so that it costs 
 CPU; ``--generators`` more of them where one core cannot drive many workers) keeps
 ``concurrency`` requests in flight for a fixed time, for each protocol (V2 JSON, V2 binary
 tensor data extension, and V2 gRPC ``ModelInfer`` with raw contents: pre-serialised
-requests on grpc.aio channels, responses kept as bytes, ``--grpc-connections`` HTTP/2
-connections carrying the concurrent streams; and the same requests on
+requests on raw HTTP/2 connections (``layerserve.h2_loadgen``, as lean as the HTTP/1.1
+generator), answers only framed, ``--grpc-connections`` HTTP/2 connections carrying the
+concurrent streams; and the same requests on
 ``ModelStreamInfer``, one stream per unit of concurrency with one request in flight on
 each), batch size and concurrency. Every response's status is checked, and one response per
 protocol and batch size is compared with onnxruntime's own output. A server given with

@@ -2,11 +2,10 @@
 clients), over V2 HTTP (JSON and the binary extension) and V2 gRPC (``ModelInfer`` and
 ``ModelStreamInfer``).
 
-``benchmarks/service_load.py`` drives HTTP with a small asyncio client and gRPC with
-grpc.aio, whose client costs the machine about three times as much CPU a request: on a
-machine shared by server and client, its gRPC rows measure the Python client as much as
-the server. Here every protocol is driven by the same native client, as platform teams
-that run Triton measure their servers, and each row says what that client took.
+``benchmarks/service_load.py`` drives HTTP/1.1 and HTTP/2 with small asyncio clients of
+its own, written to cost the shared machine little and alike per request. Here every
+protocol is driven by the same native client, as platform teams that run Triton measure
+their servers, and each row says what that client took.
 
 Each row is one ``perf_analyzer`` run (a warm-up window, then windows of
 ``--window-ms`` until three agree); the rows of a server alternate protocols and batch
