@@ -125,17 +125,37 @@ def _float_if_bool(x: Tensor) -> Tensor:
     return cast(x, floatx()) if _is_bool(x) else x
 
 
+def _is_integer(x: Tensor) -> bool:
+    return np.issubdtype(np.dtype(getattr(x, "dtype", float)), np.integer)
+
+
+def _integer_dtype(x: Tensor) -> np.dtype | None:
+    """An integer tensor's own dtype, for a reduction to keep (NumPy would widen it)."""
+    return np.dtype(x.dtype) if _is_integer(x) else None
+
+
 # Reductions.
 
 
 def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Mean over ``axis`` (booleans counted as floatx)."""
-    return np.mean(_float_if_bool(x), axis=_axis(axis), keepdims=keepdims)
+    """Mean over ``axis`` (booleans counted as floatx). An integer tensor's mean stays of
+    its type, truncated toward zero, as TensorFlow's ``reduce_mean`` gives it."""
+    x = _float_if_bool(x)
+    if not _is_integer(x):
+        return np.mean(x, axis=_axis(axis), keepdims=keepdims)
+    # NumPy operations only, so that the ONNX tracer follows them (np.asarray would not)
+    total = np.sum(x, axis=_axis(axis), keepdims=keepdims, dtype=x.dtype)
+    count = np.sum(np.ones_like(x), axis=_axis(axis), keepdims=keepdims, dtype=x.dtype)
+    count = np.maximum(count, 1)  # an empty reduction: a mean of 0, not a division by 0
+    quotient = total // count
+    # floor division rounds toward minus infinity; TensorFlow's integer division truncates
+    return np.where((total % count != 0) & (total < 0), quotient + 1, quotient)
 
 
 def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Sum over ``axis``."""
-    return np.sum(x, axis=_axis(axis), keepdims=keepdims)
+    """Sum over ``axis``; an integer tensor's sum stays of its type (wrapping on overflow,
+    as TensorFlow's ``reduce_sum`` does)."""
+    return np.sum(x, axis=_axis(axis), keepdims=keepdims, dtype=_integer_dtype(x))
 
 
 def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
@@ -149,12 +169,18 @@ def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
 
 
 def prod(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Product over ``axis``."""
-    return np.prod(x, axis=_axis(axis), keepdims=keepdims)
+    """Product over ``axis``; an integer tensor's product stays of its type."""
+    return np.prod(x, axis=_axis(axis), keepdims=keepdims, dtype=_integer_dtype(x))
 
 
 def var(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Population variance over ``axis``."""
+    """Population variance over ``axis``. An integer tensor is refused: tf.keras refuses
+    it, and Keras 2.2 computes it in integers, truncating; cast it to a float first."""
+    if _is_integer(x):
+        raise ShapeError(
+            "var and std expect a float or boolean tensor: Keras versions disagree on an "
+            f"integer one. Received: dtype={np.asarray(x).dtype}"
+        )
     return np.var(_float_if_bool(x), axis=_axis(axis), keepdims=keepdims)
 
 
@@ -492,11 +518,15 @@ def _batch_dot_axes(axes: Any, x_ndim: int, y_ndim: int) -> tuple[int, int]:
 
 
 def batch_dot(x: Tensor, y: Tensor, axes: int | Sequence[int] | None = None) -> Tensor:
-    """Per-sample dot product along ``axes`` (the Keras 2.2.4 algorithm)."""
+    """Per-sample dot product along ``axes`` (the Keras 2.2.4 algorithm), for inputs of
+    rank 2 and 3. Inputs of higher rank are refused: there Keras 2.2 broadcasts the axes
+    before the last two, while tf.keras 2.x keeps every axis not summed over of both
+    inputs, so the same file gives another shape in each."""
     x_ndim, y_ndim = int(np.ndim(x)), int(np.ndim(y))
-    if x_ndim < 2 or y_ndim < 2:
+    if not (2 <= x_ndim <= 3 and 2 <= y_ndim <= 3):
         raise ShapeError(
-            "batch_dot expects inputs of rank 2 or more. "
+            "batch_dot expects inputs of rank 2 or 3 (Keras 2.2 and tf.keras 2.x give other "
+            "results for higher ranks). "
             + received("shapes", (tuple(np.shape(x)), tuple(np.shape(y))))
         )
     ax_x, ax_y = _batch_dot_axes(axes, x_ndim, y_ndim)

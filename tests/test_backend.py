@@ -230,6 +230,58 @@ def test_batch_dot_against_einsum(
     np.testing.assert_allclose(K.batch_dot(x, y, axes=axes), np.einsum(subscripts, x, y))
 
 
+@pytest.mark.parametrize(
+    ("x_shape", "y_shape", "axes"),
+    [((2, 3, 4, 5), (2, 3, 5, 6), (3, 2)), ((2, 3, 4), (2, 3, 2, 4), (1, 1)), ((2,), (2, 3), 0)],
+)
+def test_batch_dot_refuses_ranks_where_keras_versions_disagree(x_shape, y_shape, axes) -> None:
+    """For (2, 3, 4, 5) . (2, 3, 5, 6) over (3, 2) Keras 2.2 gives (2, 3, 4, 6) and tf.keras
+    2.x (2, 3, 4, 3, 6): a Lambda calling it is refused rather than given either."""
+    with pytest.raises(ShapeError, match="rank 2 or 3") as raised:
+        K.batch_dot(np.ones(x_shape), np.ones(y_shape), axes=axes)
+    assert f"{x_shape}, {y_shape}" in str(raised.value)
+
+
+def truncated_mean(values: list[int], bits: int) -> int:
+    """TensorFlow's reduce_mean of integers: the sum wrapped to the type, then divided
+    with the quotient truncated toward zero (Python's // floors, hence the sign dance)."""
+    total = (sum(values) + 2 ** (bits - 1)) % 2**bits - 2 ** (bits - 1)
+    quotient = abs(total) // len(values)
+    return quotient if total >= 0 else -quotient
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from([np.int8, np.int32, np.int64]).flatmap(
+        lambda dtype: hnp.arrays(dtype, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1))
+    )
+)
+def test_integer_means_are_truncated_in_their_type(x: np.ndarray) -> None:
+    """tf.keras's K.mean of an int32 tensor is an int32 tensor: [1, 2, 3, 0, 2] -> 1,
+    [-5, -4, -5, -3, 6] -> -2 (a float mean would give 1.6 and -2.2)."""
+    bits = x.dtype.itemsize * 8
+    got = K.mean(x, axis=1, keepdims=True)
+    assert got.dtype == x.dtype and got.shape == (x.shape[0], 1)
+    assert got[:, 0].tolist() == [truncated_mean(row.tolist(), bits) for row in x]
+    whole = K.mean(x)
+    assert whole.dtype == x.dtype and int(whole) == truncated_mean(x.ravel().tolist(), bits)
+
+
+def test_integer_reductions_keep_their_type() -> None:
+    x = np.array([[1, 2, 3, 0, 2], [-5, -4, -5, -3, 6]], np.int32)
+    np.testing.assert_array_equal(K.mean(x, axis=1, keepdims=True), [[1], [-2]])
+    for reduce, expected in ((K.sum, [8, -11]), (K.prod, [0, 1800])):
+        got = reduce(x, axis=1)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, expected)
+    big = np.array([2**30, 2**30], np.int32)
+    assert K.sum(big) == -(2**31)  # wraps in int32, as TensorFlow's reduce_sum does
+    for refused in (K.var, K.std):
+        with pytest.raises(ShapeError, match="Received: dtype=int32"):
+            refused(x, axis=1)
+    assert K.mean(np.array([True, False, False, False])) == pytest.approx(0.25)
+
+
 def test_switch() -> None:
     then, other = np.ones((3, 2)), np.zeros((3, 2))
     rows = K.switch(np.array([True, False, True]), then, other)

@@ -173,6 +173,7 @@ class Lambda(Layer):
         # tf.keras records where by-name functions were defined.
         module = config.pop("module", None)
         output_shape_module = config.pop("output_shape_module", None)
+        mask_module = config.pop("mask_module", None)
         function = load_function(
             config.pop("function"), config.pop("function_type", "lambda"), module=module
         )
@@ -185,7 +186,7 @@ class Lambda(Layer):
         mask = config.pop("mask", None)
         mask_type = config.pop("mask_type", "raw")
         if mask is not None and mask_type != "raw":
-            mask = load_function(mask, mask_type, "mask function")
+            mask = load_function(mask, mask_type, "mask function", module=mask_module)
         arguments = {k: _restore_array(v) for k, v in (config.pop("arguments", None) or {}).items()}
         return cls(function, output_shape=output_shape, mask=mask, arguments=arguments, **config)
 

@@ -320,6 +320,18 @@ CASES = [
         dtype="int32",
     ),
     case(
+        "keras_int_reductions",  # TensorFlow's: in the input's type, means truncated
+        lambda x: [
+            K.mean(x, axis=1),
+            K.mean(x, axis=-1, keepdims=True),
+            K.mean(x),
+            K.sum(x, axis=1),
+            K.prod(x, axis=1),
+        ],
+        (5,),
+        dtype="int32",
+    ),
+    case(
         "int_reductions",
         lambda x: [np.sum(x, axis=1), np.mean(x, axis=1), np.max(x, axis=1), np.cumsum(x, axis=1)],
         dtype="int32",

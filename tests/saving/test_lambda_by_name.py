@@ -64,6 +64,45 @@ def test_tf_keras_lambda_keys_are_read(tmp_path: Path):
         model_from_json(json.dumps(document))
 
 
+def test_tf_keras_lambda_mask_module_is_read():
+    """tf.keras writes `mask_module` beside a by-name mask function too."""
+    layer = {
+        "class_name": "Lambda",
+        "config": {
+            "name": "l",
+            "function": "abs",
+            "function_type": "function",
+            "module": "tf_keras.backend",
+            "output_shape": None,
+            "output_shape_type": "raw",
+            "output_shape_module": None,
+            "mask": "not_equal",
+            "mask_type": "function",
+            "mask_module": "tf_keras.backend",
+            "arguments": {},
+        },
+    }
+    document = {
+        "class_name": "Sequential",
+        "keras_version": "2.15.0",
+        "backend": "tensorflow",
+        "config": {
+            "name": "s",
+            "layers": [
+                {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 3]}},
+                layer,
+            ],
+        },
+    }
+    lambda_layer = model_from_json(json.dumps(document)).layers[-1]
+    assert lambda_layer.mask is K.not_equal
+    x, mask = np.array([[1.0, -2.0, 3.0]]), np.array([[1.0, 2.0, 0.0]])
+    np.testing.assert_array_equal(lambda_layer.compute_mask(x, mask), [[False, True, True]])
+    layer["config"]["mask_module"] = "__main__"
+    with pytest.raises(UnknownFunctionError, match="'not_equal' from module '__main__'"):
+        model_from_json(json.dumps(document))
+
+
 def test_export_command_imports_the_named_function(tmp_path: Path):
     path = save_keras(keras_named_lambda(), tmp_path / "named.keras")
     with pytest.raises(UnknownFunctionError, match="custom_objects"):
