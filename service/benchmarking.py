@@ -1,9 +1,11 @@
 """Benchmark of a served model version: the onnxruntime session that serves it, run
 in-process on random inputs, one batch size after another.
 
-Runs happen on one dedicated thread and one benchmark runs at a time in the process (a
-second one is refused with :class:`Conflict`), so a benchmark adds at most one concurrent
-run to the inference traffic on the same session.
+Runs happen on one dedicated thread and one benchmark runs at a time in the server,
+whatever its worker processes (a second one is refused with :class:`Conflict`; the
+workers hold an abstract Unix socket named after the server's address while one runs),
+so a benchmark adds at most one concurrent run to the inference traffic, and two never
+halve each other's figures.
 
 Batch sizes go from 1 to the model's ``max_batch_size``, or to ``UNBATCHED_MAX_BATCH``
 for a model served without batching; an input whose first dimension is fixed allows only
@@ -12,16 +14,20 @@ per input in ``shapes`` (the shape of one sample): a guessed size would measure 
 different workload than the one served.
 
 Per batch size: at most ``warmup_runs`` unmeasured runs (stopping early once they take
-``duration_s``), then runs until ``duration_s`` has passed (at least one run, at most
-``MAX_RUNS``). Latencies are taken between consecutive clock readings, so they add up to
-the measured duration and ``samples_per_s = batch_size * runs / duration_s`` agrees
-with them.
+``duration_s``, or their share of what the server's cap leaves beside the measuring, so
+that warm-up and measuring together stay within the cap), then runs until ``duration_s``
+has passed (at least one run, at most ``MAX_RUNS``). Latencies are taken between
+consecutive clock readings, so they add up to the measured duration and
+``samples_per_s = batch_size * runs / duration_s`` agrees with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import math
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -51,6 +57,7 @@ class BenchmarkSpec:
     duration_s: float = 1.0
     warmup_runs: int = 5
     shapes: dict[str, list[int]] = field(default_factory=dict)
+    warmup_s: float | None = None  # the most warm-up may take per batch size
 
 
 @dataclass(frozen=True)
@@ -194,21 +201,56 @@ def _size_problems(
 
 
 async def run(
-    model: LoadedModel, spec: BenchmarkSpec, shapes: dict[str, list[int]]
+    model: LoadedModel,
+    spec: BenchmarkSpec,
+    shapes: dict[str, list[int]],
+    server: str = "",
+    max_seconds: float | None = None,
 ) -> BenchmarkResult:
-    """Measure on the benchmark thread; :class:`Conflict` at once if one is running."""
+    """Measure on the benchmark thread; :class:`Conflict` at once if one is running in
+    this process or, given ``server`` (its address), in any worker of the server.
+    ``max_seconds``: the cap warm-up and measuring share."""
+    if max_seconds is not None:
+        slack = max(0.0, max_seconds - spec.duration_s * len(spec.batch_sizes))
+        spec = dataclasses.replace(spec, warmup_s=slack / len(spec.batch_sizes))
     if not _busy.acquire(blocking=False):
-        raise Conflict(
-            "a benchmark is already running; one runs at a time, retry when it has finished"
-        )
+        raise Conflict(ALREADY_RUNNING)
+    held = None
     try:
+        held = _hold_server(server) if server else None
         future: Future[BenchmarkResult] = _executor.submit(measure, model, spec, shapes)
     except BaseException:
+        if held is not None:
+            held.close()
         _busy.release()
         raise
+
+    def release(_: object) -> None:
+        if held is not None:
+            held.close()
+        _busy.release()
+
     # Released when the work ends, also if the waiting request is cancelled meanwhile.
-    future.add_done_callback(lambda _: _busy.release())
+    future.add_done_callback(release)
     return await asyncio.wrap_future(future)
+
+
+ALREADY_RUNNING = "a benchmark is already running; one runs at a time, retry when it has finished"
+
+
+def _hold_server(server: str) -> socket.socket | None:
+    """The server-wide claim: an abstract Unix socket named after the server, gone with
+    its holder however that ends; None where there is no abstract namespace (one
+    benchmark per process there)."""
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0layerserve-benchmark-{server}")
+    except OSError as exc:
+        claim.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Conflict(ALREADY_RUNNING) from None
+        return None
+    return claim
 
 
 def measure(
@@ -243,7 +285,8 @@ def _measure_batch(
 ) -> BatchResult:
     run_session = model.session.run
     clock = time.perf_counter
-    warm_until = clock() + spec.duration_s
+    warm_for = spec.duration_s if spec.warmup_s is None else min(spec.duration_s, spec.warmup_s)
+    warm_until = clock() + warm_for
     for _ in range(spec.warmup_runs):
         run_session(None, feeds)
         if clock() >= warm_until:

@@ -4,15 +4,22 @@ endpoint (see ``layerserve.service.access``)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from layerserve.service import benchmarking
-from layerserve.service.api.deps import dataplane
+from layerserve.service.api.deps import dataplane, read_body
+from layerserve.service.api.inspect_schemas import json_body
 from layerserve.service.api.schemas import error_responses
+from layerserve.service.errors import InvalidInput
+from layerserve.service.protocols import v2
+
+# A benchmark request is a few numbers; its body is read whole and bounded.
+BODY_BYTES = 64 * 1024
 
 router = APIRouter(tags=["benchmark"])
 
@@ -23,6 +30,7 @@ class BenchmarkRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # JSON numbers for numbers: never "1" or true
         json_schema_extra={
             "examples": [
                 {"batch_sizes": [1, 8, 64], "duration_s": 0.5, "warmup_runs": 5},
@@ -72,6 +80,7 @@ class BenchmarkResponse(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # JSON numbers for numbers: never "1" or true
         json_schema_extra={
             "examples": [
                 {
@@ -113,13 +122,12 @@ class BenchmarkResponse(BaseModel):
     results: list[BatchResult]
 
 
-RESPONSES = error_responses(400, 401, 403, 404, 409, 503)
+RESPONSES = error_responses(400, 401, 403, 404, 409, 413, 503)
 
 
-async def _benchmark(
-    request: Request, name: str, version: str | None, body: BenchmarkRequest
-) -> BenchmarkResponse:
+async def _benchmark(request: Request, name: str, version: str | None) -> BenchmarkResponse:
     model = dataplane(request).model(name, version)
+    body = _read_request(await read_body(request, BODY_BYTES, "a benchmark request"))
     settings = request.app.state.settings
     spec = benchmarking.BenchmarkSpec(
         body.batch_sizes, body.duration_s, body.warmup_runs, body.shapes
@@ -127,22 +135,40 @@ async def _benchmark(
     shapes = benchmarking.plan(
         model, spec, settings.benchmark_max_seconds, settings.max_request_bytes
     )
-    result = await benchmarking.run(model, spec, shapes)
+    # The workers of one server share its runtime directory (one process needs no name)
+    runtime_dir = request.app.state.cluster.runtime_dir
+    server = hashlib.sha256(str(runtime_dir).encode()).hexdigest()[:32] if runtime_dir else ""
+    result = await benchmarking.run(model, spec, shapes, server, settings.benchmark_max_seconds)
     return BenchmarkResponse.model_validate(asdict(result))
 
 
-@router.post("/v1/models/{name}:benchmark", responses=RESPONSES)
-async def benchmark_model(request: Request, name: str, body: BenchmarkRequest) -> BenchmarkResponse:
+def _read_request(raw: bytes) -> BenchmarkRequest:
+    """The body read as every JSON endpoint reads it, whatever its Content-Type, and
+    checked strictly against the schema."""
+    try:
+        return BenchmarkRequest.model_validate(v2.parse_json(raw))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"body.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
+        )
+        raise InvalidInput(f"invalid request: {problems}") from None
+
+
+BODY = {"openapi_extra": json_body(BenchmarkRequest)}
+
+
+@router.post("/v1/models/{name}:benchmark", responses=RESPONSES, **BODY)
+async def benchmark_model(request: Request, name: str) -> BenchmarkResponse:
     """Benchmark the model's latest version: per batch size, p50/p90/p99 latency of one
     run and samples per second, measured on the served onnxruntime session with random
-    inputs. One benchmark runs at a time (409 while one runs); it runs on one thread
-    beside inference traffic. Needs admin access."""
-    return await _benchmark(request, name, None, body)
+    inputs. One benchmark runs at a time in the server, whatever its worker processes
+    (409 while one runs); it runs on one thread beside inference traffic. Needs admin
+    access."""
+    return await _benchmark(request, name, None)
 
 
-@router.post("/v1/models/{name}/versions/{version}:benchmark", responses=RESPONSES)
-async def benchmark_version(
-    request: Request, name: str, version: str, body: BenchmarkRequest
-) -> BenchmarkResponse:
+@router.post("/v1/models/{name}/versions/{version}:benchmark", responses=RESPONSES, **BODY)
+async def benchmark_version(request: Request, name: str, version: str) -> BenchmarkResponse:
     """Benchmark one version of the model; otherwise as ``/v1/models/{name}:benchmark``."""
-    return await _benchmark(request, name, version, body)
+    return await _benchmark(request, name, version)

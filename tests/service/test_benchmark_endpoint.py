@@ -5,6 +5,8 @@ benchmark at a time, inference served meanwhile, and the admin access level."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 
@@ -225,14 +227,33 @@ def test_every_problem_is_listed(http):
 
 
 @pytest.mark.parametrize(
-    ("content", "fragment"), [(b"{", "invalid request"), (b"", "body: Field required")]
+    ("content", "fragment"),
+    [
+        (b"{", "failed to parse the request JSON buffer"),
+        (b"", "failed to parse the request JSON buffer"),
+        (b"[1]", "Input should be a valid dictionary or instance of BenchmarkRequest"),
+        (b"\xef\xbb\xbf{}", "failed to parse the request JSON buffer"),  # a BOM, as elsewhere
+        (b'{"batch_sizes": ["1"]}', "body.batch_sizes.0: Input should be a valid integer"),
+        (b'{"batch_sizes": [true]}', "body.batch_sizes.0: Input should be a valid integer"),
+        (b'{"duration_s": "1"}', "body.duration_s: Input should be a valid number"),
+    ],
 )
-def test_bodies_that_are_not_json_objects(http, content, fragment):
+def test_bodies_are_read_as_every_json_endpoint_reads_them(http, content, fragment):
+    """Strictly (JSON numbers for numbers), by the parser the other endpoints use."""
     response = http.post(
         "/v1/models/mlp:benchmark", content=content, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400
     assert fragment in response.json()["error"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_json_body_is_read_whatever_its_content_type(http, content_type):
+    """As infer, :validate and the repository extension read it (curl -d sends a form's)."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = b'{"batch_sizes": [1], "duration_s": 0.05}'
+    response = http.post("/v1/models/mlp:benchmark", content=body, headers=headers)
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize(
@@ -299,6 +320,62 @@ def test_the_slot_is_taken_before_the_first_await(tmp_path):
     finished, after = asyncio.run(scenario())
     assert finished.results[0].duration_s >= 1.0
     assert after.results[0].runs >= 1
+
+
+class CountedSession:
+    """The served session, its runs counted (warm-up and measured alike)."""
+
+    def __init__(self, session) -> None:
+        self.session, self.runs = session, 0
+
+    def run(self, *args):
+        self.runs += 1
+        return self.session.run(*args)
+
+
+@pytest.mark.parametrize(("cap", "warmups_per_size"), [(0.2, 1), (100.0, 100)])
+def test_warm_up_shares_the_cap_with_the_measuring(tmp_path, cap, warmups_per_size):
+    """With duration_s x batch sizes filling the cap, each batch size warms up with one run
+    (the first run is never measured); with room to spare, with all its warmup_runs
+    (an MLP's 100 runs take milliseconds)."""
+    path = write_model(tmp_path, "mlp", examples.mlp())
+    model = LoadedModel.load("mlp", "1", path, ModelConfig().resolved(Settings()))
+    counted = CountedSession(model.session)
+    model.session = counted
+    spec = benchmarking.BenchmarkSpec(batch_sizes=(1, 8), duration_s=0.1, warmup_runs=100)
+    shapes = benchmarking.plan(model, spec, cap, 1 << 26)
+    result = asyncio.run(benchmarking.run(model, spec, shapes, max_seconds=cap))
+    measured = sum(r.runs for r in result.results)
+    assert counted.runs - measured == warmups_per_size * 2
+
+
+def test_a_benchmark_held_by_another_process_of_the_server_is_refused(tmp_path):
+    """Workers of one server are processes: the claim is the server's, not a process's."""
+    path = write_model(tmp_path, "mlp", examples.mlp())
+    model = LoadedModel.load("mlp", "1", path, ModelConfig().resolved(Settings()))
+    spec = benchmarking.BenchmarkSpec(duration_s=0.05)
+    shapes = benchmarking.plan(model, spec, 10.0, 1 << 26)
+    server = f"test-{time.monotonic_ns()}"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from layerserve.service import benchmarking; "
+            f"held = benchmarking._hold_server({server!r}); print('held', flush=True); "
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Conflict, match="a benchmark is already running"):
+            asyncio.run(benchmarking.run(model, spec, shapes, server))
+        assert asyncio.run(benchmarking.run(model, spec, shapes, "another-server")).results
+    finally:
+        holder.communicate("")
+    assert asyncio.run(benchmarking.run(model, spec, shapes, server)).results  # free again
 
 
 def infer_v2(http: httpx.Client, x: np.ndarray) -> np.ndarray:
@@ -385,14 +462,16 @@ def test_answers_loopback_clients_only_without_a_token(http):
 def test_openapi_documents_both_routes(http):
     document = http.get("/openapi.json").json()
     schemas = document["components"]["schemas"]
-    assert schemas["BenchmarkRequest"]["examples"][0]["batch_sizes"] == [1, 8, 64]
     assert schemas["BenchmarkResponse"]["examples"][0]["results"]
     for path in ("/v1/models/{name}:benchmark", "/v1/models/{name}/versions/{version}:benchmark"):
         operation = document["paths"][path]["post"]
         assert operation["tags"] == ["benchmark"]
         assert operation["description"]
         body = operation["requestBody"]["content"]["application/json"]["schema"]
-        assert body["$ref"].endswith("/BenchmarkRequest")
+        assert body["title"] == "BenchmarkRequest"  # inlined: the route reads its own body
+        assert body["examples"][0]["batch_sizes"] == [1, 8, 64]
+        assert set(body["properties"]) == {"batch_sizes", "duration_s", "warmup_runs", "shapes"}
+        assert body["additionalProperties"] is False
         ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok["$ref"].endswith("/BenchmarkResponse")
-        assert {"400", "404", "409"} <= set(operation["responses"])
+        assert {"400", "404", "409", "413"} <= set(operation["responses"])

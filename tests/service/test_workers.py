@@ -16,6 +16,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 from live_server import free_port, wait_ready, write_model
@@ -84,6 +85,21 @@ def test_requests_spread_over_the_workers_and_metrics_total_them(server):
             stats = http.get("/v2/models/mlp/stats").json()["model_stats"][0]
             assert stats["inference_stats"]["success"]["count"] == total
             assert stats["inference_count"] == 2 * total
+
+
+def test_one_benchmark_runs_at_a_time_in_the_whole_server(server):
+    """Benchmarks sent at once on new connections reach both workers: one is measured and
+    the others are refused, so that two never halve each other's figures."""
+    body = {"batch_sizes": [1], "duration_s": 1.0}
+
+    def send(_: int) -> httpx.Response:
+        return httpx.post(f"{server.url}/v1/models/mlp:benchmark", json=body, timeout=60)
+
+    with ThreadPoolExecutor(CONNECTIONS) as pool:
+        answers = list(pool.map(send, range(CONNECTIONS)))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * (CONNECTIONS - 1)
+    refused = [a.json()["error"] for a in answers if a.status_code == 409]
+    assert all("a benchmark is already running" in error for error in refused)
 
 
 def _successes(snapshot: dict) -> int:
