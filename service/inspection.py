@@ -18,7 +18,7 @@ from onnx import TensorProto
 
 from layerserve.service.datatypes import V2_TO_NUMPY
 from layerserve.service.errors import InvalidInput, ValidationFailed
-from layerserve.service.protocols import v2_tensors
+from layerserve.service.protocols import v2, v2_tensors
 from layerserve.service.runtime import LoadedModel, TensorSpec
 
 log = logging.getLogger("layerserve.service")
@@ -71,6 +71,11 @@ def validate_request(model: LoadedModel, document: Any, limit: int) -> dict[str,
     fits ``model``, else ``ValidationFailed`` listing every problem. Nothing runs."""
     problems: list[str] = []
     described = _described_inputs(model, document, limit, problems)
+    if isinstance(document, dict):
+        try:
+            v2.request_id(document)
+        except InvalidInput as exc:
+            problems.append(str(exc))
     wanted = _requested_outputs(model, document, problems)
     _check_batches(model, [d for d in described if d.fits_rank], problems)
     if problems:
@@ -232,8 +237,11 @@ def _check_data(
                 f"'data', received {wrong!r}"
             )
             return
-    if len(leaves) != count or item.datatype in (None, "FP16"):
-        return  # FP16 in JSON: refused with the input's other problems
+    if item.datatype == "FP16":
+        problems.append(str(v2.fp16_in_json(item.name)))
+        return
+    if len(leaves) != count or item.datatype is None:
+        return
     try:
         dtype = V2_TO_NUMPY[item.datatype]
         array = v2_tensors.read_json_data(item.name, data, item.datatype, dtype, item.shape)
@@ -270,15 +278,17 @@ def _fits(value: Any, datatype: str) -> bool:
 
 
 def _check_batches(model: LoadedModel, described: list[_Described], problems: list[str]) -> None:
-    """The rules of inference: one batch size (first dimension) for all inputs, at most
-    the model's max_batch_size when it batches."""
+    """The rules of inference: when the model batches, one batch size (first dimension)
+    for all inputs, at most its max_batch_size."""
+    if not model.batched:
+        return
     batches = {d.name: (d.shape[0] if d.shape else 1) for d in described}
     if len(set(batches.values())) > 1:
         listed = ", ".join(f"'{name}' {rows}" for name, rows in batches.items())
         problems.append(f"inputs have different batch sizes (first dimension): {listed}")
     limit = model.config.max_batch_size
     over = {name: rows for name, rows in batches.items() if rows > limit}
-    if model.batched and over:
+    if over:
         listed = ", ".join(f"'{name}' {rows}" for name, rows in over.items())
         problems.append(
             f"batch size over the max_batch_size {limit} of model '{model.name}': {listed}"

@@ -324,7 +324,8 @@ class LoadedModel:
             _check_indices(self.name, name, array, *self.input_value_ranges[name])
 
     def validate(self, tensors: dict[str, np.ndarray]) -> int:
-        """Check names, dtypes and shapes; return the batch size (rows)."""
+        """Check names, dtypes and shapes; return the batch size (rows): 1 for a model
+        served unbatched."""
         missing = [s.name for s in self.inputs if s.name not in tensors]
         if missing:
             known = {s.name for s in self.inputs}
@@ -350,6 +351,11 @@ class LoadedModel:
                     f"{list(spec.shape)}, got {list(array.shape)}{hint}"
                 )
             self.check_values(name, array)
+            if not self.batched:
+                # no batch dimension: inputs may differ in their first one (a bias beside
+                # the data); the request is one inference, as Triton counts it
+                rows = 1
+                continue
             batch = array.shape[0] if array.ndim else 1
             if rows is not None and batch != rows:
                 raise InvalidInput(

@@ -120,6 +120,8 @@ def decode_tensor(name: str, tensor: Any, model: LoadedModel, limit: int) -> np.
             f"input '{name}': tensor_shape {shape} needs {count} values (or one, which "
             f"fills it), its {field} holds {len(values)}"
         )
+    if len(values) != count:  # one value fills the shape: bounded before it is made
+        v2.check_input_size(name, shape, dtype.itemsize, limit)
     array = _from_values(name, values, tensor.dtype, datatype, dtype)
     if len(values) != count:
         array = np.full(shape, array[0], dtype=array.dtype)

@@ -107,16 +107,29 @@ def decode_request(
             f"the request has {len(binary) - offset} bytes of binary data "
             "that no input claims (check binary_data_size)"
         )
-    request_id = document.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise InvalidInput("'id' must be a string")
     schedule_parameters(parameters)
     return V2Request(
-        request_id,
+        request_id(document),
         inputs,
         _requested_outputs(document.get("outputs"), model),
         parameters,
         _flag(parameters, "binary_data_output", "request") or False,
+    )
+
+
+def request_id(document: dict[str, Any]) -> str | None:
+    """A V2 request's ``id``: a string when given."""
+    value = document.get("id")
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput("'id' must be a string")
+    return value
+
+
+def fp16_in_json(name: str) -> InvalidInput:
+    """FP16 values in JSON are refused, as Triton refuses them (inference and :validate)."""
+    return InvalidInput(
+        f"input '{name}': receiving FP16 data via JSON is not supported; "
+        "send it with the binary tensor data extension"
     )
 
 
@@ -169,14 +182,21 @@ def input_dtype(
     dtype = numpy_dtype(datatype)
     model.check_datatype(name, dtype)
     model.check_rank(name, len(shape))
-    count = math.prod(shape)
-    if dtype.kind != "O" and count * dtype.itemsize > limit:
-        raise PayloadTooLarge(
-            f"input '{name}' of shape {shape} ({count * dtype.itemsize} "
-            f"bytes) exceeds the maximum allowed input size of {limit} bytes"
-        )
+    if dtype.kind != "O":  # (a BYTES input's size is its data's, known as it is read)
+        check_input_size(name, shape, dtype.itemsize, limit)
     model.check_shape(name, shape, dtype.itemsize)
     return dtype
+
+
+def check_input_size(name: str, shape: list[int], itemsize: int, limit: int) -> None:
+    """:class:`PayloadTooLarge` for an input of ``shape`` whose values would take more
+    than ``limit`` bytes (``itemsize`` each: for BYTES made from one value, a reference)."""
+    size = math.prod(shape) * itemsize
+    if size > limit:
+        raise PayloadTooLarge(
+            f"input '{name}' of shape {shape} ({size} bytes) exceeds the maximum allowed "
+            f"input size of {limit} bytes"
+        )
 
 
 def _decode_input(
@@ -225,10 +245,7 @@ def _decode_input(
     if "data" not in entry:
         raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size")
     if datatype == "FP16":
-        raise InvalidInput(
-            f"input '{name}': receiving FP16 data via JSON is not supported; "
-            "send it with the binary tensor data extension"
-        )
+        raise fp16_in_json(name)
     return name, read_json_data(name, entry["data"], datatype, dtype, shape, booleans), 0
 
 
@@ -260,7 +277,8 @@ def _raw_binary_request(body: bytes, model: LoadedModel) -> V2Request:
     if len(unknown) > 1 and model.batched:
         unknown = unknown[1:]
         dims[0] = 1
-    if len(unknown) > 1 or fixed == 0 or len(body) % fixed:
+    # with no dimension left to deduce, the body is the input's bytes exactly
+    if len(unknown) > 1 or fixed == 0 or (len(body) % fixed if unknown else len(body) != fixed):
         raise InvalidInput(
             f"cannot deduce the shape of input '{spec.name}' {list(spec.shape)} "
             f"from {len(body)} bytes of raw binary data"

@@ -335,6 +335,11 @@ GRPC_MISTAKES = {  # id -> (model, tensor, words in the message)
         _tensor(DT.DT_FLOAT, [2**40, 3], float_val=[1]),
         "exceeds the maximum allowed input size",
     ),
+    "one string filling a huge shape": (
+        identity_name("BYTES"),
+        _tensor(DT.DT_STRING, [2**40, 3], string_val=[b"a"]),
+        "exceeds the maximum allowed input size",
+    ),
 }
 
 

@@ -43,6 +43,7 @@ def url(tmp_path_factory):
     write_identity(root, "delayed", "FP32", DELAYED)
     write_identity(root, "expiring", "FP32", DELAYED)
     write_identity(root, "tiny_queue", "FP32", TINY_QUEUE)
+    write_identity(root, "fixed", "FP32", {"max_batch_size": 0}, shape=(2, 3))
     with running_server(Settings(model_repository=root, max_request_bytes=LIMIT)) as server:
         yield server
 
@@ -529,6 +530,14 @@ CLIENT_MISTAKES = {
         400,
         ["cannot deduce the shape of input 'hidden_1_input' [-1, 784]", "from 10 bytes"],
         content=b"\0" * 10,
+        headers={"Inference-Header-Content-Length": "0"},
+    ),
+    # no dimension to deduce: a body of whole multiples of the input is no input either
+    "raw binary, fixed shape, twice its bytes": case(
+        "/v2/models/fixed/infer",
+        400,
+        ["cannot deduce the shape of input 'x' [2, 3]", "from 48 bytes"],
+        content=b"\0" * 48,
         headers={"Inference-Header-Content-Length": "0"},
     ),
     "raw binary, empty": case(

@@ -391,6 +391,25 @@ def module_repository(tmp_path_factory):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", None])],
         [("", 17), ("com.microsoft", 1)],
     )
+    _graph(
+        root / "half" / "1" / "model.onnx",
+        [helper.make_node("Identity", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["batch", 3])],
+        [("", 17)],
+    )
+    # y = x + b, b a bias beside the rows: no batch dimension shared by the inputs
+    _graph(
+        root / "bias" / "1" / "model.onnx",
+        [helper.make_node("Add", ["x", "b"], ["y"])],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [("", 17)],
+    )
+    (root / "bias" / "config.json").write_text(json.dumps({"max_batch_size": 0}))
     return root
 
 
@@ -422,6 +441,7 @@ INFERENCE_REFUSES = {
     "nan-index": ("lookup", [tensor("tokens", [1, 3], data=[1, float("nan"), 2])]),
     "value-past-fp32": ("steps", [tensor("x", [1, 1, 3], data=[1.0, 1e39, 2.0])]),
     "value-past-int8": ("steps", [tensor("x", [1, 1, 3], "INT8", data=[1, 300, 2])]),
+    "fp16-in-json": ("half", [tensor("x", [1, 3], "FP16", data=[1.0, 2.0, 3.0])]),
 }
 
 
@@ -435,6 +455,36 @@ def test_validate_lists_what_inference_refuses_in_its_words(module_url, path, in
     response = httpx.post(f"{module_url}/v1/models/{path}:validate", content=body)
     assert response.status_code == 400, response.text
     assert inferred.json()["error"] in response.json()["problems"]
+
+
+def test_validate_refuses_an_id_inference_refuses(module_url):
+    body = {"inputs": [tensor(MLP, [1, 784], data=[0.5] * 784)], "id": 5}
+    inferred = httpx.post(f"{module_url}/v2/models/unbatched/infer", json=body)
+    assert inferred.status_code == 400, inferred.text
+    response = validate(module_url, "unbatched", body)
+    assert response.status_code == 400, response.text
+    assert response.json()["problems"] == [inferred.json()["error"]]
+
+
+def test_inputs_of_an_unbatched_model_need_not_share_a_first_dimension(module_url):
+    """max_batch_size 0: the first dimension is no batch, so a bias of 3 values goes with
+    any number of rows, on every protocol and in :validate."""
+    x = np.array([[1, 2, 3], [4, 5, 6]], np.float32)
+    b = np.array([10, 20, 30], np.float32)
+    inputs = [
+        tensor("x", [2, 3], data=x.ravel().tolist()),
+        tensor("b", [3], data=b.tolist()),
+    ]
+    assert validate(module_url, "bias", {"inputs": inputs}).status_code == 200
+    answer = httpx.post(f"{module_url}/v2/models/bias/infer", json={"inputs": inputs})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_array_equal(np.reshape(answer.json()["outputs"][0]["data"], (2, 3)), x + b)
+    columns = {"inputs": {"x": x.tolist(), "b": b.tolist()}}
+    predicted = httpx.post(f"{module_url}/v1/models/bias:predict", json=columns)
+    assert predicted.status_code == 200, predicted.text
+    np.testing.assert_array_equal(predicted.json()["outputs"], x + b)
+    stats = httpx.get(f"{module_url}/v2/models/bias/stats").json()["model_stats"][0]
+    assert stats["inference_count"] == stats["inference_stats"]["success"]["count"] == 2
 
 
 @pytest.mark.parametrize(

@@ -51,14 +51,19 @@ def identity_name(datatype: str) -> str:
 
 
 def write_identity(
-    root: Path, name: str, datatype: str, config: dict | None = None, version: str = "1"
+    root: Path,
+    name: str,
+    datatype: str,
+    config: dict | None = None,
+    version: str = "1",
+    shape: tuple[str | int, ...] = ("batch", 3),
 ) -> None:
-    """``y = Identity(x)``, x of shape [batch, 3], as ``version`` of ``name``."""
+    """``y = Identity(x)``, x of ``shape`` ([batch, 3]), as ``version`` of ``name``."""
     graph = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["y"])],
         name,
-        [helper.make_tensor_value_info("x", ELEMENTS[datatype], ["batch", 3])],
-        [helper.make_tensor_value_info("y", ELEMENTS[datatype], ["batch", 3])],
+        [helper.make_tensor_value_info("x", ELEMENTS[datatype], list(shape))],
+        [helper.make_tensor_value_info("y", ELEMENTS[datatype], list(shape))],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
