@@ -40,7 +40,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from layerserve.service.errors import Forbidden, InsufficientScope, InvalidToken, Unauthorized
+from layerserve.service.errors import (
+    AmbiguousCredentials,
+    Forbidden,
+    InsufficientScope,
+    InvalidToken,
+    Unauthorized,
+)
 from layerserve.service.settings import TOKEN_RULE, is_token
 
 Level = Literal["admin", "api", "open"]
@@ -159,6 +165,16 @@ def _host_of(item: str) -> str:
 
 
 _SCHEME = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}")
+
+
+def one_authorization(values: list[bytes]) -> bytes | None:
+    """The request's Authorization header value (``values``: each one it has), None
+    without one; :class:`AmbiguousCredentials` for more than one."""
+    if len(values) > 1:
+        raise AmbiguousCredentials(
+            f"the request has {len(values)} Authorization headers; send exactly one"
+        )
+    return values[0] if values else None
 
 
 def bearer_token(authorization: bytes | None, expected: str) -> bytes:

@@ -42,6 +42,14 @@ class InvalidToken(Unauthorized):
     bearer_error = "invalid_token"
 
 
+class AmbiguousCredentials(Unauthorized):
+    """A request with more than one Authorization header: a singleton field (RFC 9110),
+    of which a proxy and this server could each read another (400 with RFC 6750's
+    ``error="invalid_request"``; gRPC's INVALID_ARGUMENT)."""
+
+    bearer_error = "invalid_request"
+
+
 class Forbidden(ServiceError):
     """A caller identified but not allowed: the API token on an admin endpoint (RFC
     6750's ``insufficient_scope``), or an admin endpoint asked from a non-loopback client

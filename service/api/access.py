@@ -10,9 +10,16 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from layerserve.service.access import AccessPolicy, classify, client_address, is_loopback
+from layerserve.service.access import (
+    AccessPolicy,
+    classify,
+    client_address,
+    is_loopback,
+    one_authorization,
+)
 from layerserve.service.api.errors import service_error_response
 from layerserve.service.errors import Forbidden, Unauthorized
+from layerserve.service.metrics import mark_accounted
 
 log = logging.getLogger("layerserve.service.access")
 AUTHORIZATION = b"authorization"
@@ -39,6 +46,7 @@ class AccessMiddleware:
         try:
             self.policy.check(level, _authorization(scope), host)
         except (Unauthorized, Forbidden) as exc:
+            mark_accounted()  # a refusal of credentials, never an inference's failure
             log.info(
                 "access denied: %s %r from %s: %s",
                 scope.get("method", "WEBSOCKET"),
@@ -65,10 +73,9 @@ def route_path(scope: Scope) -> str:
 
 
 def _authorization(scope: Scope) -> bytes | None:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == AUTHORIZATION:
-            return value
-    return None
+    return one_authorization(
+        [value for name, value in scope.get("headers", ()) if name.lower() == AUTHORIZATION]
+    )
 
 
 def install(app: FastAPI) -> None:

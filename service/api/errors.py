@@ -20,6 +20,7 @@ log = logging.getLogger("layerserve.service")
 
 STATUS: dict[type[Exception], int] = {
     errors.InvalidInput: 400,
+    errors.AmbiguousCredentials: 400,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.Conflict: 409,

@@ -25,7 +25,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from layerserve.service.access import AccessPolicy, client_address
+from layerserve.service.access import AccessPolicy, client_address, one_authorization
 from layerserve.service.api.direct_lane import DirectLane
 from layerserve.service.api.request_log import (
     incoming_id,
@@ -63,8 +63,8 @@ def shedder(app: FastAPI) -> Shedder:
         except ServiceError:
             return None
         if access.checks_api:
-            authorization = next((v for k, v in headers if k == b"authorization"), None)
             try:
+                authorization = one_authorization([v for k, v in headers if k == b"authorization"])
                 access.check("api", authorization, None)
             except ServiceError:
                 return None  # the application answers 401/403

@@ -75,7 +75,7 @@ class Caller:
 
     request_id: str | None  # the client's x-request-id, when it is a sane token
     host: str | None  # its address (behind a loopback proxy, the one the proxy names)
-    authorization: str | None  # the ``authorization`` metadata, for the access check
+    authorizations: tuple[str, ...]  # the ``authorization`` metadata, for the access check
 
 
 def read_caller(metadata: Any, peer: str | None) -> Caller:
@@ -83,7 +83,7 @@ def read_caller(metadata: Any, peer: str | None) -> Caller:
     return Caller(
         incoming_id((k.encode(), v.encode()) for k, v in text),
         client_address(peer_host(peer), ((k.encode(), v.encode("latin-1")) for k, v in text)),
-        next((v for k, v in text if k == "authorization"), None),
+        tuple(v for k, v in text if k == "authorization"),
     )
 
 

@@ -19,7 +19,7 @@ import grpc
 
 from layerserve.errors import LayerserveError
 from layerserve.service import errors
-from layerserve.service.access import AccessPolicy, Level
+from layerserve.service.access import AccessPolicy, Level, one_authorization
 from layerserve.service.api.request_log import new_request_id
 from layerserve.service.grpc import codec, infer_response
 from layerserve.service.grpc.calls import Callers, CallLog, log_call
@@ -44,6 +44,7 @@ access_log = logging.getLogger("layerserve.service.access")
 # is an InvalidInput before it is an InferenceFailed; ReadOnlyRepository a Forbidden).
 STATUS: dict[type[Exception], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.AmbiguousCredentials: grpc.StatusCode.INVALID_ARGUMENT,
     errors.Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
     errors.Forbidden: grpc.StatusCode.PERMISSION_DENIED,
     errors.Conflict: grpc.StatusCode.ABORTED,
@@ -187,7 +188,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         over = True
         try:
             if level == "admin" or (level == "api" and self.policy.checks_api):
-                self._check_access(level, caller.authorization, host, name)
+                self._check_access(level, caller.authorizations, host, name)
             result = await handler(self, request, context)
             if ends_later:
                 over = False
@@ -234,12 +235,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return grpc.StatusCode.INTERNAL, errors.INTERNAL_ERROR
 
     def _check_access(
-        self, level: Level, authorization: str | None, host: str | None, name: str
+        self, level: Level, authorizations: tuple[str, ...], host: str | None, name: str
     ) -> None:
         try:
-            self.policy.check(
-                level, None if authorization is None else authorization.encode(), host
-            )
+            authorization = one_authorization([a.encode() for a in authorizations])
+            self.policy.check(level, authorization, host)
         except (errors.Unauthorized, errors.Forbidden) as exc:
             access_log.info(
                 "access denied: gRPC %s from %s: %s", name, host or "-", type(exc).__name__
@@ -248,7 +248,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _count_invalid(self, request: Any, context: RequestContext, error: Exception) -> None:
         """An inference refused before the batcher took it counts as a failure (OTHER)
-        of its model version, as REST counts its 400 and 413 answers."""
+        of its model version, as REST counts its 400 and 413 answers (not a refusal of its
+        credentials: that is no inference)."""
+        if isinstance(error, errors.Unauthorized):
+            return
         if isinstance(request, InferRequest) and not context.accounted:
             message = request.message
             self.plane.count_failure(message.model_name, message.model_version or None, "OTHER")

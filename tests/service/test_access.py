@@ -257,6 +257,28 @@ def test_refusals_name_what_is_expected(clients):
     assert remote.status_code == 403 and "www-authenticate" not in remote.headers
 
 
+@pytest.mark.parametrize("order", [("admin", "wrong token"), ("wrong token", "admin")])
+@pytest.mark.parametrize("endpoint", ["load, unknown model", "v2 infer"])
+def test_two_authorization_headers_are_refused_whichever_comes_first(clients, order, endpoint):
+    """A singleton field (RFC 9110): a proxy and the server could each read another one;
+    RFC 6750's invalid_request."""
+    method, path, body, _ = {**ADMIN_ENDPOINTS, **API_ENDPOINTS}[endpoint]
+    headers = [("Authorization", CREDENTIALS[credential]) for credential in order]
+    client = clients["both tokens"]
+
+    def failures() -> int:
+        stats = client.get("/v2/models/m/stats", headers=ADMIN).json()["model_stats"][0]
+        return stats["inference_stats"]["fail"]["count"]
+
+    before = failures()
+    response = client.request(method, path, json=body, headers=headers)
+    assert failures() == before  # a refusal of credentials is no failed inference
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "the request has 2 Authorization headers; send exactly one"
+    challenge = response.headers["www-authenticate"]
+    assert challenge == 'Bearer realm="layerserve", error="invalid_request"'
+
+
 def test_refusal_does_not_tell_whether_the_model_exists(clients):
     client = clients["both tokens"]
     for known, unknown in [

@@ -101,6 +101,27 @@ def test_inference_without_the_token_is_refused_in_rests_words(guarded, headers,
     assert unknown.value.message() == over_grpc.value.message()
 
 
+@pytest.mark.parametrize("tokens", [(ADMIN, "wrong"), ("wrong", ADMIN)])
+def test_two_authorization_entries_are_refused_whichever_comes_first(guarded, tokens):
+    """A singleton field: a proxy and the server could each read another one."""
+    rest, _, target = guarded
+    metadata = [("authorization", f"Bearer {token}") for token in tokens]
+    request = tg.service_pb2.ModelInferRequest(model_name="mlp").SerializeToString()
+
+    def failures() -> int:
+        stats = rest.get_inference_statistics("mlp", headers=bearer(ADMIN))
+        return sum(int(s["inference_stats"]["fail"]["count"]) for s in stats["model_stats"])
+
+    before = failures()
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as refused:
+            call(request, metadata=metadata, timeout=30)
+    assert failures() == before  # a refusal of credentials is no failed inference
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == ("the request has 2 Authorization headers; send exactly one")
+
+
 def test_tokens_open_what_they_open(guarded):
     _, client, _ = guarded
     assert client.is_server_live() and client.is_server_ready()  # open, as REST's health
