@@ -92,6 +92,9 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
         generate_unique_id_function=documentation.operation_id,
         docs_url=None,  # documentation.install serves both pages without a CDN
         redoc_url=None,
+        # a path with a trailing slash is no route (404), not a redirect whose Location
+        # would be built from the client's Host header
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.dataplane = plane

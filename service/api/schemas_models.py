@@ -93,6 +93,8 @@ UPLOAD_ERRORS = _errors(
         "carries Python bytecode (a Lambda layer's function), which this service never "
         "executes. To serve it, export it on a machine you trust with `layerserve export "
         "MODEL_FILE -o model.onnx --unsafe` and upload model.onnx instead.",
+        409: "the version policy of model 'classifier' does not select the new version 3; "
+        "nothing was stored: change version_policy in its config.json",
         413: "uploaded file 'file' exceeds the maximum upload size of 1073741824 bytes",
         422: "Expected the ONNX export to match the NumPy reference within 0.0001 "
         "(parity_atol 0.0001 times max(1, largest |output|)) with equal masks. Received: "

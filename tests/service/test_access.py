@@ -70,7 +70,7 @@ ADMIN_ENDPOINTS = {
     "download": ("GET", "/v1/models/m/onnx", None, None),
     "download, HEAD": ("HEAD", "/v1/models/m/onnx", None, None),
     "download version": ("GET", "/v1/models/m/versions/1/onnx", None, None),
-    "download, trailing slash": ("GET", "/v1/models/m/onnx/", None, 307),
+    "download, trailing slash": ("GET", "/v1/models/m/onnx/", None, 404),
     "export": ("POST", "/v1/export", None, None),
     "benchmark": ("POST", "/v1/models/m:benchmark", BENCH, 200),
     "benchmark version": ("POST", "/v1/models/m/versions/1:benchmark", BENCH, 200),
@@ -78,7 +78,7 @@ ADMIN_ENDPOINTS = {
     "benchmark, unknown model": ("POST", "/v1/models/absent:benchmark", BENCH, 404),
     "load, unknown model": ("POST", "/v2/repository/models/absent/load", None, 404),
     "unload, unknown model": ("POST", "/v2/repository/models/absent/unload", None, 404),
-    "load, trailing slash": ("POST", "/v2/repository/models/absent/load/", None, 307),
+    "load, trailing slash": ("POST", "/v2/repository/models/absent/load/", None, 404),
 }
 API_ENDPOINTS = {
     "v2 model metadata": ("GET", "/v2/models/m", None, 200),

@@ -107,6 +107,16 @@ def test_the_server_serves_the_generated_document(server_url):
     assert httpx.get(server_url + "/openapi.json").json() == DOCUMENT
 
 
+@pytest.mark.parametrize("path", ["/v2/health/ready/", "/v2/models/mlp/", "/v2/models/mlp/infer/"])
+def test_a_trailing_slash_is_no_route_and_no_redirect(server_url, path):
+    """No 307 whose Location the client's Host header would write."""
+    for method in ("GET", "POST"):
+        response = httpx.request(method, server_url + path, headers={"Host": "evil.example"})
+        assert response.status_code in (404, 405), response.text
+        assert "location" not in response.headers
+        assert response.json()["error"]
+
+
 def test_check_mode_reports_drift_and_the_command(tmp_path, capsys):
     target = tmp_path / "openapi.json"
     assert main(["--check", "-o", str(target)]) == 1

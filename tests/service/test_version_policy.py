@@ -299,6 +299,9 @@ def test_an_upload_the_policy_refuses_is_never_served_meanwhile(tmp_path):
             for _ in range(15):
                 response = upload(url, "r", onnx_file(tmp_path, 3), config=refused)
                 assert response.status_code == 409, response.text
+            upload_operation = httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/models/{name}"]
+            documented = upload_operation["post"]["responses"]["409"]["content"]
+            assert "version policy" in documented["application/json"]["example"]["error"]
         finally:
             stop.set()
             for asker in askers:
