@@ -53,7 +53,7 @@ from layerserve.service.model_versions import (
     stage_version,
 )
 from layerserve.service.protocols.multipart import Form, FormSpec, UploadedFile, read_form
-from layerserve.service.repository import MODEL_FILE, MODEL_NAME
+from layerserve.service.repository import MODEL_FILE, MODEL_NAME, NAME_RULE
 from layerserve.service.repository_scan import SETTLE_SECONDS
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
@@ -62,10 +62,6 @@ log = logging.getLogger("layerserve.service")
 T = TypeVar("T")
 CONVERSION_WORKERS = 2  # uploads and exports convert at most this many at once
 LOCK_POLL_SECONDS = 0.05  # while another process holds a model's lock
-NAME_RULE = (
-    "1 to 64 characters among letters, digits, '_', '.' and '-', not starting with "
-    f"'.' or '-' (pattern {MODEL_NAME.pattern})"
-)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,13 @@ from layerserve.service.storage import is_version_name
 
 log = logging.getLogger("layerserve.service")
 # \Z, not $: "$" also matches before a trailing newline ("abc\n").
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")  # never "." or ".."
+# Never "." or "..", nor "stats": GET /v2/models/stats is the statistics of every model.
+MODEL_NAME = re.compile(r"^(?!stats\Z)[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
+NAME_RULE = (
+    "1 to 64 characters among letters, digits, '_', '.' and '-', not starting with "
+    "'.' or '-', and not 'stats', the path of every model's statistics "
+    f"(pattern {MODEL_NAME.pattern})"
+)
 UNLOADED = "unloaded"  # the reason of a model unloaded on request
 
 
@@ -360,7 +366,10 @@ def _warn_of_what_serves_nothing(root: Path, names: list[str]) -> None:
     model file copied to the root, or a folder whose layout is not
     ``<model>/<version>/model.onnx`` (a mount laid out for another server would otherwise
     give a ready server serving nothing, and no word of why)."""
-    layout = f"a model is served from <repository>/<model>/<version>/{MODEL_FILE}"
+    layout = (
+        f"a model is served from <repository>/<model>/<version>/{MODEL_FILE}, "
+        f"<model> of {NAME_RULE}"
+    )
     try:
         # lost+found: an ext4 volume's own, on every such mount
         entries = sorted(

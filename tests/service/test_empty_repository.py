@@ -54,8 +54,9 @@ def test_a_repository_laid_out_for_another_server_is_named_at_the_start(tmp_path
     (unserved, empty) = warnings_of(caplog)
     assert "'flat/', 'keras_model/', 'model.onnx' serve no model" in unserved
     assert "<repository>/<model>/<version>/model.onnx" in unserved
-    assert empty.endswith(
+    assert (
         "holds no model to serve; a model is served from <repository>/<model>/<version>/model.onnx"
+        in empty
     )
 
 
@@ -65,8 +66,11 @@ def test_a_served_repository_names_only_what_serves_nothing(tmp_path, caplog):
     hand_onnx(repository / "served" / "1" / "model.onnx")
     (repository / "notes.txt").write_text("how these models were trained")
     (repository / "lost+found").mkdir()
+    (repository / "stats" / "1").mkdir(parents=True)  # a name no model can have
+    hand_onnx(repository / "stats" / "1" / "model.onnx")
     caplog.set_level(logging.WARNING, logger="layerserve.service")
     with running_server(Settings(model_repository=repository)) as url:
         assert [m["name"] for m in httpx.post(f"{url}/v2/repository/index").json()] == ["served"]
     (unserved,) = warnings_of(caplog)
-    assert ": 'notes.txt' serve no model;" in unserved  # not lost+found, an ext4 volume's
+    assert ": 'notes.txt', 'stats/' serve no model;" in unserved  # not lost+found
+    assert "and not 'stats', the path of every model's statistics" in unserved

@@ -230,6 +230,8 @@ REFUSALS = [
     ("name_long", "n" * 65, _existing("hand_onnx"), None, 400, "1 to 64 characters"),
     ("name_space", "two words", _existing("hand_onnx"), None, 400, "invalid model name"),
     ("name_newline", "abc%0A", _existing("hand_onnx"), None, 400, "invalid model name"),
+    # GET /v2/models/stats is every model's statistics: such a model's metadata is out of reach
+    ("name_stats", "stats", _existing("hand_onnx"), None, 400, "not 'stats'"),
     ("threads_bomb", "t", _existing("hand_onnx"), {"intra_op_threads": 3 * 10**9}, 400, "256"),
     ("oversize", "big", _write("big.onnx", os.urandom(MAX_UPLOAD + 1)), None, 413, "exceeds"),
     ("corrupt_onnx", "bad", _write("bad.onnx", b"\x08\x07garbage" * 50), None, 400, "ONNX"),
@@ -272,7 +274,7 @@ def test_refused_uploads_store_nothing(
     assert words.lower() in response.json()["error"].lower()
     assert listing(repo) == before
     assert staging_entries(repo) == []
-    assert httpx.get(f"{url}/v2/models/{name}").status_code in (400, 404)
+    assert httpx.get(f"{url}/v2/models/{name}/versions/1").status_code in (400, 404)
 
 
 def _multipart(boundary: str, parts: list[tuple[str, str | None, bytes]]) -> bytes:
