@@ -23,6 +23,7 @@ from layerserve.service.api import (
     tfserving,
     v2,
 )
+from layerserve.service.api.head import HeadAsGet
 from layerserve.service.cluster import Cluster
 from layerserve.service.dataplane import DataPlane
 from layerserve.service.metrics import ServiceMetrics
@@ -115,6 +116,10 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     app.include_router(models.router)
     documentation.install(app)
     app.router.routes[:0] = [*v2.FAST_ROUTES, *tfserving.FAST_ROUTES]
+    # Inside access control and the request log (which name the HEAD and see the client's
+    # address as access control finds it), outside routing (which sees the GET it stands
+    # for).
+    app.add_middleware(HeadAsGet)
     access.install(app)
     app.state.grpc = None
     if settings.grpc_port:

@@ -133,6 +133,8 @@ def allowed_methods(request: Request) -> str:
         scope = {**request.scope, "method": method}
         if any(r.matches(scope)[0] is Match.FULL for r in request.app.router.routes):
             allowed.append(method)
+    if "GET" in allowed and "HEAD" not in allowed:  # answered as GET (api/head.py)
+        allowed.insert(allowed.index("GET") + 1, "HEAD")
     return ", ".join(allowed)
 
 

@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 
 from layerserve.service import idempotency
 from layerserve.service.api import schemas_models as docs
+from layerserve.service.api.head import is_head
 from layerserve.service.api.schemas import ModelName, Version
 from layerserve.service.errors import InvalidInput
 from layerserve.service.http_protocol import CLIENT_CLOSED_REQUEST
@@ -125,13 +126,15 @@ async def download_version_onnx(request: Request, name: ModelName, version: Vers
 
 async def _download(request: Request, name: str, version: str | None) -> Response:
     onnx_file = await model_admin(request).open_onnx(name, version)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{onnx_file.filename}"',
+        "Content-Length": str(onnx_file.size),
+    }
+    if is_head(request):  # the headers only: the file is not read
+        onnx_file.handle.close()
+        return Response(media_type="application/octet-stream", headers=headers)
     return StreamingResponse(
-        _chunks(onnx_file.handle),
-        media_type="application/octet-stream",
-        headers={
-            "Content-Disposition": f'attachment; filename="{onnx_file.filename}"',
-            "Content-Length": str(onnx_file.size),
-        },
+        _chunks(onnx_file.handle), media_type="application/octet-stream", headers=headers
     )
 
 

@@ -60,6 +60,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = incoming_id(scope.get("headers", ())) or new_request_id()
+        method = scope.get("method", "")  # as the client asked (HEAD is served as GET)
         context = RequestContext(request_id)
         token = current_request.set(context)
         started = time.perf_counter()
@@ -107,7 +108,7 @@ class RequestLogMiddleware:
                 client = scope.get("client")
                 log_request(
                     request_id,
-                    scope.get("method", ""),
+                    method,
                     scope.get("path", ""),
                     CLIENT_CLOSED_REQUEST if left else status,
                     started,

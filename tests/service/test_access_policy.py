@@ -358,8 +358,8 @@ class RouteRecorder:
         self.reached = None
         await self.app(scope, receive, send)
         route = scope.get("route") or self.plain.get(scope.get("endpoint"))
-        if route is not None and scope["method"] in (route.methods or ()):
-            method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]  # HEAD is a GET's
+        if route is not None and method in (route.methods or ()):
             self.reached = (method, route.path_format)
 
 

@@ -475,6 +475,21 @@ def test_request_id_is_echoed_or_generated_and_logged(server, caplog, sent, echo
     )
 
 
+def test_a_head_request_is_logged_as_head_with_the_forwarded_client(server, caplog):
+    """HEAD is served as GET inside; the log line names what the client sent, and the
+    address a loopback proxy forwards."""
+    caplog.set_level(logging.INFO, logger="layerserve.service.requests")
+    headers = {"X-Request-ID": "head-probe-1", "X-Forwarded-For": "203.0.113.9"}
+    response = httpx.head(server + "/v2/health/live", headers=headers)
+    assert response.status_code == 200
+    (line,) = logged_lines(caplog, "head-probe-1")
+    assert re.fullmatch(
+        r"request_id=head-probe-1 method=HEAD path=/v2/health/live status=200 "
+        r"duration_ms=\d+\.\d\d client=203\.0\.113\.9",
+        line,
+    )
+
+
 def logged_lines(caplog, request_id: str) -> list[str]:
     """The access-log lines naming ``request_id``: the server writes its line just after
     the response, so the client can get there first; wait for it a little."""

@@ -82,6 +82,17 @@ def test_download_is_the_served_file_and_runs(url, repo, hand, keras_file):
     np.testing.assert_allclose(_run(first.content, {"x": X})[0], hand_reference(X), rtol=1e-6)
 
 
+def test_head_of_a_download_answers_what_get_does_without_the_content(url, repo, hand):
+    assert upload(url, "probe", hand).status_code == 201
+    size = (repo / "probe" / "1" / "model.onnx").stat().st_size
+    for route in ("/v1/models/probe/onnx", "/v1/models/probe/versions/1/onnx"):
+        head = httpx.head(url + route)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(size)
+        assert head.headers["content-disposition"] == 'attachment; filename="probe-1.onnx"'
+        assert head.headers["content-type"] == "application/octet-stream"
+
+
 @pytest.mark.parametrize(
     "route",
     ["/v1/models/nope/onnx", "/v1/models/dl/versions/9/onnx", "/v1/models/dl/versions/x/onnx"],

@@ -288,6 +288,22 @@ def test_get_answers_fit_the_documented_schema(server_url, method, path, operati
     validate(json_success(operation)["schema"], response.content)
 
 
+GETS = [p for p in OPERATIONS if p.values[0] == "get"]
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), GETS)
+def test_every_get_answers_head_with_its_status_and_headers(server_url, method, path, operation):
+    """RFC 9110 9.3.2: what GET answers, without the content (load balancers and uptime
+    checks probe with HEAD)."""
+    url = server_url + url_path(path, operation)
+    got, head = httpx.get(url), httpx.head(url)
+    assert head.status_code == got.status_code
+    assert head.content == b""
+    assert head.headers.get("content-type") == got.headers.get("content-type")
+    if path != "/metrics":  # (its counters may grow between the two requests)
+        assert head.headers.get("content-length") == got.headers.get("content-length")
+
+
 # ---- names, security and the access answers --------------------------------------------
 OPERATION_ID = re.compile(r"[a-z][a-z0-9_]*")
 SCHEMA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")

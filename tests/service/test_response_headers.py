@@ -6,6 +6,7 @@ every response, the 401s and 403s of access control included, carries
 from __future__ import annotations
 
 import re
+import socket
 
 import httpx
 import pytest
@@ -16,19 +17,20 @@ from layerserve.service.settings import Settings
 
 ADMIN, API = "admin-secret", "api-secret"
 # Each path's methods, from the route table of the README and the OpenAPI document.
+# Every GET path answers HEAD too (as GET, without the content).
 ALLOWED = {
-    "/v1/models/nope": ["GET", "POST", "DELETE"],
-    "/v1/models/nope/versions/1": ["GET", "DELETE"],
+    "/v1/models/nope": ["GET", "HEAD", "POST", "DELETE"],
+    "/v1/models/nope/versions/1": ["GET", "HEAD", "DELETE"],
     # No model name, version or label holds ':': a TF Serving method is POST only.
     "/v1/models/nope:predict": ["POST"],
     "/v1/models/nope/versions/1:predict": ["POST"],
     "/v1/models/nope/labels/latest:predict": ["POST"],
-    "/v1/models/nope/labels/latest": ["GET"],
-    "/v1/models/nope/onnx": ["GET"],
-    "/v2/models/nope": ["GET"],
+    "/v1/models/nope/labels/latest": ["GET", "HEAD"],
+    "/v1/models/nope/onnx": ["GET", "HEAD"],
+    "/v2/models/nope": ["GET", "HEAD"],
     "/v2/models/nope/infer": ["POST"],
     "/v2/repository/models/nope/unload": ["POST"],
-    "/v2/health/ready": ["GET"],
+    "/v2/health/ready": ["GET", "HEAD"],
 }
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -65,7 +67,7 @@ def test_405_allow_lists_every_method_of_the_path(http, path, method):
 def test_every_method_allow_names_is_routed(http, path):
     """The independent check of the table: each listed method reaches a route (the
     model does not exist, so nothing is changed), each other one is a 405."""
-    for method in ["GET", "POST", "PUT", "PATCH", "DELETE"]:
+    for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]:
         response = http.request(method, path, headers={"Authorization": f"Bearer {ADMIN}"})
         if method in ALLOWED[path]:
             assert response.status_code != 405, (method, response.text)
@@ -100,3 +102,22 @@ def test_a_served_request_still_carries_its_id(http):
     )
     assert response.status_code == 200, response.text
     assert response.headers["x-request-id"] == "abc"
+
+
+@pytest.mark.parametrize("path", ["/v2/health/ready", "/v2/models/nope", "/v2/models/nope/infer"])
+def test_head_sends_no_content_on_a_kept_alive_connection(url, path):
+    """On the wire: the HEAD answer's headers (Content-Length that of GET's content) are
+    followed at once by the next answer, whatever HEAD's status."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert b"content-length: " in head.lower()
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:80]
+    assert rest.endswith(b'{"live":true}')
