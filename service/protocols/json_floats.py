@@ -44,7 +44,32 @@ def loads(body: bytes | bytearray | memoryview) -> Any:
         if not NON_FINITE_TOKEN.search(body):
             raise
     text = body if isinstance(body, bytes | bytearray) else bytes(body)
-    return rapidjson.loads(text, number_mode=rapidjson.NM_NAN)
+    document = rapidjson.loads(text, number_mode=rapidjson.NM_NAN)
+    if LONG_DIGITS.search(text):
+        document = _as_orjson_reads(document)
+    return document
+
+
+# A run of digits long enough for an integer past 64 bits (19 digits reach past 2**63).
+LONG_DIGITS = re.compile(rb"\d{19}")
+_INTEGERS = (-(2**63), 2**64 - 1)
+
+
+def _as_orjson_reads(value: Any) -> Any:
+    """rapidjson's Python integers past 64 bits as the doubles orjson (and Triton's C++
+    rapidjson) reads them: a request reads the same whether or not it holds a NaN."""
+    if isinstance(value, list):
+        return [_as_orjson_reads(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_orjson_reads(item) for key, item in value.items()}
+    if type(value) is int and not _INTEGERS[0] <= value <= _INTEGERS[1]:
+        try:
+            return float(value)
+        except OverflowError:  # past the largest double: refused, as rapidjson refuses 1e400
+            raise ValueError(
+                f"Number too big to be stored in double: an integer of {len(str(value))} digits"
+            ) from None
+    return value
 
 
 def with_tokens(array: np.ndarray) -> Any:

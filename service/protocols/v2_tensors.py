@@ -39,6 +39,11 @@ def read_json_data(
         )
     if dtype.kind == "O":
         flat = list(_flatten(name, data, 0))
+        if not _regular(data):  # as numbers are read: never re-flowed into the shape
+            raise InvalidInput(
+                f"input '{name}': 'data' is not a regular array of {datatype} values "
+                "(its nested lists differ in length or depth)"
+            )
         for item in flat:
             if not isinstance(item, str):
                 raise InvalidInput(
@@ -149,6 +154,19 @@ def _first_stranger(raw: np.ndarray) -> str:
         if isinstance(value, int) and not -(2**63) <= value < 2**64:
             return f"{value} at element {index}, beyond 64 bits"
     return "mixed values"
+
+
+def _regular(value: list) -> bool:
+    """Whether nested lists form an array: at each depth, all lists or all values, the
+    lists all of one length."""
+    level: list[Any] = [value]
+    while True:
+        lists = [item for item in level if isinstance(item, list)]
+        if not lists:
+            return True
+        if len(lists) != len(level) or len({len(item) for item in lists}) > 1:
+            return False
+        level = [item for inner in lists for item in inner]
 
 
 def _flatten(name: str, value: Any, depth: int) -> Any:

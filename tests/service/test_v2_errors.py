@@ -204,6 +204,19 @@ CLIENT_MISTAKES = {
         ["input 'x'", "not a regular array of FP32"],
         {"inputs": [x_input("FP32", [[1.0, 2.0], [3.0]], shape=(1, 3))]},
     ),
+    # text as numbers: nested lists are an array's rows, never re-flowed into the shape
+    "ragged BYTES data": case(
+        BYTES_ID,
+        400,
+        ["input 'x'", "not a regular array of BYTES"],
+        {"inputs": [x_input("BYTES", [["a", "b"], ["c", "d", "e", "f"]], shape=(2, 3))]},
+    ),
+    "BYTES data mixing lists and strings": case(
+        BYTES_ID,
+        400,
+        ["input 'x'", "not a regular array of BYTES"],
+        {"inputs": [x_input("BYTES", [["a", "b", "c"], "d", "e", "f"], shape=(2, 3))]},
+    ),
     "unknown input": case(
         MLP,
         400,
