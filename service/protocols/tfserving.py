@@ -161,6 +161,13 @@ def _from_instances(instances: Any, model: LoadedModel, booleans: bool) -> dict[
         columns = {names[0]: instances}
     tensors = {}
     for spec in model.inputs:
+        if not spec.shape:
+            # instances are rows: a scalar input has none to stack
+            raise InvalidInput(
+                f"input '{spec.name}' of model '{model.name}' is a scalar (shape []), which "
+                "the row format ('instances') cannot give; send it in the columnar format, "
+                f'{{"inputs": {{"{spec.name}": 5}}}}'
+            )
         array = _to_array(columns[spec.name], spec, model, True, booleans)
         per_instance = list(spec.shape[1:])
         if array.ndim != len(spec.shape):
