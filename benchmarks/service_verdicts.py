@@ -123,6 +123,19 @@ def paired_verdicts(rows: list[Row], references: dict[int, list[float]]) -> list
             f"batch-1 JSON c64, 2 workers against 1, paired by repeat: "
             f"{_spread(ratios, '.2f', 'x')}; p99 no worse in {no_worse} of {len(pairs)}"
         )
+    # gRPC against HTTP binary at batch 64: within a repeat a server's rows of one level
+    # were measured one after the other
+    for workers in sorted({w for w, *_ in runs}, key=lambda w: w or 0):
+        binary = runs.get((workers, "binary", 64, 64), {})
+        for protocol, name in (("grpc", "gRPC raw"), ("grpc-stream", "gRPC stream")):
+            grpc = runs.get((workers, protocol, 64, 64), {})
+            repeats = sorted(r for r in grpc.keys() & binary.keys() if binary[r].rps > 0)
+            if len(repeats) > 1:
+                ratios = [grpc[r].rps / binary[r].rps for r in repeats]
+                lines.append(
+                    f"batch-64 {name} c64 against HTTP binary{_label(workers)}, paired by "
+                    f"repeat: {_spread(ratios, '.0%')}"
+                )
     return lines
 
 
