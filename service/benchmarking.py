@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 import math
 import socket
 import threading
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from layerserve.service import abstract_names
 from layerserve.service.errors import Conflict, InferenceFailed, ValidationFailed
 from layerserve.service.runtime import LoadedModel, TensorSpec
 
@@ -239,18 +239,12 @@ ALREADY_RUNNING = "a benchmark is already running; one runs at a time, retry whe
 
 
 def _hold_server(server: str) -> socket.socket | None:
-    """The server-wide claim: an abstract Unix socket named after the server, gone with
-    its holder however that ends; None where there is no abstract namespace (one
-    benchmark per process there)."""
-    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    """The server-wide claim, held while a benchmark runs (None where there is no
+    abstract namespace: one benchmark per process there)."""
     try:
-        claim.bind(f"\0layerserve-benchmark-{server}")
-    except OSError as exc:
-        claim.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise Conflict(ALREADY_RUNNING) from None
-        return None
-    return claim
+        return abstract_names.hold(f"layerserve-benchmark-{server}")
+    except abstract_names.NameTaken:
+        raise Conflict(ALREADY_RUNNING) from None
 
 
 def measure(

@@ -5,10 +5,10 @@ nothing itself, does not import it."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 
+from layerserve.service import abstract_names
 from layerserve.service.logs import configure_logging
 from layerserve.service.settings import Settings
 
@@ -92,18 +92,13 @@ def hold_address(reservation: socket.socket) -> socket.socket | None:
     the process that holds it (however it ends). :class:`PortUnavailable` when another
     layerserve holds it; None where there is no abstract namespace."""
     host, port = reservation.getsockname()[:2]
-    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        lock.bind(f"\0layerserve-address-{host}-{port}")
-    except OSError as exc:
-        lock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortUnavailable(
-                f"cannot listen on {host}:{port}: another layerserve server on this machine "
-                "serves it (its workers may still be loading their models)"
-            ) from exc
-        return None
-    return lock
+        return abstract_names.hold(f"layerserve-address-{host}-{port}")
+    except abstract_names.NameTaken:
+        raise PortUnavailable(
+            f"cannot listen on {host}:{port}: another layerserve server on this machine "
+            "serves it (its workers may still be loading their models)"
+        ) from None
 
 
 def reserve_grpc_port(settings: Settings, workers: int) -> socket.socket | None:
