@@ -398,29 +398,6 @@ def module_repository(tmp_path_factory):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["batch", 3])],
         [("", 17)],
     )
-    # y = x + b, b a bias beside the rows: no batch dimension shared by the inputs
-    _graph(
-        root / "bias" / "1" / "model.onnx",
-        [helper.make_node("Add", ["x", "b"], ["y"])],
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
-            helper.make_tensor_value_info("b", TensorProto.FLOAT, [3]),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        [("", 17)],
-    )
-    (root / "bias" / "config.json").write_text(json.dumps({"max_batch_size": 0}))
-    _graph(  # y = x * s, s a scalar
-        root / "scale" / "1" / "model.onnx",
-        [helper.make_node("Mul", ["x", "s"], ["y"])],
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
-            helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        [("", 17)],
-    )
-    (root / "scale" / "config.json").write_text(json.dumps({"max_batch_size": 0}))
     return root
 
 
@@ -475,42 +452,6 @@ def test_validate_refuses_an_id_inference_refuses(module_url):
     response = validate(module_url, "unbatched", body)
     assert response.status_code == 400, response.text
     assert response.json()["problems"] == [inferred.json()["error"]]
-
-
-def test_inputs_of_an_unbatched_model_need_not_share_a_first_dimension(module_url):
-    """max_batch_size 0: the first dimension is no batch, so a bias of 3 values goes with
-    any number of rows, on every protocol and in :validate."""
-    x = np.array([[1, 2, 3], [4, 5, 6]], np.float32)
-    b = np.array([10, 20, 30], np.float32)
-    inputs = [
-        tensor("x", [2, 3], data=x.ravel().tolist()),
-        tensor("b", [3], data=b.tolist()),
-    ]
-    assert validate(module_url, "bias", {"inputs": inputs}).status_code == 200
-    answer = httpx.post(f"{module_url}/v2/models/bias/infer", json={"inputs": inputs})
-    assert answer.status_code == 200, answer.text
-    np.testing.assert_array_equal(np.reshape(answer.json()["outputs"][0]["data"], (2, 3)), x + b)
-    columns = {"inputs": {"x": x.tolist(), "b": b.tolist()}}
-    predicted = httpx.post(f"{module_url}/v1/models/bias:predict", json=columns)
-    assert predicted.status_code == 200, predicted.text
-    np.testing.assert_array_equal(predicted.json()["outputs"], x + b)
-    stats = httpx.get(f"{module_url}/v2/models/bias/stats").json()["model_stats"][0]
-    assert stats["inference_count"] == stats["inference_stats"]["success"]["count"] == 2
-
-
-def test_a_scalar_input_is_given_in_columns_and_refused_in_rows(module_url):
-    x = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
-    columns = {"inputs": {"x": x, "s": 10.0}}
-    answer = httpx.post(f"{module_url}/v1/models/scale:predict", json=columns)
-    assert answer.status_code == 200, answer.text
-    np.testing.assert_array_equal(answer.json()["outputs"], np.array(x) * 10)
-    rows = {"instances": [{"x": row, "s": 10.0} for row in x]}
-    refused = httpx.post(f"{module_url}/v1/models/scale:predict", json=rows)
-    assert refused.status_code == 400
-    assert refused.json()["error"] == (
-        "input 's' of model 'scale' is a scalar (shape []), which the row format "
-        """('instances') cannot give; send it in the columnar format, {"inputs": {"s": 5}}"""
-    )
 
 
 @pytest.mark.parametrize(
