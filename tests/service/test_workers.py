@@ -165,7 +165,9 @@ def test_a_killed_worker_is_restarted_and_serves_the_repository_generation(tmp_p
         assert upload(served.url, "mlp", path).status_code == 201  # version 2 retires 1
         first = served.worker_pids()
         os.kill(first[0], signal.SIGKILL)
+        # once it is gone (connections the kernel had queued on its socket went with it),
         # the other worker goes on serving meanwhile
+        eventually(lambda: first[0] not in served.worker_pids(), "the killed worker gone")
         x = np.random.default_rng(3).random((1, 784), dtype=np.float32)
         with fresh(served.url) as http:
             for _ in range(8):
