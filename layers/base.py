@@ -393,7 +393,17 @@ class Layer:
                 f"You tried to call `count_params` on {self.name}, but the layer isn't built. "
                 "Build it first by calling it on an input or with `build(batch_input_shape)`."
             )
-        return int(sum(int(np.prod(v.shape)) for v in self.weights))
+        return int(sum(int(np.prod(v.shape)) for v in self.weights)) + self.params_beyond_weights
+
+    @property
+    def params_beyond_weights(self) -> int:
+        """Parameters Keras counts that the weights held here do not (a layer whose weights
+        are kept in another layout: CuDNNLSTM's two biases summed into one)."""
+        return sum(layer.params_beyond_weights for layer in self._sublayers())
+
+    def _sublayers(self) -> list[Layer]:
+        """The layers this one holds (a wrapper's, a model's): their counts are its own."""
+        return []
 
     def apply_constraints(self) -> None:
         """Project every constrained weight, as Keras does after an optimizer step."""

@@ -20,7 +20,7 @@ import numpy as np
 from layerserve.errors import LayerserveError
 from layerserve.layers import LAYER_ALIASES, LAYER_CLASSES, KerasTensor, Lambda, Layer, Variable
 from layerserve.models import Model
-from layerserve.models.summary import summary_rows
+from layerserve.models.summary import param_totals, summary_rows
 from layerserve.saving import model_from_json
 from layerserve.saving.keras_json import parse_document
 from layerserve.service.errors import InvalidInput, ServiceError
@@ -260,8 +260,7 @@ def _apply_input_shape(model: Model, input_shape: list[int | None] | None) -> No
 
 
 def _summary(model: Model) -> dict[str, Any]:
-    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
-    non_trainable = sum(math.prod(v.shape) for v in model.non_trainable_weights)
+    trainable, non_trainable = param_totals(model)
     return {
         "name": model.name,
         "layers": [

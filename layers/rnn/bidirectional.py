@@ -249,6 +249,9 @@ class Bidirectional(Layer):
             return [*heads, *[None] * (2 * state_count)]
         return heads if self.merge_mode is None else heads[0]
 
+    def _sublayers(self) -> list[Layer]:
+        return [self.forward_layer, self.backward_layer]
+
     def get_config(self) -> dict[str, Any]:
         config = {
             **super().get_config(),

@@ -106,3 +106,9 @@ class CuDNNLSTM(_CuDNNMixin, LSTM):
     def __init__(self, units: int, **kwargs: Any) -> None:
         kwargs = _without_fixed("CuDNNLSTM", kwargs, self.fixed)
         super().__init__(units, activation="tanh", recurrent_activation="sigmoid", **kwargs)
+
+    @property
+    def params_beyond_weights(self) -> int:
+        """Keras counts cuDNN's input and recurrent biases, 8 x units, which the LSTM
+        layout held here sums into 4 x units."""
+        return 4 * self.units

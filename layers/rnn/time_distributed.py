@@ -190,6 +190,9 @@ class TimeDistributed(Layer):
         mask = np.asarray(mask, dtype=bool)
         return mask.any(axis=tuple(range(2, mask.ndim)))
 
+    def _sublayers(self) -> list[Layer]:
+        return [self.layer]
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "layer": nested_config(self.layer)}
 

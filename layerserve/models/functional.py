@@ -334,6 +334,9 @@ class Model(Layer):
         return masks
 
     # ---- config --------------------------------------------------------------------
+    def _sublayers(self) -> list[Layer]:
+        return list(self._layers)
+
     def get_config(self) -> dict[str, Any]:
         self._require_graph()
         node_ids = {id(node) for node in self._nodes}

@@ -46,6 +46,20 @@ def summary_rows(model: Any) -> list[SummaryRow]:
     return rows
 
 
+def param_totals(model: Any) -> tuple[int, int]:
+    """Keras's trainable and non-trainable parameter counts: the weights, and what Keras
+    counts beyond the weights held here (``Layer.params_beyond_weights``), on the side of
+    the top-level layer that holds it."""
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    non_trainable = sum(int(np.prod(v.shape)) for v in model.non_trainable_weights)
+    for layer in model.layers:
+        if layer.trainable:
+            trainable += layer.params_beyond_weights
+        else:
+            non_trainable += layer.params_beyond_weights
+    return trainable, non_trainable
+
+
 def is_sequential_like(model: Any) -> bool:
     if type(model).__name__ == "Sequential":
         return True
@@ -109,8 +123,7 @@ def summary_text(
             for extra in row.connected_to[1:]:
                 lines.append(_row(["", "", "", extra], positions))
         lines.append("=" * line_length if index == len(rows) - 1 else "_" * line_length)
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    non_trainable = sum(int(np.prod(v.shape)) for v in model.non_trainable_weights)
+    trainable, non_trainable = param_totals(model)
     lines += [
         f"Total params: {trainable + non_trainable:,}",
         f"Trainable params: {trainable:,}",

@@ -40,7 +40,23 @@ sequential = k.Sequential(
 steps = k.Input((7, 3), name="steps")
 hidden = k.layers.LSTM(6, name="lstm")(k.layers.Masking(name="masking")(steps))
 functional = k.Model(steps, k.layers.Dense(2, name="out")(hidden), name="tf_rnn")
-print(json.dumps({"sequential": report(sequential), "functional": report(functional)}))
+# Keras 2's cuDNN layers: an LSTM's bias of 8 x units (input and recurrent biases)
+from tf_keras.src.layers.rnn.cudnn_gru import CuDNNGRU
+from tf_keras.src.layers.rnn.cudnn_lstm import CuDNNLSTM
+
+cudnn = k.Sequential(
+    [
+        k.Input((7, 8)),
+        CuDNNLSTM(5, return_sequences=True, name="cudnn_lstm"),
+        k.layers.Bidirectional(CuDNNLSTM(4, return_sequences=True), name="bi_cudnn"),
+        k.layers.TimeDistributed(k.layers.Dense(2), name="per_step"),
+        CuDNNGRU(3, name="cudnn_gru"),
+    ],
+    name="tf_cudnn",
+)
+print(json.dumps({
+    "sequential": report(sequential), "functional": report(functional), "cudnn": report(cudnn)
+}))
 """
 
 
@@ -54,7 +70,7 @@ def tf_keras_models() -> dict:
 
 
 @pytest.mark.parametrize("as_text", [False, True], ids=["object", "json-text"])
-@pytest.mark.parametrize("name", ["sequential", "functional"])
+@pytest.mark.parametrize("name", ["sequential", "functional", "cudnn"])
 def test_tf_keras_to_json(server_url, tf_keras_models, name, as_text):
     written = tf_keras_models[name]
     config = written["json"] if as_text else json.loads(written["json"])
