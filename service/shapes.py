@@ -4,7 +4,8 @@
 Hostile configs are refused before they cost memory or minutes: every weight is a
 zero-byte broadcast view counted against ``MAX_PARAMS`` as it is created; a Lambda
 without ``output_shape`` (whose shape is found by running its function on a probe
-input) is refused when that probe would exceed ``MAX_PROBE_ELEMENTS``; and configs with
+input) is refused when that probe would exceed ``MAX_PROBE_ELEMENTS``, and a request whose
+probes would exceed ``MAX_PROBE_TOTAL`` in all; and configs with
 more than ``MAX_LAYERS`` layers are refused before building (building a Sequential
 replays its graph once per added layer)."""
 
@@ -29,6 +30,9 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_LAYERS = 500
 MAX_PARAMS = 10_000_000_000
 MAX_PROBE_ELEMENTS = 10_000_000
+# All the probes of one request (a Sequential's build replays its graph once per added
+# layer, probing its Lambdas again): about a second of NumPy.
+MAX_PROBE_TOTAL = 100_000_000
 # A Lambda's probe gives unknown dimensions a small size; count them generously.
 PROBE_SIZE = 8
 _budget: contextvars.ContextVar[_ParameterBudget | None] = contextvars.ContextVar(
@@ -40,6 +44,17 @@ class _ParameterBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.probed = 0  # elements the Lambdas' probes ran on
+
+    def take_probe(self, layer: str, elements: int) -> None:
+        self.probed += elements
+        if self.probed > MAX_PROBE_TOTAL:
+            raise InvalidInput(
+                f"the model's Lambda layers find their output shapes by running their "
+                f"functions on {self.probed:,} elements in all (Lambda '{layer}' passes the "
+                f"limit of {MAX_PROBE_TOTAL:,} a request); give the Lambdas explicit "
+                "output_shape"
+            )
 
     def take(self, layer: str, weight: str, shape: tuple[int, ...]) -> None:
         if any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
@@ -130,6 +145,9 @@ class _GuardedLambda(Lambda):
                 f"over the limit of {MAX_PROBE_ELEMENTS:,}); give the Lambda an explicit "
                 "output_shape"
             )
+        budget = _budget.get()
+        if budget is not None:
+            budget.take_probe(self.name, elements)
 
 
 def _shape_only_classes() -> dict[str, type[Layer]]:

@@ -151,6 +151,11 @@ def rebuild_functional(config: dict[str, Any]) -> tuple[Any, Any, str | None, li
     for entry in layer_entries:
         layer = deserialize_layer(entry)
         name = entry.get("name", layer.name)
+        if name in layers:  # else the second would hide the first, and its tensors
+            raise ConfigError(
+                f'The name "{name}" is used more than once in the model config. All layer '
+                "names should be unique."
+            )
         layers[name] = layer
         for position, node in enumerate(entry.get("inbound_nodes", [])):
             pending.append((layer, node, position))

@@ -299,6 +299,16 @@ REFUSED = {
         400,
         "give the Lambda an explicit output_shape",
     ),
+    # each probe well within its limit (125,000 x 8 elements), all of them past a
+    # request's: a few tiny requests like it took the endpoint's builds for minutes
+    "lambda-probes-add-up": (
+        sequential(
+            layer("InputLayer", batch_input_shape=[None, 125_000]),
+            *[layer("Lambda", function="tanh", function_type="function") for _ in range(120)],
+        ),
+        400,
+        f"passes the limit of {shapes.MAX_PROBE_TOTAL:,} a request",
+    ),
     "lambda-growing-function": (
         sequential(
             layer(
