@@ -31,7 +31,8 @@ from layerserve.grpc_loadgen import (
     grpc_infer_request,
     run_grpc_level,
 )
-from layerserve.h2_loadgen import HeaderBlocks, request_header_blocks
+from layerserve.h2_loadgen import request_header_blocks
+from layerserve.hpack_blocks import HeaderBlocks
 from layerserve.loadgen import build_request, http_request, new_level_state
 from layerserve.service.settings import Settings
 
