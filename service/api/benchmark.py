@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from layerserve.service import benchmarking
 from layerserve.service.api.deps import dataplane, read_body
+from layerserve.service.api.errors import invalid_request
 from layerserve.service.api.inspect_schemas import json_body
 from layerserve.service.api.schemas import error_responses
 from layerserve.service.errors import InvalidInput
@@ -80,7 +81,6 @@ class BenchmarkResponse(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        strict=True,  # JSON numbers for numbers: never "1" or true
         json_schema_extra={
             "examples": [
                 {
@@ -148,11 +148,7 @@ def _read_request(raw: bytes) -> BenchmarkRequest:
     try:
         return BenchmarkRequest.model_validate(v2.parse_json(raw))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"body.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
-            for e in exc.errors()
-        )
-        raise InvalidInput(f"invalid request: {problems}") from None
+        raise InvalidInput(invalid_request(exc.errors(), ("body",))) from None
 
 
 BODY = {"openapi_extra": json_body(BenchmarkRequest)}

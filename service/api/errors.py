@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -98,10 +100,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        return error_response(400, f"invalid request: {problems}")
+        return error_response(400, invalid_request(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -122,6 +121,15 @@ def install(app: FastAPI) -> None:
         return response
 
     app.add_middleware(UnexpectedErrorMiddleware)
+
+
+def invalid_request(problems: Iterable[Mapping[str, Any]], where: tuple[str, ...] = ()) -> str:
+    """The message of a request pydantic refused: each problem's location (under
+    ``where``) and what was expected."""
+    listed = "; ".join(
+        f"{'.'.join(str(p) for p in (*where, *e['loc']))}: {e['msg']}" for e in problems
+    )
+    return f"invalid request: {listed}"
 
 
 def allowed_methods(request: Request) -> str:
