@@ -25,6 +25,7 @@ from urllib.parse import unquote_to_bytes
 import hpack
 
 from layerserve.hpack_blocks import HeaderBlocks
+from layerserve.loadgen import ERROR_SNIPPET_BYTES, record_answer
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -383,20 +384,10 @@ class GrpcConnection(asyncio.Protocol):
         self._completed(slot, code, detail)
 
     def _completed(self, slot: _Slot, code: str, detail: bytes) -> None:
-        now = time.perf_counter()
         state = self.state
-        state["statuses"][code] += 1
         if code != "OK" and state["first_error"] is None:
-            state["first_error"] = (code, detail[:500])
-        if state["start"] <= now <= state["stop"]:
-            if code == "OK":
-                state["succeeded"] += 1
-                if not slot.first:
-                    state["latencies"].append(now - slot.sent)
-            else:
-                state["errors"] += 1
-        elif code != "OK":
-            state["errors_outside"] += 1
+            state["first_error"] = (code, detail[:ERROR_SNIPPET_BYTES])
+        now = record_answer(state, code, code == "OK", slot.sent, slot.first)
         slot.first = False
         if now < state["stop"]:
             self._send(slot)

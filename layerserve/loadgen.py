@@ -266,20 +266,9 @@ class _Connection(asyncio.Protocol):
             self._completed()
 
     def _completed(self) -> None:
-        now = time.perf_counter()
-        state = self.state
-        state["statuses"][self.status] += 1
-        if state["start"] <= now <= state["stop"]:  # completed in the measured window
-            if self.status == 200:
-                state["succeeded"] += 1
-                if not self.first:
-                    state["latencies"].append(now - self.sent)
-            else:
-                state["errors"] += 1
-        elif self.status != 200:
-            state["errors_outside"] += 1
+        now = record_answer(self.state, self.status, self.status == 200, self.sent, self.first)
         self.first = False
-        if now < state["stop"]:
+        if now < self.state["stop"]:
             self.send()
         elif not self.done.done():
             self.done.set_result(None)
@@ -388,6 +377,24 @@ def generator_process(conn: Any) -> None:
             conn.send(run_level(*command))
         except Exception as exc:  # noqa: BLE001 - reported to the parent
             conn.send(exc)
+
+
+def record_answer(state: dict[str, Any], status: Any, ok: bool, sent: float, first: bool) -> float:
+    """Count one answer (HTTP or gRPC) in a level's state: by its status; as throughput and
+    a latency only when ``ok`` and completed in the measuring window, and a latency only
+    when not its connection's ``first`` (see above). Returns when it was counted."""
+    now = time.perf_counter()
+    state["statuses"][status] += 1
+    if state["start"] <= now <= state["stop"]:  # completed in the measured window
+        if ok:
+            state["succeeded"] += 1
+            if not first:
+                state["latencies"].append(now - sent)
+        else:
+            state["errors"] += 1
+    elif not ok:
+        state["errors_outside"] += 1
+    return now
 
 
 def level_result(state: dict[str, Any], cpu_used: float, duration: float) -> dict[str, Any]:
