@@ -30,9 +30,9 @@ def test_names_from_other_modules_are_never_guessed(module):
     assert raised.value.function == "relu" and raised.value.module == module
 
 
-def test_tf_keras_lambda_keys_are_read(tmp_path: Path):
-    """tf.keras writes `module` and `output_shape_module` beside a by-name function."""
-    document = {
+def tf_keras_sequential(layer: dict) -> dict:
+    """What tf.keras's ``to_json()`` writes for Sequential([Input((3,)), layer])."""
+    return {
         "class_name": "Sequential",
         "keras_version": "2.15.0",
         "backend": "tensorflow",
@@ -40,26 +40,32 @@ def test_tf_keras_lambda_keys_are_read(tmp_path: Path):
             "name": "s",
             "layers": [
                 {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 3]}},
-                {
-                    "class_name": "Lambda",
-                    "config": {
-                        "name": "l",
-                        "function": "square",
-                        "function_type": "function",
-                        "module": "keras.backend",
-                        "output_shape": [3],
-                        "output_shape_type": "raw",
-                        "output_shape_module": None,
-                        "arguments": {},
-                    },
-                },
+                layer,
             ],
         },
     }
+
+
+def test_tf_keras_lambda_keys_are_read(tmp_path: Path):
+    """tf.keras writes `module` and `output_shape_module` beside a by-name function."""
+    layer = {
+        "class_name": "Lambda",
+        "config": {
+            "name": "l",
+            "function": "square",
+            "function_type": "function",
+            "module": "keras.backend",
+            "output_shape": [3],
+            "output_shape_type": "raw",
+            "output_shape_module": None,
+            "arguments": {},
+        },
+    }
+    document = tf_keras_sequential(layer)
     model = model_from_json(json.dumps(document))
     x = np.arange(6, dtype="float32").reshape(2, 3)
     np.testing.assert_array_equal(model.predict(x), x * x)
-    document["config"]["layers"][1]["config"]["module"] = "__main__"
+    layer["config"]["module"] = "__main__"
     with pytest.raises(UnknownFunctionError, match="'square' from module '__main__'"):
         model_from_json(json.dumps(document))
 
@@ -82,18 +88,7 @@ def test_tf_keras_lambda_mask_module_is_read():
             "arguments": {},
         },
     }
-    document = {
-        "class_name": "Sequential",
-        "keras_version": "2.15.0",
-        "backend": "tensorflow",
-        "config": {
-            "name": "s",
-            "layers": [
-                {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 3]}},
-                layer,
-            ],
-        },
-    }
+    document = tf_keras_sequential(layer)
     lambda_layer = model_from_json(json.dumps(document)).layers[-1]
     assert lambda_layer.mask is K.not_equal
     x, mask = np.array([[1.0, -2.0, 3.0]]), np.array([[1.0, 2.0, 0.0]])
