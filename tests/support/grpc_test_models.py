@@ -1,6 +1,6 @@
 """The model repository of the gRPC tests: the demo models, a masking LSTM whose mask is
 an output, identity models of every datatype, and models whose config makes queue
-behaviour deterministic (as in test_v2_errors)."""
+behaviour deterministic (as in test_v2_queue_errors)."""
 
 from __future__ import annotations
 
