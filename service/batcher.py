@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from layerserve.service.errors import InferenceFailed, QueueFull, QueueTimeout
+from layerserve.service.request_context import request_elapsed_s
 from layerserve.service.runtime import LoadedModel
 
 # A batch expected to run within this runs on the event loop (see the module docstring):
@@ -204,9 +205,10 @@ class DynamicBatcher:
         body is read. Requests already admitted fill the queue and the runs first."""
         return self.admitted < self._window and len(self._queue) < self.config.max_queue_size
 
-    def refuse(self) -> QueueFull:
-        """The error of a request refused because the queue is full, counted."""
-        self._count_failure("REJECTED")
+    def refuse(self, waited_s: float) -> QueueFull:
+        """The error of a request refused because the queue is full, counted with the
+        ``waited_s`` since the server began it."""
+        self._count_failure("REJECTED", waited_s)
         return QueueFull(self._refusal)
 
     async def submit(
@@ -239,7 +241,7 @@ class DynamicBatcher:
                 else:
                     self._more.notify()
         if full:
-            raise self.refuse()
+            raise self.refuse(request_elapsed_s())
         if start_worker:
             if self._runs_on_loop(item.values):
                 self._loop.call_soon(self._drain_on_loop)

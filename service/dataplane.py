@@ -7,6 +7,7 @@ import asyncio
 import functools
 import gc
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,8 +18,8 @@ from layerserve.service.batcher import Admission, BatchStats, DynamicBatcher, Ob
 from layerserve.service.decoding import BodyDecoder
 from layerserve.service.demo import ensure_demo_repository
 from layerserve.service.errors import ModelNotReady, ServiceError
-from layerserve.service.metrics import mark_accounted
 from layerserve.service.repository import ModelRepository
+from layerserve.service.request_context import mark_accounted, request_elapsed_s
 from layerserve.service.runtime import LoadedModel
 from layerserve.service.settings import Settings
 from layerserve.service.storage import remove_stale_staging
@@ -112,14 +113,16 @@ class DataPlane:
         key = (model.name, model.version)
         return sum(b.pending for k, b in list(self._batchers.items()) if k[:2] == key)
 
-    def count_failure(self, name: str, version: str | None, reason: str = "OTHER") -> bool:
-        """Count a request that failed before reaching the batcher (e.g. invalid input);
-        False when no such model version is loaded."""
+    def count_failure(self, name: str, version: str | None, reason: str, started: float) -> bool:
+        """Count a request that failed before reaching the batcher (e.g. invalid input),
+        begun at ``started`` (perf_counter) and failed now; False when no such model
+        version is loaded."""
         try:
             model = self.model(name, version)
         except ServiceError:
             return False
-        self.statistics(model).record_failure(reason)
+        elapsed_ns = int((time.perf_counter() - started) * 1e9)
+        self.statistics(model).record_failure(reason, max(elapsed_ns, 0))
         return True
 
     def _batcher(self, model: LoadedModel) -> DynamicBatcher:
@@ -196,7 +199,7 @@ class DataPlane:
     def refuse(self, model: LoadedModel) -> ServiceError:
         """The counted 503 of a request refused because the model is full."""
         mark_accounted()
-        return self._batcher(model).refuse()
+        return self._batcher(model).refuse(request_elapsed_s())
 
     def admit(self, model: LoadedModel) -> Admission:
         """Admit a request for ``model`` or refuse it (503) before its body is read or

@@ -18,7 +18,6 @@ import collections
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,31 +81,6 @@ COUNTERS: tuple[tuple[str, str, Callable[[BatchStats], int]], ...] = (
         lambda s: s.compute_output_ns // 1000,
     ),
 )
-
-
-# ---- the request in progress (request id, and whether the batcher counts it) ----------
-@dataclass
-class RequestContext:
-    """Set by the request-log middleware for each HTTP request."""
-
-    request_id: str
-    accounted: bool = False  # the batcher took the request and counts its outcome
-
-
-current_request: ContextVar[RequestContext | None] = ContextVar("layerserve_request", default=None)
-
-
-def mark_accounted() -> None:
-    """Called when a request reaches the batcher, which then counts its success or failure;
-    a request failing before that (invalid input) is counted as OTHER by the middleware."""
-    context = current_request.get()
-    if context is not None:
-        context.accounted = True
-
-
-def current_request_id() -> str | None:
-    context = current_request.get()
-    return context.request_id if context is not None else None
 
 
 # ---- histograms fed by the batcher observers --------------------------------------------

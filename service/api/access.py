@@ -19,7 +19,7 @@ from layerserve.service.access import (
 )
 from layerserve.service.api.errors import service_error_response
 from layerserve.service.errors import Forbidden, Unauthorized
-from layerserve.service.metrics import mark_accounted
+from layerserve.service.request_context import mark_accounted
 
 log = logging.getLogger("layerserve.service.access")
 AUTHORIZATION = b"authorization"

@@ -40,9 +40,9 @@ from layerserve.service.dataplane import DataPlane
 from layerserve.service.direct_requests import DirectCycle, DirectRequest, Headers
 from layerserve.service.errors import INTERNAL_ERROR, ServiceError
 from layerserve.service.http_protocol import CLIENT_CLOSED_REQUEST, CUT_BY_SHUTDOWN, JSON_TYPE
-from layerserve.service.metrics import RequestContext, current_request
 from layerserve.service.protocols import tfserving, v2
 from layerserve.service.protocols.body import check_declared_size
+from layerserve.service.request_context import RequestContext, current_request
 from layerserve.service.runtime import LoadedModel
 
 Answer = tuple[int, Headers, bytes]
@@ -111,7 +111,7 @@ class DirectLane:
     ) -> Answer:
         started = cycle.started
         request_id = incoming_id(headers) or new_request_id()
-        context = RequestContext(request_id)
+        context = RequestContext(request_id, started=started)
         token = current_request.set(context)
         path = url_path(url)
         try:
@@ -134,7 +134,7 @@ class DirectLane:
             finally:
                 admission.release()
             if status in CLIENT_ERRORS and not context.accounted:
-                self.plane.count_failure(model.name, version, "OTHER")
+                self.plane.count_failure(model.name, version, "OTHER", started)
             if self.access_log:  # a client gone before its answer hears nothing: 499
                 heard = CLIENT_CLOSED_REQUEST if cycle.disconnected else status
                 client = client_address(peer, headers)

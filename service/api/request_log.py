@@ -4,7 +4,7 @@ adds no task or body copy to the inference path).
 The id comes from the client's ``X-Request-ID`` header when it is a sane token (at most
 128 characters of ``[A-Za-z0-9._~:/+=@-]``), otherwise a new one is made; it is returned in
 the ``X-Request-ID`` response header and is available to other code through
-``layerserve.service.metrics.current_request_id()``. With ``LAYERSERVE_ACCESS_LOG`` on, the
+``layerserve.service.request_context.current_request_id()``. With ``LAYERSERVE_ACCESS_LOG`` on, the
 log line is key=value (its fields become JSON keys with ``LAYERSERVE_LOG_FORMAT=json``):
 
     request_id=3f2a... method=POST path=/v2/models/mlp/infer status=200 duration_ms=1.84 ...
@@ -37,7 +37,7 @@ from layerserve.service.http_protocol import (
     CUT_BY_SHUTDOWN,
     CUT_BY_SHUTDOWN_MESSAGE,
 )
-from layerserve.service.metrics import RequestContext, current_request
+from layerserve.service.request_context import RequestContext, current_request
 
 log = logging.getLogger("layerserve.service.requests")
 HEADER = b"x-request-id"
@@ -63,7 +63,7 @@ class RequestLogMiddleware:
         method = scope.get("method", "")  # as the client asked (HEAD is served as GET)
         context = RequestContext(request_id)
         token = current_request.set(context)
-        started = time.perf_counter()
+        started = context.started
         status = 500  # unless the application answers, or gives up on a client gone
         answered = disconnected = False
         # whether the client had left when its answer began or was cut off: it heard
@@ -103,7 +103,7 @@ class RequestLogMiddleware:
             raise
         finally:
             if status in CLIENT_ERRORS and not context.accounted:
-                _count_invalid_request(scope)
+                _count_invalid_request(scope, context.started)
             if self.enabled:
                 client = scope.get("client")
                 log_request(
@@ -172,11 +172,11 @@ def _value(text: str) -> str:
     return text if _PLAIN.match(text) else json.dumps(text)
 
 
-def _count_invalid_request(scope: Scope) -> None:
+def _count_invalid_request(scope: Scope, started: float) -> None:
     path = scope.get("path", "")
     match = _V2_INFER.match(path) or _TFS_PREDICT.match(path)
     app = scope.get("app")
     plane = getattr(getattr(app, "state", None), "dataplane", None)
     if match is None or plane is None or scope.get("method") != "POST":
         return
-    plane.count_failure(match.group(1), match.group(2), "OTHER")
+    plane.count_failure(match.group(1), match.group(2), "OTHER", started)

@@ -27,14 +27,9 @@ from layerserve.service.grpc.generated import grpc_service_pb2 as pb
 from layerserve.service.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from layerserve.service.grpc.infer_request import InferRequest, read_infer_request
 from layerserve.service.grpc.status_message import fit
-from layerserve.service.metrics import (
-    RequestContext,
-    VersionCounts,
-    current_request,
-    statistics_json,
-    totals,
-)
+from layerserve.service.metrics import VersionCounts, statistics_json, totals
 from layerserve.service.protocols import v2
+from layerserve.service.request_context import RequestContext, current_request
 
 log = logging.getLogger("layerserve.service")
 request_log = logging.getLogger("layerserve.service.requests")
@@ -182,7 +177,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request_id = caller.request_id or new_request_id()
         context.set_trailing_metadata((("x-request-id", request_id),))
         host = caller.host
-        request_context = RequestContext(request_id)
+        request_context = RequestContext(request_id, started=started)
         token = current_request.set(request_context)
         code, message = grpc.StatusCode.OK, ""
         over = True
@@ -254,7 +249,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return
         if isinstance(request, InferRequest) and not context.accounted:
             message = request.message
-            self.plane.count_failure(message.model_name, message.model_version or None, "OTHER")
+            self.plane.count_failure(
+                message.model_name, message.model_version or None, "OTHER", context.started
+            )
 
     # ---- server --------------------------------------------------------------------------
     @rpc("open")

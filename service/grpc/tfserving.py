@@ -27,9 +27,9 @@ from layerserve.service.grpc.tfs_generated.tensorflow_serving.apis import (
     prediction_service_pb2,
     prediction_service_pb2_grpc,
 )
-from layerserve.service.metrics import current_request
 from layerserve.service.protocols import tfserving, tfserving_models
 from layerserve.service.protocols.tfserving import check_input_names
+from layerserve.service.request_context import current_request
 
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
@@ -135,7 +135,7 @@ class PredictionServicer(_TFServing, prediction_service_pb2_grpc.PredictionServi
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         )
         if refused and context is not None and not context.accounted:
-            self.plane.count_failure(model.name, model.version, "OTHER")
+            self.plane.count_failure(model.name, model.version, "OTHER", context.started)
 
     @rpc("api")
     async def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802

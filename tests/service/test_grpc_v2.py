@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -433,12 +434,16 @@ def test_a_full_queue_is_resource_exhausted_with_rests_message(server):
 def test_invalid_inferences_count_as_failures_in_the_statistics(clients):
     rest, client = clients
     before = rest.get_inference_statistics("mlp", "2")["model_stats"][0]["inference_stats"]
+    sent = time.perf_counter()
     with pytest.raises(InferenceServerException):
         client.infer("mlp", mlp_inputs(tg, np.zeros(784, np.float32)), model_version="2")
+    waited_ns = (time.perf_counter() - sent) * 1e9
     client.infer("mlp", mlp_inputs(tg, np.zeros((2, 784), np.float32)), model_version="2")
     stats = client.get_inference_statistics("mlp", "2", as_json=True)["model_stats"][0]
     after = stats["inference_stats"]
     assert int(after["fail"].get("count", 0)) == before["fail"]["count"] + 1
+    # its duration: from the call's start to its refusal, within what the client waited
+    assert 0 < int(after["fail"]["ns"]) - int(before["fail"]["ns"]) < waited_ns
     assert int(after["success"]["count"]) == before["success"]["count"] + 1
     rest_stats = rest.get_inference_statistics("mlp", "2")["model_stats"][0]
     assert int(stats["inference_count"]) == rest_stats["inference_count"]
