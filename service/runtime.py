@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import math
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,9 +79,11 @@ class LoadedModel:
     providers: list[str]
     fell_back_to_cpu: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
-    # An empty batch would abort the process in onnxruntime: it runs on one row of zeros
-    # instead, and the outputs are cut back to zero rows.
-    empty_batch_aborts: bool = False
+    # The graph holds an LSTM, GRU or RNN op, which aborts the process in onnxruntime on
+    # an empty axis (zero rows; a GRU's zero timesteps). An empty batch runs on one row of
+    # zeros instead, and the outputs are cut back to zero rows; any other empty axis is
+    # refused before the graph runs (see run).
+    has_recurrent_op: bool = False
     # Whether rows depend on one another, found at load by running the graph
     # (service/row_probe.py); None until then, and for a model that is not batched.
     row_verdict: Verdict | None = None
@@ -123,7 +126,9 @@ class LoadedModel:
             fell_back,
             metadata,
         )
-        model.empty_batch_aborts = _has_recurrent_op(path)
+        model.has_recurrent_op = _has_recurrent_op(path)
+        if model.has_recurrent_op:
+            model._refuse_declared_empty_axes()
         model.warm_up()
         if model.batched and not model.merges_requests:
             log.warning(
@@ -390,15 +395,37 @@ class LoadedModel:
             "config.json"
         )
 
+    def _refuse_empty_axes(self, feeds: dict[str, np.ndarray]) -> None:
+        """An empty axis other than a batched model's batch would reach the recurrent op
+        (onnxruntime aborts on a GRU's zero timesteps; Keras refuses them for every
+        recurrent layer): refused. Which axis an input's empty one is, in a graph not
+        exported here, is not known, so any is refused."""
+        for name, value in feeds.items():
+            axes = value.shape[1:] if self.batched else value.shape
+            if 0 in axes:
+                raise ModelRefusedInput(
+                    _empty_axis_refusal(self.name, name, value.shape, self.batched)
+                )
+
+    def _refuse_declared_empty_axes(self) -> None:
+        """An input declared with an empty axis would abort the process at the warm-up."""
+        for spec in self.inputs:
+            axes = spec.shape[1:] if self.batched else spec.shape
+            if 0 in axes:
+                message = _empty_axis_refusal(self.name, spec.name, spec.shape, self.batched)
+                raise ModelLoadError(message.replace("Received: shape", "Declared: shape"))
+
     def run(
         self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None
     ) -> dict[str, np.ndarray]:
         names = output_names or [s.name for s in self.outputs]
         # onnxruntime would store bytes elements of string tensors as their repr.
         feeds = {k: _text(v) if v.dtype.kind == "O" else v for k, v in feeds.items()}
+        if self.has_recurrent_op:
+            self._refuse_empty_axes(feeds)
         empty = (
             self.batched
-            and self.empty_batch_aborts
+            and self.has_recurrent_op
             and any(v.shape[:1] == (0,) for v in feeds.values())
         )
         if empty:
@@ -414,6 +441,15 @@ class LoadedModel:
         if empty:
             values = [v[:0] for v in values]
         return dict(zip(names, values, strict=True))
+
+
+def _empty_axis_refusal(model: str, feed: str, shape: tuple[int, ...], batched: bool) -> str:
+    past = " past the batch" if batched else ""
+    return (
+        f"model '{model}' holds a recurrent op (LSTM, GRU or RNN), which onnxruntime cannot "
+        f"run on an empty axis. Expected every dimension of input '{feed}'{past} to be at "
+        f"least 1. Received: shape {list(shape)}"
+    )
 
 
 def _one_row(array: np.ndarray) -> np.ndarray:
@@ -486,7 +522,16 @@ def _shape_fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     )
 
 
+_NODE_FAILED = re.compile(r"running (\w+) node\. Name:'([^']*)' Status Message: (.*)")
+
+
 def _first_line(error: Exception) -> str:
-    """onnxruntime's message without its prefix and log noise."""
+    """onnxruntime's message without its prefix and log noise, naming the node that
+    failed where onnxruntime does (a check the exporter placed is named for what it
+    checks, e.g. ``<layer>_needs_a_timestep``)."""
     text = str(error).split("\n", 1)[0]
+    failed = _NODE_FAILED.search(text)
+    if failed is not None:
+        op, node, message = failed.groups()
+        return f"{message} (at {op} node '{node}')"
     return text.split("Status Message: ", 1)[-1]

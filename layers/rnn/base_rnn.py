@@ -80,6 +80,17 @@ def rnn_forward(
     return last, outputs, states
 
 
+def require_timesteps(kind: str, name: str, x: np.ndarray) -> None:
+    """Keras (2.2, tf.keras 2.x and 3) cannot run a recurrent layer over no timesteps: its
+    loop reads the last step's output, and the call fails. So does this one, rather than
+    answer with the initial state, a number Keras never gives."""
+    if np.ndim(x) == 3 and np.shape(x)[1] == 0:
+        raise ShapeError(
+            f"{kind} {name} expects at least one timestep, as Keras does. Expected input "
+            "shape (batch, timesteps >= 1, features). " + received("input shape", np.shape(x))
+        )
+
+
 def clamped_rate(name: str, value: Any) -> float:
     """Keras clamps recurrent dropout rates into [0, 1]; anything but a number is an error."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
@@ -313,6 +324,7 @@ class RecurrentLayer(Layer):
             mask = mask[0] if mask else None
         mask_array = None if mask is None else np.asarray(mask, dtype=bool)
         kind = type(self).__name__
+        require_timesteps(kind, self.name, x)
         if mask_array is not None and mask_array.shape != x.shape[:2]:
             raise ShapeError(
                 f"{kind} {self.name} expects a mask of shape (batch, timesteps) = "

@@ -14,6 +14,7 @@ from layerserve.layers.rnn.base_rnn import (
     ZEROS,
     ZEROS_BY_TIME,
     RecurrentLayer,
+    require_timesteps,
     rnn_forward,
     states_as_inputs,
 )
@@ -178,6 +179,7 @@ class RNN(Layer):
         if isinstance(mask, (list, tuple)):
             mask = mask[0] if mask else None
         mask_array = None if mask is None else np.asarray(mask, dtype=bool)
+        require_timesteps("RNN", self.name, x)
         if mask_array is not None and mask_array.shape != x.shape[:2]:
             raise ShapeError(
                 f"RNN {self.name} expects a mask of shape (batch, timesteps) = "

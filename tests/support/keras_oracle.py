@@ -172,6 +172,12 @@ class KerasOracle:
         model = load_file(case_dir, flavour, fmt)
         data = np.load(case_dir / "data.npz")
         inputs = [data[f"x{i}"] for i in range(meta["inputs"])]
+        if case.input_refused is not None:
+            assert meta["keras_refused"], f"{flavour} answered the inputs of {case_id!r}"
+            assert_reference_refuses(model, inputs, case.input_refused)
+            if fmt == case.formats_for(flavour)[0]:  # one export per flavour is enough
+                assert_export_refuses(model, inputs, case.onnx_input_refused or "")
+            return model
         outputs = [data[f"y{i}"] for i in range(meta["outputs"])]
         masks = [data[f"m{i}"] if f"m{i}" in data else None for i in range(meta["outputs"])]
         for rows in (BATCH, 1):
@@ -265,6 +271,38 @@ def assert_export_matches(
         else:
             want = exported_mask(masks[index], len(outputs[index]))
             np.testing.assert_array_equal(got[name + MASK_SUFFIX], want)
+
+
+def assert_reference_refuses(model: Any, inputs: list[np.ndarray], says: str) -> None:
+    with pytest.raises(LayerserveError) as raised:
+        model.predict(inputs if len(inputs) > 1 else inputs[0])
+    assert says in str(raised.value), str(raised.value)
+
+
+def assert_export_refuses(model: Any, inputs: list[np.ndarray], says: str) -> None:
+    """The exported graph, run by onnxruntime in a process of its own (an abort there
+    ends that process only), fails on ``inputs`` with an error containing ``says``."""
+    import tempfile
+
+    from layerserve.export import to_onnx
+
+    onnx_model = to_onnx(model)
+    names = [i.name for i in onnx_model.graph.input]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.onnx"
+        path.write_bytes(onnx_model.SerializeToString())
+        np.savez(path.with_suffix(".inputs.npz"), **dict(zip(names, inputs, strict=True)))
+        process = subprocess.run(
+            [sys.executable, str(SUPPORT / "onnxruntime_runner.py"), scratch],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert process.returncode == 0, f"onnxruntime exited {process.returncode}: {process.stderr}"
+        error = path.with_suffix(".error.txt")
+        assert error.exists(), "onnxruntime ran the graph on inputs Keras refuses"
+        assert says in error.read_text(), error.read_text()
 
 
 def collected_case_modules(items: Iterable[Any]) -> set[Path]:

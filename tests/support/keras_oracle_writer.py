@@ -159,7 +159,13 @@ def write_case(flavour: str, keras: Any, case: Case, directory: Path) -> dict:
     if case.weights == "random":
         randomize_weights(model, rng)
     arrays = make_inputs(model, case, rng)
-    result = model(feed_of(model, arrays), training=False)
+    refused = None
+    try:
+        result = model(feed_of(model, arrays), training=False)
+    except Exception as exc:  # noqa: BLE001 - a case may expect Keras to refuse its inputs
+        if case.input_refused is None:
+            raise
+        refused, result = f"{type(exc).__name__}: {str(exc).strip()[:300]}", []
     outputs = flat_outputs(result)
     data = {f"x{i}": a for i, a in enumerate(arrays)}
     has_mask = []
@@ -178,6 +184,7 @@ def write_case(flavour: str, keras: Any, case: Case, directory: Path) -> dict:
         "outputs": len(outputs),
         "masks": has_mask,
         "format_errors": format_errors,
+        "keras_refused": refused,
     }
     (directory / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta

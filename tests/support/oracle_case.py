@@ -63,6 +63,15 @@ def masked_steps(inner: InputMaker | None = None, fraction: float = 0.3) -> Inpu
     return make
 
 
+def no_timesteps() -> InputMaker:
+    """Sequences of no timesteps: ``(N, 0, F)`` whatever the input's length."""
+
+    def make(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        return np.zeros((shape[0], 0, *shape[2:]), dtype)
+
+    return make
+
+
 @dataclass(frozen=True)
 class Case:
     """One model to build in real Keras.
@@ -75,6 +84,10 @@ class Case:
     ``weights``: "random" (default: every weight drawn, so every weight matters; weights
     named ``*variance*`` positive) or "keep" (Keras's own initial values).
     ``dtype_differs``: why the outputs' dtype may differ from Keras's (empty: it must not).
+    ``input_refused``: Keras fails when the model is called on the case's inputs;
+    layerserve's predict must refuse them with a typed error whose message contains this
+    text, and the exported graph must fail on them in onnxruntime with an error naming
+    ``onnx_input_refused`` (never abort the process).
     """
 
     id: str
@@ -88,6 +101,8 @@ class Case:
     weights: str = "random"
     note: str = ""
     dtype_differs: str = ""
+    input_refused: str | None = None
+    onnx_input_refused: str | None = None
 
     def formats_for(self, flavour: str) -> tuple[str, ...]:
         return self.formats.get(flavour, FORMATS[flavour])

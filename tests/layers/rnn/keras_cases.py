@@ -15,7 +15,7 @@ some cases, and each file must be matched as its Keras computed it:
   unrolled layer with ``zero_output_for_mask`` that returns only the last output).
 """
 
-from oracle_case import Case, floats, masked_steps
+from oracle_case import Case, floats, masked_steps, no_timesteps
 
 STEPS, FEATURES = 5, 3
 
@@ -282,6 +282,28 @@ def lstm_unrolled_initial_state(k, L):
 
 WIDE = [floats(scale=3.0)]  # pre-activations past hard_sigmoid's bends
 
+# ------------------------------------------------------------------- no timesteps
+# Keras (3 and tf_keras) fails when a recurrent layer is called on no timesteps; so must
+# layerserve, and its exported graph, on each way the export can run the layer: the
+# fused op (GRU and LSTM each: onnxruntime aborts the process on an empty GRU sequence),
+# the fused op behind a mask, and the Scan of an activation the op lacks.
+
+
+def no_steps(layer):
+    return lambda k, L: k.Sequential([k.Input((None, FEATURES)), layer(L)])
+
+
+def masked_no_steps(k, L):
+    return k.Sequential([k.Input((None, FEATURES)), L.Masking(), L.GRU(3)])
+
+
+NO_STEPS = {
+    "inputs": [no_timesteps()],
+    "input_refused": "expects at least one timestep",
+    "onnx_input_refused": "needs_a_timestep",
+}
+
+
 CASES = [
     Case("gru_basics", gru_basics),
     Case("gru_return_state", gru_return_state),
@@ -297,4 +319,25 @@ CASES = [
     Case("stacked_masked", stacked, inputs=MASKED),
     Case("lstm_mask_options", lstm_mask_options, inputs=MASKED),
     Case("lstm_unrolled_initial_state", lstm_unrolled_initial_state, inputs=[holes()]),
+    Case(
+        "gru_no_timesteps",
+        no_steps(lambda L: L.GRU(3)),
+        **NO_STEPS,
+    ),
+    Case(
+        "lstm_no_timesteps",
+        no_steps(lambda L: L.LSTM(3, return_sequences=True)),
+        **NO_STEPS,
+    ),
+    Case(
+        "simple_rnn_no_timesteps",
+        no_steps(lambda L: L.SimpleRNN(3, go_backwards=True)),
+        **NO_STEPS,
+    ),
+    Case("gru_masked_no_timesteps", masked_no_steps, **NO_STEPS),
+    Case(
+        "gru_scan_no_timesteps",
+        no_steps(lambda L: L.GRU(3, activation="gelu")),
+        **NO_STEPS,
+    ),
 ]
