@@ -746,8 +746,12 @@ def _float_divmod(a: TracedArray, b: TracedArray) -> tuple[TracedArray, TracedAr
 
 
 def _safe_divisor(b: TracedArray) -> tuple[TracedArray, TracedArray]:
+    """Where ``b`` is 0 (NumPy answers 0 for integers), and ``b`` with 1 there and, for a
+    signed type, where it is -1: onnxruntime's integer Div of the type's minimum by -1
+    traps (SIGFPE, the whole process), so the callers take that quotient as a negation."""
     zero = b == 0
-    return zero, np.where(zero, 1, b)
+    unsafe = np.logical_or(zero, b == -1) if np.issubdtype(b.dtype, np.signedinteger) else zero
+    return zero, np.where(unsafe, 1, b)
 
 
 def _int_floor_divide(a: TracedArray, b: TracedArray) -> TracedArray:
@@ -755,16 +759,19 @@ def _int_floor_divide(a: TracedArray, b: TracedArray) -> TracedArray:
     quotient = _elementwise("Div", [a, safe], a.dtype)
     rest = a - quotient * safe
     fix = np.logical_and(rest != 0, np.logical_xor(rest < 0, safe < 0))
-    return np.where(zero, 0, np.where(fix, quotient - 1, quotient))
+    floor = np.where(fix, quotient - 1, quotient)
+    if np.issubdtype(b.dtype, np.signedinteger):  # by -1: the negation, wrapping as NumPy
+        floor = np.where(b == -1, -a, floor)
+    return np.where(zero, 0, floor)
 
 
 def _int_remainder(a: TracedArray, b: TracedArray) -> TracedArray:
-    zero, safe = _safe_divisor(b)
+    zero, safe = _safe_divisor(b)  # by -1 as by 1: a remainder of 0
     return np.where(zero, 0, _elementwise("Mod", [a, safe], a.dtype))
 
 
 def _int_fmod(a: TracedArray, b: TracedArray) -> TracedArray:
-    zero, safe = _safe_divisor(b)
+    zero, safe = _safe_divisor(b)  # by -1 as by 1: a remainder of 0
     return np.where(zero, 0, _fmod_node(a, safe))
 
 
@@ -1496,6 +1503,10 @@ def _pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> T
 # Selection.
 
 
+# The types onnxruntime has no Where kernel for, and the type each is chosen in instead.
+_WHERE_CARRIERS = {"int16": "int32", "uint16": "int32", "uint64": "int64", "bool": "uint8"}
+
+
 def _where(condition: Any, x: Any = _UNSET, y: Any = _UNSET, /) -> TracedArray:
     ref = _find_ref([condition, x, y])
     if x is _UNSET or y is _UNSET:
@@ -1506,7 +1517,13 @@ def _where(condition: Any, x: Any = _UNSET, y: Any = _UNSET, /) -> TracedArray:
         )
     dtype = _result_type(x, y)
     args = [_cast(_lift(ref, condition), bool), _lift(ref, x, dtype), _lift(ref, y, dtype)]
-    return _elementwise("Where", args, dtype)
+    carrier = _WHERE_CARRIERS.get(np.dtype(dtype).name)
+    if carrier is None:
+        return _elementwise("Where", args, dtype)
+    # onnxruntime has no Where kernel for this type: chosen in one that holds its values
+    # (or, for uint64, its bits: the casts wrap both ways), then cast back
+    chosen = _elementwise("Where", [args[0], *(_cast(a, carrier) for a in args[1:])], carrier)
+    return _cast(chosen, dtype)
 
 
 def _clip(
