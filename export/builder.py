@@ -99,6 +99,15 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, inputs, names, name=node_name, **attributes))
         return names[0] if outputs == 1 and output_names is None else names
 
+    def reshape_to(self, x: str, target: str, name: str) -> str:
+        """``Reshape`` to a shape computed at run time, each of its sizes taken as given: a
+        0 there (an empty batch or axis) stays 0 (``allowzero``, from opset 14), where a
+        plain Reshape would copy the input's size at that index and give an empty tensor
+        another shape. Opset 13 has no such attribute (there an empty tensor's reshaped
+        shape may take the input's sizes)."""
+        allowzero = 1 if self.opset >= 14 else None
+        return self.op("Reshape", [x, target], name, allowzero=allowzero)
+
     def add_input(self, name: str, dtype: Any, shape: tuple[int | str | None, ...]) -> None:
         self._names.add(name)
         self.inputs.append(helper.make_tensor_value_info(name, onnx_type(dtype), list(shape)))

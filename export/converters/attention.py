@@ -222,7 +222,7 @@ def _flatten_axes(
     target = builder.op(
         "Concat", [head, product, builder.int64s(tail, f"{name}_tail")], f"{name}_target", axis=0
     )
-    return builder.op("Reshape", [x, target], name)
+    return builder.reshape_to(x, target, name)
 
 
 def _unflatten(
@@ -249,7 +249,7 @@ def _unflatten(
         f"{name}_tail",
     )
     target = builder.op("Concat", [head, tail], f"{name}_target", axis=0)
-    return builder.op("Reshape", [x, target], name)
+    return builder.reshape_to(x, target, name)
 
 
 def _mha_mask(
@@ -405,7 +405,7 @@ def convert_multi_head_attention(conversion: Conversion) -> Converted:
                 f"{name}_query_dims",
             )
             target = builder.op("Concat", [head, key_dims], f"{name}_scores_target", axis=0)
-            weights = builder.op("Reshape", [weights, target], f"{name}_scores_out")
+            weights = builder.reshape_to(weights, target, f"{name}_scores_out")
         # the scores carry the mask their masked softmax got (Keras's Softmax layer)
         return Converted([out, weights], [query_mask, keep])
     return Converted([out], [query_mask])

@@ -169,7 +169,7 @@ def _repeat(builder: GraphBuilder, layer: BaseUpSampling, x: Value, out_shape: t
         target = builder.op(
             "Mul", [shape, builder.int64s(factors, f"{layer.name}_factors")], f"{layer.name}_shape"
         )
-    return builder.op("Reshape", [expanded, target], layer.name)
+    return builder.reshape_to(expanded, target, layer.name)
 
 
 def _full_rank(rank: int, data_format: str, values: Any, fill: int) -> list[int]:

@@ -148,7 +148,7 @@ def convert_time_distributed(conversion: Conversion) -> Converted:
     )
     step = _slice(builder, shape, 2, _INT64_MAX, f"{name}_step_dims")
     flat_shape = builder.op("Concat", [rows, step], f"{name}_flat_shape", axis=0)
-    flat = builder.op("Reshape", [x.name, flat_shape], f"{name}_flat")
+    flat = builder.reshape_to(x.name, flat_shape, f"{name}_flat")
     inner_in = Value(flat, step_shape(x.shape), x.dtype)
     mask = conversion.masks[0] if conversion.masks else None
     step_mask = None
@@ -157,7 +157,7 @@ def convert_time_distributed(conversion: Conversion) -> Converted:
         mask_rest = _slice(builder, mask_shape, 2, _INT64_MAX, f"{name}_mask_step_dims")
         flat_mask_shape = builder.op("Concat", [rows, mask_rest], f"{name}_flat_mask_shape", axis=0)
         step_mask = Value(
-            builder.op("Reshape", [mask.name, flat_mask_shape], f"{name}_step_mask"),
+            builder.reshape_to(mask.name, flat_mask_shape, f"{name}_step_mask"),
             step_shape(mask.shape),
             "bool",
         )
@@ -165,7 +165,7 @@ def convert_time_distributed(conversion: Conversion) -> Converted:
     out_shape = builder.op("Shape", [inner_out], f"{name}_inner_shape")
     features = _slice(builder, out_shape, 1, _INT64_MAX, f"{name}_inner_dims")
     full = builder.op("Concat", [batch_steps, features], f"{name}_output_shape", axis=0)
-    y = builder.op("Reshape", [inner_out, full], name)
+    y = builder.reshape_to(inner_out, full, name)
     previous = conversion.previous_masks[0] if conversion.previous_masks else None
     return Converted([y], masks=[_output_mask(builder, layer, previous)])
 
@@ -196,7 +196,7 @@ def _output_mask(builder: GraphBuilder, layer: TimeDistributed, mask: Value | No
         f"{name}_mask_groups",
         axis=0,
     )
-    grouped = builder.op("Reshape", [mask.name, target], f"{name}_mask_grouped")
+    grouped = builder.reshape_to(mask.name, target, f"{name}_mask_grouped")
     counts = builder.op("Cast", [grouped], f"{name}_mask_counts", to=onnx_type("float32"))
     ones = builder.constant(np.ones((size, 1), np.float32), f"{name}_mask_ones")
     total = builder.op("MatMul", [counts, ones], f"{name}_mask_total")
