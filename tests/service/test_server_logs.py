@@ -24,7 +24,7 @@ def serve(repository: Path, port: int, **env: str) -> subprocess.Popen:
     command = [sys.executable, "-c", "from layerserve.cli import app; app()", "serve"]
     return subprocess.Popen(
         [*command, "--model-repository", str(repository), "--port", str(port)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "LAYERSERVE_DRAIN_SECONDS": "0", **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -74,6 +74,8 @@ def serving(
         "TMPDIR": str(runtime_parent),
         "PYTHONUNBUFFERED": "1",
         "LAYERSERVE_REPOSITORY_POLL_SECONDS": "0.2",
+        # stopped at once: the tests of the drain give theirs
+        "LAYERSERVE_DRAIN_SECONDS": "0",
         **env,
     }
     command = [sys.executable, "-m", "layerserve.cli", "serve", "--model-repository"]
