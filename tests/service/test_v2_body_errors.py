@@ -25,6 +25,8 @@ from v2_mistakes import (
     x_input,
 )
 
+pytestmark = pytest.mark.parallel_safe  # no timing: each answer is what is checked
+
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
