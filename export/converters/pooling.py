@@ -16,6 +16,7 @@ import numpy as np
 
 from layerserve.errors import NotSupportedError
 from layerserve.export.builder import GraphBuilder, Value, onnx_type
+from layerserve.export.checks import require_nonempty
 from layerserve.export.registry import Conversion, Converted, converter
 from layerserve.layers import shapes
 from layerserve.layers.pooling import (
@@ -109,7 +110,11 @@ def convert_global_pooling(conversion: Conversion) -> Converted:
     if mask is not None and isinstance(layer, GlobalAveragePooling1D) and layer.supports_masking:
         y = _masked_mean(builder, layer, x, mask)
     elif layer.mode == "max":
-        y = _reduce(builder, "ReduceMax", x.name, axes, layer.keepdims, layer.name)
+        unknown = [a for a in axes if x.shape[a] is None]
+        source = x.name
+        if layer.refuses_empty_axes and unknown:
+            source = require_nonempty(builder, x, unknown, layer.name, "needs_a_step")
+        y = _reduce(builder, "ReduceMax", source, axes, layer.keepdims, layer.name)
     elif all(x.shape[a] is not None for a in axes):
         y = _reduce(builder, "ReduceMean", x.name, axes, layer.keepdims, layer.name)
     else:

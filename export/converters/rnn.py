@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from layerserve.export.builder import GraphBuilder, Value, onnx_type
+from layerserve.export.builder import Value
+from layerserve.export.checks import require_nonempty
 from layerserve.export.converters.rnn_cells import (
     GRU_CELL,
     LSTM_CELL,
@@ -44,7 +45,9 @@ def convert_recurrent(conversion: Conversion, cell: Cell) -> Converted:
     layer = conversion.layer
     x, states = conversion.inputs[0], conversion.inputs[1:]
     if not (x.rank == 3 and isinstance(x.shape[1], int) and x.shape[1] > 0):
-        x = Value(require_timesteps(conversion.builder, layer.name, x), x.shape, x.dtype)
+        # Keras fails on no timesteps; onnxruntime aborts the process on a GRU's
+        checked = require_nonempty(conversion.builder, x, [1], layer.name, "needs_a_timestep")
+        x = Value(checked, x.shape, x.dtype)
         conversion = dataclasses.replace(conversion, inputs=[x, *states])
     # The cuDNN layers do not support masking: their steps all run, as their call does.
     masking = bool(getattr(layer, "supports_masking", True))
@@ -61,39 +64,6 @@ def convert_recurrent(conversion: Conversion, cell: Cell) -> Converted:
     if layer.return_state:
         return Converted(outputs=outputs, masks=[output_mask] + [None] * len(cell.state_labels))
     return Converted(outputs=outputs[:1], masks=[output_mask])
-
-
-def require_timesteps(builder: GraphBuilder, name: str, x: Value) -> str:
-    """``x (N, T, F)`` behind a check that fails on a sequence of no timesteps, as Keras
-    and the reference do; onnxruntime would otherwise abort the whole process on an
-    empty GRU sequence, and answer the initial state for the others.
-
-    The check gathers the last of ``Range(T)``, out of bounds when T is 0: onnxruntime
-    then fails with an error naming the node ``<layer>_needs_a_timestep``. ``x`` is
-    multiplied by a 1 computed from that gather (exact for every value, and every dim of
-    ``x`` kept by shape inference): an operand known only at run time, which no optimizer
-    folds away (a Reshape to ``x``'s own shape through the check was rewritten and
-    dropped)."""
-    shape = builder.op("Shape", [x.name], f"{name}_input_shape")
-    steps = builder.op(
-        "Gather",
-        [shape, builder.constant(np.asarray(1, np.int64), f"{name}_time_axis")],
-        f"{name}_steps",
-        axis=0,
-    )
-    zero = builder.constant(np.asarray(0, np.int64), f"{name}_range_start")
-    one = builder.constant(np.asarray(1, np.int64), f"{name}_range_step")
-    step_indices = builder.op("Range", [zero, steps, one], f"{name}_step_indices")
-    last = builder.op(
-        "Gather",
-        [step_indices, builder.int64s([-1], f"{name}_last_index")],
-        f"{name}_needs_a_timestep",
-        axis=0,
-    )
-    nothing = builder.op("Sub", [last, last], f"{name}_checked_zero")
-    unit = builder.op("Add", [nothing, one], f"{name}_checked_one")
-    factor = builder.op("Cast", [unit], f"{name}_checked_factor", to=onnx_type(x.dtype))
-    return builder.op("Mul", [x.name, factor], f"{name}_checked_input")
 
 
 def masked_output_rule(layer: Any) -> str:

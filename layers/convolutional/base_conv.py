@@ -69,6 +69,7 @@ class ConvLayer(Layer):
 
     casts_inputs = True
     rank = 2
+    empty_channels_allowed = False  # the transposed convolutions answer their bias (Keras 3)
 
     def __init__(
         self,
@@ -106,6 +107,13 @@ class ConvLayer(Layer):
         if channels is None:
             raise ShapeError(
                 "The channel dimension of the inputs should be defined. Found `None`. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        if channels == 0 and not self.empty_channels_allowed:
+            # Keras 3 fails when such a layer is called, tf.keras when it is built: a
+            # kernel over no channels would answer its bias alone
+            raise ShapeError(
+                f"{type(self).__name__} {self.name} expects at least one input channel. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={self.channel_axis: channels})

@@ -56,6 +56,8 @@ class BaseConvTranspose(ConvLayer):
     """Transposed convolution. The kernel is ``(*kernel_size, filters, in_channels)``:
     output channels before input channels."""
 
+    empty_channels_allowed = True  # Keras 3 answers the bias, as this does
+
     _WEIGHTS = ("kernel", "bias")
     # tf.keras and Keras 2.2 accept but ignore dilation_rate in Conv3DTranspose.
     keras2_ignores_dilation = False

@@ -297,4 +297,28 @@ CASES = [
         ),
         flavours=("keras3",),
     ),
+    # No input channels: Keras 3 builds and saves these, and fails when they are called
+    # (tf.keras refuses to build them); layerserve refuses the file. A transposed
+    # convolution answers its bias in Keras 3, and in layerserve.
+    *(
+        case(
+            f"{kind.lower()}_no_channels",
+            lambda k, L, kind=kind, arguments=arguments: seq(
+                k, (None, 0), getattr(L, kind)(*arguments)
+            ),
+            flavours=("keras3",),
+            input_refused="",
+            refused="expects at least one input channel",
+        )
+        for kind, arguments in [
+            ("Conv1D", (2, 3)),
+            ("SeparableConv1D", (2, 3)),
+            ("DepthwiseConv1D", (3,)),
+        ]
+    ),
+    case(
+        "conv1d_transpose_no_channels",
+        lambda k, L: seq(k, (None, 0), L.Conv1DTranspose(2, 3)),
+        flavours=("keras3",),
+    ),
 ]

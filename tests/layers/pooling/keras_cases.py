@@ -5,7 +5,7 @@ many argument combinations. Sizes are odd where it matters: the SAME padding of 
 pools is asymmetric (the odd cell at the end), and 'valid' windows leave a remainder.
 """
 
-from oracle_case import Case, floats, ints
+from oracle_case import Case, floats, ints, no_timesteps
 
 
 def fan(k, shape, *layers, head=()):
@@ -219,5 +219,24 @@ CASES = [
             head=(L.Embedding(10, 3, mask_zero=True),),
         ),
         inputs=[mask_patterns(ints(1, 10))],
+    ),
+    # A maximum over no steps: Keras 3 fails, tf.keras answers -inf; layerserve does as
+    # the file's Keras does, and the graph of a Keras 3 file fails too.
+    *(
+        Case(
+            f"global_max_pool_{rank}d_no_steps_{flavour}",
+            lambda k, L, rank=rank: k.Sequential(
+                [k.Input((None,) * rank + (2,)), getattr(L, f"GlobalMaxPooling{rank}D")()]
+            ),
+            inputs=[no_timesteps()],
+            flavours=(flavour,),
+            **(
+                {"input_refused": "expects at least one step", "onnx_input_refused": "needs_a_step"}
+                if flavour == "keras3"
+                else {}
+            ),
+        )
+        for rank in (1, 2)
+        for flavour in ("keras3", "tf_keras")
     ),
 ]
