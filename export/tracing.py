@@ -996,8 +996,28 @@ def _mean(
     *,
     where: Any = True,
 ) -> TracedArray:
-    _reject("np.mean", _find_ref(a), where=where is not True)
-    return _reduction(np.mean, "ReduceMean", "mean", a, axis, keepdims, dtype=dtype)
+    ref = _find_ref(a)
+    _reject("np.mean", ref, where=where is not True)
+    x = _lift(ref, a)
+    axes = _axes(axis, x.ndim)
+    if all(x.shape[i] not in (None, 0) for i in axes):
+        return _reduction(np.mean, "ReduceMean", "mean", a, axis, keepdims, dtype=dtype)
+    # An axis that may be empty: onnxruntime's ReduceMean answers 0 there, NumPy 0/0 =
+    # NaN; so the sum over the count, the count read from the shape.
+    x = _cast(x, _probe_dtype(np.mean, x, axis=axis, dtype=dtype))
+    total = _reduce_node(x, "ReduceSum", axes, _keepdims(keepdims), "mean_sum")
+    shape = _node(x, "Shape", [x], "mean_shape", (x.ndim,), np.int64)
+    sizes = _node(
+        x,
+        "Gather",
+        [shape, _ints(x, list(axes), "mean_axes")],
+        "mean_sizes",
+        (len(axes),),
+        np.int64,
+        axis=0,
+    )
+    count = _reduce_node(sizes, "ReduceProd", (0,), False, "mean_count")
+    return total / _cast(count, x.dtype)
 
 
 def _extreme(op_type: str, label: str, on_bools: Callable) -> Callable[..., TracedArray]:
