@@ -42,3 +42,55 @@ def require_nonempty(
     unit = builder.op("Add", [nothing, one], f"{name}_checked_one")
     factor = builder.op("Cast", [unit], f"{name}_checked_factor", to=onnx_type(x.dtype))
     return builder.op("Mul", [x.name, factor], f"{name}_checked_input")
+
+
+def require_equal_sizes(
+    builder: GraphBuilder, values: Sequence[Value], axis: int, name: str
+) -> str:
+    """An empty slice of ``values[0]`` along ``axis`` (an extra input for their Concat,
+    adding nothing), behind a check that fails unless every value has ``values[0]``'s sizes
+    on the other axes. onnxruntime's Concat checks no size of an empty input: (1, 0, 3)
+    beside (1, 2, 3) came out (1, 2, 6), a third of it zeros no one sent, where Keras
+    refuses. The check gathers the last of ``Range(agree)``, ``agree`` being 1 when every
+    size matches and 0 otherwise; the node is named ``<name>_needs_matching_sizes``."""
+    rank = values[0].rank
+    others = builder.int64s([a for a in range(rank) if a != axis], f"{name}_other_axes")
+
+    def sizes(value: Value, index: int) -> str:
+        shape = builder.op("Shape", [value.name], f"{name}_shape_{index}")
+        return builder.op("Gather", [shape, others], f"{name}_sizes_{index}", axis=0)
+
+    first = sizes(values[0], 0)
+    agree = None
+    for index, value in enumerate(values[1:], start=1):
+        same = builder.op("Equal", [first, sizes(value, index)], f"{name}_same_{index}")
+        same = builder.op("Cast", [same], f"{name}_same_count_{index}", to=onnx_type("int64"))
+        agree = same if agree is None else builder.op("Mul", [agree, same], f"{name}_agree")
+    # every entry 1: their product (a Mul chain, no reduction over a possibly empty input)
+    total = builder.op(
+        "Gather", [agree, builder.int64s([0], f"{name}_first")], f"{name}_agree_first", axis=0
+    )
+    for entry in range(1, rank - 1):
+        item = builder.op(
+            "Gather",
+            [agree, builder.int64s([entry], f"{name}_entry_{entry}")],
+            f"{name}_agree_{entry}",
+            axis=0,
+        )
+        total = builder.op("Mul", [total, item], f"{name}_agree_all")
+    scalar = builder.op("Squeeze", [total], f"{name}_agree_scalar")
+    zero = builder.constant(np.asarray(0, np.int64), f"{name}_range_start")
+    one = builder.constant(np.asarray(1, np.int64), f"{name}_range_step")
+    indices = builder.op("Range", [zero, scalar, one], f"{name}_indices")
+    last = builder.op(
+        "Gather",
+        [indices, builder.int64s([-1], f"{name}_last_index")],
+        f"{name}_needs_matching_sizes",
+        axis=0,
+    )
+    nothing = builder.op("Sub", [last, last], f"{name}_nothing")
+    return builder.op(
+        "Slice",
+        [values[0].name, nothing, nothing, builder.int64s([axis], f"{name}_axis")],
+        f"{name}_checked_nothing",
+    )

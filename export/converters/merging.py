@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 
 from layerserve.errors import NotSupportedError
 from layerserve.export.builder import GraphBuilder, Value, onnx_type
+from layerserve.export.checks import require_equal_sizes
 from layerserve.export.registry import Conversion, Converted, converter
 from layerserve.layers.merging import (
     Add,
@@ -219,7 +220,10 @@ def convert_concatenate(conversion: Conversion) -> Converted:
             "concatenating along the batch axis (axis=0) is not exported: "
             "the output's batch size would not be the inputs'.",
         )
-    out = builder.op("Concat", [v.name for v in values], layer.name, axis=axis)
+    names = [v.name for v in values]
+    if any(v.shape[a] is None for v in values for a in range(v.rank) if a != axis):
+        names.append(require_equal_sizes(builder, values, axis, layer.name))
+    out = builder.op("Concat", names, layer.name, axis=axis)
     mask = _concatenate_mask(layer, builder, values, _masks(conversion))
     return Converted([out], masks=[mask])
 
