@@ -413,6 +413,13 @@ class MultiHeadAttention(CallArgumentsLayer):
                 f"{', '.join(given)}) as for a rank-3 query, which does not line up with "
                 "the scores of a higher rank. " + received("query_shape", tuple(query.shape))
             )
+        if np.shape(key)[:-1] != np.shape(value)[:-1]:
+            raise ShapeError(
+                f"Layer {self.name} (MultiHeadAttention) expects a key and a value of the "
+                "same shape but for their last axis (each key position is a value's). "
+                f"Received: key shape={tuple(np.shape(key))}, "
+                f"value shape={tuple(np.shape(value))}"
+            )
         combined = mha_math.assemble_mask(
             query,
             value,

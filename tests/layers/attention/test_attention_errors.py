@@ -157,3 +157,14 @@ def test_masks_on_higher_rank_queries_are_refused():
         layer(query, query, use_causal_mask=True)
     assert "(here use_causal_mask=True)" in str(info.value)
     assert "Received: query_shape=(2, 3, 4, 5)" in str(info.value)
+
+
+def test_a_key_and_value_of_other_lengths_at_run_time_are_refused():
+    """Lengths unknown when the model is built: the call checks them (a NumPy broadcast
+    error, wrapped, said it before)."""
+    query, value, key = Input((None, 4)), Input((None, 4)), Input((None, 4))
+    model = Model([query, value, key], MultiHeadAttention(2, 3)(query, value, key))
+    ones = [np.ones((1, n, 4), "float32") for n in (3, 5, 2)]
+    with pytest.raises(ShapeError, match="same shape but for their last axis") as raised:
+        model.predict(ones)
+    assert "key shape=(1, 2, 4), value shape=(1, 5, 4)" in str(raised.value)
