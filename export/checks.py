@@ -11,14 +11,25 @@ import numpy as np
 from layerserve.export.builder import GraphBuilder, Value, onnx_type
 
 
+def _zero_unless_positive(builder: GraphBuilder, count: str, name: str, label: str) -> str:
+    """``[0]`` (int64) computed from the last of ``Range(count)``: out of bounds when the
+    scalar ``count`` is 0, so onnxruntime fails there, naming the node ``<name>_<label>``."""
+    start = builder.constant(np.asarray(0, np.int64), f"{name}_range_start")
+    step = builder.constant(np.asarray(1, np.int64), f"{name}_range_step")
+    indices = builder.op("Range", [start, count, step], f"{name}_indices")
+    last = builder.op(
+        "Gather", [indices, builder.int64s([-1], f"{name}_last_index")], f"{name}_{label}", axis=0
+    )
+    return builder.op("Sub", [last, last], f"{name}_checked_zero")
+
+
 def require_nonempty(
     builder: GraphBuilder, x: Value, axes: Sequence[int], name: str, label: str
 ) -> str:
     """``x`` behind a check that fails when any of ``axes`` is empty.
 
-    The check gathers the last of ``Range(size)`` (the product of those axes' sizes), out
-    of bounds when the size is 0: onnxruntime then fails with an error naming the node
-    ``<name>_<label>``. ``x`` is multiplied by a 1 computed from that gather (exact for
+    The check (:func:`_zero_unless_positive`) fails on a size of 0, the product of those
+    axes' sizes. ``x`` is multiplied by a 1 computed from that gather (exact for
     every value, and every dim of ``x`` kept by shape inference): an operand known only at
     run time, which no optimizer folds away (a Reshape of ``x`` to its own shape through
     the check was rewritten and dropped)."""
@@ -32,13 +43,8 @@ def require_nonempty(
             axis=0,
         )
         size = dim if size is None else builder.op("Mul", [size, dim], f"{name}_size")
-    zero = builder.constant(np.asarray(0, np.int64), f"{name}_range_start")
-    one = builder.constant(np.asarray(1, np.int64), f"{name}_range_step")
-    indices = builder.op("Range", [zero, size, one], f"{name}_indices")
-    last = builder.op(
-        "Gather", [indices, builder.int64s([-1], f"{name}_last_index")], f"{name}_{label}", axis=0
-    )
-    nothing = builder.op("Sub", [last, last], f"{name}_checked_zero")
+    nothing = _zero_unless_positive(builder, size, name, label)
+    one = builder.int64s([1], f"{name}_one")
     unit = builder.op("Add", [nothing, one], f"{name}_checked_one")
     factor = builder.op("Cast", [unit], f"{name}_checked_factor", to=onnx_type(x.dtype))
     return builder.op("Mul", [x.name, factor], f"{name}_checked_input")
@@ -51,8 +57,8 @@ def require_equal_sizes(
     adding nothing), behind a check that fails unless every value has ``values[0]``'s sizes
     on the other axes. onnxruntime's Concat checks no size of an empty input: (1, 0, 3)
     beside (1, 2, 3) came out (1, 2, 6), a third of it zeros no one sent, where Keras
-    refuses. The check gathers the last of ``Range(agree)``, ``agree`` being 1 when every
-    size matches and 0 otherwise; the node is named ``<name>_needs_matching_sizes``."""
+    refuses. The check (:func:`_zero_unless_positive`) fails on ``agree``, 1 when every
+    size matches and 0 otherwise, at the node ``<name>_needs_matching_sizes``."""
     rank = values[0].rank
     others = builder.int64s([a for a in range(rank) if a != axis], f"{name}_other_axes")
 
@@ -79,16 +85,7 @@ def require_equal_sizes(
         )
         total = builder.op("Mul", [total, item], f"{name}_agree_all")
     scalar = builder.op("Squeeze", [total], f"{name}_agree_scalar")
-    zero = builder.constant(np.asarray(0, np.int64), f"{name}_range_start")
-    one = builder.constant(np.asarray(1, np.int64), f"{name}_range_step")
-    indices = builder.op("Range", [zero, scalar, one], f"{name}_indices")
-    last = builder.op(
-        "Gather",
-        [indices, builder.int64s([-1], f"{name}_last_index")],
-        f"{name}_needs_matching_sizes",
-        axis=0,
-    )
-    nothing = builder.op("Sub", [last, last], f"{name}_nothing")
+    nothing = _zero_unless_positive(builder, scalar, name, "needs_matching_sizes")
     return builder.op(
         "Slice",
         [values[0].name, nothing, nothing, builder.int64s([axis], f"{name}_axis")],
