@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
@@ -25,6 +24,12 @@ from layerserve.service.errors import (
     ModelRefusedInput,
 )
 from layerserve.service.model_config import ModelConfig, ResolvedConfig
+from layerserve.service.recurrent_guard import (
+    has_recurrent_op,
+    one_row,
+    refuse_declared_empty_axes,
+    refuse_empty_axes,
+)
 from layerserve.service.row_probe import Verdict, probe
 
 log = logging.getLogger("layerserve.service")
@@ -37,8 +42,6 @@ WARMUP_LENGTHS = (1, 4, 8, 16, 32, 64)
 # NumPy's limit on dimensions (NPY_MAXDIMS): client-given shapes are checked against it
 # before NumPy sees them, which would raise ValueError (a 500) for more.
 MAX_RANK = 64
-# onnxruntime aborts the whole process (SIGABRT) when these ops get an empty batch.
-RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
 # The largest byte size NumPy can address (a shape with a zero dimension still needs
 # its other dimensions to fit).
 MAX_TENSOR_BYTES = np.iinfo(np.intp).max
@@ -126,9 +129,10 @@ class LoadedModel:
             fell_back,
             metadata,
         )
-        model.has_recurrent_op = _has_recurrent_op(path)
+        model.has_recurrent_op = has_recurrent_op(path)
         if model.has_recurrent_op:
-            model._refuse_declared_empty_axes()
+            declared = [(s.name, s.shape) for s in model.inputs]
+            refuse_declared_empty_axes(name, declared, model.batched)
         model.warm_up()
         if model.batched and not model.merges_requests:
             log.warning(
@@ -395,26 +399,6 @@ class LoadedModel:
             "config.json"
         )
 
-    def _refuse_empty_axes(self, feeds: dict[str, np.ndarray]) -> None:
-        """An empty axis other than a batched model's batch would reach the recurrent op
-        (onnxruntime aborts on a GRU's zero timesteps; Keras refuses them for every
-        recurrent layer): refused. Which axis an input's empty one is, in a graph not
-        exported here, is not known, so any is refused."""
-        for name, value in feeds.items():
-            axes = value.shape[1:] if self.batched else value.shape
-            if 0 in axes:
-                raise ModelRefusedInput(
-                    _empty_axis_refusal(self.name, name, value.shape, self.batched)
-                )
-
-    def _refuse_declared_empty_axes(self) -> None:
-        """An input declared with an empty axis would abort the process at the warm-up."""
-        for spec in self.inputs:
-            axes = spec.shape[1:] if self.batched else spec.shape
-            if 0 in axes:
-                message = _empty_axis_refusal(self.name, spec.name, spec.shape, self.batched)
-                raise ModelLoadError(message.replace("Received: shape", "Declared: shape"))
-
     def run(
         self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None
     ) -> dict[str, np.ndarray]:
@@ -422,14 +406,14 @@ class LoadedModel:
         # onnxruntime would store bytes elements of string tensors as their repr.
         feeds = {k: _text(v) if v.dtype.kind == "O" else v for k, v in feeds.items()}
         if self.has_recurrent_op:
-            self._refuse_empty_axes(feeds)
+            refuse_empty_axes(self.name, feeds, self.batched)
         empty = (
             self.batched
             and self.has_recurrent_op
             and any(v.shape[:1] == (0,) for v in feeds.values())
         )
         if empty:
-            feeds = {k: _one_row(v) for k, v in feeds.items()}
+            feeds = {k: one_row(v) for k, v in feeds.items()}
         try:
             values = self.session.run(names, feeds)
         except InvalidArgument as exc:
@@ -441,44 +425,6 @@ class LoadedModel:
         if empty:
             values = [v[:0] for v in values]
         return dict(zip(names, values, strict=True))
-
-
-def _empty_axis_refusal(model: str, feed: str, shape: tuple[int, ...], batched: bool) -> str:
-    past = " past the batch" if batched else ""
-    return (
-        f"model '{model}' holds a recurrent op (LSTM, GRU or RNN), which onnxruntime cannot "
-        f"run on an empty axis. Expected every dimension of input '{feed}'{past} to be at "
-        f"least 1. Received: shape {list(shape)}"
-    )
-
-
-def _one_row(array: np.ndarray) -> np.ndarray:
-    """One row of zeros (empty strings) shaped like ``array``'s rows."""
-    if array.dtype.kind in "OU":
-        return np.full((1, *array.shape[1:]), "", dtype=array.dtype)
-    return np.zeros((1, *array.shape[1:]), dtype=array.dtype)
-
-
-def _has_recurrent_op(path: Path) -> bool:
-    """Whether the graph holds an LSTM, GRU or RNN op anywhere. layerserve's exporter
-    guards its own with an ``If`` on the batch size, but an uploaded graph may claim to be
-    one of them: every such graph runs empty batches as one row."""
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - onnxruntime loaded it; assume the worst
-        return True
-
-    def search(graph: onnx.GraphProto) -> bool:
-        for node in graph.node:
-            if node.op_type in RECURRENT_OPS:
-                return True
-            for attribute in node.attribute:
-                subgraphs = [attribute.g] if attribute.HasField("g") else list(attribute.graphs)
-                if any(search(sub) for sub in subgraphs):
-                    return True
-        return False
-
-    return search(proto.graph)
 
 
 class _WarmUpTimeout(ModelLoadError):
