@@ -23,27 +23,30 @@ def _zero_unless_positive(builder: GraphBuilder, count: str, name: str, label: s
     return builder.op("Sub", [last, last], f"{name}_checked_zero")
 
 
+def _product(builder: GraphBuilder, sizes: str, name: str) -> str:
+    """The product of a non-empty int64 vector, as a scalar (no axes: every axis reduced,
+    at every opset)."""
+    return builder.op("ReduceProd", [sizes], name, keepdims=0)
+
+
 def require_nonempty(
     builder: GraphBuilder, x: Value, axes: Sequence[int], name: str, label: str
 ) -> str:
-    """``x`` behind a check that fails when any of ``axes`` is empty.
+    """``x`` behind a check that fails when any of ``axes`` is empty; ``x`` itself where
+    every one of them has a fixed size of at least 1.
 
     The check (:func:`_zero_unless_positive`) fails on a size of 0, the product of those
     axes' sizes. ``x`` is multiplied by a 1 computed from that gather (exact for
     every value, and every dim of ``x`` kept by shape inference): an operand known only at
     run time, which no optimizer folds away (a Reshape of ``x`` to its own shape through
     the check was rewritten and dropped)."""
+    if all(isinstance(x.shape[a], int) and x.shape[a] > 0 for a in axes):
+        return x.name
     shape = builder.op("Shape", [x.name], f"{name}_input_shape")
-    size = None
-    for axis in axes:
-        dim = builder.op(
-            "Gather",
-            [shape, builder.constant(np.asarray(axis, np.int64), f"{name}_axis_{axis}")],
-            f"{name}_size_{axis}",
-            axis=0,
-        )
-        size = dim if size is None else builder.op("Mul", [size, dim], f"{name}_size")
-    nothing = _zero_unless_positive(builder, size, name, label)
+    sizes = builder.op(
+        "Gather", [shape, builder.int64s(list(axes), f"{name}_axes")], f"{name}_sizes", axis=0
+    )
+    nothing = _zero_unless_positive(builder, _product(builder, sizes, f"{name}_size"), name, label)
     one = builder.int64s([1], f"{name}_one")
     unit = builder.op("Add", [nothing, one], f"{name}_checked_one")
     factor = builder.op("Cast", [unit], f"{name}_checked_factor", to=onnx_type(x.dtype))
@@ -72,20 +75,8 @@ def require_equal_sizes(
         same = builder.op("Equal", [first, sizes(value, index)], f"{name}_same_{index}")
         same = builder.op("Cast", [same], f"{name}_same_count_{index}", to=onnx_type("int64"))
         agree = same if agree is None else builder.op("Mul", [agree, same], f"{name}_agree")
-    # every entry 1: their product (a Mul chain, no reduction over a possibly empty input)
-    total = builder.op(
-        "Gather", [agree, builder.int64s([0], f"{name}_first")], f"{name}_agree_first", axis=0
-    )
-    for entry in range(1, rank - 1):
-        item = builder.op(
-            "Gather",
-            [agree, builder.int64s([entry], f"{name}_entry_{entry}")],
-            f"{name}_agree_{entry}",
-            axis=0,
-        )
-        total = builder.op("Mul", [total, item], f"{name}_agree_all")
-    scalar = builder.op("Squeeze", [total], f"{name}_agree_scalar")
-    nothing = _zero_unless_positive(builder, scalar, name, "needs_matching_sizes")
+    every = _product(builder, agree, f"{name}_agree_all")  # 1 where every entry is 1
+    nothing = _zero_unless_positive(builder, every, name, "needs_matching_sizes")
     return builder.op(
         "Slice",
         [values[0].name, nothing, nothing, builder.int64s([axis], f"{name}_axis")],

@@ -1001,7 +1001,7 @@ def _mean(
     x = _lift(ref, a)
     axes = _axes(axis, x.ndim)
     if all(x.shape[i] not in (None, 0) for i in axes):
-        return _reduction(np.mean, "ReduceMean", "mean", a, axis, keepdims, dtype=dtype)
+        return _reduction(np.mean, "ReduceMean", "mean", x, axis, keepdims, dtype=dtype)
     # An axis that may be empty: onnxruntime's ReduceMean answers 0 there, NumPy 0/0 =
     # NaN; so the sum over the count, the count read from the shape.
     x = _cast(x, _probe_dtype(np.mean, x, axis=axis, dtype=dtype))

@@ -110,10 +110,9 @@ def convert_global_pooling(conversion: Conversion) -> Converted:
     if mask is not None and isinstance(layer, GlobalAveragePooling1D) and layer.supports_masking:
         y = _masked_mean(builder, layer, x, mask)
     elif layer.mode == "max":
-        unknown = [a for a in axes if x.shape[a] is None]
         source = x.name
-        if layer.refuses_empty_axes and unknown:
-            source = require_nonempty(builder, x, unknown, layer.name, "needs_a_step")
+        if layer.refuses_empty_axes:
+            source = require_nonempty(builder, x, axes, layer.name, "needs_a_step")
         y = _reduce(builder, "ReduceMax", source, axes, layer.keepdims, layer.name)
     elif all(x.shape[a] is not None for a in axes):
         y = _reduce(builder, "ReduceMean", x.name, axes, layer.keepdims, layer.name)

@@ -44,9 +44,9 @@ def convert_recurrent(conversion: Conversion, cell: Cell) -> Converted:
     """The shared converter: picks the fused op or the Scan, and the output masks."""
     layer = conversion.layer
     x, states = conversion.inputs[0], conversion.inputs[1:]
-    if not (x.rank == 3 and isinstance(x.shape[1], int) and x.shape[1] > 0):
-        # Keras fails on no timesteps; onnxruntime aborts the process on a GRU's
-        checked = require_nonempty(conversion.builder, x, [1], layer.name, "needs_a_timestep")
+    # Keras fails on no timesteps; onnxruntime aborts the process on a GRU's
+    checked = require_nonempty(conversion.builder, x, [1], layer.name, "needs_a_timestep")
+    if checked != x.name:
         x = Value(checked, x.shape, x.dtype)
         conversion = dataclasses.replace(conversion, inputs=[x, *states])
     # The cuDNN layers do not support masking: their steps all run, as their call does.
