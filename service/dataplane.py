@@ -7,7 +7,6 @@ import asyncio
 import functools
 import gc
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -113,15 +112,15 @@ class DataPlane:
         key = (model.name, model.version)
         return sum(b.pending for k, b in list(self._batchers.items()) if k[:2] == key)
 
-    def count_failure(self, name: str, version: str | None, reason: str, started: float) -> bool:
-        """Count a request that failed before reaching the batcher (e.g. invalid input),
-        begun at ``started`` (perf_counter) and failed now; False when no such model
-        version is loaded."""
+    def count_failure(self, name: str, version: str | None, reason: str = "OTHER") -> bool:
+        """Count the request in progress, failed before reaching the batcher (e.g. invalid
+        input), with the time since the server began it; False when no such model version
+        is loaded."""
         try:
             model = self.model(name, version)
         except ServiceError:
             return False
-        elapsed_ns = int((time.perf_counter() - started) * 1e9)
+        elapsed_ns = int(request_elapsed_s() * 1e9)
         self.statistics(model).record_failure(reason, max(elapsed_ns, 0))
         return True
 

@@ -134,7 +134,7 @@ class DirectLane:
             finally:
                 admission.release()
             if status in CLIENT_ERRORS and not context.accounted:
-                self.plane.count_failure(model.name, version, "OTHER", started)
+                self.plane.count_failure(model.name, version, "OTHER")
             if self.access_log:  # a client gone before its answer hears nothing: 499
                 heard = CLIENT_CLOSED_REQUEST if cycle.disconnected else status
                 client = client_address(peer, headers)

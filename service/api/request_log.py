@@ -103,7 +103,7 @@ class RequestLogMiddleware:
             raise
         finally:
             if status in CLIENT_ERRORS and not context.accounted:
-                _count_invalid_request(scope, context.started)
+                _count_invalid_request(scope)
             if self.enabled:
                 client = scope.get("client")
                 log_request(
@@ -172,11 +172,11 @@ def _value(text: str) -> str:
     return text if _PLAIN.match(text) else json.dumps(text)
 
 
-def _count_invalid_request(scope: Scope, started: float) -> None:
+def _count_invalid_request(scope: Scope) -> None:
     path = scope.get("path", "")
     match = _V2_INFER.match(path) or _TFS_PREDICT.match(path)
     app = scope.get("app")
     plane = getattr(getattr(app, "state", None), "dataplane", None)
     if match is None or plane is None or scope.get("method") != "POST":
         return
-    plane.count_failure(match.group(1), match.group(2), "OTHER", started)
+    plane.count_failure(match.group(1), match.group(2), "OTHER")

@@ -249,9 +249,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return
         if isinstance(request, InferRequest) and not context.accounted:
             message = request.message
-            self.plane.count_failure(
-                message.model_name, message.model_version or None, "OTHER", context.started
-            )
+            self.plane.count_failure(message.model_name, message.model_version or None, "OTHER")
 
     # ---- server --------------------------------------------------------------------------
     @rpc("open")

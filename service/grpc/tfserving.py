@@ -135,7 +135,7 @@ class PredictionServicer(_TFServing, prediction_service_pb2_grpc.PredictionServi
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         )
         if refused and context is not None and not context.accounted:
-            self.plane.count_failure(model.name, model.version, "OTHER", context.started)
+            self.plane.count_failure(model.name, model.version, "OTHER")
 
     @rpc("api")
     async def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
